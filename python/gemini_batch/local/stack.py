@@ -1,0 +1,338 @@
+"""Start, inspect and stop the local stack: both emulators as background processes.
+
+``start_stack`` launches bqemulator and the Vertex AI batch prediction emulator on
+127.0.0.1, waits until both answer, and records what it started in
+``<data_dir>/stack.json``; ``stop_stack`` ends exactly those processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from gemini_batch.errors import LocalStackError
+from gemini_batch.local.bigquery import (
+    BIGQUERY_SERVER_ENV,
+    bigquery_server_command,
+    install_spatial_extension,
+)
+
+DEFAULT_DATA_DIR = Path(".gemini_batch/local")
+DEFAULT_PROJECT = "local-project"
+DEFAULT_LOCATION = "us-central1"
+STATE_FILE = "stack.json"
+ENGINES = ("simulate", "openai")
+
+
+@dataclass(frozen=True)
+class StackState:
+    """What ``start_stack`` started: written to ``<data_dir>/stack.json``."""
+
+    data_dir: str
+    project: str
+    engine: str
+    bigquery_port: int
+    bigquery_grpc_port: int
+    vertex_port: int
+    bigquery_pid: int
+    vertex_pid: int
+
+    @property
+    def bigquery_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.bigquery_port}"
+
+    @property
+    def vertex_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.vertex_port}"
+
+    def environment(self) -> dict[str, str]:
+        """The variables that point clients (and dbt profiles) at this stack."""
+        return {
+            "BIGQUERY_ENDPOINT": self.bigquery_endpoint,
+            "GEMINI_BATCH_VERTEX_ENDPOINT": self.vertex_endpoint,
+            "GEMINI_BATCH_PROJECT": self.project,
+        }
+
+    def dbt_profile(self, profile: str = "gemini_batch_local", dataset: str = "analytics") -> str:
+        """A dbt-bigquery profile for this stack, as YAML."""
+        return (
+            f"{profile}:\n"
+            "  target: local\n"
+            "  outputs:\n"
+            "    local:\n"
+            "      type: bigquery\n"
+            "      method: oauth-secrets\n"
+            "      token: local  # any value: the emulator does not check it\n"
+            f"      project: {self.project}\n"
+            f"      dataset: {dataset}\n"
+            f"      location: {DEFAULT_LOCATION}\n"
+            f"      api_endpoint: {self.bigquery_endpoint}\n"
+            "      threads: 4\n"
+        )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def read_state(data_dir: Path) -> StackState | None:
+    path = Path(data_dir) / STATE_FILE
+    if not path.is_file():
+        return None
+    return StackState(**json.loads(path.read_text()))
+
+
+def _alive(pid: int, marker: str) -> bool:
+    """Whether ``pid`` runs and is still the process we started (not a reused pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return True
+    return marker in cmdline
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(200 <= response.status < 500)
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500
+    except OSError:
+        return False
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _spawn(command: Sequence[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        # A session of its own: `stop` signals the whole group, and a Ctrl-C in the
+        # shell that ran `start` does not reach the servers.
+        return subprocess.Popen(
+            list(command),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **env},
+            start_new_session=True,
+        )
+
+
+def _wait_until_up(
+    process: subprocess.Popen[bytes], url: str, name: str, log_path: Path, timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise LocalStackError(
+                f"The {name} exited with code {process.returncode} while starting. "
+                f"Last lines of {log_path}:\n{_tail(log_path)}"
+            )
+        if _answers(url):
+            return
+        time.sleep(0.2)
+    raise LocalStackError(
+        f"The {name} did not answer at {url} within {timeout:.0f}s. "
+        f"Last lines of {log_path}:\n{_tail(log_path)}"
+    )
+
+
+def vertex_server_command(
+    *,
+    port: int,
+    data_dir: Path,
+    project: str,
+    bigquery_endpoint: str,
+    engine: str,
+    extra_args: Sequence[str] = (),
+) -> list[str]:
+    """The command line that runs the Vertex AI batch prediction emulator."""
+    return [
+        sys.executable,
+        "-m",
+        "gemini_batch.local.vertex",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--project",
+        project,
+        "--bigquery-endpoint",
+        bigquery_endpoint,
+        "--engine",
+        engine,
+        *extra_args,
+    ]
+
+
+def start_stack(
+    data_dir: Path = DEFAULT_DATA_DIR,
+    *,
+    project: str = DEFAULT_PROJECT,
+    bigquery_port: int | None = None,
+    vertex_port: int | None = None,
+    engine: str = "simulate",
+    vertex_args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    timeout: float = 90.0,
+) -> tuple[StackState, bool]:
+    """Start both emulators in the background and wait until they answer.
+
+    Returns the stack's state and whether it was started now (``False``: a stack
+    started earlier from the same data dir is still running, and is reused).
+    """
+    if engine not in ENGINES:
+        raise LocalStackError(f"Unknown engine {engine!r}: choose one of {', '.join(ENGINES)}.")
+    data_dir = Path(data_dir).resolve()
+    running = read_state(data_dir)
+    if running and stack_alive(running):
+        return running, False
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    logs = data_dir / "logs"
+    install_spatial_extension()
+    extra_env = dict(env or {})
+
+    bq_port = bigquery_port or free_port()
+    bq_grpc_port = free_port()
+    bq_log = logs / "bigquery.log"
+    bigquery = _spawn(
+        bigquery_server_command(
+            rest_port=bq_port,
+            grpc_port=bq_grpc_port,
+            data_dir=data_dir / "bigquery",
+            project=project,
+        ),
+        bq_log,
+        {**BIGQUERY_SERVER_ENV, **extra_env},
+    )
+    bigquery_endpoint = f"http://127.0.0.1:{bq_port}"
+    try:
+        _wait_until_up(
+            bigquery,
+            f"{bigquery_endpoint}/bigquery/v2/projects/{project}/datasets",
+            "BigQuery emulator",
+            bq_log,
+            timeout,
+        )
+        vx_port = vertex_port or free_port()
+        vx_log = logs / "vertex.log"
+        vertex = _spawn(
+            vertex_server_command(
+                port=vx_port,
+                data_dir=data_dir / "vertex",
+                project=project,
+                bigquery_endpoint=bigquery_endpoint,
+                engine=engine,
+                extra_args=vertex_args,
+            ),
+            vx_log,
+            extra_env,
+        )
+        _wait_until_up(
+            vertex,
+            f"http://127.0.0.1:{vx_port}/v1/projects/{project}/locations/"
+            f"{DEFAULT_LOCATION}/batchPredictionJobs",
+            "Vertex AI emulator",
+            vx_log,
+            timeout,
+        )
+    except BaseException:
+        _terminate(bigquery.pid)
+        if "vertex" in locals():
+            _terminate(vertex.pid)
+        raise
+
+    state = StackState(
+        data_dir=str(data_dir),
+        project=project,
+        engine=engine,
+        bigquery_port=bq_port,
+        bigquery_grpc_port=bq_grpc_port,
+        vertex_port=vx_port,
+        bigquery_pid=bigquery.pid,
+        vertex_pid=vertex.pid,
+    )
+    (data_dir / STATE_FILE).write_text(json.dumps(asdict(state), indent=2) + "\n")
+    return state, True
+
+
+def stack_alive(state: StackState) -> bool:
+    return _alive(state.bigquery_pid, "bqemulator") and _alive(
+        state.vertex_pid, "gemini_batch.local.vertex"
+    )
+
+
+def stack_status(state: StackState) -> dict[str, bool]:
+    """Whether each server's process runs and answers."""
+    return {
+        "bigquery": _alive(state.bigquery_pid, "bqemulator")
+        and _answers(f"{state.bigquery_endpoint}/bigquery/v2/projects/{state.project}/datasets"),
+        "vertex": _alive(state.vertex_pid, "gemini_batch.local.vertex")
+        and _answers(
+            f"{state.vertex_endpoint}/v1/projects/{state.project}/locations/"
+            f"{DEFAULT_LOCATION}/batchPredictionJobs"
+        ),
+    }
+
+
+def _terminate(pid: int, grace: float = 10.0) -> None:
+    """SIGTERM the process group ``pid`` leads, then SIGKILL what is left after ``grace``."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            break
+        try:  # reap it when it is our child (tests, or start failing half way)
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.1)
+    else:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def stop_stack(data_dir: Path = DEFAULT_DATA_DIR) -> StackState | None:
+    """Stop the processes ``start_stack`` started from ``data_dir``; data stays."""
+    data_dir = Path(data_dir).resolve()
+    state = read_state(data_dir)
+    if state is None:
+        return None
+    if _alive(state.vertex_pid, "gemini_batch.local.vertex"):
+        _terminate(state.vertex_pid)
+    if _alive(state.bigquery_pid, "bqemulator"):
+        _terminate(state.bigquery_pid)
+    (data_dir / STATE_FILE).unlink(missing_ok=True)
+    return state
