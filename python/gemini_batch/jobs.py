@@ -1,0 +1,333 @@
+"""Vertex AI batch prediction jobs: submit, poll and cancel.
+
+Talks to the Vertex AI Job Service (``google.cloud.aiplatform_v1.JobServiceClient``):
+Google's regional endpoint ``{location}-aiplatform.googleapis.com`` with Application
+Default Credentials, or the endpoint in ``GEMINI_BATCH_VERTEX_ENDPOINT`` (the local
+emulator: ``http://127.0.0.1:PORT``, REST, anonymous). Submitting does not block;
+waiting is the caller's loop over ``VertexJobs.get`` with a ``Backoff``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import requests
+from google.api_core import exceptions as api_exceptions
+from google.api_core import retry as api_retry
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials, Credentials
+from google.cloud import aiplatform_v1
+
+from gemini_batch.errors import ConfigError, GeminiBatchError
+
+ENDPOINT_ENV = "GEMINI_BATCH_VERTEX_ENDPOINT"
+TOOL_LABEL = "gemini-batch"
+
+# Our own set: the old SDK's `has_ended` misses EXPIRED and PARTIALLY_SUCCEEDED, and a
+# PAUSED job does not move on by itself.
+TERMINAL_STATES = frozenset(
+    {"SUCCEEDED", "PARTIALLY_SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED", "PAUSED"}
+)
+# States whose output table holds answers worth merging.
+ANSWERED_STATES = frozenset({"SUCCEEDED", "PARTIALLY_SUCCEEDED"})
+# What the ledger records for a job the service no longer knows (deleted, or the wrong
+# project/location): terminal, nothing to wait for.
+NOT_FOUND_STATE = "NOT_FOUND"
+
+# 429 and 503 mean the service did not take the call: safe to send again, even a create.
+_THROTTLED = (api_exceptions.TooManyRequests, api_exceptions.ServiceUnavailable)
+# A dropped connection is also safe to retry for reads and cancels (idempotent).
+_TRANSIENT = (
+    *_THROTTLED,
+    api_exceptions.InternalServerError,
+    api_exceptions.GatewayTimeout,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    ConnectionError,
+)
+
+
+def _retry(exception_types: tuple[type[BaseException], ...], timeout: float) -> api_retry.Retry:
+    return api_retry.Retry(
+        predicate=api_retry.if_exception_type(*exception_types),
+        initial=1.0,
+        maximum=30.0,
+        multiplier=2.0,
+        timeout=timeout,
+    )
+
+
+CREATE_RETRY = _retry(_THROTTLED, timeout=300.0)
+READ_RETRY = _retry(_TRANSIENT, timeout=300.0)
+
+_LABEL_BAD_CHARS = re.compile(r"[^a-z0-9_-]+")
+
+
+def label_value(value: str) -> str:
+    """``value`` made a valid label value: lowercase, [a-z0-9_-] only, at most 63 chars."""
+    return _LABEL_BAD_CHARS.sub("-", value.lower()).strip("-")[:63]
+
+
+def label_key(key: str) -> str:
+    """A valid label key: as a value, and starting with a lowercase letter."""
+    sanitised = label_value(key)
+    if not sanitised or not sanitised[0].isalpha():
+        sanitised = f"k{sanitised}"[:63]
+    return sanitised
+
+
+def job_labels(
+    *, model_name: str, invocation_id: str, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The labels every job gets: the tool, the dbt model and invocation, and config labels.
+
+    The model's own ``labels`` config comes first so it can never overwrite the three
+    labels ``status`` and resume rely on.
+    """
+    labels = {label_key(k): label_value(str(v)) for k, v in (extra or {}).items()}
+    labels.update(
+        {
+            "tool": TOOL_LABEL,
+            "dbt-model": label_value(model_name),
+            "dbt-invocation-id": label_value(invocation_id),
+        }
+    )
+    return labels
+
+
+def state_name(state: int | aiplatform_v1.JobState) -> str:
+    """``RUNNING`` for ``JobState.JOB_STATE_RUNNING`` (the ledger's spelling)."""
+    return aiplatform_v1.JobState(state).name.removeprefix("JOB_STATE_")
+
+
+def _bq_uri(table: str) -> str:
+    return table if table.startswith("bq://") else f"bq://{table}"
+
+
+def _table_from_uri(uri: str) -> str:
+    return uri.removeprefix("bq://")
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """What the service says about one job, in the ledger's terms."""
+
+    name: str
+    state: str
+    display_name: str = ""
+    error: str | None = None
+    succeeded: int = 0
+    failed: int = 0
+    incomplete: int = 0
+    input_table: str | None = None
+    output_table: str | None = None
+    create_time: datetime | None = None
+    end_time: datetime | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def job_id(self) -> str:
+        return self.name.rsplit("/", 1)[-1]
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL_STATES or self.state == NOT_FOUND_STATE
+
+    @property
+    def answered(self) -> bool:
+        """Whether the output table may hold answers to merge."""
+        return self.state in ANSWERED_STATES
+
+    @classmethod
+    def from_proto(cls, job: aiplatform_v1.BatchPredictionJob) -> JobStatus:
+        stats = job.completion_stats
+        error = job.error.message if job.error and (job.error.code or job.error.message) else None
+        output_uri = job.output_info.bigquery_output_table or ""
+        if output_uri and not output_uri.startswith("bq://") and "." not in output_uri:
+            # The service may report a bare table name under the output dataset.
+            output_uri = f"{job.output_info.bigquery_output_dataset}.{output_uri}"
+        if not output_uri:
+            output_uri = job.output_config.bigquery_destination.output_uri
+        return cls(
+            name=job.name,
+            state=state_name(job.state),
+            display_name=job.display_name,
+            error=error,
+            succeeded=int(stats.successful_count or 0),
+            failed=int(stats.failed_count or 0),
+            incomplete=int(stats.incomplete_count or 0),
+            input_table=_table_from_uri(job.input_config.bigquery_source.input_uri) or None,
+            output_table=_table_from_uri(output_uri) or None,
+            create_time=job.create_time or None,
+            end_time=job.end_time or None,
+            labels=dict(job.labels),
+        )
+
+    @classmethod
+    def not_found(cls, name: str) -> JobStatus:
+        return cls(
+            name=name,
+            state=NOT_FOUND_STATE,
+            error="Vertex AI no longer knows this job (deleted, or another project/location).",
+        )
+
+
+def vertex_job_client(
+    location: str,
+    *,
+    endpoint: str | None = None,
+    credentials: Credentials | None = None,
+) -> aiplatform_v1.JobServiceClient:
+    """A Job Service client for ``location``.
+
+    ``endpoint`` (default: ``$GEMINI_BATCH_VERTEX_ENDPOINT``) given as ``http://...`` is a
+    local emulator: REST transport, anonymous credentials. Any other endpoint, or none
+    (Google's ``{location}-aiplatform.googleapis.com``), uses ``credentials`` or ADC.
+    """
+    endpoint = endpoint or os.environ.get(ENDPOINT_ENV) or None
+    if endpoint and endpoint.startswith("http://"):
+        return aiplatform_v1.JobServiceClient(
+            transport="rest",
+            credentials=AnonymousCredentials(),
+            client_options=ClientOptions(api_endpoint=endpoint.rstrip("/")),
+        )
+    if not location or location.lower() in ("us", "eu"):
+        raise ConfigError(
+            f"Vertex AI batch jobs need a region such as us-central1, not {location!r}: "
+            "set the model's `location` config or use a regional dataset."
+        )
+    api_endpoint = endpoint or f"{location}-aiplatform.googleapis.com"
+    return aiplatform_v1.JobServiceClient(
+        credentials=credentials, client_options=ClientOptions(api_endpoint=api_endpoint)
+    )
+
+
+class JobServiceError(GeminiBatchError):
+    """Vertex AI refused a call; the message says which job and why."""
+
+
+class VertexJobs:
+    """Batch prediction jobs of one project and location."""
+
+    def __init__(
+        self,
+        *,
+        project: str,
+        location: str,
+        client: aiplatform_v1.JobServiceClient | None = None,
+        credentials: Credentials | None = None,
+    ) -> None:
+        self.project = project
+        self.location = location
+        self.client = client or vertex_job_client(location, credentials=credentials)
+
+    @property
+    def parent(self) -> str:
+        return f"projects/{self.project}/locations/{self.location}"
+
+    def submit(
+        self,
+        *,
+        display_name: str,
+        gemini_model: str,
+        input_table: str,
+        output_table: str,
+        labels: Mapping[str, str],
+    ) -> JobStatus:
+        """Create a job reading ``input_table`` (``p.d.t``) and writing ``output_table``.
+
+        Returns as soon as the service has the job (QUEUED or PENDING).
+        """
+        job = aiplatform_v1.BatchPredictionJob(
+            display_name=display_name,
+            model=f"publishers/google/models/{gemini_model}",
+            input_config=aiplatform_v1.BatchPredictionJob.InputConfig(
+                instances_format="bigquery",
+                bigquery_source=aiplatform_v1.BigQuerySource(input_uri=_bq_uri(input_table)),
+            ),
+            output_config=aiplatform_v1.BatchPredictionJob.OutputConfig(
+                predictions_format="bigquery",
+                bigquery_destination=aiplatform_v1.BigQueryDestination(
+                    output_uri=_bq_uri(output_table)
+                ),
+            ),
+            labels=dict(labels),
+        )
+        try:
+            created = self.client.create_batch_prediction_job(
+                parent=self.parent, batch_prediction_job=job, retry=CREATE_RETRY
+            )
+        except api_exceptions.GoogleAPICallError as exc:
+            raise JobServiceError(
+                f"Vertex AI refused the batch job for {input_table} "
+                f"(model {gemini_model}, {self.parent}): {exc.message or exc}"
+            ) from exc
+        return JobStatus.from_proto(created)
+
+    def get(self, job_name: str) -> JobStatus:
+        """The job's current status; ``NOT_FOUND`` state when the service lost it."""
+        try:
+            job = self.client.get_batch_prediction_job(name=job_name, retry=READ_RETRY)
+        except api_exceptions.NotFound:
+            return JobStatus.not_found(job_name)
+        return JobStatus.from_proto(job)
+
+    def cancel(self, job_name: str) -> JobStatus:
+        """Ask the service to cancel; returns the status after the request."""
+        try:
+            self.client.cancel_batch_prediction_job(name=job_name, retry=READ_RETRY)
+        except api_exceptions.NotFound:
+            return JobStatus.not_found(job_name)
+        except api_exceptions.FailedPrecondition:
+            pass  # already ended: nothing to cancel
+        return self.get(job_name)
+
+    def list(self, *, labels: Mapping[str, str] | None = None, limit: int = 200) -> list[JobStatus]:
+        """Jobs of this project and location, newest first, with all of ``labels``."""
+        label_filter = " AND ".join(f'labels.{k}="{v}"' for k, v in (labels or {}).items())
+        pager = self.client.list_batch_prediction_jobs(
+            request={"parent": self.parent, "filter": label_filter, "page_size": 100},
+            retry=READ_RETRY,
+        )
+        found: list[JobStatus] = []
+        for job in pager:
+            status = JobStatus.from_proto(job)
+            # Checked here too: a filter the server ignores must not widen the answer.
+            if all(status.labels.get(k) == v for k, v in (labels or {}).items()):
+                found.append(status)
+            if len(found) >= limit:
+                break
+        return sorted(found, key=lambda s: s.create_time or datetime.min, reverse=True)
+
+
+@dataclass
+class Backoff:
+    """Poll delays: start at ``initial`` seconds, grow by ``factor`` up to ``maximum``.
+
+    ``reset`` after a state change: a job that moved is likely to move again soon.
+    """
+
+    initial: float = 1.0
+    maximum: float = 60.0
+    factor: float = 1.5
+    _current: float = field(init=False, default=0.0)
+
+    def __post_init__(self) -> None:
+        if self.initial <= 0 or self.maximum < self.initial or self.factor < 1:
+            raise ConfigError(
+                f"poll interval must be > 0 and at most its cap "
+                f"(initial {self.initial}s, cap {self.maximum}s)"
+            )
+        self._current = self.initial
+
+    def next_delay(self) -> float:
+        delay = self._current
+        self._current = min(self.maximum, self._current * self.factor)
+        return delay
+
+    def reset(self) -> None:
+        self._current = self.initial
