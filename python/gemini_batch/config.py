@@ -1,0 +1,161 @@
+"""Typed config of a batch model (a dbt node with ``materialized='gemini_batch'``).
+
+The materialization validates the same keys at compile time (in Jinja); this module is
+what the Python side reads from ``target/manifest.json``. Keep the two in step: the
+defaults and limits below are documented in ``docs/materialization.md``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gemini_batch.errors import ConfigError
+
+# Vertex AI refuses batch jobs with more requests than this.
+MAX_SHARD_SIZE = 200_000
+# BigQuery multi-region locations: Vertex AI batch jobs need a regional dataset.
+MULTI_REGIONS = frozenset({"us", "eu"})
+# Model names, also pasted into SQL as a literal by the materialization: keep it strict.
+_GEMINI_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@/-]*$")
+# Vertex AI label keys and values: lowercase letters, digits, '_' and '-', at most 63.
+_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+_LOCATION = re.compile(r"^[a-z]+(-[a-z0-9]+)*$")
+
+
+class BatchModelConfig(BaseModel):
+    """The ``gemini_batch`` keys of a model's dbt config (other dbt keys are ignored)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    gemini_model: str = Field(description="Gemini model name, e.g. 'gemini-2.5-flash'.")
+    location: str | None = Field(
+        default=None, description="Job region; default: the dataset's location."
+    )
+    max_retries: int = Field(default=2, ge=0, le=100)
+    shard_size: int = Field(default=MAX_SHARD_SIZE, ge=1, le=MAX_SHARD_SIZE)
+    max_concurrent_jobs: int = Field(default=4, ge=1, le=100)
+    max_cost_usd: float | None = Field(default=None, ge=0)
+    keep_job_tables: bool = False
+    labels: dict[str, str] = Field(default_factory=dict)
+    fail_on_failed_rows: bool = True
+
+    @field_validator("gemini_model")
+    @classmethod
+    def _check_gemini_model(cls, value: str) -> str:
+        if not _GEMINI_MODEL.match(value):
+            raise ValueError(
+                f"{value!r} is not a Gemini model name (letters, digits, '.', '-', '_', "
+                "'@', '/'; e.g. 'gemini-2.5-flash')"
+            )
+        return value
+
+    @field_validator("location")
+    @classmethod
+    def _check_location(cls, value: str | None) -> str | None:
+        if value is not None and not _LOCATION.match(value.lower()):
+            raise ValueError(f"{value!r} is not a Google Cloud region (e.g. 'us-central1')")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _check_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, label in value.items():
+            if not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(str(label)):
+                raise ValueError(
+                    f"label {key!r}: {label!r} is not a valid Vertex AI label (keys start "
+                    "with a lowercase letter; keys and values use lowercase letters, "
+                    "digits, '_' and '-', at most 63 characters)"
+                )
+        return value
+
+
+@dataclass(frozen=True)
+class BatchModel:
+    """A batch model and the BigQuery tables it owns (names are ``project.dataset.table``)."""
+
+    unique_id: str
+    name: str
+    project: str
+    dataset: str
+    config: BatchModelConfig
+
+    def _table(self, suffix: str) -> str:
+        return f"{self.project}.{self.dataset}.{self.name}{suffix}"
+
+    @property
+    def view(self) -> str:
+        """The model relation: a view of every request with its latest answer."""
+        return self._table("")
+
+    @property
+    def requests_table(self) -> str:
+        return self._table("__requests")
+
+    @property
+    def responses_table(self) -> str:
+        return self._table("__responses")
+
+    def shard_table(self, run_id: str, index: int) -> str:
+        """Input table of one job: ``<model>__shard_<run_id>_<index>``."""
+        return self._table(f"__shard_{run_id}_{index}")
+
+    def output_table(self, run_id: str, index: int) -> str:
+        """Output table Vertex AI writes for one job: ``<model>__output_<run_id>_<index>``."""
+        return self._table(f"__output_{run_id}_{index}")
+
+    @classmethod
+    def from_manifest_node(cls, node: Mapping[str, Any]) -> BatchModel:
+        """Read a model node of ``target/manifest.json``; ConfigError names the model."""
+        unique_id = str(node.get("unique_id", node.get("name", "?")))
+        raw = dict(node.get("config") or {})
+        try:
+            config = BatchModelConfig.model_validate(raw)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in error['loc']) or 'config'}: {error['msg']}"
+                for error in exc.errors()
+            )
+            raise ConfigError(
+                f"Model {unique_id} (materialized='gemini_batch') has a bad config: "
+                f"{problems}. Fix it in the model's config() or its yml."
+            ) from exc
+        return cls(
+            unique_id=unique_id,
+            name=str(node.get("alias") or node["name"]),
+            project=str(node["database"]),
+            dataset=str(node["schema"]),
+            config=config,
+        )
+
+    def job_location(self, dataset_location: str) -> str:
+        """The region for this model's jobs, given the location of its dataset.
+
+        Vertex AI reads and writes BigQuery tables only in the job's own region, and
+        refuses multi-region datasets (US, EU).
+        """
+        if dataset_location.lower() in MULTI_REGIONS:
+            raise ConfigError(
+                f"Model {self.unique_id}: dataset {self.project}.{self.dataset} is in the "
+                f"multi-region {dataset_location!r}; Vertex AI batch jobs need a regional "
+                "dataset (e.g. us-central1, europe-west4). Point the model's schema at a "
+                "dataset created in a region."
+            )
+        wanted = self.config.location
+        if wanted and wanted.lower() != dataset_location.lower():
+            raise ConfigError(
+                f"Model {self.unique_id}: config location={wanted!r} but dataset "
+                f"{self.project}.{self.dataset} is in {dataset_location!r}; a batch job "
+                "must run in its dataset's region. Remove `location` or move the dataset."
+            )
+        return (wanted or dataset_location).lower()
+
+
+def ledger_dataset(dbt_vars: Mapping[str, Any], target_dataset: str) -> str:
+    """Dataset of the ledger: var ``gemini_batch_ledger_dataset``, else the target's."""
+    return str(dbt_vars.get("gemini_batch_ledger_dataset") or target_dataset)
