@@ -1,0 +1,166 @@
+"""``python -m gemini_batch.local.vertex``: run the Vertex AI batch prediction emulator."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from gemini_batch.local.vertex.engines import make_engine
+from gemini_batch.local.vertex.faults import FaultError, Faults
+
+
+def _parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(
+        prog="python -m gemini_batch.local.vertex",
+        description="Vertex AI batch prediction emulator (BigQuery in, BigQuery out).",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8086)
+    parser.add_argument(
+        "--data-dir", type=Path, required=True, help="Where job state is kept (survives restarts)."
+    )
+    parser.add_argument(
+        "--project",
+        default="local-project",
+        help="The default project (jobs may name any project).",
+    )
+    parser.add_argument(
+        "--bigquery-endpoint",
+        required=True,
+        help="BigQuery REST endpoint jobs read and write through, e.g. http://127.0.0.1:9050.",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=("simulate", "openai"),
+        default=env("GEMINI_BATCH_ENGINE") or "simulate",
+        help="How rows are answered (env GEMINI_BATCH_ENGINE).",
+    )
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="Accept jobs for this model id too (repeatable).",
+    )
+    parser.add_argument(
+        "--max-running-jobs",
+        type=int,
+        default=4,
+        help="Jobs processed at once; the others stay QUEUED.",
+    )
+    parser.add_argument(
+        "--page-size",
+        type=int,
+        default=10_000,
+        help="Input rows read (and output rows written) per BigQuery call.",
+    )
+    parser.add_argument("--log-level", default=env("GEMINI_BATCH_VERTEX_LOG_LEVEL") or "info")
+
+    openai = parser.add_argument_group("openai engine")
+    openai.add_argument(
+        "--openai-base-url",
+        default=env("GEMINI_BATCH_OPENAI_BASE_URL") or "http://localhost:11434/v1",
+        help="OpenAI-compatible API root (env GEMINI_BATCH_OPENAI_BASE_URL).",
+    )
+    openai.add_argument(
+        "--openai-model",
+        default=env("GEMINI_BATCH_OPENAI_MODEL"),
+        help="Model to call (env GEMINI_BATCH_OPENAI_MODEL); default: the "
+        "first one the server lists.",
+    )
+    openai.add_argument(
+        "--openai-api-key",
+        default=env("GEMINI_BATCH_OPENAI_API_KEY"),
+        help="Bearer token, if the server wants one (env GEMINI_BATCH_OPENAI_API_KEY).",
+    )
+    openai.add_argument(
+        "--openai-concurrency",
+        type=int,
+        default=int(env("GEMINI_BATCH_OPENAI_CONCURRENCY") or 8),
+        help="Requests in flight at once (env GEMINI_BATCH_OPENAI_CONCURRENCY).",
+    )
+    openai.add_argument(
+        "--openai-timeout",
+        type=float,
+        default=float(env("GEMINI_BATCH_OPENAI_TIMEOUT") or 120),
+        help="Seconds per request (env GEMINI_BATCH_OPENAI_TIMEOUT).",
+    )
+
+    faults = parser.add_argument_group(
+        "fault injection (also GEMINI_BATCH_FAULT_<NAME> env vars and PUT /emulator/faults)"
+    )
+    faults.add_argument(
+        "--fault-row-failure-rate", type=float, help="Share of rows (0..1) that fail."
+    )
+    faults.add_argument(
+        "--fault-row-failure-codes",
+        help="HTTP codes failed rows get, comma separated: 429,500,503.",
+    )
+    faults.add_argument(
+        "--fault-job-outcome", choices=("FAILED", "EXPIRED"), help="End every job in this state."
+    )
+    faults.add_argument("--fault-queue-delay", type=float, help="Seconds a job stays queued.")
+    faults.add_argument("--fault-row-latency", type=float, help="Seconds each row takes.")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    import uvicorn
+
+    from gemini_batch.local.vertex.server import EmulatorConfig, create_app
+
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # One line per BigQuery call is noise at info level.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    settings = Faults.from_env()
+    for name in (
+        "row_failure_rate",
+        "row_failure_codes",
+        "job_outcome",
+        "queue_delay",
+        "row_latency",
+    ):
+        value = getattr(args, f"fault_{name}")
+        if value is not None:
+            settings[name] = value.split(",") if name == "row_failure_codes" else value
+    try:
+        faults = Faults.from_dict(settings)
+    except FaultError as exc:
+        sys.exit(f"error: {exc}")
+    engine = make_engine(
+        args.engine,
+        base_url=args.openai_base_url,
+        model=args.openai_model,
+        api_key=args.openai_api_key,
+        concurrency=args.openai_concurrency,
+        timeout=args.openai_timeout,
+    )
+    config = EmulatorConfig(
+        data_dir=args.data_dir,
+        project=args.project,
+        bigquery_endpoint=args.bigquery_endpoint,
+        engine=engine,
+        faults=faults,
+        extra_models=frozenset(args.model),
+        max_running_jobs=args.max_running_jobs,
+        page_size=args.page_size,
+    )
+    app = create_app(config)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level.lower(),
+        access_log=args.log_level.lower() == "debug",
+    )
+
+
+if __name__ == "__main__":
+    main()

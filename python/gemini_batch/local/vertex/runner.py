@@ -1,0 +1,511 @@
+"""Runs batch prediction jobs: input table → engine → output table, as the service does.
+
+Each job runs in its own thread: QUEUED (waiting for a slot, plus any injected queue
+delay) → PENDING (checks the input and output tables, creates the output table) →
+RUNNING (pages of input rows through the engine, each page appended to the output table
+and counted in ``completionStats``) → SUCCEEDED, PARTIALLY_SUCCEEDED, FAILED, CANCELLED
+or EXPIRED. A page is written before the next is read, so a cancelled job keeps every
+row it finished and the process never holds more than a page or two.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from gemini_batch.local.vertex.engines import Engine
+from gemini_batch.local.vertex.faults import Faults
+from gemini_batch.local.vertex.requests import RequestError, parse_request
+from gemini_batch.local.vertex.store import TERMINAL_STATES, JobNotFound, JobStore, timestamp
+from gemini_batch.local.vertex.tables import BigQueryError, BigQueryRest, TableRef
+
+log = logging.getLogger(__name__)
+
+RESERVED_COLUMNS = ("response", "status", "processed_time")
+# Column types the service does not pass through to the output table.
+UNSUPPORTED_TYPES = frozenset({"RECORD", "STRUCT", "RANGE", "DATETIME", "GEOGRAPHY"})
+OUTPUT_COLUMNS = [
+    {"name": "response", "type": "JSON", "mode": "NULLABLE"},
+    {"name": "status", "type": "STRING", "mode": "NULLABLE"},
+    {"name": "processed_time", "type": "TIMESTAMP", "mode": "NULLABLE"},
+]
+MAX_REQUESTS_PER_JOB = 200_000
+# google.rpc.Code values used in a job's `error`.
+CANCELLED, INVALID_ARGUMENT, DEADLINE_EXCEEDED, NOT_FOUND, ALREADY_EXISTS, INTERNAL = (
+    1,
+    3,
+    4,
+    5,
+    6,
+    13,
+)
+
+
+class JobFailure(Exception):
+    """Ends a job FAILED (or another state) with a google.rpc.Status error."""
+
+    def __init__(self, code: int, message: str, state: str = "JOB_STATE_FAILED") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.state = state
+
+
+class Cancelled(Exception):
+    pass
+
+
+def output_table_name(moment: datetime) -> str:
+    """The table the service creates when the output URI names only a dataset."""
+    return (
+        "predictions_"
+        + moment.strftime("%Y_%m_%dT%H_%M_%S_")
+        + f"{moment.microsecond // 1000:03d}Z"
+    )
+
+
+class JobRunner:
+    """Starts, runs, cancels and recovers jobs; at most ``max_running`` run at once."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        *,
+        bigquery_endpoint: str,
+        engine: Engine,
+        faults: Callable[[], Faults],
+        max_running: int = 4,
+        page_size: int = 10_000,
+    ) -> None:
+        self._store = store
+        self._bigquery_endpoint = bigquery_endpoint
+        self._engine = engine
+        self._faults = faults
+        self._slots = threading.BoundedSemaphore(max_running)
+        self._page_size = page_size
+        self._cancel_events: dict[str, threading.Event] = {}
+        self._threads: dict[str, threading.Thread] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ control
+
+    def start(self, job_id: str) -> None:
+        with self._lock:
+            self._cancel_events[job_id] = threading.Event()
+            thread = threading.Thread(
+                target=self._run, args=(job_id,), name=f"job-{job_id}", daemon=True
+            )
+            self._threads[job_id] = thread
+        thread.start()
+
+    def cancel(self, job_id: str) -> None:
+        """Ask a job to stop; it becomes CANCELLED once the rows done so far are written."""
+        with self._lock:
+            event = self._cancel_events.get(job_id)
+        if event is not None:
+            event.set()
+
+    def recover(self) -> None:
+        """After a restart: queued jobs run again, running ones end FAILED with a reason."""
+        for job_id, job in self._store.all():
+            state = job["state"]
+            if state in TERMINAL_STATES:
+                continue
+            if state in ("JOB_STATE_QUEUED", "JOB_STATE_PENDING"):
+                self._store.update(job_id, state="JOB_STATE_QUEUED")
+                self.start(job_id)
+            elif state == "JOB_STATE_CANCELLING":
+                self._finish(
+                    job_id,
+                    "JOB_STATE_CANCELLED",
+                    {
+                        "code": CANCELLED,
+                        "message": "The job was cancelled; the emulator restarted while it "
+                        "was cancelling. Rows written before that are in the output table.",
+                    },
+                )
+            else:
+                stats = job.get("completionStats", {})
+                done = int(stats.get("successfulCount", 0)) + int(stats.get("failedCount", 0))
+                self._finish(
+                    job_id,
+                    "JOB_STATE_FAILED",
+                    {
+                        "code": INTERNAL,
+                        "message": f"The Vertex AI emulator restarted while this job was running "
+                        f"({done} rows had been written to the output table). Submit the rows "
+                        "that have no answer in a new job.",
+                    },
+                )
+
+    def wait(self, job_id: str, timeout: float | None = None) -> None:
+        with self._lock:
+            thread = self._threads.get(job_id)
+        if thread is not None:
+            thread.join(timeout)
+
+    # ------------------------------------------------------------------ a job
+
+    def _run(self, job_id: str) -> None:
+        cancel = self._cancel_events[job_id]
+        faults = self._faults()
+        bigquery = BigQueryRest(self._bigquery_endpoint)
+        try:
+            self._queued(cancel, faults)
+            with self._slots:
+                self._check_cancel(cancel)
+                self._store.update(job_id, state="JOB_STATE_PENDING")
+                job = self._store.get(job_id)
+                plan = self._prepare(job, bigquery)
+                self._check_cancel(cancel)
+                self._store.update(
+                    job_id,
+                    state="JOB_STATE_RUNNING",
+                    startTime=timestamp(),
+                    outputInfo=plan.output_info,
+                    completionStats=_stats(0, 0, plan.total_rows),
+                )
+                self._process(job_id, plan, bigquery, cancel, faults)
+        except Cancelled:
+            job = self._store.get(job_id)
+            stats = job.get("completionStats", {})
+            self._finish(
+                job_id,
+                "JOB_STATE_CANCELLED",
+                {
+                    "code": CANCELLED,
+                    "message": "The job was cancelled. Rows finished before that "
+                    f"({int(stats.get('successfulCount', 0)) + int(stats.get('failedCount', 0))}) "
+                    "are in the output table.",
+                },
+            )
+        except JobFailure as failure:
+            self._finish(job_id, failure.state, {"code": failure.code, "message": failure.message})
+        except JobNotFound:
+            pass  # deleted while it ran
+        except Exception as exc:  # an emulator bug must still end the job, not hang it
+            log.exception("job %s crashed", job_id)
+            self._finish(
+                job_id,
+                "JOB_STATE_FAILED",
+                {
+                    "code": INTERNAL,
+                    "message": f"Internal error in the Vertex AI emulator: {exc!r}",
+                },
+            )
+        finally:
+            bigquery.close()
+            with self._lock:
+                self._cancel_events.pop(job_id, None)
+                self._threads.pop(job_id, None)
+
+    def _queued(self, cancel: threading.Event, faults: Faults) -> None:
+        if cancel.wait(faults.queue_delay):
+            raise Cancelled
+        if faults.job_outcome == "EXPIRED":
+            raise JobFailure(
+                DEADLINE_EXCEEDED,
+                "The job stayed queued longer than 72 hours and expired without processing "
+                "any request (fault injected by the local emulator).",
+                state="JOB_STATE_EXPIRED",
+            )
+        if faults.job_outcome == "FAILED":
+            raise JobFailure(
+                INTERNAL,
+                "Internal error occurred. Please retry in a few minutes. If you still "
+                "experience errors, contact Vertex AI (fault injected by the local emulator).",
+            )
+
+    @staticmethod
+    def _check_cancel(cancel: threading.Event) -> None:
+        if cancel.is_set():
+            raise Cancelled
+
+    def _prepare(self, job: dict[str, Any], bigquery: BigQueryRest) -> _Plan:
+        """Check the input table, create the output table; JobFailure names what is wrong."""
+        input_ref = TableRef.parse(job["inputConfig"]["bigquerySource"]["inputUri"])
+        output_ref = TableRef.parse(job["outputConfig"]["bigqueryDestination"]["outputUri"])
+        assert input_ref and output_ref  # checked when the job was created
+        try:
+            table = bigquery.get_table(input_ref)
+            if table is None:
+                raise JobFailure(
+                    NOT_FOUND,
+                    f"Failed to import data: the input table {input_ref} does not exist. "
+                    "Create it (with a `request` column) or fix "
+                    "inputConfig.bigquerySource.inputUri.",
+                )
+            schema = table.get("schema", {}).get("fields", [])
+            _check_input_schema(input_ref, schema)
+            total = int(table.get("numRows") or 0)
+            if total > MAX_REQUESTS_PER_JOB:
+                raise JobFailure(
+                    INVALID_ARGUMENT,
+                    f"The input table {input_ref} has {total} rows; a batch prediction job "
+                    f"takes at most {MAX_REQUESTS_PER_JOB}. Split it into several jobs.",
+                )
+            if not bigquery.dataset_exists(output_ref):
+                raise JobFailure(
+                    NOT_FOUND,
+                    f"The output dataset {output_ref.dataset_uri.removeprefix('bq://')} does not "
+                    "exist. Create it before submitting the job.",
+                )
+            if output_ref.table is None:
+                output_ref = output_ref.with_table(output_table_name(datetime.now(UTC)))
+            elif bigquery.get_table(output_ref) is not None:
+                raise JobFailure(
+                    ALREADY_EXISTS,
+                    f"The output table {output_ref} already exists. Name a new table, or only "
+                    "the dataset (bq://project.dataset) to get a new predictions_<time> table.",
+                )
+            output_schema = [_output_field(field) for field in schema] + OUTPUT_COLUMNS
+            try:
+                bigquery.create_table(output_ref, output_schema)
+            except BigQueryError as exc:
+                if exc.status == 409:
+                    raise JobFailure(
+                        ALREADY_EXISTS, f"The output table {output_ref} already exists."
+                    ) from exc
+                raise
+        except BigQueryError as exc:
+            raise JobFailure(INTERNAL, f"BigQuery call failed: {exc}") from exc
+        return _Plan(
+            input_ref=input_ref,
+            output_ref=output_ref,
+            input_schema=schema,
+            total_rows=total,
+            model=job["model"].rsplit("/", 1)[-1],
+        )
+
+    def _process(
+        self,
+        job_id: str,
+        plan: _Plan,
+        bigquery: BigQueryRest,
+        cancel: threading.Event,
+        faults: Faults,
+    ) -> None:
+        succeeded = failed = 0
+        row_number = 0
+        # Reading, answering and writing overlap: the next page is fetched and the last one
+        # written while this one is answered (each in its own thread; bounded queues keep
+        # at most a few pages in memory).
+        pages = _prefetch(
+            bigquery.read_rows(plan.input_ref, plan.input_schema, page_size=self._page_size)
+        )
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"write-{job_id}") as writer:
+            pending_write = None
+            try:
+                for page in pages:
+                    for start in range(0, len(page), _chunk_size(faults)):
+                        self._check_cancel(cancel)
+                        chunk = page[start : start + _chunk_size(faults)]
+                        rows, ok = self._answer(job_id, plan, chunk, row_number, faults)
+                        row_number += len(chunk)
+                        if pending_write is not None:
+                            pending_write.result()
+                        pending_write = writer.submit(
+                            bigquery.load_json_rows, plan.output_ref, rows
+                        )
+                        succeeded += ok
+                        failed += len(chunk) - ok
+                        self._store.update(
+                            job_id,
+                            completionStats=_stats(
+                                succeeded, failed, max(0, plan.total_rows - succeeded - failed)
+                            ),
+                        )
+            finally:
+                if pending_write is not None:
+                    pending_write.result()
+                pages.close()
+        self._check_cancel(cancel)
+        if failed and not succeeded:
+            raise JobFailure(
+                INTERNAL,
+                f"All {failed} requests failed; the output table {plan.output_ref} has each "
+                "row's error in its `status` column.",
+            )
+        self._finish(job_id, "JOB_STATE_PARTIALLY_SUCCEEDED" if failed else "JOB_STATE_SUCCEEDED")
+
+    def _answer(
+        self,
+        job_id: str,
+        plan: _Plan,
+        rows: list[dict[str, Any]],
+        first_row: int,
+        faults: Faults,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Output rows for ``rows`` (input columns + response, status, processed_time)."""
+        statuses: list[str | None] = []
+        requests: list[dict[str, Any]] = []
+        for offset, row in enumerate(rows):
+            status = faults.row_failure(job_id, first_row + offset)
+            if status is None:
+                try:
+                    requests.append(parse_request(row["request"]))
+                except RequestError as exc:
+                    status = exc.status()
+            statuses.append(status)
+        if faults.row_latency:
+            time.sleep(faults.row_latency * len(rows))
+        answers = iter(self._engine.generate(requests, model=plan.model))
+        processed_time = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+        succeeded = 0
+        for row, status in zip(rows, statuses, strict=True):
+            if status is None:
+                answer = next(answers)
+                if isinstance(answer, str):
+                    status = answer
+                else:
+                    row["response"] = orjson.Fragment(
+                        orjson.dumps(answer, option=orjson.OPT_SORT_KEYS)
+                    )
+                    succeeded += 1
+            if status is not None:
+                row["response"] = None
+            row["status"] = status or ""
+            row["processed_time"] = processed_time
+        return rows, succeeded
+
+    def _finish(self, job_id: str, state: str, error: dict[str, Any] | None = None) -> None:
+        now = timestamp()
+        try:
+            job = self._store.get(job_id)
+        except JobNotFound:
+            return
+        stats = job.get("completionStats")
+        if stats and state != "JOB_STATE_CANCELLED":
+            stats = {**stats, "incompleteCount": "0"} if state != "JOB_STATE_FAILED" else stats
+        self._store.update(
+            job_id,
+            state=state,
+            error=error,
+            endTime=now,
+            startTime=job.get("startTime") or now,
+            completionStats=stats,
+        )
+
+
+class _Plan:
+    def __init__(
+        self,
+        *,
+        input_ref: TableRef,
+        output_ref: TableRef,
+        input_schema: list[dict[str, Any]],
+        total_rows: int,
+        model: str,
+    ) -> None:
+        self.input_ref = input_ref
+        self.output_ref = output_ref
+        self.input_schema = input_schema
+        self.total_rows = total_rows
+        self.model = model
+
+    @property
+    def output_info(self) -> dict[str, str]:
+        return {
+            "bigqueryOutputDataset": self.output_ref.dataset_uri,
+            "bigqueryOutputTable": str(self.output_ref.table),
+        }
+
+
+def _stats(succeeded: int, failed: int, incomplete: int) -> dict[str, str]:
+    # int64 fields are strings in the REST API's JSON.
+    return {
+        "successfulCount": str(succeeded),
+        "failedCount": str(failed),
+        "incompleteCount": str(incomplete),
+    }
+
+
+def _chunk_size(faults: Faults) -> int:
+    """Rows answered between cancel checks and progress updates: small when rows are slow."""
+    return 10 if faults.row_latency else 10_000
+
+
+def _check_input_schema(table: TableRef, schema: list[dict[str, Any]]) -> None:
+    by_name = {field["name"].lower(): field for field in schema}
+    request = by_name.get("request")
+    if request is None:
+        columns = ", ".join(field["name"] for field in schema) or "none"
+        raise JobFailure(
+            INVALID_ARGUMENT,
+            f"Failed to import data: the input table {table} has no `request` column "
+            f"(columns: {columns}). Add a JSON or STRING column `request` holding a "
+            "GenerateContentRequest per row.",
+        )
+    if request.get("type") not in ("JSON", "STRING") or request.get("mode") == "REPEATED":
+        raise JobFailure(
+            INVALID_ARGUMENT,
+            f"Failed to import data: column `request` of {table} is {request.get('type')}; "
+            "it must be JSON or STRING.",
+        )
+    for name in RESERVED_COLUMNS[:2]:
+        if name in by_name:
+            raise JobFailure(
+                INVALID_ARGUMENT,
+                f"Failed to import data: the input table {table} has a column `{name}`, a name "
+                "reserved for the output. Rename or drop it.",
+            )
+    for field in schema:
+        kind = field.get("type", "STRING")
+        if kind in UNSUPPORTED_TYPES or field.get("mode") == "REPEATED":
+            shown = "ARRAY" if field.get("mode") == "REPEATED" else kind
+            raise JobFailure(
+                INVALID_ARGUMENT,
+                f"Failed to import data: column `{field['name']}` of {table} is {shown}, a "
+                "type batch prediction does not pass through (ARRAY, STRUCT, RANGE, DATETIME "
+                "and GEOGRAPHY are not supported). Drop it or cast it to STRING.",
+            )
+
+
+def _output_field(field: dict[str, Any]) -> dict[str, Any]:
+    return {key: field[key] for key in ("name", "type", "mode", "description") if key in field}
+
+
+class _prefetch(Iterator[list[dict[str, Any]]]):  # noqa: N801 - used like a function
+    """Reads the next page in a background thread while the current one is processed."""
+
+    _DONE = object()
+
+    def __init__(self, pages: Iterator[list[dict[str, Any]]]) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._fill, args=(pages,), daemon=True)
+        self._thread.start()
+
+    def _fill(self, pages: Iterator[list[dict[str, Any]]]) -> None:
+        try:
+            for page in pages:
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(page, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    return
+            self._queue.put(self._DONE)
+        except BaseException as exc:  # surfaced in the consumer
+            self._queue.put(exc)
+
+    def __next__(self) -> list[dict[str, Any]]:
+        item = self._queue.get()
+        if item is self._DONE:
+            raise StopIteration
+        if isinstance(item, BaseException):
+            raise item
+        return item  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self._stop.set()

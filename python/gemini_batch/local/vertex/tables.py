@@ -1,0 +1,231 @@
+"""The emulator's BigQuery access: the REST API, as the service uses BigQuery.
+
+Reads stream ``tabledata.list`` pages (one page in memory at a time); writes append
+newline-delimited JSON through load jobs (multipart upload), one per chunk of rows. See
+docs/vertex-emulator.md for why these paths (measured against insertAll and the Storage
+Read API on bqemulator).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+
+_TABLE_URI = re.compile(
+    r"^bq://(?P<project>[^.]+(?:\.[^.:]+:[^.]+)?)\.(?P<dataset>\w+)(?:\.(?P<table>[^.]+))?$"
+)
+
+
+class BigQueryError(RuntimeError):
+    """A BigQuery API call failed; ``reason`` is BigQuery's (notFound, duplicate, ...)."""
+
+    def __init__(self, message: str, *, status: int = 0, reason: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class TableRef:
+    project: str
+    dataset: str
+    table: str | None = None
+
+    @classmethod
+    def parse(cls, uri: str) -> TableRef | None:
+        """``bq://project.dataset[.table]`` as a reference, or None if it is not one."""
+        match = _TABLE_URI.match(uri.strip())
+        if not match:
+            return None
+        return cls(match["project"], match["dataset"], match["table"])
+
+    def with_table(self, table: str) -> TableRef:
+        return TableRef(self.project, self.dataset, table)
+
+    @property
+    def dataset_uri(self) -> str:
+        return f"bq://{self.project}.{self.dataset}"
+
+    def __str__(self) -> str:
+        return f"{self.project}.{self.dataset}" + (f".{self.table}" if self.table else "")
+
+
+def _value(field: dict[str, Any], cell: Any) -> Any:
+    """A tabledata.list cell as the JSON value a load job takes for that column type."""
+    if cell is None:
+        return None
+    kind = field.get("type", "STRING")
+    if kind in ("INTEGER", "INT64"):
+        return int(cell)
+    if kind in ("FLOAT", "FLOAT64"):
+        number = float(cell)
+        return number if number == number and abs(number) != float("inf") else str(cell)
+    if kind in ("BOOLEAN", "BOOL"):
+        return cell in (True, "true", "TRUE", "True")
+    if kind == "TIMESTAMP":
+        return _timestamp(cell)
+    if kind == "JSON":
+        return orjson.loads(cell) if isinstance(cell, str | bytes) else cell
+    return cell
+
+
+def _timestamp(cell: Any) -> str:
+    """tabledata.list gives seconds since the epoch (float text); loads take ISO text."""
+    if isinstance(cell, str) and not re.fullmatch(r"-?\d+(\.\d+)?(E\d+)?", cell):
+        return cell
+    moment = datetime.fromtimestamp(float(cell), UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+
+
+class BigQueryRest:
+    """A small BigQuery REST client (httpx), for a local endpoint or Google's."""
+
+    def __init__(self, endpoint: str, *, timeout: float = 300.0) -> None:
+        self._http = httpx.Client(base_url=endpoint.rstrip("/"), timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        response = self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                error = response.json().get("error", {})
+            except ValueError:
+                error = {"message": response.text}
+            reasons = [item.get("reason", "") for item in error.get("errors", [])]
+            raise BigQueryError(
+                error.get("message", response.text),
+                status=response.status_code,
+                reason=reasons[0] if reasons else "",
+            )
+        return orjson.loads(response.content) if response.content else {}
+
+    @staticmethod
+    def _table_path(ref: TableRef) -> str:
+        return f"/bigquery/v2/projects/{ref.project}/datasets/{ref.dataset}/tables/{ref.table}"
+
+    def get_table(self, ref: TableRef) -> dict[str, Any] | None:
+        try:
+            return self._call("GET", self._table_path(ref))
+        except BigQueryError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def dataset_exists(self, ref: TableRef) -> bool:
+        try:
+            self._call("GET", f"/bigquery/v2/projects/{ref.project}/datasets/{ref.dataset}")
+        except BigQueryError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def create_table(self, ref: TableRef, schema: list[dict[str, Any]]) -> None:
+        body = {
+            "tableReference": {
+                "projectId": ref.project,
+                "datasetId": ref.dataset,
+                "tableId": ref.table,
+            },
+            "schema": {"fields": schema},
+        }
+        self._call(
+            "POST",
+            f"/bigquery/v2/projects/{ref.project}/datasets/{ref.dataset}/tables",
+            content=orjson.dumps(body),
+            headers={"content-type": "application/json"},
+        )
+
+    def read_rows(
+        self, ref: TableRef, schema: list[dict[str, Any]], *, page_size: int
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The table's rows, a page at a time, as dicts of load-ready JSON values."""
+        names = [field["name"] for field in schema]
+        params: dict[str, Any] = {
+            "maxResults": page_size,
+            "selectedFields": ",".join(names),
+            "formatOptions.useInt64Timestamp": "false",
+        }
+        while True:
+            page = self._call("GET", f"{self._table_path(ref)}/data", params=params)
+            rows = page.get("rows") or []
+            if rows:
+                yield [
+                    {
+                        name: _value(field, cell["v"])
+                        for name, field, cell in zip(names, schema, row["f"], strict=True)
+                    }
+                    for row in rows
+                ]
+            token = page.get("pageToken")
+            if not token or not rows:
+                return
+            params["pageToken"] = token
+
+    def load_json_rows(self, ref: TableRef, rows: list[dict[str, Any]]) -> None:
+        """Append ``rows`` with one load job (newline-delimited JSON, multipart upload)."""
+        configuration = {
+            "load": {
+                "destinationTable": {
+                    "projectId": ref.project,
+                    "datasetId": ref.dataset,
+                    "tableId": ref.table,
+                },
+                "sourceFormat": "NEWLINE_DELIMITED_JSON",
+                "writeDisposition": "WRITE_APPEND",
+                "createDisposition": "CREATE_NEVER",
+            }
+        }
+        job = {
+            "jobReference": {"projectId": ref.project, "jobId": f"vertex_{uuid.uuid4().hex}"},
+            "configuration": configuration,
+        }
+        data = b"\n".join(orjson.dumps(row) for row in rows) + b"\n"
+        boundary = uuid.uuid4().hex
+        body = b"".join(
+            [
+                f"--{boundary}\r\ncontent-type: application/json; charset=UTF-8\r\n\r\n".encode(),
+                orjson.dumps(job),
+                f"\r\n--{boundary}\r\ncontent-type: application/octet-stream\r\n\r\n".encode(),
+                data,
+                f"\r\n--{boundary}--\r\n".encode(),
+            ]
+        )
+        result = self._call(
+            "POST",
+            f"/upload/bigquery/v2/projects/{ref.project}/jobs",
+            params={"uploadType": "multipart"},
+            content=body,
+            headers={"content-type": f"multipart/related; boundary={boundary}"},
+        )
+        self._wait_for_job(ref.project, result)
+
+    def _wait_for_job(self, project: str, job: dict[str, Any]) -> None:
+        reference = job.get("jobReference", {})
+        while job.get("status", {}).get("state") != "DONE":
+            time.sleep(0.05)
+            job = self._call(
+                "GET",
+                f"/bigquery/v2/projects/{project}/jobs/{reference['jobId']}",
+                params={"location": reference.get("location")}
+                if reference.get("location")
+                else None,
+            )
+        error = job.get("status", {}).get("errorResult")
+        if error:
+            raise BigQueryError(error.get("message", str(error)), reason=error.get("reason", ""))
+
+
+def encode_bytes(value: bytes) -> str:
+    return base64.b64encode(value).decode()
