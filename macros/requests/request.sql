@@ -1,0 +1,102 @@
+{#- One GenerateContentRequest as a BigQuery JSON value, in the REST field names Vertex AI
+    batch prediction reads (contents, systemInstruction, generationConfig,
+    safetySettings, tools). Values: a Python string is a SQL expression; a number, bool,
+    list or dict is a constant. Object keys are emitted in sorted order at every level,
+    so the same input always gives byte-identical TO_JSON_STRING output. -#}
+{% macro request(prompt=none, contents=none, system_instruction=none, generation_config=none,
+                 safety_settings=none, response_schema=none, tools=none, output_columns=none) -%}
+  {{ return(adapter.dispatch('request', 'gemini_batch')(
+      prompt, contents, system_instruction, generation_config, safety_settings,
+      response_schema, tools, output_columns)) }}
+{%- endmacro %}
+
+{% macro default__request(prompt, contents, system_instruction, generation_config,
+                          safety_settings, response_schema, tools, output_columns) -%}
+  {{ gemini_batch._bigquery_only('request') }}
+{%- endmacro %}
+
+{% macro bigquery__request(prompt, contents, system_instruction, generation_config,
+                           safety_settings, response_schema, tools, output_columns) -%}
+  {%- set fn = 'gemini_batch.request' -%}
+
+  {#- contents: exactly one of prompt / contents -#}
+  {%- if (prompt is none) == (contents is none) -%}
+    {{ exceptions.raise_compiler_error(
+        fn ~ ": give exactly one of prompt (a SQL expression for one user turn, e.g. "
+        ~ "prompt='question') or contents (turns built with gemini_batch.turn); got "
+        ~ ('both' if prompt is not none else 'neither') ~ ".") }}
+  {%- endif -%}
+  {%- if prompt is not none -%}
+    {%- if prompt is not string -%}
+      {{ exceptions.raise_compiler_error(
+          fn ~ ": prompt is a SQL expression given as a string, e.g. prompt='question' or "
+          ~ "prompt=\"'Give me a recipe for ' || dish\"; got " ~ prompt) }}
+    {%- endif -%}
+    {%- set contents_sql = 'JSON_ARRAY(' ~ gemini_batch.turn('user', [gemini_batch.text_part(prompt)]) ~ ')' -%}
+  {%- elif contents is string -%}
+    {%- set contents_sql = '(' ~ contents ~ ')' -%}
+  {%- elif contents is sequence and contents is not mapping and contents | length > 0 -%}
+    {%- for item in contents if item is not string -%}
+      {{ exceptions.raise_compiler_error(
+          fn ~ ": contents[" ~ loop.index0 ~ "] must be a turn expression, e.g. "
+          ~ "gemini_batch.turn('user', [gemini_batch.text_part('question')]); got " ~ item) }}
+    {%- endfor -%}
+    {%- set contents_sql = 'JSON_ARRAY(' ~ contents | join(', ') ~ ')' -%}
+  {%- else -%}
+    {{ exceptions.raise_compiler_error(
+        fn ~ ": contents must be a non-empty list of gemini_batch.turn(...) expressions, or "
+        ~ "one SQL expression giving the contents array; got " ~ contents) }}
+  {%- endif -%}
+
+  {#- systemInstruction: text (a SQL expression) or a list of parts -#}
+  {%- if system_instruction is none -%}
+    {%- set system_sql = none -%}
+  {%- elif system_instruction is string -%}
+    {%- set system_sql = gemini_batch._json_object({
+        'parts': 'JSON_ARRAY(' ~ gemini_batch.text_part(system_instruction) ~ ')'}) -%}
+  {%- else -%}
+    {%- set system_sql = gemini_batch._json_object({
+        'parts': gemini_batch._parts_array(system_instruction, fn ~ '(system_instruction=...)')}) -%}
+  {%- endif -%}
+
+  {#- generationConfig: checked keys; output_columns / response_schema fill the schema -#}
+  {%- set config = gemini_batch._generation_config_fields(generation_config, fn) -%}
+  {%- if output_columns is not none or response_schema is not none -%}
+    {%- if output_columns is not none and response_schema is not none -%}
+      {{ exceptions.raise_compiler_error(
+          fn ~ ": give output_columns or response_schema, not both (output_columns builds "
+          ~ "the response schema).") }}
+    {%- endif -%}
+    {%- if 'responseSchema' in config or 'responseJsonSchema' in config or 'responseMimeType' in config -%}
+      {{ exceptions.raise_compiler_error(
+          fn ~ ": generation_config sets responseSchema/responseJsonSchema/responseMimeType "
+          ~ "while output_columns or response_schema is given; keep one of them (those "
+          ~ "arguments set responseSchema and responseMimeType 'application/json').") }}
+    {%- endif -%}
+    {%- if output_columns is not none -%}
+      {%- set schema = gemini_batch._output_columns_response_schema(
+          gemini_batch._output_columns_spec(output_columns, fn ~ '(output_columns)')) -%}
+    {%- elif response_schema is string or response_schema is mapping -%}
+      {%- set schema = response_schema -%}
+    {%- else -%}
+      {{ exceptions.raise_compiler_error(
+          fn ~ ": response_schema is a dict (an OpenAPI schema) or a SQL expression giving "
+          ~ "JSON; got " ~ response_schema) }}
+    {%- endif -%}
+    {%- do config.update({
+        'responseMimeType': gemini_batch._sql_string('application/json'),
+        'responseSchema': gemini_batch._sql_value(schema),
+    }) -%}
+  {%- endif -%}
+
+  {{ gemini_batch._json_object({
+      'contents': contents_sql,
+      'generationConfig': gemini_batch._json_object(config) if config else none,
+      'safetySettings': gemini_batch._list_value(
+          safety_settings, fn ~ '(safety_settings=...)',
+          allowed_keys=['category', 'method', 'threshold'], required_keys=['category', 'threshold'],
+          example="{'category': 'HARM_CATEGORY_HATE_SPEECH', 'threshold': 'BLOCK_ONLY_HIGH'}"),
+      'systemInstruction': system_sql,
+      'tools': gemini_batch._list_value(tools, fn ~ '(tools=...)'),
+  }) }}
+{%- endmacro %}
