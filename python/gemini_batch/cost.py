@@ -7,6 +7,7 @@ at ``1 - batch_discount`` of it (50% off). Override or add models with the dbt v
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from gemini_batch.ledger import Ledger
     from gemini_batch.warehouse import Warehouse
 
+PRICES_VAR = "gemini_batch_prices"
 BATCH_DISCOUNT = 0.5
 # Output tokens assumed per request when it sets no maxOutputTokens and the ledger has
 # no answers of that Gemini model yet.
@@ -83,11 +85,37 @@ class PriceTable:
         """PRICES plus var ``gemini_batch_prices``:
         ``{model: {input: usd_per_million, output: usd_per_million, batch_discount: 0.5}}``.
         """
-        raise NotImplementedError
+        table = cls()
+        overrides = (dbt_vars or {}).get(PRICES_VAR) or {}
+        if not isinstance(overrides, Mapping):
+            raise ConfigError(
+                f"var {PRICES_VAR} must map model names to {{input: ..., output: ...}} "
+                f"(USD per million tokens), got {overrides!r}"
+            )
+        for name, spec in overrides.items():
+            try:
+                table.prices[str(name)] = Price(
+                    input_per_million=_non_negative(spec["input"]),
+                    output_per_million=_non_negative(spec["output"]),
+                    batch_discount=_non_negative(spec.get("batch_discount", BATCH_DISCOUNT)),
+                )
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ConfigError(
+                    f"var {PRICES_VAR}: the price of {name!r} must be "
+                    "{input: <USD per 1M input tokens>, output: <USD per 1M output tokens>"
+                    f"[, batch_discount: 0.5]}}, got {spec!r}"
+                ) from exc
+            if table.prices[str(name)].batch_discount > 1:
+                raise ConfigError(
+                    f"var {PRICES_VAR}: batch_discount of {name!r} is a fraction (0.5 = 50% off)"
+                )
+        return table
 
     def price_for(self, gemini_model: str) -> Price | None:
         """Price of a model name (publisher path and version suffix allowed), or None."""
-        raise NotImplementedError
+        name = gemini_model.rsplit("/", 1)[-1].split("@", 1)[0].lower()
+        matches = [known for known in self.prices if name.startswith(known.lower())]
+        return self.prices[max(matches, key=len)] if matches else None
 
 
 @dataclass(frozen=True)
@@ -114,7 +142,54 @@ def estimate(
     its generationConfig.maxOutputTokens, else the ledger's observed average for the
     Gemini model, else DEFAULT_OUTPUT_TOKENS.
     """
-    raise NotImplementedError
+    prices = prices or PriceTable()
+    gemini_model = model.config.gemini_model
+    observed = ledger.observed_output_tokens(gemini_model) if ledger else None
+    default_output = round(observed) if observed is not None else DEFAULT_OUTPUT_TOKENS
+    pending, params = warehouse.pending_query(model)
+    file_kinds = {f"file_parts_{n}": prefix for n, prefix in enumerate(FILE_PART_TOKENS)}
+    part_counts = ",\n    ".join(
+        f"{_mime_count(prefix)} AS {column}" for column, prefix in file_kinds.items()
+    )
+    file_tokens = " + ".join(
+        f"{FILE_PART_TOKENS[prefix]} * {column}" for column, prefix in file_kinds.items()
+    )
+    other_parts = " - ".join(["file_parts_all", *file_kinds])
+    row = warehouse.query(
+        f"""
+SELECT
+  COUNT(*) AS requests,
+  COALESCE(SUM(CEIL(text_chars / {CHARS_PER_TOKEN}) + {file_tokens}
+               + {OTHER_FILE_PART_TOKENS} * ({other_parts})), 0) AS input_tokens,
+  COALESCE(SUM(output_tokens), 0) AS output_tokens
+FROM (
+  SELECT
+    LENGTH(ARRAY_TO_STRING(REGEXP_EXTRACT_ALL(body, {_TEXT_VALUE}), '')) AS text_chars,
+    {part_counts},
+    {_mime_count("")} AS file_parts_all,
+    output_tokens
+  FROM (
+    SELECT
+      TO_JSON_STRING(request) AS body,
+      COALESCE(
+        LAX_INT64(JSON_QUERY(request, '$.generationConfig.maxOutputTokens')),
+        LAX_INT64(JSON_QUERY(request, '$.generation_config.max_output_tokens')),
+        @default_output_tokens
+      ) AS output_tokens
+    FROM ({pending})
+  )
+)""",
+        {**params, "default_output_tokens": default_output},
+    )[0]
+    price = prices.price_for(gemini_model)
+    input_tokens, output_tokens = int(row["input_tokens"]), int(row["output_tokens"])
+    return CostEstimate(
+        gemini_model=gemini_model,
+        requests=int(row["requests"]),
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        usd=price.batch_usd(input_tokens, output_tokens) if price else None,
+    )
 
 
 def actual_cost(
@@ -126,13 +201,52 @@ def actual_cost(
     prices: PriceTable | None = None,
 ) -> float | None:
     """Batch cost of answered tokens (from usageMetadata); None if the model has no price."""
-    raise NotImplementedError
+    price = (prices or PriceTable()).price_for(model_name)
+    if price is None:
+        return None
+    return price.batch_usd(prompt_tokens or 0, (candidates_tokens or 0) + (thoughts_tokens or 0))
 
 
 def check_budget(model: BatchModel, cost: CostEstimate) -> None:
     """Refuse (BudgetExceededError) when the estimate is over ``max_cost_usd``; a cap on a
     model with no known price is a ConfigError (the cap could not be enforced)."""
-    raise NotImplementedError
+    cap = model.config.max_cost_usd
+    if cap is None or cost.requests == 0:
+        return
+    if cost.usd is None:
+        raise ConfigError(
+            f"Model {model.unique_id} sets max_cost_usd={cap} but no price is known for "
+            f"{cost.gemini_model!r}: add it to var {PRICES_VAR} "
+            "({input: <USD per 1M tokens>, output: <USD per 1M tokens>})."
+        )
+    if cost.usd > cap:
+        raise BudgetExceededError(
+            f"Model {model.unique_id}: {cost.requests} pending requests are estimated at "
+            f"${cost.usd:.4f} ({cost.input_tokens} input + {cost.output_tokens} output "
+            f"tokens of {cost.gemini_model}), over max_cost_usd=${cap:.4f}. Nothing was "
+            "submitted: raise max_cost_usd, or select fewer rows."
+        )
+
+
+# A "text" string value anywhere in the request (contents, systemInstruction): its
+# characters, escapes included. A regular expression on the JSON text reads parts given
+# as a list or as one object alike.
+_TEXT_VALUE = r"""r'"text":"((?:[^"\\]|\\.)*)"'"""
+
+
+def _mime_count(prefix: str) -> str:
+    """SQL: how many file parts of the request JSON text ``body`` have a mime type
+    starting with ``prefix`` (fileData/mimeType and file_data/mime_type alike)."""
+    if not re.fullmatch(r"[a-z/]*", prefix):
+        raise ValueError(f"mime type prefix {prefix!r}")
+    return f"""ARRAY_LENGTH(REGEXP_EXTRACT_ALL(body, r'"mime_?[tT]ype":"{prefix}'))"""
+
+
+def _non_negative(value: Any) -> float:
+    number = float(value)
+    if number < 0:
+        raise ValueError("negative price")
+    return number
 
 
 __all__ = [
@@ -141,7 +255,7 @@ __all__ = [
     "FILE_PART_TOKENS",
     "PRICES",
     "BudgetExceededError",
-    "ConfigError",
+    "PRICES_VAR",
     "CostEstimate",
     "Price",
     "PriceTable",

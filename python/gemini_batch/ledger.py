@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +20,7 @@ from google.cloud import bigquery
 from gemini_batch.config import BatchModel
 from gemini_batch.errors import GeminiBatchError
 from gemini_batch.jobs import NOT_FOUND_STATE, TERMINAL_STATES
-from gemini_batch.warehouse import Warehouse
+from gemini_batch.warehouse import Warehouse, quote_table
 
 LEDGER_TABLE = "gemini_batch_jobs"
 LOCKS_TABLE = "gemini_batch_locks"
@@ -136,34 +136,89 @@ class Ledger:
 
     def ensure(self) -> None:
         """Create the dataset, the ledger and the locks table if missing (idempotent)."""
-        raise NotImplementedError
+        self.client.create_dataset(f"{self.project}.{self.dataset}", exists_ok=True)
+        for table, schema in ((self.table, LEDGER_SCHEMA), (self.locks_table, LOCKS_SCHEMA)):
+            self.client.create_table(
+                bigquery.Table(
+                    table,
+                    schema=[bigquery.SchemaField(name, kind) for name, kind in schema.items()],
+                ),
+                exists_ok=True,
+            )
 
     def record_submitted(self, entry: LedgerEntry) -> None:
         """Insert the row of a job just created (before anything waits on it)."""
-        raise NotImplementedError
+        # DML, not the streaming API: streamed rows cannot be UPDATEd for a while.
+        values = asdict(entry)
+        values["job_id"] = values["job_id"] or entry.job_name.rsplit("/", 1)[-1]
+        values["submitted_at"] = values["submitted_at"] or _now()
+        values["updated_at"] = _now()
+        columns = ", ".join(f"`{name}`" for name in LEDGER_SCHEMA)
+        placeholders = ", ".join(f"@{name}" for name in LEDGER_SCHEMA)
+        self._warehouse.query(
+            f"INSERT INTO {quote_table(self.table)} ({columns}) VALUES ({placeholders})",
+            _typed(values),
+        )
 
     def update(self, job_name: str, **fields: Any) -> None:
         """Set ledger columns of one job (e.g. state='SUCCEEDED', ended_at=...);
         ``updated_at`` is set too. Unknown column names raise ValueError."""
-        raise NotImplementedError
+        unknown = set(fields) - set(LEDGER_SCHEMA) | ({"job_name"} & set(fields))
+        if unknown:
+            raise ValueError(f"Not ledger columns that can be updated: {sorted(unknown)}")
+        fields["updated_at"] = _now()
+        assignments = ", ".join(f"`{name}` = @{name}" for name in fields)
+        self._warehouse.query(
+            f"UPDATE {quote_table(self.table)} SET {assignments} WHERE job_name = @job_name",
+            _typed({**fields, "job_name": job_name}),
+        )
 
     def get(self, job_name: str) -> LedgerEntry | None:
         """The row of one job, or None."""
-        raise NotImplementedError
+        rows = self._select("WHERE job_name = @job_name", {"job_name": job_name})
+        return rows[0] if rows else None
 
     def live_jobs(self, model_unique_id: str | None = None) -> list[LedgerEntry]:
         """Jobs not in a terminal state, or terminal with their output not merged yet,
         oldest first; of one model when ``model_unique_id`` is given."""
-        raise NotImplementedError
+        return self._select(
+            "WHERE (state NOT IN UNNEST(@ended_states) OR merged_at IS NULL)"
+            " AND (@dbt_model IS NULL OR dbt_model = @dbt_model)"
+            " ORDER BY submitted_at, job_name",
+            {
+                "ended_states": sorted(ENDED_STATES),
+                "dbt_model": _typed_one("dbt_model", "STRING", model_unique_id),
+            },
+        )
 
     def entries(self, model_unique_id: str | None = None, limit: int = 50) -> list[LedgerEntry]:
         """The most recent jobs first, at most ``limit``."""
-        raise NotImplementedError
+        return self._select(
+            "WHERE (@dbt_model IS NULL OR dbt_model = @dbt_model)"
+            " ORDER BY submitted_at DESC, job_name LIMIT @row_limit",
+            {
+                "dbt_model": _typed_one("dbt_model", "STRING", model_unique_id),
+                "row_limit": int(limit),
+            },
+        )
 
     def observed_output_tokens(self, gemini_model: str) -> float | None:
         """Average output tokens (candidates + thoughts) per succeeded request of
         ``gemini_model`` over the ledger, or None when nothing was answered yet."""
-        raise NotImplementedError
+        if not self._warehouse.table_exists(self.table):
+            return None
+        row = self._warehouse.query(
+            f"""
+SELECT
+  SUM(COALESCE(candidates_tokens, 0) + COALESCE(thoughts_tokens, 0)) AS output_tokens,
+  SUM(succeeded_count) AS answered
+FROM {quote_table(self.table)}
+WHERE gemini_model = @gemini_model AND succeeded_count > 0 AND candidates_tokens IS NOT NULL""",
+            {"gemini_model": gemini_model},
+        )[0]
+        if not row["answered"]:
+            return None
+        return float(row["output_tokens"]) / float(row["answered"])
 
     def lock(
         self,
@@ -178,17 +233,120 @@ class Ledger:
         returns the owner. Held by someone else: LockedError naming the model and the
         owner (host, pid, since). Claiming again with the same owner refreshes it.
         """
-        raise NotImplementedError
+        dbt_model = _model_id(model)
+        owner = owner or LockOwner.current()
+        holder = self._claim(dbt_model, owner, ttl, stale_token=None)
+        if holder.token != owner.token and holder.host == owner.host and not _pid_alive(holder.pid):
+            # A build on this host that was killed: take its lock over, atomically (only
+            # if that dead build still holds it).
+            holder = self._claim(dbt_model, owner, ttl, stale_token=holder.token)
+        if holder.token != owner.token:
+            raise LockedError(
+                f"Model {dbt_model} is being built by another gemini-batch process "
+                f"({holder.describe()}). Wait for it to finish, or stop it; a lock left by "
+                f"a killed process on another host expires {_ttl_text(ttl)} after its last "
+                "refresh."
+            )
+        return holder
 
     def refresh_lock(
         self, model: BatchModel | str, owner: LockOwner, *, ttl: timedelta = DEFAULT_LOCK_TTL
     ) -> None:
         """Push the expiry of our lock forward (call while waiting on long jobs)."""
-        raise NotImplementedError
+        self.lock(model, owner, ttl=ttl)
 
     def unlock(self, model: BatchModel | str, owner: LockOwner) -> None:
         """Release our lock on ``model``; a lock someone else took over is left alone."""
-        raise NotImplementedError
+        self._warehouse.query(
+            f"DELETE FROM {quote_table(self.locks_table)} "
+            "WHERE dbt_model = @dbt_model AND token = @token",
+            {"dbt_model": _model_id(model), "token": owner.token},
+        )
+
+    # -- helpers --------------------------------------------------------------------
+
+    def _select(self, where: str, params: dict[str, Any]) -> list[LedgerEntry]:
+        columns = ", ".join(f"`{name}`" for name in LEDGER_SCHEMA)
+        rows = self._warehouse.query(
+            f"SELECT {columns} FROM {quote_table(self.table)} {where}", params
+        )
+        return [LedgerEntry(**{name: row[name] for name in LEDGER_SCHEMA}) for row in rows]
+
+    def _claim(
+        self, dbt_model: str, owner: LockOwner, ttl: timedelta, stale_token: str | None
+    ) -> LockOwner:
+        """One MERGE that takes the lock if free, expired, ours, or held by
+        ``stale_token``; then the holder as stored."""
+        params = {
+            "dbt_model": dbt_model,
+            "token": owner.token,
+            "host": owner.host,
+            "pid": owner.pid,
+            "ttl_seconds": int(ttl.total_seconds()),
+            "stale_token": _typed_one("stale_token", "STRING", stale_token),
+        }
+        self._warehouse.query(
+            f"""
+MERGE {quote_table(self.locks_table)} AS t
+USING (SELECT @dbt_model AS dbt_model) AS s
+ON t.dbt_model = s.dbt_model
+WHEN MATCHED AND (t.token = @token OR t.expires_at < CURRENT_TIMESTAMP()
+                  OR t.token = @stale_token) THEN
+  UPDATE SET token = @token, host = @host, pid = @pid,
+    since = IF(t.token = @token, t.since, CURRENT_TIMESTAMP()),
+    expires_at = TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL @ttl_seconds SECOND)
+WHEN NOT MATCHED THEN
+  INSERT (dbt_model, token, host, pid, since, expires_at)
+  VALUES (@dbt_model, @token, @host, @pid, CURRENT_TIMESTAMP(),
+          TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL @ttl_seconds SECOND))""",
+            params,
+        )
+        row = self._warehouse.query(
+            f"SELECT token, host, pid, since FROM {quote_table(self.locks_table)} "
+            "WHERE dbt_model = @dbt_model",
+            {"dbt_model": dbt_model},
+        )[0]
+        return LockOwner(
+            host=row["host"], pid=int(row["pid"]), token=row["token"], since=row["since"]
+        )
+
+
+LOCKS_SCHEMA: dict[str, str] = {
+    "dbt_model": "STRING",
+    "token": "STRING",
+    "host": "STRING",
+    "pid": "INT64",
+    "since": "TIMESTAMP",
+    "expires_at": "TIMESTAMP",
+}
+
+
+def _typed(values: dict[str, Any]) -> dict[str, bigquery.ScalarQueryParameter]:
+    """Ledger values as parameters of their column's type (NULLs included)."""
+    return {name: _typed_one(name, LEDGER_SCHEMA[name], value) for name, value in values.items()}
+
+
+def _typed_one(name: str, kind: str, value: Any) -> bigquery.ScalarQueryParameter:
+    return bigquery.ScalarQueryParameter(name, kind, value)
+
+
+def _model_id(model: BatchModel | str) -> str:
+    return model if isinstance(model, str) else model.unique_id
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def _ttl_text(ttl: timedelta) -> str:
+    minutes = int(ttl.total_seconds() // 60)
+    return f"{minutes} min" if minutes else f"{int(ttl.total_seconds())} s"
 
 
 def _now() -> datetime:
@@ -199,6 +357,7 @@ __all__ = [
     "DEFAULT_LOCK_TTL",
     "LEDGER_SCHEMA",
     "LEDGER_TABLE",
+    "LOCKS_SCHEMA",
     "LOCKS_TABLE",
     "ENDED_STATES",
     "Ledger",
