@@ -11,6 +11,7 @@ arguments of a function call) are kept as they are.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -79,6 +80,7 @@ class RequestError(ValueError):
         return row_error(400, f"{self.message} (field: request.{self.field})")
 
 
+@functools.lru_cache(maxsize=4096)
 def camel(name: str) -> str:
     return _SNAKE.sub(lambda match: match.group(1).upper(), name)
 

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -266,9 +267,10 @@ class JobRunner:
                     f"The output table {output_ref} already exists. Name a new table, or only "
                     "the dataset (bq://project.dataset) to get a new predictions_<time> table.",
                 )
-            output_schema = [_output_field(field) for field in schema] + OUTPUT_COLUMNS
             try:
-                bigquery.create_table(output_ref, output_schema)
+                bigquery.create_table(
+                    output_ref, [_output_field(f) for f in schema] + OUTPUT_COLUMNS
+                )
             except BigQueryError as exc:
                 if exc.status == 409:
                     raise JobFailure(
@@ -305,15 +307,15 @@ class JobRunner:
             pending_write = None
             try:
                 for page in pages:
-                    for start in range(0, len(page), _chunk_size(faults)):
+                    for start in range(0, len(page), _chunk_size(self._engine, faults)):
                         self._check_cancel(cancel)
-                        chunk = page[start : start + _chunk_size(faults)]
+                        chunk = page[start : start + _chunk_size(self._engine, faults)]
                         rows, ok = self._answer(job_id, plan, chunk, row_number, faults)
                         row_number += len(chunk)
                         if pending_write is not None:
                             pending_write.result()
                         pending_write = writer.submit(
-                            bigquery.load_json_rows, plan.output_ref, rows
+                            bigquery.load_rows, plan.output_ref, plan.output_schema, rows
                         )
                         succeeded += ok
                         failed += len(chunk) - ok
@@ -366,9 +368,7 @@ class JobRunner:
                 if isinstance(answer, str):
                     status = answer
                 else:
-                    row["response"] = orjson.Fragment(
-                        orjson.dumps(answer, option=orjson.OPT_SORT_KEYS)
-                    )
+                    row["response"] = orjson.dumps(answer, option=orjson.OPT_SORT_KEYS).decode()
                     succeeded += 1
             if status is not None:
                 row["response"] = None
@@ -395,21 +395,17 @@ class JobRunner:
         )
 
 
+@dataclass(frozen=True)
 class _Plan:
-    def __init__(
-        self,
-        *,
-        input_ref: TableRef,
-        output_ref: TableRef,
-        input_schema: list[dict[str, Any]],
-        total_rows: int,
-        model: str,
-    ) -> None:
-        self.input_ref = input_ref
-        self.output_ref = output_ref
-        self.input_schema = input_schema
-        self.total_rows = total_rows
-        self.model = model
+    input_ref: TableRef
+    output_ref: TableRef
+    input_schema: list[dict[str, Any]]
+    total_rows: int
+    model: str
+
+    @property
+    def output_schema(self) -> list[dict[str, Any]]:
+        return [_output_field(field) for field in self.input_schema] + OUTPUT_COLUMNS
 
     @property
     def output_info(self) -> dict[str, str]:
@@ -428,9 +424,9 @@ def _stats(succeeded: int, failed: int, incomplete: int) -> dict[str, str]:
     }
 
 
-def _chunk_size(faults: Faults) -> int:
+def _chunk_size(engine: Engine, faults: Faults) -> int:
     """Rows answered between cancel checks and progress updates: small when rows are slow."""
-    return 10 if faults.row_latency else 10_000
+    return 10 if faults.row_latency else engine.batch_size
 
 
 def _check_input_schema(table: TableRef, schema: list[dict[str, Any]]) -> None:

@@ -1,14 +1,13 @@
 """The emulator's BigQuery access: the REST API, as the service uses BigQuery.
 
 Reads stream ``tabledata.list`` pages (one page in memory at a time); writes append
-newline-delimited JSON through load jobs (multipart upload), one per chunk of rows. See
+Parquet (or JSON lines) through load jobs (multipart upload), one per chunk of rows. See
 docs/vertex-emulator.md for why these paths (measured against insertAll and the Storage
 Read API on bqemulator).
 """
 
 from __future__ import annotations
 
-import base64
 import re
 import time
 import uuid
@@ -19,6 +18,8 @@ from typing import Any
 
 import httpx
 import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 _TABLE_URI = re.compile(
     r"^bq://(?P<project>[^.]+(?:\.[^.:]+:[^.]+)?)\.(?P<dataset>\w+)(?:\.(?P<table>[^.]+))?$"
@@ -59,31 +60,76 @@ class TableRef:
         return f"{self.project}.{self.dataset}" + (f".{self.table}" if self.table else "")
 
 
-def _value(field: dict[str, Any], cell: Any) -> Any:
-    """A tabledata.list cell as the JSON value a load job takes for that column type."""
+# Column types a Parquet chunk carries faithfully into bqemulator; a table with any other
+# passthrough type is written as newline-delimited JSON instead.
+_PARQUET_TYPES = {
+    "INTEGER": pa.int64(),
+    "INT64": pa.int64(),
+    "FLOAT": pa.float64(),
+    "FLOAT64": pa.float64(),
+    "BOOLEAN": pa.bool_(),
+    "BOOL": pa.bool_(),
+    "STRING": pa.string(),
+    "JSON": pa.string(),
+    "TIMESTAMP": pa.timestamp("us", tz="UTC"),
+}
+
+
+def _value(kind: str, cell: Any) -> Any:
+    """A tabledata.list cell as a Python value: numbers and booleans typed, JSON as text."""
     if cell is None:
         return None
-    kind = field.get("type", "STRING")
     if kind in ("INTEGER", "INT64"):
         return int(cell)
     if kind in ("FLOAT", "FLOAT64"):
-        number = float(cell)
-        return number if number == number and abs(number) != float("inf") else str(cell)
+        return float(cell)
     if kind in ("BOOLEAN", "BOOL"):
         return cell in (True, "true", "TRUE", "True")
     if kind == "TIMESTAMP":
         return _timestamp(cell)
-    if kind == "JSON":
-        return orjson.loads(cell) if isinstance(cell, str | bytes) else cell
     return cell
 
 
 def _timestamp(cell: Any) -> str:
-    """tabledata.list gives seconds since the epoch (float text); loads take ISO text."""
+    """BigQuery gives seconds since the epoch (bqemulator gives text); loads take text."""
     if isinstance(cell, str) and not re.fullmatch(r"-?\d+(\.\d+)?(E\d+)?", cell):
         return cell
     moment = datetime.fromtimestamp(float(cell), UTC)
     return moment.strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+
+
+def _parse_timestamp(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace(" UTC", "+00:00"))
+
+
+def encode_rows(schema: list[dict[str, Any]], rows: list[dict[str, Any]]) -> tuple[str, bytes]:
+    """``rows`` as a load job's source: (sourceFormat, bytes).
+
+    Parquet when every column type has an exact Parquet form (bqemulator loads it about
+    three times faster than JSON lines), newline-delimited JSON otherwise.
+    """
+    types = [field.get("type", "STRING") for field in schema]
+    if all(kind in _PARQUET_TYPES for kind in types):
+        columns = {}
+        for field, kind in zip(schema, types, strict=True):
+            values = [row.get(field["name"]) for row in rows]
+            if kind == "TIMESTAMP":
+                parsed: dict[str, datetime] = {}
+                values = [
+                    None if v is None else parsed.setdefault(v, _parse_timestamp(v)) for v in values
+                ]
+            columns[field["name"]] = pa.array(values, type=_PARQUET_TYPES[kind])
+        sink = pa.BufferOutputStream()
+        pq.write_table(pa.table(columns), sink, compression="none")
+        return "PARQUET", sink.getvalue().to_pybytes()
+    json_columns = [field["name"] for field in schema if field.get("type") == "JSON"]
+    lines = []
+    for row in rows:
+        for name in json_columns:
+            if isinstance(row.get(name), str):
+                row = {**row, name: orjson.Fragment(row[name])}
+        lines.append(orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY))
+    return "NEWLINE_DELIMITED_JSON", b"\n".join(lines) + b"\n"
 
 
 class BigQueryRest:
@@ -152,6 +198,7 @@ class BigQueryRest:
     ) -> Iterator[list[dict[str, Any]]]:
         """The table's rows, a page at a time, as dicts of load-ready JSON values."""
         names = [field["name"] for field in schema]
+        kinds = [field.get("type", "STRING") for field in schema]
         params: dict[str, Any] = {
             "maxResults": page_size,
             "selectedFields": ",".join(names),
@@ -163,8 +210,8 @@ class BigQueryRest:
             if rows:
                 yield [
                     {
-                        name: _value(field, cell["v"])
-                        for name, field, cell in zip(names, schema, row["f"], strict=True)
+                        name: _value(kind, cell["v"])
+                        for name, kind, cell in zip(names, kinds, row["f"], strict=True)
                     }
                     for row in rows
                 ]
@@ -173,8 +220,11 @@ class BigQueryRest:
                 return
             params["pageToken"] = token
 
-    def load_json_rows(self, ref: TableRef, rows: list[dict[str, Any]]) -> None:
-        """Append ``rows`` with one load job (newline-delimited JSON, multipart upload)."""
+    def load_rows(
+        self, ref: TableRef, schema: list[dict[str, Any]], rows: list[dict[str, Any]]
+    ) -> None:
+        """Append ``rows`` with one load job (multipart upload, see ``encode_rows``)."""
+        source_format, data = encode_rows(schema, rows)
         configuration = {
             "load": {
                 "destinationTable": {
@@ -182,7 +232,7 @@ class BigQueryRest:
                     "datasetId": ref.dataset,
                     "tableId": ref.table,
                 },
-                "sourceFormat": "NEWLINE_DELIMITED_JSON",
+                "sourceFormat": source_format,
                 "writeDisposition": "WRITE_APPEND",
                 "createDisposition": "CREATE_NEVER",
             }
@@ -191,7 +241,6 @@ class BigQueryRest:
             "jobReference": {"projectId": ref.project, "jobId": f"vertex_{uuid.uuid4().hex}"},
             "configuration": configuration,
         }
-        data = b"\n".join(orjson.dumps(row) for row in rows) + b"\n"
         boundary = uuid.uuid4().hex
         body = b"".join(
             [
@@ -225,7 +274,3 @@ class BigQueryRest:
         error = job.get("status", {}).get("errorResult")
         if error:
             raise BigQueryError(error.get("message", str(error)), reason=error.get("reason", ""))
-
-
-def encode_bytes(value: bytes) -> str:
-    return base64.b64encode(value).decode()

@@ -14,6 +14,9 @@ Result = dict[str, Any] | str
 
 class Engine(Protocol):
     name: str
+    # Rows handed to ``generate`` at once: between two batches a job checks for a cancel
+    # and reports progress.
+    batch_size: int
 
     def generate(self, requests: list[dict[str, Any]], *, model: str) -> list[Result]: ...
 

@@ -171,6 +171,7 @@ def _truncate(text: str, max_tokens: int | None) -> tuple[str, str]:
 
 class SimulateEngine:
     name = "simulate"
+    batch_size = 10_000
 
     def generate(self, requests: list[dict[str, Any]], *, model: str) -> list[Result]:
         return [self.answer(request, model=model) for request in requests]
