@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
+from rich.table import Table
 
 from gemini_batch import __version__
 from gemini_batch.errors import GeminiBatchError
+
+if TYPE_CHECKING:
+    from gemini_batch.build import DbtOptions
 
 console = Console()
 err_console = Console(stderr=True)
@@ -124,3 +130,370 @@ def local_stop(data_dir: Path) -> None:
         click.echo(f"Nothing to stop (no stack started from {data_dir.resolve()}).")
         return
     click.echo(f"Stopped the local stack (pids {state.bigquery_pid}, {state.vertex_pid}).")
+
+
+# --------------------------------------------------------------------------- build and friends
+#
+# These commands take dbt's own arguments for the project, profile and selection, and
+# reach BigQuery through the dbt target (profiles.yml) and Vertex AI through
+# $GEMINI_BATCH_VERTEX_ENDPOINT or Google's regional endpoint.
+
+
+def _project_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        [
+            click.option("--project-dir", help="dbt project directory (dbt's default: .)."),
+            click.option("--profiles-dir", help="Where profiles.yml is (dbt's default)."),
+            click.option("--target", "-t", help="dbt target of the profile."),
+            click.option("--profile", help="dbt profile (default: the project's)."),
+            click.option("--vars", help="dbt vars, as YAML: '{key: value}'."),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def _selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        [
+            click.option("--select", "-s", multiple=True, help="dbt node selection."),
+            click.option("--models", "-m", "select_models", multiple=True, hidden=True),
+            click.option("--exclude", multiple=True, help="dbt nodes to leave out."),
+            click.option("--selector", help="A selector from selectors.yml."),
+            click.option("--state", help="dbt state directory, for state: selectors."),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def _split(values: tuple[str, ...]) -> tuple[str, ...]:
+    """`-s "a b"` and `-s a -s b` mean the same, as in dbt."""
+    return tuple(part for value in values for part in value.split())
+
+
+def _dbt_options(kwargs: dict[str, Any], extra: tuple[str, ...] = ()) -> DbtOptions:
+    from gemini_batch.build import DbtOptions
+
+    return DbtOptions(
+        project_dir=kwargs.get("project_dir"),
+        profiles_dir=kwargs.get("profiles_dir"),
+        target=kwargs.get("target"),
+        profile=kwargs.get("profile"),
+        vars=kwargs.get("vars"),
+        select=_split(kwargs.get("select", ()) + kwargs.get("select_models", ())),
+        exclude=_split(kwargs.get("exclude", ())),
+        selector=kwargs.get("selector"),
+        state=kwargs.get("state"),
+        extra=extra,
+    )
+
+
+_PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True}
+
+
+def _run_build(command: str, ctx: click.Context, kwargs: dict[str, Any]) -> None:
+    from gemini_batch.build import BatchSettings, build
+    from gemini_batch.progress import make_reporter, summary_notes, summary_table
+
+    extra = list(ctx.args)
+    if kwargs.pop("full_refresh"):
+        extra.append("--full-refresh")
+    if kwargs.get("threads") is not None:
+        extra += ["--threads", str(kwargs["threads"])]
+    if kwargs.pop("fail_fast"):
+        extra.append("--fail-fast")
+    settings = BatchSettings(
+        poll_initial=kwargs["poll_interval"],
+        poll_max=kwargs["max_poll_interval"],
+        fail_on_failed_rows=kwargs["fail_on_failed_rows"],
+    )
+    plain = True if kwargs["plain"] else None
+    try:
+        result = build(
+            _dbt_options(kwargs, tuple(extra)),
+            command=command,
+            reporter_factory=lambda: make_reporter(console, plain=plain),
+            settings=settings,
+        )
+    except KeyboardInterrupt:
+        err_console.print(
+            "\n[bold yellow]interrupted:[/] submitted jobs keep running and stay in the "
+            "ledger; `gemini-batch build` resumes them, `gemini-batch cancel` stops them."
+        )
+        sys.exit(130)
+    if result.summaries:
+        console.print(summary_table(result.summaries))
+        for summary in result.summaries:
+            for note in summary_notes(summary):
+                console.print(note, highlight=False, markup=False, soft_wrap=True)
+    for error in result.errors:
+        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+    sys.exit(result.exit_code)
+
+
+def _build_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        [
+            click.option("--full-refresh", is_flag=True,
+                         help="dbt --full-refresh (answers are kept: they are the cache)."),
+            click.option("--threads", type=int, help="dbt threads."),
+            click.option("--fail-fast", "-x", is_flag=True, help="dbt --fail-fast."),
+            click.option(
+                "--fail-on-failed-rows/--no-fail-on-failed-rows", default=None,
+                help="Exit 3 when rows end failed (default: each model's "
+                "fail_on_failed_rows config, true unless set).",
+            ),
+            click.option("--poll-interval", type=float, default=1.0, show_default=True,
+                         help="Seconds before the first poll of a job; grows while it runs."),
+            click.option("--max-poll-interval", type=float, default=60.0, show_default=True,
+                         help="Longest wait between two polls of a job."),
+            click.option("--plain", is_flag=True,
+                         help="Log lines instead of live progress (default off a terminal)."),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+@main.command("build", context_settings=_PASS_THROUGH)
+@_project_options
+@_selection_options
+@_build_options
+@click.pass_context
+def build_command(ctx: click.Context, **kwargs: Any) -> None:
+    """dbt build in stages, with the Gemini batch jobs in between.
+
+    Upstream of each batch model, then its jobs (submitted, waited on, merged), then
+    downstream models and tests. Other dbt flags are passed to dbt as they are.
+    """
+    _run_build("build", ctx, kwargs)
+
+
+@main.command("run", context_settings=_PASS_THROUGH)
+@_project_options
+@_selection_options
+@_build_options
+@click.pass_context
+def run_command(ctx: click.Context, **kwargs: Any) -> None:
+    """dbt run (models only, no tests) in stages, with the Gemini batch jobs in between."""
+    _run_build("run", ctx, kwargs)
+
+
+def _money(value: float | None) -> str:
+    return "-" if value is None else f"${value:,.4f}"
+
+
+@main.command("plan")
+@_project_options
+@_selection_options
+def plan_command(**kwargs: Any) -> None:
+    """What `build` would submit per batch model: cached, pending, failed, shards, cost.
+
+    Reads the tables of the last dbt run; submits nothing and changes nothing.
+    """
+    from gemini_batch.build import plan
+
+    plans = plan(_dbt_options(kwargs))
+    if not plans:
+        console.print("No batch model (materialized='gemini_batch') in the selection.")
+        return
+    table = Table(title="gemini-batch plan", title_justify="left")
+    for name in ("model", "requests", "cached", "pending", "failed", "invalid", "in flight",
+                 "shards", "input tokens", "output tokens", "est. cost", "cap"):
+        table.add_column(name, justify="left" if name == "model" else "right")
+    notes = []
+    for item in plans:
+        cap = _money(item.model.config.max_cost_usd)
+        if not item.built or item.counts is None or item.estimate is None:
+            table.add_row(item.model.name, *["-"] * 10, cap)
+            notes.append(f"{item.model.name}: {item.model.requests_table} is not built yet; "
+                         "run `gemini-batch build` (or `dbt run`) first.")
+            continue
+        counts, estimate = item.counts, item.estimate
+        table.add_row(
+            item.model.name, f"{counts.unique:,}", f"{counts.cached:,}", f"{counts.pending:,}",
+            f"{counts.failed:,}", f"{counts.invalid:,}", f"{counts.in_flight:,}",
+            f"{item.shards:,}", f"{estimate.input_tokens:,}", f"{estimate.output_tokens:,}",
+            _money(estimate.usd), cap,
+        )
+        if item.over_budget:
+            notes.append(f"{item.model.name}: {item.over_budget}")
+        if item.live_jobs:
+            notes.append(f"{item.model.name}: {item.live_jobs} job(s) of an earlier build are "
+                         "live; `build` resumes them first.")
+        if counts.pending == 0:
+            notes.append(f"{item.model.name}: nothing to submit (all cached or failed for good).")
+    console.print(table)
+    for note in notes:
+        console.print(note, highlight=False, markup=False, soft_wrap=True)
+
+
+def _jobs_table(title: str, entries: list[Any], service: dict[str, Any] | None = None) -> Table:
+    table = Table(title=title, title_justify="left")
+    for name in ("job", "model", "state", "requests", "succeeded", "failed", "tokens",
+                 "cost", "submitted", "ended", "merged"):
+        table.add_column(name, justify="right" if name in ("requests", "succeeded", "failed",
+                                                         "tokens", "cost") else "left")
+    for entry in entries:
+        status = (service or {}).get(entry.job_name)
+        state = entry.state if status is None or status.state == entry.state else (
+            f"{status.state} (ledger: {entry.state})"
+        )
+        succeeded = entry.succeeded_count if status is None else max(
+            status.succeeded, entry.succeeded_count or 0)
+        failed = entry.failed_count if status is None else max(
+            status.failed, entry.failed_count or 0)
+        table.add_row(
+            entry.job_id or entry.job_name.rsplit("/", 1)[-1],
+            entry.dbt_model.rsplit(".", 1)[-1],
+            state,
+            f"{entry.request_count:,}",
+            "-" if succeeded is None else f"{succeeded:,}",
+            "-" if failed is None else f"{failed:,}",
+            "-" if entry.total_tokens is None else f"{entry.total_tokens:,}",
+            _money(entry.actual_cost_usd),
+            f"{entry.submitted_at:%Y-%m-%d %H:%M:%S}" if entry.submitted_at else "-",
+            f"{entry.ended_at:%H:%M:%S}" if entry.ended_at else "-",
+            "yes" if entry.merged_at else "no",
+        )
+    return table
+
+
+def _vertex_for(target: Any, location: str) -> Any:
+    from gemini_batch.jobs import VertexJobs, vertex_job_client
+
+    return VertexJobs(
+        project=target.project, location=location,
+        client=vertex_job_client(location, credentials=target.google_credentials()),
+    )
+
+
+def _ledger_ready(ledger: Any) -> bool:
+    from gemini_batch.warehouse import Warehouse
+
+    if Warehouse(ledger.client).table_exists(ledger.table):
+        return True
+    console.print(f"No ledger yet ({ledger.table}): no job was ever submitted.")
+    return False
+
+
+@main.command("status")
+@_project_options
+@click.option("--limit", default=10, show_default=True, help="Recent jobs to show.")
+def status_command(limit: int, **kwargs: Any) -> None:
+    """Jobs in flight (asked of Vertex AI now) and the most recent ones (from the ledger)."""
+    from gemini_batch.build import open_ledger
+
+    _, target, ledger = open_ledger(_dbt_options(kwargs))
+    if not _ledger_ready(ledger):
+        return
+    live = ledger.live_jobs()
+    service = {entry.job_name: _vertex_for(target, entry.location).get(entry.job_name)
+               for entry in live}
+    if live:
+        console.print(_jobs_table("in flight (or not merged yet)", live, service))
+    else:
+        console.print("No job in flight.")
+    live_names = {entry.job_name for entry in live}
+    recent = [e for e in ledger.entries(limit=limit) if e.job_name not in live_names]
+    if recent:
+        console.print(_jobs_table(f"recent jobs (ledger {ledger.table})", recent))
+
+
+@main.command("jobs")
+@_project_options
+@click.option("--model", "model_name", help="Only this batch model's jobs (name).")
+@click.option("--limit", default=50, show_default=True)
+def jobs_command(model_name: str | None, limit: int, **kwargs: Any) -> None:
+    """The ledger (gemini_batch_jobs) as a table, newest first."""
+    from gemini_batch.build import find_model, open_ledger
+
+    project, _, ledger = open_ledger(_dbt_options(kwargs))
+    if not _ledger_ready(ledger):
+        return
+    unique_id = find_model(project, model_name).unique_id if model_name else None
+    entries = ledger.entries(unique_id, limit=limit)
+    if not entries:
+        console.print("No jobs in the ledger" + (f" for {model_name}." if model_name else "."))
+        return
+    console.print(_jobs_table(f"ledger {ledger.table}", entries))
+
+
+@main.command("cancel")
+@_project_options
+@click.argument("what", required=False)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before cancelling every live job.")
+def cancel_command(what: str | None, yes: bool, **kwargs: Any) -> None:
+    """Cancel live jobs: of one batch model, one job (id or name), or all (no argument).
+
+    What the jobs answered before they stopped is merged by the build waiting on them,
+    or by the next `gemini-batch build`.
+    """
+    from gemini_batch.build import find_model, open_ledger
+
+    project, target, ledger = open_ledger(_dbt_options(kwargs))
+    if not _ledger_ready(ledger):
+        return
+    live = [entry for entry in ledger.live_jobs() if not entry.is_terminal]
+    if what is None:
+        chosen = live
+        if chosen and not yes:
+            click.confirm(f"Cancel all {len(chosen)} live job(s)?", abort=True)
+    else:
+        chosen = [e for e in live if what in (e.job_name, e.job_id, e.job_name.rsplit("/", 1)[-1])]
+        if not chosen:
+            by_job = ledger.get(what) if what.startswith("projects/") else None
+            if by_job is not None:
+                raise GeminiBatchError(f"Job {what} is not live (state {by_job.state}).")
+            model = find_model(project, what)
+            chosen = [e for e in live if e.dbt_model == model.unique_id]
+    if not chosen:
+        console.print("No live job to cancel.")
+        return
+    for entry in chosen:
+        status = _vertex_for(target, entry.location).cancel(entry.job_name)
+        ledger.update(entry.job_name, state=status.state)
+        console.print(f"{entry.job_id or entry.job_name}: {status.state} "
+                      f"({entry.dbt_model.rsplit('.', 1)[-1]}, {entry.request_count:,} requests)")
+
+
+@main.command("reset")
+@_project_options
+@click.argument("model_name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def reset_command(model_name: str, yes: bool, **kwargs: Any) -> None:
+    """Drop a batch model's answers (<model>__responses): the next build asks again.
+
+    Answers are money already spent; this cannot be undone.
+    """
+    from gemini_batch.build import find_model, open_ledger
+    from gemini_batch.ledger import LockOwner
+    from gemini_batch.warehouse import Warehouse
+
+    project, _, ledger = open_ledger(_dbt_options(kwargs))
+    model = find_model(project, model_name)
+    warehouse = Warehouse(ledger.client)
+    if not warehouse.table_exists(model.responses_table):
+        console.print(f"{model.responses_table} does not exist: nothing to reset.")
+        return
+    if warehouse.table_exists(ledger.table):
+        live = ledger.live_jobs(model.unique_id)
+        if live:
+            raise GeminiBatchError(
+                f"{model.name} has {len(live)} live job(s); cancel them first "
+                f"(`gemini-batch cancel {model.name}`) and let a build merge them."
+            )
+    if not yes:
+        click.confirm(
+            f"Drop {model.responses_table}? Every answer of {model.name} is lost and paid "
+            "again on the next build.", abort=True,
+        )
+    owner = LockOwner.current()
+    ledger.ensure()
+    ledger.lock(model, owner)
+    try:
+        warehouse.drop_tables([model.responses_table])
+    finally:
+        ledger.unlock(model, owner)
+    console.print(f"Dropped {model.responses_table}. The next dbt run creates it empty.")

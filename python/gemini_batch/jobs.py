@@ -92,8 +92,8 @@ def job_labels(
     labels.update(
         {
             "tool": TOOL_LABEL,
-            "dbt-model": label_value(model_name),
-            "dbt-invocation-id": label_value(invocation_id),
+            "dbt_model": label_value(model_name),
+            "dbt_invocation_id": label_value(invocation_id),
         }
     )
     return labels
@@ -282,8 +282,12 @@ class VertexJobs:
             self.client.cancel_batch_prediction_job(name=job_name, retry=READ_RETRY)
         except api_exceptions.NotFound:
             return JobStatus.not_found(job_name)
-        except api_exceptions.FailedPrecondition:
-            pass  # already ended: nothing to cancel
+        except (api_exceptions.FailedPrecondition, api_exceptions.BadRequest) as exc:
+            # Over REST, "already ended" is HTTP 400 (FAILED_PRECONDITION in the body).
+            status = self.get(job_name)
+            if status.terminal:
+                return status
+            raise JobServiceError(f"Vertex AI refused to cancel {job_name}: {exc.message}") from exc
         return self.get(job_name)
 
     def list(self, *, labels: Mapping[str, str] | None = None, limit: int = 200) -> list[JobStatus]:
