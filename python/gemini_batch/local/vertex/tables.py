@@ -85,21 +85,17 @@ def _value(kind: str, cell: Any) -> Any:
         return float(cell)
     if kind in ("BOOLEAN", "BOOL"):
         return cell in (True, "true", "TRUE", "True")
-    if kind == "TIMESTAMP":
-        return _timestamp(cell)
+    if kind == "TIMESTAMP":  # microseconds since the epoch (useInt64Timestamp)
+        return int(cell)
     return cell
 
 
-def _timestamp(cell: Any) -> str:
-    """BigQuery gives seconds since the epoch (bqemulator gives text); loads take text."""
-    if isinstance(cell, str) and not re.fullmatch(r"-?\d+(\.\d+)?(E\d+)?", cell):
-        return cell
-    moment = datetime.fromtimestamp(float(cell), UTC)
+def timestamp_text(micros: int) -> str:
+    """A TIMESTAMP as JSON lines load jobs take it."""
+    moment = datetime.fromtimestamp(micros // 1_000_000, UTC).replace(
+        microsecond=micros % 1_000_000
+    )
     return moment.strftime("%Y-%m-%d %H:%M:%S.%f UTC")
-
-
-def _parse_timestamp(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace(" UTC", "+00:00"))
 
 
 def encode_rows(schema: list[dict[str, Any]], rows: list[dict[str, Any]]) -> tuple[str, bytes]:
@@ -113,22 +109,22 @@ def encode_rows(schema: list[dict[str, Any]], rows: list[dict[str, Any]]) -> tup
         columns = {}
         for field, kind in zip(schema, types, strict=True):
             values = [row.get(field["name"]) for row in rows]
-            if kind == "TIMESTAMP":
-                parsed: dict[str, datetime] = {}
-                values = [
-                    None if v is None else parsed.setdefault(v, _parse_timestamp(v)) for v in values
-                ]
             columns[field["name"]] = pa.array(values, type=_PARQUET_TYPES[kind])
         sink = pa.BufferOutputStream()
         pq.write_table(pa.table(columns), sink, compression="none")
         return "PARQUET", sink.getvalue().to_pybytes()
-    json_columns = [field["name"] for field in schema if field.get("type") == "JSON"]
+    # JSON text goes in as JSON, timestamps as text; the rest as JSON has them.
+    convert = {
+        field["name"]: orjson.Fragment if field.get("type") == "JSON" else timestamp_text
+        for field in schema
+        if field.get("type") in ("JSON", "TIMESTAMP")
+    }
     lines = []
     for row in rows:
-        for name in json_columns:
-            if isinstance(row.get(name), str):
-                row = {**row, name: orjson.Fragment(row[name])}
-        lines.append(orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY))
+        changed = {
+            name: make(row[name]) for name, make in convert.items() if row.get(name) is not None
+        }
+        lines.append(orjson.dumps({**row, **changed} if changed else row))
     return "NEWLINE_DELIMITED_JSON", b"\n".join(lines) + b"\n"
 
 
@@ -202,7 +198,7 @@ class BigQueryRest:
         params: dict[str, Any] = {
             "maxResults": page_size,
             "selectedFields": ",".join(names),
-            "formatOptions.useInt64Timestamp": "false",
+            "formatOptions.useInt64Timestamp": "true",
         }
         while True:
             page = self._call("GET", f"{self._table_path(ref)}/data", params=params)
