@@ -113,7 +113,9 @@ class BatchModel:
     def from_manifest_node(cls, node: Mapping[str, Any]) -> BatchModel:
         """Read a model node of ``target/manifest.json``; ConfigError names the model."""
         unique_id = str(node.get("unique_id", node.get("name", "?")))
-        raw = dict(node.get("config") or {})
+        node_config = node.get("config") or {}
+        # Keys may sit at the top of config() or in config(meta={...}); the top wins.
+        raw = {**(node_config.get("meta") or {}), **node_config}
         try:
             config = BatchModelConfig.model_validate(raw)
         except ValidationError as exc:

@@ -1,0 +1,88 @@
+{#- materialized='gemini_batch': the model's SQL selects key columns and `request` (a
+    Gemini GenerateContentRequest as JSON). Builds, in the model's dataset:
+      <model>__requests   the model's rows + request_id + request_problem (replaced)
+      <model>__responses  the answers, one row per request_id (created if missing; never
+                          dropped, except with var gemini_batch_reset)
+      <model>             a view: each request with its latest answer and batch_state
+    Never submits a job: `gemini-batch build` does (docs/materialization.md). -#}
+{% materialization gemini_batch, adapter='bigquery' -%}
+  {%- set batch = gemini_batch._gemini_batch_config() -%}
+  {%- set where = "gemini_batch model " ~ model.unique_id ~ " (" ~ model.original_file_path ~ ")" -%}
+  {%- set grant_config = config.get('grants') -%}
+
+  {%- set target_relation = this.incorporate(type='view') -%}
+  {%- set requests_relation = api.Relation.create(
+        database=this.database, schema=this.schema,
+        identifier=this.identifier ~ '__requests', type='table') -%}
+  {%- set responses_relation = api.Relation.create(
+        database=this.database, schema=this.schema,
+        identifier=this.identifier ~ '__responses', type='table') -%}
+  {%- set existing_relation = adapter.get_relation(
+        database=this.database, schema=this.schema, identifier=this.identifier) -%}
+  {%- set existing_responses = adapter.get_relation(
+        database=this.database, schema=this.schema, identifier=this.identifier ~ '__responses') -%}
+
+  {#- The model's columns, without building anything: `request` must be there, as JSON
+      or STRING, and the package's own column names must not. -#}
+  {%- set columns = get_column_schema_from_query(sql) -%}
+  {%- set column_names = columns | map(attribute='name') | map('lower') | list -%}
+  {%- set request_types = columns | selectattr('name', 'equalto', 'request')
+        | map(attribute='dtype') | map('upper') | list -%}
+  {%- if 'request' not in column_names or request_types | length == 0 -%}
+    {{ exceptions.raise_compiler_error(
+        where ~ ": the model must select a column named `request` (lowercase) holding the "
+        ~ "Gemini request, e.g. `{{ gemini_batch.request(...) }} as request`; it selects: "
+        ~ column_names | join(', ')) }}
+  {%- endif -%}
+  {%- set request_type = request_types[0] -%}
+  {%- if request_type not in ['JSON', 'STRING'] -%}
+    {{ exceptions.raise_compiler_error(
+        where ~ ": column `request` is " ~ request_type ~ "; it must be JSON (or STRING "
+        ~ "holding JSON text), e.g. built with gemini_batch.request(...)") }}
+  {%- endif -%}
+  {%- set clashes = column_names | select('in', gemini_batch._gemini_batch_reserved_columns()) | list -%}
+  {%- if clashes -%}
+    {{ exceptions.raise_compiler_error(
+        where ~ ": the model selects " ~ clashes | join(', ') ~ ", which the package adds "
+        ~ "itself; rename " ~ ('it' if clashes | length == 1 else 'them') ~ " in the model's SQL") }}
+  {%- endif -%}
+
+  {{ run_hooks(pre_hooks) }}
+
+  {#- Answers cost money: only an explicit reset drops them (not --full-refresh). -#}
+  {%- if existing_responses is not none and gemini_batch._gemini_batch_reset_requested() -%}
+    {{ log("gemini_batch: var gemini_batch_reset drops " ~ existing_responses
+           ~ " and every answer in it", info=true) }}
+    {%- do adapter.drop_relation(existing_responses) -%}
+  {%- endif -%}
+
+  {%- call statement('requests') -%}
+    {{ create_table_as(false, requests_relation,
+         gemini_batch._gemini_batch_requests_sql(sql, columns, request_type, batch.gemini_model)) }}
+  {%- endcall -%}
+
+  {%- call statement('responses') -%}
+    {{ gemini_batch._gemini_batch_responses_ddl(responses_relation) }}
+  {%- endcall -%}
+
+  {#- A table left where the view goes (the model was materialized otherwise before). -#}
+  {%- if existing_relation is not none and not existing_relation.is_view -%}
+    {{ log("gemini_batch: replacing " ~ existing_relation.type ~ " " ~ existing_relation
+           ~ " with a view", info=true) }}
+    {%- do adapter.drop_relation(existing_relation) -%}
+  {%- endif -%}
+
+  {%- call statement('main') -%}
+    {{ get_create_view_as_sql(target_relation,
+         gemini_batch._gemini_batch_view_sql(requests_relation, responses_relation,
+                                             columns, batch.max_retries)) }}
+  {%- endcall -%}
+
+  {%- set should_revoke = should_revoke(existing_relation, full_refresh_mode=true) -%}
+  {%- do apply_grants(target_relation, grant_config, should_revoke=should_revoke) -%}
+  {%- do persist_docs(target_relation, model) -%}
+
+  {{ run_hooks(post_hooks) }}
+
+  {{ return({'relations': [target_relation, requests_relation, responses_relation]}) }}
+{%- endmaterialization %}
