@@ -342,6 +342,7 @@ def test_bad_rows_get_an_error_naming_the_field_and_the_rest_go_on(
         "request.contents[0].parts[0]" in status[5] and "text, inlineData or fileData" in status[5]
     )
     assert all("INVALID_ARGUMENT" in status[i] for i in bad)
+    assert all(f"table {table}, row {i - 1}, field request" in status[i] for i in bad)
     assert status[6] == ""
     responses = {row["id"]: row["response"] for row in output_rows(bq, job)}
     assert responses[1] is None and responses[6] is not None

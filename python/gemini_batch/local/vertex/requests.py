@@ -75,9 +75,14 @@ class RequestError(ValueError):
         self.field = field
         self.message = message
 
-    def status(self) -> str:
-        """The row's `status`, as the service writes a 400 for one request."""
-        return row_error(400, f"{self.message} (field: request.{self.field})")
+    def status(self, table: object, row: int) -> str:
+        """The row's `status`, as the service writes a 400 for one request.
+
+        It also names the table, the row (its position in the order the table was read)
+        and the field, so the request can be found and fixed.
+        """
+        where = f"request.{self.field}" if self.field else "request"
+        return row_error(400, f"{self.message} (table {table}, row {row}, field {where})")
 
 
 @functools.lru_cache(maxsize=4096)

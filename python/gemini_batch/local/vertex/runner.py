@@ -192,6 +192,12 @@ class JobRunner:
             self._finish(job_id, failure.state, {"code": failure.code, "message": failure.message})
         except JobNotFound:
             pass  # deleted while it ran
+        except BigQueryError as exc:
+            self._finish(
+                job_id,
+                "JOB_STATE_FAILED",
+                {"code": INTERNAL, "message": f"A BigQuery call failed: {exc}"},
+            )
         except Exception as exc:  # an emulator bug must still end the job, not hang it
             log.exception("job %s crashed", job_id)
             self._finish(
@@ -300,8 +306,9 @@ class JobRunner:
         # Reading, answering and writing overlap: the next page is fetched and the last one
         # written while this one is answered (each in its own thread; bounded queues keep
         # at most a few pages in memory).
-        pages = _prefetch(
-            bigquery.read_rows(plan.input_ref, plan.input_schema, page_size=self._page_size)
+        pages = _Prefetch(
+            bigquery.read_rows(plan.input_ref, plan.input_schema, page_size=self._page_size),
+            plan.input_ref,
         )
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"write-{job_id}") as writer:
             pending_write = None
@@ -355,7 +362,7 @@ class JobRunner:
                 try:
                     requests.append(parse_request(row["request"]))
                 except RequestError as exc:
-                    status = exc.status()
+                    status = exc.status(plan.input_ref, first_row + offset)
             statuses.append(status)
         if faults.row_latency:
             time.sleep(faults.row_latency * len(rows))
@@ -469,37 +476,47 @@ def _output_field(field: dict[str, Any]) -> dict[str, Any]:
     return {key: field[key] for key in ("name", "type", "mode", "description") if key in field}
 
 
-class _prefetch(Iterator[list[dict[str, Any]]]):  # noqa: N801 - used like a function
-    """Reads the next page in a background thread while the current one is processed."""
+class _Prefetch(Iterator[list[dict[str, Any]]]):
+    """Reads the next page in a background thread while the current one is processed.
+
+    At most one page waits in the queue. A read error surfaces in the consumer as a
+    JobFailure naming the table; ``close`` stops the reader at its next page.
+    """
 
     _DONE = object()
 
-    def __init__(self, pages: Iterator[list[dict[str, Any]]]) -> None:
+    def __init__(self, pages: Iterator[list[dict[str, Any]]], table: TableRef) -> None:
+        self._table = table
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=1)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._fill, args=(pages,), daemon=True)
         self._thread.start()
 
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def _fill(self, pages: Iterator[list[dict[str, Any]]]) -> None:
         try:
             for page in pages:
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(page, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if self._stop.is_set():
+                if not self._put(page):
                     return
-            self._queue.put(self._DONE)
-        except BaseException as exc:  # surfaced in the consumer
-            self._queue.put(exc)
+            self._put(self._DONE)
+        except Exception as exc:  # handed to the consumer
+            self._put(exc)
 
     def __next__(self) -> list[dict[str, Any]]:
         item = self._queue.get()
         if item is self._DONE:
             raise StopIteration
-        if isinstance(item, BaseException):
+        if isinstance(item, BigQueryError):
+            raise JobFailure(INTERNAL, f"Reading the input table {self._table} failed: {item}")
+        if isinstance(item, Exception):
             raise item
         return item  # type: ignore[no-any-return]
 

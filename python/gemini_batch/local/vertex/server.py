@@ -50,6 +50,8 @@ _STATUS_NAMES = {
     412: "FAILED_PRECONDITION",
     500: "INTERNAL",
 }
+# google-cloud-aiplatform uses v1; google-genai uses v1beta1 unless told otherwise.
+API_VERSIONS = ("v1", "v1beta1")
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 
@@ -386,11 +388,13 @@ def create_app(config: EmulatorConfig) -> Starlette:
 
     def parent_of(request: Request) -> str:
         params = request.path_params
+        if params["version"] not in API_VERSIONS:
+            raise ApiError(404, f"Unknown API version {params['version']!r}: use v1 or v1beta1.")
         return f"projects/{params['project']}/locations/{params['location']}"
 
     async def collection(request: Request) -> Response:
-        parent = parent_of(request)
         try:
+            parent = parent_of(request)
             if request.method == "POST":
                 try:
                     body = orjson.loads(await request.body())
@@ -407,9 +411,9 @@ def create_app(config: EmulatorConfig) -> Starlette:
             return _error(exc)
 
     async def resource(request: Request) -> Response:
-        parent = parent_of(request)
         job_id, _, verb = request.path_params["job"].partition(":")
         try:
+            parent = parent_of(request)
             if verb:
                 if verb != "cancel" or request.method != "POST":
                     raise ApiError(404, f"Unknown method {verb!r}: only :cancel (POST).")
