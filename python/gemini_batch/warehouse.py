@@ -388,10 +388,17 @@ WHEN NOT MATCHED THEN
         try:
             return self.query(sql, params)
         except NotFound as exc:
+            missing = [
+                table
+                for table in (model.requests_table, model.responses_table)
+                if not self.table_exists(table)
+            ]
+            if not missing:
+                raise
             raise WarehouseError(
-                f"Model {model.unique_id}: a table is missing ({exc.message}). Run "
-                f"`dbt run --select {model.name}` to build {model.requests_table} and "
-                f"{model.responses_table}."
+                f"Model {model.unique_id}: {' and '.join(missing)} "
+                f"{'does' if len(missing) == 1 else 'do'} not exist. Run "
+                f"`dbt run --select {model.name}` first (it builds the batch model's tables)."
             ) from exc
 
     def _live_shard_tables(self, model: BatchModel) -> list[str]:

@@ -1,0 +1,423 @@
+"""Warehouse statements on the local BigQuery: counts, shards, invalid requests, and the
+MERGE of Vertex AI output tables (shaped like the real ones in tests/fixtures) into
+``<model>__responses``.
+
+The requests and responses tables are written here as the materialization writes them
+(tests/test_materialization.py covers the materialization itself).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from google.cloud import bigquery
+
+from conftest import FIXTURES
+from gemini_batch.config import BatchModel, BatchModelConfig
+from gemini_batch.ledger import Ledger, LedgerEntry
+from gemini_batch.warehouse import (
+    INVALID_STATUS,
+    MergeResult,
+    RequestCounts,
+    Warehouse,
+    WarehouseError,
+    quote_table,
+)
+
+GEMINI_MODEL = "gemini-2.5-flash"
+
+
+def _request(text: str) -> str:
+    return json.dumps({"contents": [{"role": "user", "parts": [{"text": text}]}]})
+
+
+@pytest.fixture(scope="module")
+def dataset(bq: bigquery.Client) -> str:
+    name = f"wh_{uuid.uuid4().hex[:10]}"
+    bq.create_dataset(name)
+    return name
+
+
+def _model(
+    bq: bigquery.Client, dataset: str, name: str | None = None, **config: object
+) -> BatchModel:
+    return BatchModel(
+        unique_id=f"model.test.{name or 'm'}",
+        name=name or f"m_{uuid.uuid4().hex[:8]}",
+        project=bq.project,
+        dataset=dataset,
+        config=BatchModelConfig(gemini_model=GEMINI_MODEL, **config),
+    )
+
+
+def _run(bq: bigquery.Client, sql: str, **params: object) -> list[dict]:
+    config = bigquery.QueryJobConfig(
+        query_parameters=[
+            bigquery.ArrayQueryParameter(k, "STRING", v)
+            if isinstance(v, list)
+            else bigquery.ScalarQueryParameter(k, "INT64" if isinstance(v, int) else "STRING", v)
+            for k, v in params.items()
+        ]
+    )
+    return [dict(row) for row in bq.query(sql, job_config=config).result()]
+
+
+def _build_tables(
+    bq: bigquery.Client, model: BatchModel, rows: list[tuple[str, str | None]]
+) -> None:
+    """<model>__requests as the materialization builds it, from (request_id, problem)
+    pairs (the request text is the id), and an empty <model>__responses."""
+    _run(
+        bq,
+        f"""create or replace table {quote_table(model.requests_table)} as
+        select id as key_column, parse_json(request) as request, request_id,
+          nullif(problem, '') as request_problem
+        from unnest(@ids) as request_id with offset as id
+        join unnest(@requests) as request with offset as r on r = id
+        join unnest(@problems) as problem with offset as p on p = id""",
+        ids=[rid for rid, _ in rows],
+        requests=[_request(rid) for rid, _ in rows],
+        problems=[problem or "" for _, problem in rows],
+    )
+    _run(
+        bq,
+        f"""create or replace table {quote_table(model.responses_table)} (
+        request_id STRING, response JSON, status STRING, processed_time TIMESTAMP,
+        attempts INT64, last_error STRING, job_name STRING, updated_at TIMESTAMP)""",
+    )
+
+
+def _answer(
+    bq: bigquery.Client, model: BatchModel, request_id: str, *, ok: bool, attempts: int
+) -> None:
+    _run(
+        bq,
+        f"""insert into {quote_table(model.responses_table)}
+        (request_id, response, status, attempts, last_error, job_name, updated_at)
+        values (@request_id, if(@ok = 1, parse_json('{{"candidates": []}}'), null),
+                if(@ok = 1, '', 'boom'), @attempts, if(@ok = 1, null, 'boom'), 'j',
+                current_timestamp())""",
+        request_id=request_id,
+        ok=int(ok),
+        attempts=attempts,
+    )
+
+
+def _responses(bq: bigquery.Client, model: BatchModel) -> dict[str, dict]:
+    rows = _run(bq, f"select * from {quote_table(model.responses_table)}")
+    return {row["request_id"]: row for row in rows}
+
+
+# -- counts ---------------------------------------------------------------------------
+
+
+def test_counts_by_state(bq: bigquery.Client, dataset: str) -> None:
+    model = _model(bq, dataset, max_retries=1)
+    _build_tables(
+        bq,
+        model,
+        [
+            ("cached", None),
+            ("pending-new", None),
+            ("pending-new", None),  # asked twice: one request
+            ("pending-retry", None),
+            ("used-up", None),
+            ("bad", "contents: is empty"),
+            ("flying", None),
+        ],
+    )
+    _answer(bq, model, "cached", ok=True, attempts=1)
+    _answer(bq, model, "pending-retry", ok=False, attempts=1)
+    _answer(bq, model, "used-up", ok=False, attempts=2)
+    ledger = _ledger_with_live_job(bq, dataset, model, ["flying"])
+
+    assert Warehouse(bq, ledger=ledger).counts(model) == RequestCounts(
+        total=7, unique=6, cached=1, pending=2, failed=2, invalid=1, in_flight=1
+    )
+    # Without the ledger nothing is known to be in flight.
+    assert Warehouse(bq).counts(model).pending == 3
+
+
+def _ledger_with_live_job(
+    bq: bigquery.Client, dataset: str, model: BatchModel, request_ids: list[str]
+) -> Ledger:
+    shard = model.shard_table("live", 0)
+    _run(
+        bq,
+        f"create or replace table {quote_table(shard)} as "
+        "select request_id, parse_json('{}') as request from unnest(@ids) as request_id",
+        ids=request_ids,
+    )
+    ledger = Ledger(bq, bq.project, dataset)
+    ledger.ensure()
+    ledger.record_submitted(
+        LedgerEntry(
+            job_name=f"projects/p/locations/us-central1/batchPredictionJobs/{uuid.uuid4().hex}",
+            dbt_model=model.unique_id,
+            model_relation=model.view,
+            shard_table=shard,
+            output_table=model.output_table("live", 0),
+            gemini_model=GEMINI_MODEL,
+            location="us-central1",
+            state="RUNNING",
+            request_count=len(request_ids),
+        )
+    )
+    return ledger
+
+
+def test_counts_name_the_model_when_it_was_never_built(bq: bigquery.Client, dataset: str) -> None:
+    model = _model(bq, dataset, name="never_built")
+    with pytest.raises(
+        WarehouseError,
+        match=r"model\.test\.never_built: .*never_built__requests and .*never_built__responses do "
+        r"not exist\. Run `dbt run --select never_built` first",
+    ):
+        Warehouse(bq).counts(model)
+
+
+# -- invalid requests -----------------------------------------------------------------
+
+
+def test_mark_invalid_fails_them_with_the_reason(bq: bigquery.Client, dataset: str) -> None:
+    model = _model(bq, dataset, max_retries=2)
+    _build_tables(
+        bq,
+        model,
+        [("good", None), ("bad-1", "contents: is empty"), ("bad-2", "request: is NULL")],
+    )
+    warehouse = Warehouse(bq)
+    summary = warehouse.mark_invalid(model)
+    assert summary.count == 2
+    assert summary.examples == [("bad-1", "contents: is empty"), ("bad-2", "request: is NULL")]
+
+    responses = _responses(bq, model)
+    assert set(responses) == {"bad-1", "bad-2"}
+    assert responses["bad-1"]["status"] == INVALID_STATUS
+    assert responses["bad-1"]["attempts"] == 3  # max_retries + 1: never submitted
+    assert responses["bad-1"]["last_error"] == "contents: is empty"
+
+    # Marking again changes nothing; they are failed, never pending.
+    warehouse.mark_invalid(model)
+    assert _responses(bq, model)["bad-1"]["attempts"] == 3
+    counts = warehouse.counts(model)
+    assert (counts.pending, counts.failed, counts.invalid) == (1, 2, 2)
+
+
+# -- shards ---------------------------------------------------------------------------
+
+
+def test_shards_hold_each_pending_request_once(bq: bigquery.Client, dataset: str) -> None:
+    model = _model(bq, dataset, shard_size=3, max_retries=0)
+    ids = [f"r{n}" for n in range(9)]
+    _build_tables(bq, model, [(i, None) for i in ids] + [("r0", None), ("bad", "no contents")])
+    _answer(bq, model, "r1", ok=True, attempts=1)  # cached
+    _answer(bq, model, "r2", ok=False, attempts=1)  # retries used up (max_retries=0)
+    ledger = _ledger_with_live_job(bq, dataset, model, ["r3"])
+    warehouse = Warehouse(bq, ledger=ledger)
+
+    shards = warehouse.create_shards(model, "20261125t0630_ab12")
+    assert [(s.index, s.rows) for s in shards] == [(0, 3), (1, 3)]
+    assert [s.table for s in shards] == [
+        model.shard_table("20261125t0630_ab12", 0),
+        model.shard_table("20261125t0630_ab12", 1),
+    ]
+    seen = []
+    for shard in shards:
+        table = bq.get_table(shard.table)
+        assert [f.name for f in table.schema] == ["request_id", "request"]
+        rows = _run(
+            bq,
+            "select request_id, to_json_string(request) as request "
+            f"from {quote_table(shard.table)}",
+        )
+        assert len(rows) == shard.rows
+        assert all(
+            json.loads(row["request"]) == json.loads(_request(row["request_id"])) for row in rows
+        )
+        seen += [row["request_id"] for row in rows]
+    assert sorted(seen) == ["r0", "r4", "r5", "r6", "r7", "r8"]
+    # The staging snapshot is gone.
+    assert not [t for t in bq.list_tables(dataset) if "__pending_" in t.table_id]
+
+    # Not excluding live jobs puts r3 back in.
+    again = warehouse.create_shards(model, "second", exclude_live=False)
+    assert sum(s.rows for s in again) == 7
+
+
+def test_no_pending_request_makes_no_shard(bq: bigquery.Client, dataset: str) -> None:
+    model = _model(bq, dataset)
+    _build_tables(bq, model, [("done", None)])
+    _answer(bq, model, "done", ok=True, attempts=1)
+    assert Warehouse(bq).create_shards(model, "empty") == []
+    assert not [t for t in bq.list_tables(dataset) if t.table_id.startswith(f"{model.name}__shard")]
+
+
+def test_shard_run_id_is_checked(bq: bigquery.Client, dataset: str) -> None:
+    with pytest.raises(ValueError, match="run_id"):
+        Warehouse(bq).create_shards(_model(bq, dataset), "x`; drop table y")
+
+
+# -- merge ----------------------------------------------------------------------------
+
+
+def _vertex_output(bq: bigquery.Client, model: BatchModel, table: str, answers: list[dict]) -> None:
+    """An output table as Vertex AI writes it: the input columns + response, status,
+    processed_time."""
+    _run(
+        bq,
+        f"""create or replace table {quote_table(table)} as
+        select json_value(line, '$.request_id') as request_id,
+          json_query(line, '$.request') as request,
+          json_query(line, '$.response') as response,
+          json_value(line, '$.status') as status,
+          timestamp(json_value(line, '$.processed_time')) as processed_time
+        from unnest(@lines) as line_text, unnest([parse_json(line_text)]) as line""",
+        lines=[json.dumps(answer) for answer in answers],
+    )
+
+
+def _real_answers(sample: str) -> list[dict]:
+    path = FIXTURES / f"batch_request_{sample}_output.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_merge_output_success_failure_and_unanswered(bq: bigquery.Client, dataset: str) -> None:
+    model = _model(bq, dataset, max_retries=2)
+    real = _real_answers("text")
+    ids = [f"q{n}" for n in range(len(real))] + ["failing", "unanswered"]
+    _build_tables(bq, model, [(i, None) for i in ids])
+    shard = model.shard_table("run1", 0)
+    warehouse = Warehouse(bq)
+    [made] = warehouse.create_shards(model, "run1")
+    assert made.table == shard and made.rows == len(ids)
+
+    output = model.output_table("run1", 0)
+    answers = [{**answer, "request_id": rid} for rid, answer in zip(ids, real, strict=False)]
+    answers.append(
+        {
+            "request_id": "failing",
+            "request": json.loads(_request("failing")),
+            "response": None,
+            "status": "Internal error occurred. Failed to get response.",
+            "processed_time": "2024-11-05T15:45:17.583+00:00",
+        }
+    )
+    _vertex_output(bq, model, output, answers)
+
+    job = "projects/p/locations/us-central1/batchPredictionJobs/111"
+    result = warehouse.merge_output(model, output, job, shard_table=shard)
+    usage = [answer["response"]["usageMetadata"] for answer in real]
+    assert result == MergeResult(
+        succeeded=len(real),
+        failed=1,
+        unanswered=1,
+        prompt_tokens=sum(u.get("promptTokenCount", 0) for u in usage),
+        candidates_tokens=sum(u.get("candidatesTokenCount", 0) for u in usage),
+        thoughts_tokens=0,
+        total_tokens=sum(u.get("totalTokenCount", 0) for u in usage),
+    )
+    assert result.prompt_tokens == 81 and result.candidates_tokens == 6022
+
+    responses = _responses(bq, model)
+    assert "unanswered" not in responses
+    assert responses["q0"]["status"] == ""
+    assert responses["q0"]["attempts"] == 1
+    assert responses["q0"]["response"] == real[0]["response"]
+    assert responses["q0"]["job_name"] == job
+    assert responses["q0"]["processed_time"] == datetime(
+        2024, 11, 5, 15, 45, 17, 583000, tzinfo=UTC
+    )
+    assert responses["failing"]["attempts"] == 1
+    assert responses["failing"]["last_error"].startswith("Internal error occurred")
+    assert responses["failing"]["response"] is None
+
+    # The same job merged again (a crash before merged_at was recorded): no change.
+    warehouse.merge_output(model, output, job, shard_table=shard)
+    assert _responses(bq, model) == responses
+
+    counts = warehouse.counts(model)
+    assert (counts.cached, counts.pending, counts.failed) == (len(real), 2, 0)
+
+
+def test_merge_retries_and_never_overwrites_a_success(bq: bigquery.Client, dataset: str) -> None:
+    model = _model(bq, dataset, max_retries=1)
+    _build_tables(bq, model, [("a", None), ("b", None)])
+    warehouse = Warehouse(bq)
+    real = _real_answers("multimodal")[0]
+    failure = {
+        "response": None,
+        "status": "RESOURCE_EXHAUSTED",
+        "processed_time": real["processed_time"],
+    }
+
+    def job(n: int, answers: dict[str, dict]) -> None:
+        output = model.output_table(f"job{n}", 0)
+        _vertex_output(
+            bq,
+            model,
+            output,
+            [{**a, "request_id": rid, "request": {}} for rid, a in answers.items()],
+        )
+        warehouse.merge_output(model, output, f"jobs/{n}")
+
+    job(1, {"a": real, "b": failure})
+    job(2, {"a": failure, "b": failure})  # a failure after a success changes nothing
+    responses = _responses(bq, model)
+    assert (responses["a"]["status"], responses["a"]["attempts"]) == ("", 1)
+    assert responses["a"]["response"] == real["response"]
+    assert (responses["b"]["attempts"], responses["b"]["last_error"]) == (2, "RESOURCE_EXHAUSTED")
+    assert warehouse.counts(model).failed == 1  # 2 attempts > max_retries=1
+
+    job(3, {"b": real})  # a late success still replaces the failure
+    responses = _responses(bq, model)
+    assert (responses["b"]["status"], responses["b"]["attempts"]) == ("", 3)
+    assert responses["b"]["last_error"] is None
+    assert warehouse.counts(model).cached == 2
+
+
+def test_merge_reads_a_string_response_column(bq: bigquery.Client, dataset: str) -> None:
+    model = _model(bq, dataset)
+    _build_tables(bq, model, [("a", None)])
+    output = model.output_table("strings", 0)
+    response = _real_answers("text")[0]["response"]
+    _run(
+        bq,
+        f"create or replace table {quote_table(output)} as select 'a' as request_id, "
+        "@response as response, '' as status, current_timestamp() as processed_time",
+        response=json.dumps(response),
+    )
+    result = Warehouse(bq).merge_output(model, output, "jobs/s")
+    assert (result.succeeded, result.prompt_tokens) == (1, 9)
+    assert _responses(bq, model)["a"]["response"] == response
+
+
+def test_merge_of_a_missing_output_table_says_so(bq: bigquery.Client, dataset: str) -> None:
+    model = _model(bq, dataset)
+    _build_tables(bq, model, [("a", None)])
+    missing = model.output_table("never", 0)
+    with pytest.raises(WarehouseError, match=f"output table {missing} does not exist"):
+        Warehouse(bq).merge_output(model, missing, "jobs/x")
+
+
+# -- names ----------------------------------------------------------------------------
+
+
+def test_quote_table() -> None:
+    assert quote_table("my-project.analytics.out") == "`my-project`.`analytics`.`out`"
+    for bad in ["analytics.out", "p.d.t.x", "p.d.", "p.d.t`; drop table x; --", "p.d.a\nb"]:
+        with pytest.raises(ValueError):
+            quote_table(bad)
+
+
+def test_table_exists_and_drop(bq: bigquery.Client, dataset: str) -> None:
+    warehouse = Warehouse(bq)
+    table = f"{bq.project}.{dataset}.to_drop"
+    _run(bq, f"create table {quote_table(table)} as select 1 as x")
+    assert warehouse.table_exists(table)
+    warehouse.drop_tables([table, f"{bq.project}.{dataset}.never_was"])
+    assert not warehouse.table_exists(table)
+    assert warehouse.dataset_location(bq.project, dataset)
