@@ -160,7 +160,7 @@ class Ledger:
             _typed(values),
         )
 
-    def update(self, job_name: str, **fields: Any) -> None:
+    def update(self, job_name: str, /, **fields: Any) -> None:
         """Set ledger columns of one job (e.g. state='SUCCEEDED', ended_at=...);
         ``updated_at`` is set too. Unknown column names raise ValueError."""
         unknown = set(fields) - set(LEDGER_SCHEMA) | ({"job_name"} & set(fields))
