@@ -18,6 +18,11 @@
   {#- Text that does not parse keeps an id of its own (its raw text), so its reason shows. -#}
   {%- set canonical = 'coalesce(to_json_string(' ~ parsed ~ ')'
         ~ (', request' if from_string else '') ~ ", 'null')" -%}
+{#- A CTE and unqualified column names: the emulator cannot resolve an outer table alias
+    inside the correlated subqueries of request_problems (docs/local-stack.md). -#}
+with model_rows as (
+{{ model_sql }}
+)
 select
   {%- for column in columns %}
   {% if column.name | lower == 'request' -%}
@@ -26,19 +31,9 @@ select
   {{ adapter.quote(column.name) }},
   {%- endif %}
   {%- endfor %}
-  request_id,
-  request_problem
-from (
-  {#- `request` unqualified: the emulator cannot resolve a table alias of an outer query
-      inside the correlated subqueries of request_problems. -#}
-  select
-    *,
-    to_hex(sha256(concat({{ gemini_batch._sql_string(gemini_model) }}, '\n', {{ canonical }}))) as request_id,
-    {{ gemini_batch.request_problems('request', request_type) }} as request_problem
-  from (
-{{ model_sql }}
-  )
-)
+  to_hex(sha256(concat({{ gemini_batch._sql_string(gemini_model) }}, '\n', {{ canonical }}))) as request_id,
+  {{ gemini_batch.request_problems('request', request_type) }} as request_problem
+from model_rows
 {%- endmacro %}
 
 
