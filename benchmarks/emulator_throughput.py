@@ -14,10 +14,12 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
 
+import psutil
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import aiplatform_v1, bigquery
@@ -61,9 +63,7 @@ def input_rows(count: int) -> bytes:
             "systemInstruction": {"parts": [{"text": "You are a concise analyst."}]},
             "generationConfig": {"temperature": 0.2, "maxOutputTokens": 256},
         }
-        lines.append(
-            json.dumps({"id": row, "category": f"c{row % 7}", "request": request})
-        )
+        lines.append(json.dumps({"id": row, "category": f"c{row % 7}", "request": request}))
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -94,6 +94,15 @@ def main() -> None:
         ).result()
         print(f"loaded {args.rows:,} input rows in {time.perf_counter() - started:.1f}s")
 
+        for _ in range(100):  # the load job is done, but wait until its rows are counted
+            if bq.get_table(table).num_rows == args.rows:
+                break
+            time.sleep(0.1)
+        vertex, bigquery_server = (
+            psutil.Process(state.vertex_pid),
+            psutil.Process(state.bigquery_pid),
+        )
+        cpu_before = [sum(p.cpu_times()[:2]) for p in (vertex, bigquery_server)]
         client = aiplatform_v1.JobServiceClient(
             transport="rest",
             credentials=AnonymousCredentials(),
@@ -120,11 +129,28 @@ def main() -> None:
             job = client.get_batch_prediction_job(name=job.name)
         seconds = time.perf_counter() - started
         written = bq.get_table(f"{state.project}.bench.responses").num_rows
+        stats = job.completion_stats
+        print(
+            f"completion stats: {stats.successful_count:,} succeeded, "
+            f"{stats.failed_count:,} failed, {stats.incomplete_count:,} incomplete"
+        )
         print(
             f"job {job.state.name}: {written:,} output rows in {seconds:.1f}s "
             f"= {args.rows / seconds:,.0f} rows/s"
         )
+        cpu = [
+            sum(p.cpu_times()[:2]) - before
+            for p, before in zip((vertex, bigquery_server), cpu_before, strict=True)
+        ]
         print(f"emulator peak RSS: {peak_rss_mb(state.vertex_pid):.0f} MB")
+        print(
+            f"CPU seconds during the job: Vertex emulator {cpu[0]:.1f}, "
+            f"BigQuery emulator {cpu[1]:.1f} (machine load average {os.getloadavg()[0]:.1f})"
+        )
+        log = Path(state.data_dir) / "logs" / "vertex.log"
+        breakdown = [line for line in log.read_text().splitlines() if " rows in " in line]
+        if breakdown:
+            print("emulator:", breakdown[-1].split(": ", 1)[-1])
         if job.state.name != "JOB_STATE_SUCCEEDED":
             print(f"error: {job.error.message}")
     finally:

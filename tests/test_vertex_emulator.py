@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -179,8 +180,13 @@ def sample_requests(name: str) -> list[dict[str, Any]]:
 
 
 @contextlib.contextmanager
-def vertex_server(local_stack: StackState, data_dir: Path, *args: str) -> Iterator[str]:
-    """A Vertex emulator process of its own, on the session's BigQuery."""
+def vertex_server(
+    local_stack: StackState, data_dir: Path, *args: str, storage_read: bool = True
+) -> Iterator[str]:
+    """A Vertex emulator process of its own, on the session's BigQuery.
+
+    ``storage_read=False`` leaves out the gRPC endpoint: input is read with tabledata.list.
+    """
     port = free_port()
     log = (data_dir / "vertex.log").open("ab")
     process = subprocess.Popen(
@@ -189,6 +195,7 @@ def vertex_server(local_stack: StackState, data_dir: Path, *args: str) -> Iterat
             data_dir=data_dir,
             project=local_stack.project,
             bigquery_endpoint=local_stack.bigquery_endpoint,
+            bigquery_grpc_port=local_stack.bigquery_grpc_port if storage_read else None,
             engine="simulate",
             extra_args=args,
         ),
@@ -313,6 +320,44 @@ def test_string_request_column_and_snake_case_fields(client, bq, dataset, local_
     assert row["request"] == json.dumps(snake)
     text = row["response"]["candidates"][0]["content"]["parts"][0]["text"]
     assert "System instruction: Answer in one word." in text and "Name a colour." in text
+
+
+@pytest.mark.parametrize("storage_read", [True, False], ids=["storage-read", "tabledata-list"])
+def test_other_column_types_pass_through(bq, dataset, local_stack, tmp_path, storage_read):
+    schema = [
+        bigquery.SchemaField("id", "INTEGER"),
+        bigquery.SchemaField("day", "DATE"),
+        bigquery.SchemaField("at", "TIME"),
+        bigquery.SchemaField("price", "NUMERIC"),
+        bigquery.SchemaField("blob", "BYTES"),
+        bigquery.SchemaField("flag", "BOOLEAN"),
+        bigquery.SchemaField("extra", "JSON"),
+        bigquery.SchemaField("request", "JSON"),
+    ]
+    source = {
+        "id": 1,
+        "day": "2024-02-29",
+        "at": "12:34:56",
+        "price": "12.50",
+        "blob": "aGVsbG8=",
+        "flag": True,
+        "extra": {"k": [1, 2]},
+        "request": text_request("types"),
+    }
+    name = f"types_{'storage' if storage_read else 'list'}"
+    table = make_table(bq, f"{dataset}.{name}", [source, {"id": 2, "request": None}], schema)
+    with vertex_server(local_stack, tmp_path, storage_read=storage_read) as endpoint:
+        job = run(job_client(endpoint), local_stack.project, table, f"{dataset}.{name}_out")
+    assert job.state.name == "JOB_STATE_PARTIALLY_SUCCEEDED", job.error
+    inputs = sorted((dict(row) for row in bq.list_rows(table)), key=lambda row: row["id"])
+    outputs = output_rows(bq, job)
+    for before, after in zip(inputs, outputs, strict=True):
+        assert {key: after[key] for key in before} == before  # every value as it was
+    first, second = outputs
+    assert str(first["day"]) == "2024-02-29" and str(first["at"]) == "12:34:56"
+    assert first["price"] == Decimal("12.5") and first["flag"] is True
+    assert first["extra"] == {"k": [1, 2]} and first["status"] == ""
+    assert second["day"] is None and "NULL" in second["status"]
 
 
 def test_bad_rows_get_an_error_naming_the_field_and_the_rest_go_on(
@@ -686,21 +731,28 @@ def test_jobs_survive_a_restart(bq, dataset, local_stack, tmp_path):
         f"{dataset}.restart_in",
         [{"id": i, "request": text_request(f"q{i}")} for i in range(200)],
     )
-    with vertex_server(local_stack, tmp_path) as endpoint:
+    # These emulators read with tabledata.list (no gRPC endpoint): that path is tested too.
+    with vertex_server(local_stack, tmp_path, storage_read=False) as endpoint:
         client = job_client(endpoint)
         finished = run(client, local_stack.project, table, dataset)
         assert finished.state.name == "JOB_STATE_SUCCEEDED"
     # Rows take a second each: the job is RUNNING when the process is killed; the other
     # one waits in the queue.
     with vertex_server(
-        local_stack, tmp_path, "--fault-row-latency", "1", "--max-running-jobs", "1"
+        local_stack,
+        tmp_path,
+        "--fault-row-latency",
+        "1",
+        "--max-running-jobs",
+        "1",
+        storage_read=False,
     ) as endpoint:
         client = job_client(endpoint)
         running = submit(client, local_stack.project, table, dataset)
         wait(client, running.name, until={"JOB_STATE_RUNNING"})
         queued = submit(client, local_stack.project, table, dataset)
         assert client.get_batch_prediction_job(name=queued.name).state.name == "JOB_STATE_QUEUED"
-    with vertex_server(local_stack, tmp_path) as endpoint:
+    with vertex_server(local_stack, tmp_path, storage_read=False) as endpoint:
         client = job_client(endpoint)
         listed = {
             job.name: job

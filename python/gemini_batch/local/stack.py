@@ -166,9 +166,19 @@ def vertex_server_command(
     project: str,
     bigquery_endpoint: str,
     engine: str,
+    bigquery_grpc_port: int | None = None,
     extra_args: Sequence[str] = (),
 ) -> list[str]:
-    """The command line that runs the Vertex AI batch prediction emulator."""
+    """The command line that runs the Vertex AI batch prediction emulator.
+
+    With ``bigquery_grpc_port`` the emulator reads input tables through BigQuery's
+    Storage Read API (gRPC), several times faster than tabledata.list on bqemulator.
+    """
+    grpc_args = (
+        ["--bigquery-grpc-endpoint", f"127.0.0.1:{bigquery_grpc_port}"]
+        if bigquery_grpc_port
+        else []
+    )
     return [
         sys.executable,
         "-m",
@@ -185,6 +195,7 @@ def vertex_server_command(
         bigquery_endpoint,
         "--engine",
         engine,
+        *grpc_args,
         *extra_args,
     ]
 
@@ -247,6 +258,7 @@ def start_stack(
                 data_dir=data_dir / "vertex",
                 project=project,
                 bigquery_endpoint=bigquery_endpoint,
+                bigquery_grpc_port=bq_grpc_port,
                 engine=engine,
                 extra_args=vertex_args,
             ),

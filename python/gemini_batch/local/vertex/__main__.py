@@ -34,6 +34,11 @@ def _parser() -> argparse.ArgumentParser:
         help="BigQuery REST endpoint jobs read and write through, e.g. http://127.0.0.1:9050.",
     )
     parser.add_argument(
+        "--bigquery-grpc-endpoint",
+        help="host:port of BigQuery's gRPC API: input tables are then read with the "
+        "Storage Read API, several times faster than tabledata.list.",
+    )
+    parser.add_argument(
         "--engine",
         choices=("simulate", "openai"),
         default=env("GEMINI_BATCH_ENGINE") or "simulate",
@@ -146,6 +151,7 @@ def main(argv: list[str] | None = None) -> None:
         data_dir=args.data_dir,
         project=args.project,
         bigquery_endpoint=args.bigquery_endpoint,
+        bigquery_grpc_endpoint=args.bigquery_grpc_endpoint,
         engine=engine,
         faults=faults,
         extra_models=frozenset(args.model),

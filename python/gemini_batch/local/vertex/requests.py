@@ -116,7 +116,10 @@ def _object(value: Any, where: str) -> dict[str, Any]:
             f"Invalid JSON payload received: {where or 'request'} must be an object, "
             f"not {type(value).__name__}.",
         )
-    return {camel(key): item for key, item in value.items() if item is not None}
+    # Most keys are camelCase already: skip the conversion call for them (hot path).
+    return {
+        (camel(key) if "_" in key else key): item for key, item in value.items() if item is not None
+    }
 
 
 def normalise_request(request: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -81,6 +81,7 @@ class JobRunner:
         store: JobStore,
         *,
         bigquery_endpoint: str,
+        bigquery_grpc_endpoint: str | None = None,
         engine: Engine,
         faults: Callable[[], Faults],
         max_running: int = 4,
@@ -88,6 +89,7 @@ class JobRunner:
     ) -> None:
         self._store = store
         self._bigquery_endpoint = bigquery_endpoint
+        self._bigquery_grpc_endpoint = bigquery_grpc_endpoint
         self._engine = engine
         self._faults = faults
         self._slots = threading.BoundedSemaphore(max_running)
@@ -158,7 +160,7 @@ class JobRunner:
     def _run(self, job_id: str) -> None:
         cancel = self._cancel_events[job_id]
         faults = self._faults()
-        bigquery = BigQueryRest(self._bigquery_endpoint)
+        bigquery = BigQueryRest(self._bigquery_endpoint, grpc_endpoint=self._bigquery_grpc_endpoint)
         try:
             self._queued(cancel, faults)
             with self._slots:
@@ -288,7 +290,7 @@ class JobRunner:
         return _Plan(
             input_ref=input_ref,
             output_ref=output_ref,
-            input_schema=schema,
+            input_table=table,
             total_rows=total,
             model=job["model"].rsplit("/", 1)[-1],
         )
@@ -303,27 +305,52 @@ class JobRunner:
     ) -> None:
         succeeded = failed = 0
         row_number = 0
-        # Reading, answering and writing overlap: the next page is fetched and the last one
-        # written while this one is answered (each in its own thread; bounded queues keep
-        # at most a few pages in memory).
+        timings = {"read": 0.0, "answer": 0.0, "write": 0.0}
+        started = time.perf_counter()
+        # Reading, answering and writing overlap: the next page is fetched while this one
+        # is answered, and answered rows are appended by a load job in another thread.
+        # Rows are written a page at a time (or every few seconds when rows are slow), so
+        # the process holds at most about three pages.
         pages = _Prefetch(
-            bigquery.read_rows(plan.input_ref, plan.input_schema, page_size=self._page_size),
+            bigquery.read_rows(plan.input_ref, plan.input_table, page_size=self._page_size),
             plan.input_ref,
         )
+        buffer: list[dict[str, Any]] = []
+        pending_write: Future[None] | None = None
+        last_write = time.monotonic()
+
+        def write() -> None:
+            nonlocal buffer, pending_write, last_write
+            clock = time.perf_counter()
+            if pending_write is not None:
+                pending_write.result()
+                pending_write = None
+            timings["write"] += time.perf_counter() - clock
+            if buffer:
+                pending_write = writer.submit(
+                    bigquery.load_rows, plan.output_ref, plan.output_schema, buffer
+                )
+                buffer, last_write = [], time.monotonic()
+
+        chunk_size = _chunk_size(self._engine, faults)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"write-{job_id}") as writer:
-            pending_write = None
             try:
-                for page in pages:
-                    for start in range(0, len(page), _chunk_size(self._engine, faults)):
+                while True:
+                    clock = time.perf_counter()
+                    page = next(pages, None)
+                    timings["read"] += time.perf_counter() - clock
+                    if page is None:
+                        break
+                    for start in range(0, len(page), chunk_size):
                         self._check_cancel(cancel)
-                        chunk = page[start : start + _chunk_size(self._engine, faults)]
+                        chunk = page[start : start + chunk_size]
+                        clock = time.perf_counter()
                         rows, ok = self._answer(job_id, plan, chunk, row_number, faults)
+                        timings["answer"] += time.perf_counter() - clock
                         row_number += len(chunk)
-                        if pending_write is not None:
-                            pending_write.result()
-                        pending_write = writer.submit(
-                            bigquery.load_rows, plan.output_ref, plan.output_schema, rows
-                        )
+                        buffer.extend(rows)
+                        if len(buffer) >= self._page_size or time.monotonic() - last_write > 2:
+                            write()
                         succeeded += ok
                         failed += len(chunk) - ok
                         self._store.update(
@@ -333,9 +360,19 @@ class JobRunner:
                             ),
                         )
             finally:
-                if pending_write is not None:
-                    pending_write.result()
                 pages.close()
+                write()  # the rows answered so far, also when cancelled
+                write()  # and wait for that last load
+        log.info(
+            "job %s: %d rows in %.1fs (waiting for reads %.1fs, answering %.1fs, "
+            "waiting for writes %.1fs)",
+            job_id,
+            row_number,
+            time.perf_counter() - started,
+            timings["read"],
+            timings["answer"],
+            timings["write"],
+        )
         self._check_cancel(cancel)
         if failed and not succeeded:
             raise JobFailure(
@@ -406,13 +443,14 @@ class JobRunner:
 class _Plan:
     input_ref: TableRef
     output_ref: TableRef
-    input_schema: list[dict[str, Any]]
+    input_table: dict[str, Any]
     total_rows: int
     model: str
 
     @property
     def output_schema(self) -> list[dict[str, Any]]:
-        return [_output_field(field) for field in self.input_schema] + OUTPUT_COLUMNS
+        fields = self.input_table["schema"]["fields"]
+        return [_output_field(field) for field in fields] + OUTPUT_COLUMNS
 
     @property
     def output_info(self) -> dict[str, str]:

@@ -71,6 +71,8 @@ class EmulatorConfig:
     bigquery_endpoint: str
     engine: Engine
     faults: Faults = field(default_factory=Faults)
+    # host:port of BigQuery's gRPC API (Storage Read); None reads with tabledata.list.
+    bigquery_grpc_endpoint: str | None = None
     extra_models: frozenset[str] = frozenset()
     max_running_jobs: int = 4
     page_size: int = 10_000
@@ -109,6 +111,7 @@ class Emulator:
         self.runner = JobRunner(
             self.store,
             bigquery_endpoint=config.bigquery_endpoint,
+            bigquery_grpc_endpoint=config.bigquery_grpc_endpoint,
             engine=config.engine,
             faults=self.faults,
             max_running=config.max_running_jobs,
