@@ -54,7 +54,7 @@ def bigquery_server_command(
     return [
         sys.executable,
         "-m",
-        "bqemulator",
+        "gemini_batch.local.bqemulator_main",
         "start",
         "--rest-host",
         "127.0.0.1",
