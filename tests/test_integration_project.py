@@ -119,33 +119,60 @@ def fixture_requests(sample: str) -> list[dict]:
     return [json.loads(line)["request"] for line in path.read_text().splitlines() if line.strip()]
 
 
-def test_expected_seed_is_the_fixtures_in_canonical_form() -> None:
-    path = PROJECT_DIR / "seeds" / "vertex_samples" / "vertex_expected_requests.csv"
-    with path.open(newline="") as handle:
-        seeded = {
-            (row["sample"], int(row["line"])): row["expected_request"]
-            for row in csv.DictReader(handle)
-        }
-    from_fixtures = {
+def _seed_rows(name: str) -> list[dict[str, str]]:
+    with (PROJECT_DIR / "seeds" / "vertex_samples" / f"{name}.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_vertex_seeds_are_the_fixtures() -> None:
+    """The seeds hold the real Vertex AI samples, not a hand-edited copy."""
+    expected = {
+        (row["sample"], int(row["line"])): row["expected_request"]
+        for row in _seed_rows("vertex_expected_requests")
+    }
+    echoed = {
+        (row["sample"], int(row["line"])): json.loads(row["request_text"])
+        for row in _seed_rows("vertex_echoed_requests")
+    }
+    assert expected == {
         (sample, line): canonical_request(request)
         for sample in ("text", "multimodal")
         for line, request in enumerate(fixture_requests(sample), start=1)
     }
-    assert seeded == from_fixtures
+    assert echoed == {
+        (sample, line): json.loads(text)["request"]
+        for sample in ("text", "multimodal")
+        for line, text in enumerate(
+            (FIXTURES / f"batch_request_{sample}_output.jsonl").read_text().splitlines(), start=1
+        )
+        if text.strip()
+    }
 
 
 def test_integration_project_builds(integration_run: IntegrationRun) -> None:
-    # The nodes that prove the macros against real Vertex inputs must have run.
+    prefix = "gemini_batch_integration_tests"
+    # Nodes that must have run (and passed: the fixture fails on any other status).
     must_run = {
-        "seed.gemini_batch_integration_tests.vertex_expected_requests",
-        "model.gemini_batch_integration_tests.vertex_text_requests",
-        "model.gemini_batch_integration_tests.vertex_multimodal_requests",
-        "model.gemini_batch_integration_tests.vertex_samples_compared",
+        f"seed.{prefix}.vertex_expected_requests",
+        f"model.{prefix}.vertex_text_requests",
+        f"model.{prefix}.vertex_multimodal_requests",
+        f"model.{prefix}.vertex_samples_compared",
+        f"model.{prefix}.request_cases",
+        f"model.{prefix}.request_problem_cases",
+        f"unit_test.{prefix}.recipe_requests.recipe_requests_build_one_request_per_dish",
+        # Named tests: their ids end in a hash, which is dropped here.
+        f"test.{prefix}.request_size_below_fails_on_every_case",
+        f"test.{prefix}.request_problems_from_json_match",
     }
-    assert must_run <= integration_run.statuses.keys()
-    equality_tests = [node for node in integration_run.statuses if ".columns_equal_" in node]
-    assert equality_tests, "no columns_equal test ran"
-    assert all(integration_run.statuses[node] == "pass" for node in equality_tests)
+    ran = {
+        node.rsplit(".", 1)[0] if node.startswith("test.") else node
+        for node in integration_run.statuses
+    }
+    assert must_run <= ran
+    assert sum(".columns_equal_" in node for node in ran) >= 3
+    # valid_request ran on built requests, on broken ones (expecting 21 failures) and on
+    # the requests Vertex AI echoed back.
+    assert sum(".gemini_batch_valid_request_" in node for node in ran) >= 6
 
 
 @pytest.mark.parametrize("sample", ["text", "multimodal"])
@@ -162,3 +189,44 @@ def test_built_requests_equal_the_vertex_inputs(
         for line, request in enumerate(fixture_requests(sample), start=1)
     }
     assert built == expected
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            "request(prompt='q', generation_config={'tempreture': 0.2})",
+            "unknown generation_config key 'tempreture'. Valid keys: audioTimestamp,",
+        ),
+        (
+            "request(prompt='q', generation_config={'max_output_tokens': 5})",
+            "(did you mean 'maxOutputTokens'?)",
+        ),
+        (
+            "request(prompt='q', generation_config={'temperature': true})",
+            "generation_config['temperature'] takes a number or a SQL expression as a string",
+        ),
+        ("request(prompt='q', contents=['c'])", "give exactly one of prompt"),
+        ("request()", "got neither"),
+        (
+            "request(prompt='q', output_columns={'title': 'STRING', 'born': 'DATETIME'})",
+            "output_columns['born']: unsupported type 'DATETIME'",
+        ),
+        ("request(prompt='q', output_columns={'2x': 'STRING'})", "'2x' is not a valid BigQuery"),
+        ("turn('system', [gemini_batch.text_part('q')])", "role must be 'user' or 'model'"),
+        (
+            "request(prompt='q', safety_settings=[{'category': 'HARM_CATEGORY_HATE_SPEECH'}])",
+            "gemini_batch.request: safety_settings[0]: missing threshold",
+        ),
+    ],
+)
+def test_bad_arguments_are_compile_errors(dbt_env: dict[str, str], call: str, message: str) -> None:
+    result = _dbt("compile", "--inline", f"select {{{{ gemini_batch.{call} }}}}")
+    assert not result.success
+    # dbt wraps the compiler error of an inline query in "Error parsing inline query";
+    # in a model it is printed as it is.
+    errors, error = [], result.exception
+    while error is not None:
+        errors.append(str(error))
+        error = error.__cause__ or error.__context__
+    assert any(message in text for text in errors), errors

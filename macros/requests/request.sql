@@ -56,7 +56,7 @@
         'parts': 'JSON_ARRAY(' ~ gemini_batch.text_part(system_instruction) ~ ')'}) -%}
   {%- else -%}
     {%- set system_sql = gemini_batch._json_object({
-        'parts': gemini_batch._parts_array(system_instruction, fn ~ '(system_instruction=...)')}) -%}
+        'parts': gemini_batch._parts_array(system_instruction, fn ~ ': system_instruction')}) -%}
   {%- endif -%}
 
   {#- generationConfig: checked keys; output_columns / response_schema fill the schema -#}
@@ -75,7 +75,7 @@
     {%- endif -%}
     {%- if output_columns is not none -%}
       {%- set schema = gemini_batch._output_columns_response_schema(
-          gemini_batch._output_columns_spec(output_columns, fn ~ '(output_columns)')) -%}
+          gemini_batch._output_columns_spec(output_columns, fn ~ ': output_columns')) -%}
     {%- elif response_schema is string or response_schema is mapping -%}
       {%- set schema = response_schema -%}
     {%- else -%}
@@ -93,10 +93,10 @@
       'contents': contents_sql,
       'generationConfig': gemini_batch._json_object(config) if config else none,
       'safetySettings': gemini_batch._list_value(
-          safety_settings, fn ~ '(safety_settings=...)',
+          safety_settings, fn ~ ': safety_settings',
           allowed_keys=['category', 'method', 'threshold'], required_keys=['category', 'threshold'],
           example="{'category': 'HARM_CATEGORY_HATE_SPEECH', 'threshold': 'BLOCK_ONLY_HIGH'}"),
       'systemInstruction': system_sql,
-      'tools': gemini_batch._list_value(tools, fn ~ '(tools=...)'),
+      'tools': gemini_batch._list_value(tools, fn ~ ': tools'),
   }) }}
 {%- endmacro %}

@@ -16,7 +16,7 @@
         "gemini_batch.turn(role, parts): role must be 'user' or 'model'; got " ~ role) }}
   {%- endif -%}
   {{ gemini_batch._json_object({
-      'parts': gemini_batch._parts_array(parts, 'gemini_batch.turn(parts=...)'),
+      'parts': gemini_batch._parts_array(parts, 'gemini_batch.turn: parts'),
       'role': gemini_batch._sql_string(role),
   }) }}
 {%- endmacro %}
