@@ -235,7 +235,7 @@ class DbtProject:
     def select(self, command: str) -> list[str]:
         """Unique ids the user's selection picks for ``command``, by dbt's own rules."""
         args = ["ls", *self.options.common_args(), *self.options.selection_args(),
-                "--output", "json", "--output-keys", "unique_id", "--quiet"]
+                "--output", "json", "--output-keys", "unique_id", "--log-level", "none"]
         if command == "run":
             args += ["--resource-type", "model"]
         result = self._invoke(args, "dbt ls (selection)")
@@ -351,6 +351,7 @@ class _Tracked:
     backoff: Backoff
     next_poll: float = 0.0
     status: JobStatus | None = None
+    rows_back: int = 0  # rows of its output merged (answers and row errors)
 
 
 class Stopped(GeminiBatchError):
@@ -480,7 +481,7 @@ class ModelRun:
             if attempt:
                 self._say(f"retry round {attempt}: {counts.pending:,} requests still pending")
             if not self._submit_round(location, counts):
-                break  # a job ended without answers: another round would fail alike
+                break  # a job brought nothing back: another round would fail alike
             counts = ctx.warehouse.counts(model)
         else:
             counts = ctx.warehouse.counts(model)
@@ -499,7 +500,7 @@ class ModelRun:
 
     def _submit_round(self, location: str, counts: RequestCounts) -> bool:
         """One round: shards of the pending requests, jobs, wait, merge. False if a job
-        ended without answers (FAILED, CANCELLED, EXPIRED...)."""
+        brought no row back (failed before answering, cancelled, expired...)."""
         ctx, model = self.ctx, self.model
         estimate = cost.estimate(ctx.warehouse, model, prices=ctx.prices(), ledger=ctx.ledger)
         cost.check_budget(model, estimate)
@@ -519,7 +520,7 @@ class ModelRun:
             for shard in shards
         ]
         jobs = self._wait([], queue=queue, location=location, run_id=run_id)
-        return all(job.status is not None and job.status.answered for job in jobs)
+        return all(job.rows_back for job in jobs)
 
     # -- submit and wait -----------------------------------------------------------
 
@@ -651,10 +652,16 @@ class ModelRun:
             self.summary.cost_usd += usd or 0.0
             note = (f"{status.state}: merged {merge.succeeded:,} answers, "
                     f"{merge.failed:,} failed rows, {merge.unanswered:,} unanswered")
+        if merge is not None:
+            job.rows_back = merge.succeeded + merge.failed
         if not status.answered:
             reason = status.error or "no error given"
-            self.summary.failed_jobs.append(f"{status.job_id} ended {status.state}: {reason}")
             note = f"{note} ({reason})"
+            if not job.rows_back:
+                # Nothing came back: its requests stay pending, and the build failed.
+                self.summary.failed_jobs.append(
+                    f"{status.job_id} ended {status.state} without answers: {reason}"
+                )
         fields["merged_at"] = datetime.now(UTC)
         ctx.ledger.update(entry.job_name, **fields)
         job.entry = replace(entry, state=status.state, merged_at=fields["merged_at"])

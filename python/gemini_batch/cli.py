@@ -190,6 +190,12 @@ def _dbt_options(kwargs: dict[str, Any], extra: tuple[str, ...] = ()) -> DbtOpti
 
 
 _PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True}
+# Off a terminal rich assumes 80 columns and would cut the numbers of a wide table.
+_LOG_WIDTH = 200
+
+
+def _print_table(table: Table) -> None:
+    (console if console.is_terminal else Console(width=_LOG_WIDTH)).print(table)
 
 
 def _run_build(command: str, ctx: click.Context, kwargs: dict[str, Any]) -> None:
@@ -223,7 +229,7 @@ def _run_build(command: str, ctx: click.Context, kwargs: dict[str, Any]) -> None
         )
         sys.exit(130)
     if result.summaries:
-        console.print(summary_table(result.summaries))
+        _print_table(summary_table(result.summaries))
         for summary in result.summaries:
             for note in summary_notes(summary):
                 console.print(note, highlight=False, markup=False, soft_wrap=True)
@@ -324,7 +330,7 @@ def plan_command(**kwargs: Any) -> None:
                          "live; `build` resumes them first.")
         if counts.pending == 0:
             notes.append(f"{item.model.name}: nothing to submit (all cached or failed for good).")
-    console.print(table)
+    _print_table(table)
     for note in notes:
         console.print(note, highlight=False, markup=False, soft_wrap=True)
 
@@ -392,13 +398,13 @@ def status_command(limit: int, **kwargs: Any) -> None:
     service = {entry.job_name: _vertex_for(target, entry.location).get(entry.job_name)
                for entry in live}
     if live:
-        console.print(_jobs_table("in flight (or not merged yet)", live, service))
+        _print_table(_jobs_table("in flight (or not merged yet)", live, service))
     else:
         console.print("No job in flight.")
     live_names = {entry.job_name for entry in live}
     recent = [e for e in ledger.entries(limit=limit) if e.job_name not in live_names]
     if recent:
-        console.print(_jobs_table(f"recent jobs (ledger {ledger.table})", recent))
+        _print_table(_jobs_table(f"recent jobs (ledger {ledger.table})", recent))
 
 
 @main.command("jobs")
@@ -417,7 +423,7 @@ def jobs_command(model_name: str | None, limit: int, **kwargs: Any) -> None:
     if not entries:
         console.print("No jobs in the ledger" + (f" for {model_name}." if model_name else "."))
         return
-    console.print(_jobs_table(f"ledger {ledger.table}", entries))
+    _print_table(_jobs_table(f"ledger {ledger.table}", entries))
 
 
 @main.command("cancel")

@@ -1,0 +1,372 @@
+"""`gemini-batch build` end to end on the local stack: dbt, BigQuery and Vertex AI emulators.
+
+Each test writes a small dbt project to its own directory (the package comes in through
+packages.yml `local:` and `dbt deps`) and its own dataset, runs the CLI (in this process
+with click's runner, or as a subprocess when it has to be killed), and checks what a
+user would: the exit code, the lines printed, the rows of the model's view, and the jobs
+the Vertex emulator was given (through JobServiceClient).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner, Result
+from dbt.cli.main import dbtRunner
+from google.cloud import bigquery
+
+from conftest import REPO_ROOT
+from gemini_batch.cli import main
+from gemini_batch.jobs import JobStatus, VertexJobs
+from gemini_batch.local.stack import DEFAULT_LOCATION, StackState
+
+pytestmark = pytest.mark.slow
+
+GEMINI_BATCH = Path(sys.executable).parent / "gemini-batch"
+PROMPTS = ["Name a fruit.", "Name a colour.", "Name a city."]
+
+
+def batch_model_sql(config: str = "", source: str = "ref('prompts')",
+                    prompt: str = "prompt") -> str:
+    return textwrap.dedent(f"""\
+        {{{{ config(materialized='gemini_batch', gemini_model='gemini-2.5-flash'{config}) }}}}
+        select id, {{{{ gemini_batch.request(prompt="{prompt}") }}}} as request
+        from {{{{ {source} }}}}
+        """)
+
+
+ANSWERS_SQL = """\
+select id, batch_state,
+       json_value(response, '$.candidates[0].content.parts[0].text') as answer
+from {{ ref('questions') }}
+"""
+
+
+@dataclass
+class E2EProject:
+    """A dbt project in a temporary directory, writing to a dataset of its own."""
+
+    path: Path
+    dataset: str
+    stack: StackState
+    bq: bigquery.Client
+    env: dict[str, str]
+
+    def write(self, relative: str, text: str) -> None:
+        target = self.path / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+
+    def seed(self, prompts: list[str | None]) -> None:
+        lines = ["id,prompt", *(f"{i},{p or ''}" for i, p in enumerate(prompts, start=1))]
+        self.write("seeds/prompts.csv", "\n".join(lines) + "\n")
+
+    def args(self) -> list[str]:
+        return ["--project-dir", str(self.path), "--profiles-dir", str(self.path)]
+
+    def cli(self, command: str, *args: str, input: str | None = None) -> Result:
+        """`gemini-batch <command> <project args> <args>` in this process."""
+        return CliRunner().invoke(main, [command, *self.args(), *args], input=input)
+
+    def spawn(self, command: str, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [str(GEMINI_BATCH), command, *self.args(), *args],
+            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+
+    def dbt(self, *args: str) -> None:
+        result = dbtRunner().invoke([*args, *self.args()])
+        assert result.success, f"dbt {args} failed: {result.exception}"
+
+    def rows(self, sql: str) -> list[dict[str, Any]]:
+        sql = sql.replace("{ds}", f"{self.stack.project}.{self.dataset}")
+        return [dict(row) for row in self.bq.query(sql).result()]
+
+    def table(self, name: str) -> str:
+        return f"{self.stack.project}.{self.dataset}.{name}"
+
+    def jobs(self) -> list[JobStatus]:
+        """The jobs the Vertex emulator was given for this project's dataset, oldest first."""
+        vertex = VertexJobs(project=self.stack.project, location=DEFAULT_LOCATION)
+        prefix = f"{self.stack.project}.{self.dataset}."
+        mine = [job for job in vertex.list(limit=1000)
+                if (job.input_table or "").startswith(prefix)]
+        return sorted(mine, key=lambda job: job.create_time)
+
+
+@pytest.fixture()
+def project(
+    tmp_path: Path, stack_env: dict[str, str], local_stack: StackState, bq: bigquery.Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[E2EProject]:
+    dataset = f"e2e_{uuid.uuid4().hex[:10]}"
+    monkeypatch.setenv("E2E_DATASET", dataset)
+    monkeypatch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    env = {**stack_env, "E2E_DATASET": dataset, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    e2e = E2EProject(path=tmp_path / "project", dataset=dataset, stack=local_stack, bq=bq,
+                     env=env)
+    e2e.write("dbt_project.yml", textwrap.dedent("""\
+        name: e2e
+        version: "1.0"
+        config-version: 2
+        profile: e2e
+        flags:
+          send_anonymous_usage_stats: false
+        seeds:
+          e2e:
+            +quote_columns: false
+        """))
+    e2e.write("packages.yml", f"packages:\n  - local: {REPO_ROOT}\n")
+    e2e.write("profiles.yml", textwrap.dedent("""\
+        e2e:
+          target: local
+          outputs:
+            local:
+              type: bigquery
+              method: oauth-secrets
+              token: local
+              project: "{{ env_var('GEMINI_BATCH_PROJECT') }}"
+              dataset: "{{ env_var('E2E_DATASET') }}"
+              location: us-central1
+              api_endpoint: "{{ env_var('BIGQUERY_ENDPOINT') }}"
+              threads: 4
+              job_retries: 0
+        """))
+    # Vertex AI needs a regional dataset; create it as a user would. (bqemulator puts a
+    # dataset made by dbt's `create schema` in US, unlike BigQuery: docs/local-stack.md.)
+    regional = bigquery.Dataset(f"{local_stack.project}.{dataset}")
+    regional.location = DEFAULT_LOCATION
+    bq.create_dataset(regional)
+    e2e.seed(list(PROMPTS))
+    e2e.write("models/questions.sql", batch_model_sql(", max_retries=1"))
+    e2e.write("models/answers.sql", ANSWERS_SQL)
+    e2e.dbt("deps")
+    yield e2e
+    bq.delete_dataset(f"{local_stack.project}.{dataset}", delete_contents=True,
+                      not_found_ok=True)
+
+
+@pytest.fixture()
+def faults(local_stack: StackState) -> Iterator[httpx.Client]:
+    """The Vertex emulator's fault settings; cleared after the test."""
+    client = httpx.Client(base_url=local_stack.vertex_endpoint)
+    yield client
+    client.put("/emulator/faults", json={}).raise_for_status()
+    client.close()
+
+
+def _ok(result: Result, code: int = 0) -> str:
+    assert result.exit_code == code, (
+        f"exit {result.exit_code}, wanted {code}:\n{result.output}\n{result.exception!r}"
+    )
+    return result.output
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_build_answers_then_caches_then_sends_only_the_changed_row(project: E2EProject) -> None:
+    output = _ok(project.cli("build"))
+    assert "gemini-batch summary" in output
+    answers = project.rows("select id, batch_state, answer from `{ds}.answers` order by id")
+    assert [a["batch_state"] for a in answers] == ["succeeded"] * 3
+    assert all(a["answer"] for a in answers)
+    jobs = project.jobs()
+    assert [(j.state, j.succeeded) for j in jobs] == [("SUCCEEDED", 3)]
+    assert jobs[0].labels["dbt_model"] == "questions"
+    assert jobs[0].labels["tool"] == "gemini-batch"
+    # The job's tables are gone after the merge (keep_job_tables is false).
+    assert not [t for t in project.bq.list_tables(f"{project.stack.project}.{project.dataset}")
+                if "__shard_" in t.table_id or "__output_" in t.table_id]
+    ledger = project.rows("select state, request_count, succeeded_count, merged_at, "
+                          "actual_cost_usd from `{ds}.gemini_batch_jobs`")
+    assert len(ledger) == 1 and ledger[0]["state"] == "SUCCEEDED"
+    assert ledger[0]["request_count"] == 3 and ledger[0]["merged_at"] is not None
+
+    # Nothing changed: no job.
+    output = _ok(project.cli("build"))
+    assert "all 3 answerable requests were cached; no job submitted" in output
+    assert len(project.jobs()) == 1
+
+    # One input row changed: exactly one request goes out.
+    project.seed([PROMPTS[0], PROMPTS[1], "Name a river."])
+    _ok(project.cli("build"))
+    jobs = project.jobs()
+    assert len(jobs) == 2 and jobs[1].succeeded + jobs[1].failed == 1
+    answers = project.rows("select batch_state from `{ds}.answers`")
+    assert [a["batch_state"] for a in answers] == ["succeeded"] * 3
+
+
+def test_failed_rows_are_retried_up_to_max_retries_then_failed(
+    project: E2EProject, faults: httpx.Client
+) -> None:
+    faults.put("/emulator/faults", json={"row_failure_rate": 1.0,
+                                         "row_failure_codes": [429]}).raise_for_status()
+    output = _ok(project.cli("build"), code=3)  # max_retries=1: two attempts, then failed
+    assert "retry round 1: 3 requests still pending" in output
+    # Every row failed in both jobs (the service calls such a job FAILED).
+    assert [j.state for j in project.jobs()] == ["FAILED", "FAILED"]
+    ledger = project.rows("select request_count, failed_count from `{ds}.gemini_batch_jobs`")
+    assert ledger == [{"request_count": 3, "failed_count": 3}] * 2
+    rows = project.rows("select batch_state, attempts, last_error from `{ds}.questions`")
+    assert {(r["batch_state"], r["attempts"]) for r in rows} == {("failed", 2)}
+    assert all("RESOURCE_EXHAUSTED" in r["last_error"] for r in rows)
+
+    # Failed for good: never sent again, even with the service healthy.
+    faults.put("/emulator/faults", json={}).raise_for_status()
+    _ok(project.cli("build"), code=3)
+    assert len(project.jobs()) == 2
+    _ok(project.cli("build", "--no-fail-on-failed-rows"))
+
+
+def test_some_rows_fail_once_and_succeed_on_the_retry_round(
+    project: E2EProject, faults: httpx.Client
+) -> None:
+    project.seed([f"Question number {i}." for i in range(20)])
+    faults.put("/emulator/faults", json={"row_failure_rate": 0.3}).raise_for_status()
+    project.write("models/questions.sql", batch_model_sql(", max_retries=5"))
+    _ok(project.cli("build"))
+    jobs = project.jobs()
+    assert len(jobs) >= 2, "a 30% failure rate over 20 rows should need a retry round"
+    # Every request went out once, then only the failed ones again.
+    assert jobs[0].succeeded + jobs[0].failed == 20
+    for earlier, later in zip(jobs, jobs[1:], strict=False):
+        assert later.succeeded + later.failed == earlier.failed
+    states = project.rows("select batch_state, count(*) as n from `{ds}.questions` group by 1")
+    assert states == [{"batch_state": "succeeded", "n": 20}]
+
+
+def test_chained_batch_models_wait_for_each_other(project: E2EProject) -> None:
+    project.write("models/follow_ups.sql", batch_model_sql(
+        source="ref('answers')",
+        prompt="concat('Tell me more about: ', coalesce(answer, 'NOTHING'))",
+    ))
+    project.write("models/follow_up_answers.sql", textwrap.dedent("""\
+        select id, batch_state from {{ ref('follow_ups') }}
+        """))
+    output = _ok(project.cli("build"))
+    assert "questions" in output and "follow_ups" in output
+    first, second = project.jobs()
+    assert first.input_table.startswith(project.table("questions__shard_"))
+    assert second.input_table.startswith(project.table("follow_ups__shard_"))
+    assert second.create_time >= first.end_time, "follow_ups must wait for questions' answers"
+    prompts = project.rows(
+        "select json_value(request, '$.contents[0].parts[0].text') as prompt "
+        "from `{ds}.follow_ups`")
+    assert not [p for p in prompts if "NOTHING" in p["prompt"]]
+    states = project.rows("select distinct batch_state from `{ds}.follow_up_answers`")
+    assert states == [{"batch_state": "succeeded"}]
+
+
+def test_budget_cap_refuses_before_anything_is_submitted(project: E2EProject) -> None:
+    project.write("models/questions.sql", batch_model_sql(", max_cost_usd=0.001"))
+    output = _ok(project.cli("build"), code=1)
+    assert "max_cost_usd=$0.0010" in output  # the cap
+    assert "Nothing was submitted" in output
+    assert project.jobs() == []
+    # The downstream model was not built on answers that are not there.
+    assert not project.bq.list_tables(f"{project.stack.project}.{project.dataset}") or all(
+        t.table_id != "answers"
+        for t in project.bq.list_tables(f"{project.stack.project}.{project.dataset}")
+    )
+
+
+def test_plan_shows_what_would_be_submitted_and_submits_nothing(project: E2EProject) -> None:
+    project.seed([*PROMPTS, None])
+    project.dbt("build")  # a plain dbt build: requests and views, no job
+    output = _ok(project.cli("plan"))
+    line = next(line for line in output.splitlines() if "questions" in line)
+    cells = [cell.strip() for cell in line.strip("│┃| ").split("│")]
+    assert cells[:8] == ["questions", "4", "0", "3", "1", "1", "0", "1"], line
+    assert "$" in line
+    assert project.jobs() == []
+    _ok(project.cli("build"), code=3)  # the invalid row ends failed
+    output = _ok(project.cli("plan"))
+    assert "nothing to submit" in output
+
+
+def test_bad_config_names_the_model_and_the_setting(project: E2EProject) -> None:
+    project.write("models/questions.sql", batch_model_sql(", shard_size=500000"))
+    output = _ok(project.cli("build"), code=1)
+    assert "questions" in output and "shard_size" in output
+    assert project.jobs() == []
+
+
+def test_invalid_rows_are_not_submitted_and_end_failed_with_the_reason(
+    project: E2EProject,
+) -> None:
+    project.seed([PROMPTS[0], None, PROMPTS[2]])
+    output = _ok(project.cli("build"), code=3)
+    assert "1 invalid requests are not submitted" in output
+    assert "contents[0].parts[0]" in output  # the example names the field
+    (job,) = project.jobs()
+    assert job.succeeded + job.failed == 2
+    rows = project.rows("select id, batch_state, last_error from `{ds}.questions` order by id")
+    assert [r["batch_state"] for r in rows] == ["succeeded", "failed", "succeeded"]
+    assert "contents[0].parts[0]" in rows[1]["last_error"]
+
+
+def _wait_for_ledger_job(project: E2EProject, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"build ended early:\n{process.communicate()[0]}"
+        try:
+            if project.rows("select job_name from `{ds}.gemini_batch_jobs`"):
+                return
+        except Exception:  # the ledger table is not there yet
+            pass
+        time.sleep(0.3)
+    raise AssertionError("no job reached the ledger within 120 s")
+
+
+def test_second_build_refuses_and_a_killed_build_resumes_without_paying_twice(
+    project: E2EProject, faults: httpx.Client
+) -> None:
+    project.seed([f"Question number {i}." for i in range(12)])
+    project.write("models/questions.sql", batch_model_sql(", keep_job_tables=true"))
+    faults.put("/emulator/faults", json={"queue_delay": 4, "row_latency": 0.2}
+               ).raise_for_status()
+    first = project.spawn("build", "--poll-interval", "0.5")
+    try:
+        _wait_for_ledger_job(project, first)
+
+        # Two builds at once on the same model: the second refuses, submits nothing.
+        output = _ok(project.cli("build"), code=1)
+        assert "questions" in output and f"pid {first.pid}" in output
+        assert len(project.jobs()) == 1
+
+        os.kill(first.pid, signal.SIGKILL)  # while it waits on the job
+        first.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    (job,) = project.jobs()
+    assert not job.terminal, "the job should still run after its build died"
+
+    output = _ok(project.cli("build", "--poll-interval", "0.5"))
+    assert "resuming 1 job(s) of an earlier build (12 requests)" in output
+    (job,) = project.jobs()  # no second job: nothing was submitted twice
+    assert (job.state, job.succeeded) == ("SUCCEEDED", 12)
+    shards = [t.table_id for t in project.bq.list_tables(
+        f"{project.stack.project}.{project.dataset}") if "__shard_" in t.table_id]
+    assert len(shards) == 1
+    assert project.rows(f"select count(distinct request_id) as n, count(*) as c "
+                        f"from `{{ds}}.{shards[0]}`") == [{"n": 12, "c": 12}]
+    assert project.rows("select distinct batch_state from `{ds}.answers`") == [
+        {"batch_state": "succeeded"}
+    ]
+    ledger = project.rows("select state, merged_at from `{ds}.gemini_batch_jobs`")
+    assert len(ledger) == 1 and ledger[0]["state"] == "SUCCEEDED" and ledger[0]["merged_at"]
