@@ -87,8 +87,10 @@ def test_json_functions_the_package_relies_on(bq: bigquery.Client) -> None:
           to_json_string(json_object('k', 1, 'v', 'x')) as made,
           json_value(j, '$.a.b') as value_b,
           to_json_string(json_query(j, '$.a')) as query_a,
-          (select string_agg(json_value(item), ',') from unnest(json_query_array(j, '$.list')) as item)
-            as list_joined,
+          (
+            select string_agg(json_value(item), ',')
+            from unnest(json_query_array(j, '$.list')) as item
+          ) as list_joined,
           array_length(json_query_array(j, '$.list')) as list_length,
           lax_int64(j.a.n) as lax_int,
           lax_float64(j.f) as lax_float,
@@ -279,8 +281,8 @@ def test_pandas_gbq_round_trip(
         }
     )
     destination = f"{dataset}.recipes_pandas"
-    pandas_gbq.to_gbq(recipes, destination, if_exists="replace", progress_bar=False, **options)
-    pandas_gbq.to_gbq(recipes.head(1), destination, if_exists="append", progress_bar=False, **options)
+    for frame, if_exists in ((recipes, "replace"), (recipes.head(1), "append")):
+        pandas_gbq.to_gbq(frame, destination, if_exists=if_exists, progress_bar=False, **options)
     back = pandas_gbq.read_gbq(
         f"select * from `{destination}` order by title, calories",
         progress_bar_type=None,

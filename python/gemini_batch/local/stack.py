@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -86,6 +87,20 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _require_free(port: int, option: str) -> None:
+    """Fail before starting anything when a port asked for is taken."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the servers bind: a port left in TIME_WAIT by a stopped stack is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise LocalStackError(
+                f"Port {port} on 127.0.0.1 is already in use ({exc.strerror}): pass another "
+                f"{option}, or leave it out to use a free port."
+            ) from exc
 
 
 def read_state(data_dir: Path) -> StackState | None:
@@ -223,6 +238,10 @@ def start_stack(
     if running and stack_alive(running):
         return running, False
 
+    if bigquery_port:
+        _require_free(bigquery_port, "--bigquery-port")
+    if vertex_port:
+        _require_free(vertex_port, "--vertex-port")
     data_dir.mkdir(parents=True, exist_ok=True)
     logs = data_dir / "logs"
     install_spatial_extension()
@@ -324,16 +343,13 @@ def _terminate(pid: int, grace: float = 10.0) -> None:
             os.killpg(pid, 0)
         except (ProcessLookupError, PermissionError):
             break
-        try:  # reap it when it is our child (tests, or start failing half way)
+        # Reap it when it is our child (tests, or start failing half way).
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
         time.sleep(0.1)
     else:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def stop_stack(data_dir: Path = DEFAULT_DATA_DIR) -> StackState | None:

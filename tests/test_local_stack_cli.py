@@ -1,0 +1,161 @@
+"""``gemini-batch local start|status|stop`` as a user runs them: a subprocess each, read
+back through stdout, stderr, exit codes and the processes left running.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+from google.cloud import bigquery
+
+from gemini_batch.local.stack import free_port, read_state
+from gemini_batch.warehouse import bigquery_client
+
+pytestmark = pytest.mark.slow
+
+CLI = shutil.which("gemini-batch", path=str(Path(sys.executable).parent)) or "gemini-batch"
+
+
+def gemini_batch(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLI, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
+    )
+
+
+def exported(stdout: str) -> dict[str, str]:
+    """The NAME=value lines of stdout; fails on any other line (they must eval)."""
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    assert all("=" in line and " " not in line for line in lines), stdout
+    return dict(line.split("=", 1) for line in lines)
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.fixture()
+def data_dir(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "stack"
+    yield path
+    # Whatever a failed assertion left running.
+    if read_state(path) is not None:
+        gemini_batch("local", "stop", "--data-dir", str(path))
+
+
+def test_start_status_reuse_stop_and_data_survives(data_dir: Path) -> None:
+    bq_port, vertex_port = free_port(), free_port()
+    start = gemini_batch(
+        "local", "start", "--data-dir", str(data_dir),
+        "--bigquery-port", str(bq_port), "--vertex-port", str(vertex_port),
+    )  # fmt: skip
+    assert start.returncode == 0, start.stderr
+    env = exported(start.stdout)
+    assert env["BIGQUERY_ENDPOINT"] == f"http://127.0.0.1:{bq_port}"
+    assert env["GEMINI_BATCH_VERTEX_ENDPOINT"] == f"http://127.0.0.1:{vertex_port}"
+    assert env["GEMINI_BATCH_PROJECT"] == "local-project"
+
+    # The profile printed on stderr is valid YAML that points dbt-bigquery here.
+    profile_text = start.stderr.split("dbt profile (profiles.yml) for this stack:", 1)[1]
+    profile_text = profile_text.split("Stop it with:", 1)[0]
+    output = yaml.safe_load(profile_text)["gemini_batch_local"]["outputs"]["local"]
+    assert output["type"] == "bigquery"
+    assert output["method"] == "oauth-secrets"
+    assert output["api_endpoint"] == env["BIGQUERY_ENDPOINT"]
+
+    # What `eval "$(gemini-batch local start ...)"` gives a shell.
+    evaluated = subprocess.run(
+        ["bash", "-c", 'eval "$STACK"; echo "$BIGQUERY_ENDPOINT $GEMINI_BATCH_VERTEX_ENDPOINT"'],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "STACK": start.stdout},
+        check=True,
+    )
+    endpoints = [env["BIGQUERY_ENDPOINT"], env["GEMINI_BATCH_VERTEX_ENDPOINT"]]
+    assert evaluated.stdout.split() == endpoints
+
+    status = gemini_batch("local", "status", "--data-dir", str(data_dir))
+    assert status.returncode == 0, status.stdout + status.stderr
+    lines = status.stdout.splitlines()
+    assert lines[0].split()[:3] == ["bigquery", "up", env["BIGQUERY_ENDPOINT"]]
+    assert lines[1].split()[:3] == ["vertex", "up", env["GEMINI_BATCH_VERTEX_ENDPOINT"]]
+
+    state = read_state(data_dir)
+    assert state is not None
+    pids = [state.bigquery_pid, state.vertex_pid]
+    assert not any(gone(pid) for pid in pids)
+
+    again = gemini_batch("local", "start", "--data-dir", str(data_dir))
+    assert again.returncode == 0, again.stderr
+    assert exported(again.stdout) == env
+    assert "Already running" in again.stderr
+    assert read_state(data_dir) == state
+
+    client = bigquery_client(state.project, api_endpoint=env["BIGQUERY_ENDPOINT"])
+    dataset = f"kept_{uuid.uuid4().hex[:8]}"
+    client.create_dataset(dataset)
+    client.query(
+        f"create table `{dataset}.answers` as select 'a' as id, json '{{\"n\": 1}}' as doc"
+    ).result()
+
+    unrelated = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        stop = gemini_batch("local", "stop", "--data-dir", str(data_dir))
+        assert stop.returncode == 0, stop.stderr
+        assert f"pids {pids[0]}, {pids[1]}" in stop.stdout
+        assert all(gone(pid) for pid in pids)
+        assert unrelated.poll() is None, "stop ended a process it did not start"
+    finally:
+        unrelated.kill()
+        unrelated.wait()
+
+    after = gemini_batch("local", "status", "--data-dir", str(data_dir))
+    assert after.returncode == 1
+    assert "Not running" in after.stdout
+    stop_again = gemini_batch("local", "stop", "--data-dir", str(data_dir))
+    assert stop_again.returncode == 0
+    assert "Nothing to stop" in stop_again.stdout
+
+    restart = gemini_batch("local", "start", "--data-dir", str(data_dir))
+    assert restart.returncode == 0, restart.stderr
+    assert "Started" in restart.stderr
+    endpoint = exported(restart.stdout)["BIGQUERY_ENDPOINT"]
+    client = bigquery_client(state.project, api_endpoint=endpoint)
+    rows = client.query(f"select id, json_value(doc, '$.n') as n from `{dataset}.answers`")
+    assert [dict(row) for row in rows.result()] == [{"id": "a", "n": "1"}]
+    assert isinstance(client.get_table(f"{dataset}.answers"), bigquery.Table)
+
+
+def test_start_on_a_busy_port_fails_clearly_and_leaves_nothing_running(data_dir: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        start = gemini_batch(
+            "local", "start", "--data-dir", str(data_dir), "--bigquery-port", str(port)
+        )
+    assert start.returncode == 1
+    assert start.stdout == ""
+    assert f"Port {port} on 127.0.0.1 is already in use" in start.stderr
+    assert "--bigquery-port" in start.stderr
+    assert "Traceback" not in start.stderr
+    assert read_state(data_dir) is None
+    status = gemini_batch("local", "status", "--data-dir", str(data_dir))
+    assert status.returncode == 1
