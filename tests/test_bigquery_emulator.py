@@ -269,8 +269,10 @@ def test_pandas_gbq_round_trip(
     local_stack: StackState, dataset: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # pandas-gbq builds clients of its own (to create the table, to download results):
-    # BIGQUERY_EMULATOR_HOST, which google-cloud-bigquery reads, points all of them here.
-    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", local_stack.bigquery_endpoint)
+    # BIGQUERY_EMULATOR_HOST, which google-cloud-bigquery reads and `local start`
+    # prints, points all of them here.
+    host = local_stack.environment()["BIGQUERY_EMULATOR_HOST"]
+    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", host)
     options = {"project_id": local_stack.project, "credentials": AnonymousCredentials()}
     recipes = pd.DataFrame(
         {

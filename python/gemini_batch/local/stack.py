@@ -60,6 +60,9 @@ class StackState:
         """The variables that point clients (and dbt profiles) at this stack."""
         return {
             "BIGQUERY_ENDPOINT": self.bigquery_endpoint,
+            # Read by google-cloud-bigquery itself: clients built without an endpoint
+            # (pandas-gbq builds its own) come here too.
+            "BIGQUERY_EMULATOR_HOST": self.bigquery_endpoint,
             "GEMINI_BATCH_VERTEX_ENDPOINT": self.vertex_endpoint,
             "GEMINI_BATCH_PROJECT": self.project,
         }
