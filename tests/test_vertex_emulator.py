@@ -7,7 +7,6 @@ assertions are on what a user sees: job resources, rows in output tables, HTTP e
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import signal
@@ -96,16 +95,10 @@ def make_table(
     ]
     bq.create_table(bigquery.Table(table, schema=schema))
     if rows:
-        # load_table_from_json sends its data as */*, which bqemulator refuses.
-        data = "".join(json.dumps(row) + "\n" for row in rows).encode()
-        bq.load_table_from_file(
-            io.BytesIO(data),
+        bq.load_table_from_json(
+            rows,
             table,
-            job_config=bigquery.LoadJobConfig(
-                schema=schema,
-                source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
-                write_disposition="WRITE_APPEND",
-            ),
+            job_config=bigquery.LoadJobConfig(schema=schema, write_disposition="WRITE_APPEND"),
         ).result()
     return table
 
@@ -358,6 +351,16 @@ def test_other_column_types_pass_through(bq, dataset, local_stack, tmp_path, sto
     assert first["price"] == Decimal("12.5") and first["flag"] is True
     assert first["extra"] == {"k": [1, 2]} and first["status"] == ""
     assert second["day"] is None and "NULL" in second["status"]
+
+
+def test_large_rows_are_read_in_streams_small_enough(client, bq, dataset, local_stack):
+    # 15 MB in all: one Storage Read stream would exceed bqemulator's 11.5 MB messages.
+    prompt = "x" * 6000
+    rows = [{"id": i, "request": text_request(f"{i} {prompt}")} for i in range(2500)]
+    table = make_table(bq, f"{dataset}.large_rows", rows)
+    job = run(client, local_stack.project, table, dataset)
+    assert job.state.name == "JOB_STATE_SUCCEEDED", job.error
+    assert job.completion_stats.successful_count == 2500
 
 
 def test_bad_rows_get_an_error_naming_the_field_and_the_rest_go_on(

@@ -552,10 +552,8 @@ class _Prefetch(Iterator[list[dict[str, Any]]]):
         item = self._queue.get()
         if item is self._DONE:
             raise StopIteration
-        if isinstance(item, BigQueryError):
-            raise JobFailure(INTERNAL, f"Reading the input table {self._table} failed: {item}")
         if isinstance(item, Exception):
-            raise item
+            raise JobFailure(INTERNAL, f"Reading the input table {self._table} failed: {item}")
         return item  # type: ignore[no-any-return]
 
     def close(self) -> None:

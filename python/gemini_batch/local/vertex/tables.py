@@ -259,9 +259,10 @@ class BigQueryRest:
                 transport=BigQueryReadGrpcTransport(channel=channel)
             )
         rows = int(table.get("numRows") or 0)
-        size = int(table.get("numBytes") or 0)
-        # A stream per page of rows (and per few MB: a stream's rows come in one message
-        # up to 65,536 rows, and bqemulator refuses to send a message over 11.5 MB).
+        # A stream per page of rows, and per few MB: a stream's rows come in one message
+        # of up to 65,536 rows, and bqemulator refuses to send a message over 11.5 MB.
+        # bqemulator reports numBytes 0, so the size is estimated from the first rows.
+        size = int(table.get("numBytes") or 0) or self._estimate_bytes(ref, table, rows)
         streams = max(1, math.ceil(rows / page_size), math.ceil(size / _STREAM_BYTES))
         session = self._read_client.create_read_session(
             parent=f"projects/{ref.project}",
@@ -282,6 +283,13 @@ class BigQueryRest:
                     micros = pc.cast(batch.column(index), pa.int64())
                     batch = batch.set_column(index, name, micros)
                 yield batch.to_pylist()
+
+    def _estimate_bytes(self, ref: TableRef, table: dict[str, Any], rows: int) -> int:
+        sample = next(self._tabledata_list(ref, table["schema"]["fields"], page_size=100), [])
+        if not sample:
+            return 0
+        sample_bytes = sum(len(str(value)) for row in sample for value in row.values())
+        return math.ceil(sample_bytes / len(sample) * rows * 1.5)  # 1.5: the sample is small
 
     def _tabledata_list(
         self, ref: TableRef, schema: list[dict[str, Any]], *, page_size: int
