@@ -26,17 +26,84 @@
   {%- set request_keys = ['contents', 'systemInstruction', 'system_instruction', 'generationConfig',
       'generation_config', 'safetySettings', 'safety_settings', 'tools', 'toolConfig', 'tool_config',
       'labels', 'cachedContent', 'cached_content'] -%}
-  {#- One row per turn, written out where it is used. The offset is renamed on its way
-      out: the emulator rewrites references to a WITH OFFSET name in outer queries. -#}
+  {#- One row per turn (item = its index), written out where it is used. The offset is
+      renamed on its way out: the emulator rewrites references to a WITH OFFSET name in
+      outer queries. -#}
   {%- set content_rows -%}
-      (select content_offset as content_index, content,
+      (select content_offset as item, content,
         {{ gemini_batch._json_member('content', ['role']) }} as role,
         {{ gemini_batch._json_member('content', ['parts']) }} as parts
-      from request, unnest(content_list) as content with offset as content_offset)
+      from unnest(content_list) as content with offset as content_offset)
   {%- endset -%}
+  {#- No WITH clause: the request expression is correlated to the caller's row, and a
+      CTE may not reference the outer query (BigQuery and most engines). Each section
+      is an ARRAY subquery over the one-row derived table of the request's fields. -#}
   (
-    -- The request is read once; every check below reads the columns of `request`.
-    with request as (
+    select nullif(array_to_string(array_concat(
+      array(
+        select problem
+        from unnest([
+          case
+            when is_null then 'request: is NULL'
+            when r is null then 'request: is not valid JSON'
+            when json_type(r) != 'object' then 'request: is not a JSON object'
+            when contents is null then 'contents: is missing'
+            when json_type(contents) != 'array' then 'contents: is not a list'
+            when array_length(content_list) = 0 then 'contents: is empty'
+          end
+        ]) as problem
+        where problem is not null
+      ),
+      array(
+        select concat(key, ': unknown field of a GenerateContentRequest')
+        from unnest(json_keys(r, 1)) as key with offset as key_index
+        where key not in ({% for key in request_keys %}'{{ key }}'{{ ', ' if not loop.last }}{% endfor %})
+        order by key_index
+      ),
+      array(
+        select problem
+        from (
+          select item, -1 as sub_item,
+            case
+              when json_type(content) != 'object' then format('contents[%d]: is not an object', item)
+              when role is not null and coalesce(json_value(role), '') not in ('user', 'model')
+                then format('contents[%d].role: "%s" is not user or model', item,
+                            coalesce(json_value(role), to_json_string(role)))
+              when parts is null then format('contents[%d].parts: is missing', item)
+              when json_type(parts) not in ('array', 'object')
+                then format('contents[%d].parts: is not a list of parts', item)
+              when json_type(parts) = 'array' and array_length(json_query_array(parts)) = 0
+                then format('contents[%d].parts: is empty', item)
+            end as problem
+          from {{ content_rows }}
+          union all
+{{ gemini_batch._part_problem(
+    "(select item, part_offset as sub_item, part from " ~ content_rows ~ ", unnest("
+      ~ gemini_batch._parts_of('parts') ~ ") as part with offset as part_offset)",
+    "format('contents[%d].parts[%d]', item, sub_item)") }}
+        )
+        where problem is not null
+        order by item, sub_item
+      ),
+      array(
+        select problem
+        from (
+{{ gemini_batch._part_problem(
+    "(select 0 as item, part_offset as sub_item, part from unnest(system_parts) as part with offset as part_offset)",
+    "format('systemInstruction.parts[%d]', sub_item)") }}
+        )
+        where problem is not null
+        order by sub_item
+      ),
+      if(json_type(generation_config) != 'object', ['generationConfig: is not an object'], []),
+      array(
+        select concat('generationConfig.', key, ': unknown field of a GenerationConfig')
+        from unnest(json_keys(generation_config, 1)) as key with offset as key_index
+        where key not in ({% for key in config_keys %}'{{ key }}'{{ ', ' if not loop.last }}{% endfor %})
+        order by key_index
+      )
+    ), '; '), '')
+    from (
       select *,
         if(json_type(contents) = 'array', json_query_array(contents), null) as content_list,
         {{ gemini_batch._parts_of(gemini_batch._json_member('system_instruction', ['parts'])) }} as system_parts
@@ -46,60 +113,11 @@
           {{ gemini_batch._json_member('r', ['generationConfig', 'generation_config']) }} as generation_config,
           {{ gemini_batch._json_member('r', ['systemInstruction', 'system_instruction']) }} as system_instruction
         from (
-          select ({{ request }}) is null as is_null,
-            {{ 'safe.parse_json(' ~ request ~ ')' if from_string else '(' ~ request ~ ')' }} as r
+          select raw_request is null as is_null,
+            {{ 'safe.parse_json(raw_request)' if from_string else 'raw_request' }} as r
+          from (select ({{ request }}) as raw_request)
         )
       )
     )
-
-    select string_agg(problem, '; ' order by section, item, sub_item)
-    from (
-      select 0 as section, 0 as item, 0 as sub_item,
-        case
-          when is_null then 'request: is NULL'
-          when r is null then 'request: is not valid JSON'
-          when json_type(r) != 'object' then 'request: is not a JSON object'
-          when contents is null then 'contents: is missing'
-          when json_type(contents) != 'array' then 'contents: is not a list'
-          when array_length(content_list) = 0 then 'contents: is empty'
-        end as problem
-      from request
-      union all
-      select 1, key_index, 0, concat(key, ': unknown field of a GenerateContentRequest')
-      from request, unnest(json_keys(r, 1)) as key with offset as key_index
-      where key not in ({% for key in request_keys %}'{{ key }}'{{ ', ' if not loop.last }}{% endfor %})
-      union all
-      select 2, content_index, -1,
-        case
-          when json_type(content) != 'object' then format('contents[%d]: is not an object', content_index)
-          when role is not null and coalesce(json_value(role), '') not in ('user', 'model')
-            then format('contents[%d].role: "%s" is not user or model', content_index,
-                        coalesce(json_value(role), to_json_string(role)))
-          when parts is null then format('contents[%d].parts: is missing', content_index)
-          when json_type(parts) not in ('array', 'object')
-            then format('contents[%d].parts: is not a list of parts', content_index)
-          when json_type(parts) = 'array' and array_length(json_query_array(parts)) = 0
-            then format('contents[%d].parts: is empty', content_index)
-        end
-      from {{ content_rows }}
-      union all
-{{ gemini_batch._part_problem(
-    "(select content_index as item, part_index as sub_item, part from " ~ content_rows ~ ", unnest("
-      ~ gemini_batch._parts_of('parts') ~ ") as part with offset as part_index)",
-    "format('contents[%d].parts[%d]', item, sub_item)", 2) }}
-      union all
-{{ gemini_batch._part_problem(
-    "(select 0 as item, part_index as sub_item, part from request, unnest(system_parts) as part with offset as part_index)",
-    "format('systemInstruction.parts[%d]', sub_item)", 3) }}
-      union all
-      select 4, 0, 0, 'generationConfig: is not an object'
-      from request
-      where json_type(generation_config) != 'object'
-      union all
-      select 4, key_index, 0, concat('generationConfig.', key, ': unknown field of a GenerationConfig')
-      from request, unnest(json_keys(generation_config, 1)) as key with offset as key_index
-      where key not in ({% for key in config_keys %}'{{ key }}'{{ ', ' if not loop.last }}{% endfor %})
-    )
-    where problem is not null
   )
 {%- endmacro %}

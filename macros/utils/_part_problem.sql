@@ -1,11 +1,11 @@
-{#- A SELECT of (section, item, sub_item, problem) with what is wrong with each part
+{#- A SELECT of (item, sub_item, problem) with what is wrong with each part
     that `part_rows` gives (a FROM clause with columns item, sub_item, part), `path` a
     SQL STRING expression over them naming the part ('contents[0].parts[1]'). problem is
     NULL for a good part. A part holds exactly one of text, fileData, inlineData,
     functionCall, functionResponse; both the camelCase and snake_case spellings count,
     as the service accepts both. Fields are read once, in inner selects, to keep the
     query small. -#}
-{% macro _part_problem(part_rows, path, section) -%}
+{% macro _part_problem(part_rows, path) -%}
   {%- set kinds = {
       'text': ['text'],
       'fileData': ['fileData', 'file_data'],
@@ -18,7 +18,7 @@
     {%- do counted.append("if(" ~ gemini_batch._json_member('part', names) ~ " is null, 0, 1)") -%}
   {%- endfor -%}
   {%- set kind_list = kinds.keys() | join(', ') -%}
-      select {{ section }} as section, item, sub_item,
+      select item, sub_item,
         case
           when json_type(part) != 'object' then concat(path, ': is not an object')
           when kind_count = 0 then concat(path, ': has none of {{ kind_list }}')
