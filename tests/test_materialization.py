@@ -58,6 +58,14 @@ def _write(path: Path, text: str) -> None:
     path.write_text(textwrap.dedent(text))
 
 
+# Keys under meta (dbt warns about custom keys at the top of config()).
+META_CONFIG_SQL = """\
+{{ config(materialized='gemini_batch', meta={'gemini_model': 'gemini-2.5-pro', 'max_retries': 0}) }}
+select 1 as id, json_object('contents', [json_object('role', 'user', 'parts',
+  [json_object('text', 'hi')])]) as request
+"""
+
+
 @dataclass
 class DbtProject:
     """A dbt project in a temporary directory, on the local stack, in its own dataset."""
@@ -121,7 +129,11 @@ def dbt_project(local_stack: StackState, tmp_path_factory: pytest.TempPathFactor
     project = _project(
         tmp_path_factory.mktemp("mat-project"),
         local_stack,
-        {"questions": QUESTIONS_SQL, "text_requests": TEXT_REQUESTS_SQL},
+        {
+            "questions": QUESTIONS_SQL,
+            "text_requests": TEXT_REQUESTS_SQL,
+            "meta_config": META_CONFIG_SQL,
+        },
     )
     project.ok("run")
     return project
@@ -279,6 +291,22 @@ def test_string_requests_are_parsed_and_bad_json_fails(bq, dbt_project: DbtProje
     assert view[2]["request"] is None
     assert view[2]["last_error"] == "request: is not valid JSON"
     assert view[2]["request_id"] and view[2]["request_id"] != view[1]["request_id"]
+
+
+def test_config_keys_under_meta(bq, dbt_project: DbtProject) -> None:
+    [row] = _rows(
+        bq,
+        "select request_id, to_json_string(request) as canonical "
+        f"from {dbt_project.table('meta_config__requests')}",
+    )
+    expected = hashlib.sha256(f"gemini-2.5-pro\n{row['canonical']}".encode()).hexdigest()
+    assert row["request_id"] == expected
+    # max_retries=0 from meta: one failed answer and the row is failed.
+    bq.query(
+        f"insert into {dbt_project.table('meta_config__responses')} (request_id, status, attempts)"
+        f" values ('{expected}', 'boom', 1)"
+    ).result()
+    assert _view(bq, dbt_project, "meta_config")[1]["batch_state"] == "failed"
 
 
 BAD_MODELS: dict[str, tuple[str, str]] = {
