@@ -25,6 +25,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import aiplatform_v1, bigquery
 
 from gemini_batch.local.stack import DEFAULT_LOCATION, start_stack, stop_stack
+from gemini_batch.local.vertex.runner import PAGE_SIZE
 from gemini_batch.warehouse import bigquery_client
 
 TERMINAL = {
@@ -70,7 +71,7 @@ def input_rows(count: int) -> bytes:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--page-size", type=int, default=10_000)
+    parser.add_argument("--page-size", type=int, default=PAGE_SIZE)
     args = parser.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="emulator-throughput-"))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from gemini_batch.local.vertex.engines import make_engine
 from gemini_batch.local.vertex.faults import FaultError, Faults
+from gemini_batch.local.vertex.runner import PAGE_SIZE
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--page-size",
         type=int,
-        default=10_000,
+        default=PAGE_SIZE,
         help="Input rows read (and output rows written) per BigQuery call.",
     )
     parser.add_argument("--log-level", default=env("GEMINI_BATCH_VERTEX_LOG_LEVEL") or "info")

@@ -39,6 +39,10 @@ OUTPUT_COLUMNS = [
     {"name": "processed_time", "type": "TIMESTAMP", "mode": "NULLABLE"},
 ]
 MAX_REQUESTS_PER_JOB = 200_000
+# Rows read per page (Storage Read stream or tabledata.list page) and written per load
+# job; a load is also started once this many bytes of rows are waiting.
+PAGE_SIZE = 25_000
+WRITE_BYTES = 64 * 1024 * 1024
 # google.rpc.Code values used in a job's `error`.
 CANCELLED, INVALID_ARGUMENT, DEADLINE_EXCEEDED, NOT_FOUND, ALREADY_EXISTS, INTERNAL = (
     1,
@@ -85,7 +89,7 @@ class JobRunner:
         engine: Engine,
         faults: Callable[[], Faults],
         max_running: int = 4,
-        page_size: int = 10_000,
+        page_size: int = PAGE_SIZE,
     ) -> None:
         self._store = store
         self._bigquery_endpoint = bigquery_endpoint
@@ -316,11 +320,12 @@ class JobRunner:
             plan.input_ref,
         )
         buffer: list[dict[str, Any]] = []
+        buffered_bytes = 0
         pending_write: Future[None] | None = None
         last_write = time.monotonic()
 
         def write() -> None:
-            nonlocal buffer, pending_write, last_write
+            nonlocal buffer, buffered_bytes, pending_write, last_write
             clock = time.perf_counter()
             if pending_write is not None:
                 pending_write.result()
@@ -330,7 +335,7 @@ class JobRunner:
                 pending_write = writer.submit(
                     bigquery.load_rows, plan.output_ref, plan.output_schema, buffer
                 )
-                buffer, last_write = [], time.monotonic()
+                buffer, buffered_bytes, last_write = [], 0, time.monotonic()
 
         chunk_size = _chunk_size(self._engine, faults)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"write-{job_id}") as writer:
@@ -349,7 +354,12 @@ class JobRunner:
                         timings["answer"] += time.perf_counter() - clock
                         row_number += len(chunk)
                         buffer.extend(rows)
-                        if len(buffer) >= self._page_size or time.monotonic() - last_write > 2:
+                        buffered_bytes += _approximate_bytes(rows)
+                        if (
+                            len(buffer) >= self._page_size
+                            or buffered_bytes >= WRITE_BYTES
+                            or time.monotonic() - last_write > 2
+                        ):
                             write()
                         succeeded += ok
                         failed += len(chunk) - ok
@@ -467,6 +477,13 @@ def _stats(succeeded: int, failed: int, incomplete: int) -> dict[str, str]:
         "failedCount": str(failed),
         "incompleteCount": str(incomplete),
     }
+
+
+def _approximate_bytes(rows: list[dict[str, Any]]) -> int:
+    """The size of rows' text and bytes values (numbers are small enough to ignore)."""
+    return sum(
+        len(value) for row in rows for value in row.values() if isinstance(value, str | bytes)
+    )
 
 
 def _chunk_size(engine: Engine, faults: Faults) -> int:

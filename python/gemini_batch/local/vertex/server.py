@@ -30,7 +30,7 @@ from starlette.routing import Route
 from gemini_batch.local.vertex.engines import Engine
 from gemini_batch.local.vertex.faults import FaultError, Faults
 from gemini_batch.local.vertex.models import KNOWN_MODELS, model_id, publisher_model_name
-from gemini_batch.local.vertex.runner import JobRunner
+from gemini_batch.local.vertex.runner import PAGE_SIZE, JobRunner
 from gemini_batch.local.vertex.store import (
     JOB_STATES,
     TERMINAL_STATES,
@@ -75,7 +75,7 @@ class EmulatorConfig:
     bigquery_grpc_endpoint: str | None = None
     extra_models: frozenset[str] = frozenset()
     max_running_jobs: int = 4
-    page_size: int = 10_000
+    page_size: int = PAGE_SIZE
 
 
 def _json(body: Any, status: int = 200) -> Response:
