@@ -64,6 +64,9 @@ def test_record_then_update_every_state_change(ledger: Ledger) -> None:
     assert stored.submitted_at >= before and stored.updated_at >= before
     assert stored.merged_at is None and stored.succeeded_count is None
     assert stored.estimated_cost_usd == pytest.approx(0.12)
+    # Recording it again (a retried call) keeps one row.
+    ledger.record_submitted(_entry("1001", state="RUNNING"))
+    assert [e.state for e in ledger.entries()] == ["PENDING"]
 
     ended = datetime(2026, 11, 25, 7, 0, tzinfo=UTC)
     ledger.update(entry.job_name, state="RUNNING")

@@ -147,7 +147,10 @@ class Ledger:
             )
 
     def record_submitted(self, entry: LedgerEntry) -> None:
-        """Insert the row of a job just created (before anything waits on it)."""
+        """Insert the row of a job just created (before anything waits on it).
+
+        Recording the same job again (a retried call) leaves the first row as it is.
+        """
         # DML, not the streaming API: streamed rows cannot be UPDATEd for a while.
         values = asdict(entry)
         values["job_id"] = values["job_id"] or entry.job_name.rsplit("/", 1)[-1]
@@ -156,7 +159,11 @@ class Ledger:
         columns = ", ".join(f"`{name}`" for name in LEDGER_SCHEMA)
         placeholders = ", ".join(f"@{name}" for name in LEDGER_SCHEMA)
         self._warehouse.query(
-            f"INSERT INTO {quote_table(self.table)} ({columns}) VALUES ({placeholders})",
+            f"""
+MERGE {quote_table(self.table)} AS t
+USING (SELECT @job_name AS job_name) AS s
+ON t.job_name = s.job_name
+WHEN NOT MATCHED THEN INSERT ({columns}) VALUES ({placeholders})""",
             _typed(values),
         )
 
