@@ -495,8 +495,6 @@ class ModelRun:
         self.summary.failed = counts.failed
         self.summary.invalid = counts.invalid
         self.summary.pending = counts.pending + counts.in_flight
-        if self.summary.all_cached and counts.pending == 0:
-            self._say(f"all {counts.cached:,} answerable requests cached: no job submitted")
 
     def _submit_round(self, location: str, counts: RequestCounts) -> bool:
         """One round: shards of the pending requests, jobs, wait, merge. False if a job

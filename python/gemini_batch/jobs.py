@@ -14,15 +14,20 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import requests
 from google.api_core import exceptions as api_exceptions
 from google.api_core import retry as api_retry
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials, Credentials
-from google.cloud import aiplatform_v1
 
 from gemini_batch.errors import ConfigError, GeminiBatchError
+
+if TYPE_CHECKING:
+    # Imported where a job is touched: it costs a second and ~50 MB, and a build with
+    # everything cached never talks to Vertex AI.
+    from google.cloud import aiplatform_v1
 
 ENDPOINT_ENV = "GEMINI_BATCH_VERTEX_ENDPOINT"
 TOOL_LABEL = "gemini-batch"
@@ -101,6 +106,8 @@ def job_labels(
 
 def state_name(state: int | aiplatform_v1.JobState) -> str:
     """``RUNNING`` for ``JobState.JOB_STATE_RUNNING`` (the ledger's spelling)."""
+    from google.cloud import aiplatform_v1
+
     return aiplatform_v1.JobState(state).name.removeprefix("JOB_STATE_")
 
 
@@ -188,6 +195,8 @@ def vertex_job_client(
     local emulator: REST transport, anonymous credentials. Any other endpoint, or none
     (Google's ``{location}-aiplatform.googleapis.com``), uses ``credentials`` or ADC.
     """
+    from google.cloud import aiplatform_v1
+
     endpoint = endpoint or os.environ.get(ENDPOINT_ENV) or None
     if endpoint and endpoint.startswith("http://"):
         return aiplatform_v1.JobServiceClient(
@@ -242,6 +251,8 @@ class VertexJobs:
 
         Returns as soon as the service has the job (QUEUED or PENDING).
         """
+        from google.cloud import aiplatform_v1
+
         job = aiplatform_v1.BatchPredictionJob(
             display_name=display_name,
             model=f"publishers/google/models/{gemini_model}",

@@ -1,0 +1,201 @@
+"""The whole pipeline on the local stack: `gemini-batch build` over N requests.
+
+Starts its own local stack in a temporary directory and writes a dbt project whose
+prompts are generated in SQL (N rows), a batch model over them and a downstream view.
+Then it measures, each as a separate `gemini-batch` / `dbt` process:
+
+1. `gemini-batch build` from scratch: total wall time, time inside Vertex jobs (the
+   union of the ledger's submitted_at..ended_at intervals) and outside them (dbt
+   stages, counting, shards, merges), and the process's peak memory;
+2. `gemini-batch build` again with nothing changed (no job), against
+3. a plain `dbt build` of the same project.
+
+Run:
+
+    .venv/bin/python benchmarks/pipeline.py [--rows 100000] [--shard-size 25000]
+
+Targets: the no-op rerun within 1.3x of `dbt build`; peak memory of the gemini-batch
+process under 300 MB (request rows never come into Python); time outside the jobs
+under 20% of the total.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from google.cloud import bigquery
+
+from gemini_batch.local.stack import DEFAULT_LOCATION, start_stack, stop_stack
+from gemini_batch.warehouse import bigquery_client
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+DATASET = "pipeline_bench"
+
+
+@dataclass(frozen=True)
+class Run:
+    seconds: float
+    peak_rss_mb: float
+    output: str
+
+
+def timed(command: list[str], env: dict[str, str], cwd: Path) -> Run:
+    """Run ``command`` to its end; wall time and its peak resident memory (wait4)."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(
+            command, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, text=True
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        log.seek(0)
+        output = log.read()
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} exited {process.returncode}:\n{output[-4000:]}")
+    return Run(seconds=seconds, peak_rss_mb=usage.ru_maxrss / 1024, output=output)
+
+
+def write_project(path: Path, rows: int, shard_size: int) -> None:
+    files = {
+        "dbt_project.yml": """\
+            name: pipeline_bench
+            version: "1.0"
+            config-version: 2
+            profile: pipeline_bench
+            flags:
+              send_anonymous_usage_stats: false
+            """,
+        "packages.yml": f"packages:\n  - local: {REPO_ROOT}\n",
+        "profiles.yml": f"""\
+            pipeline_bench:
+              target: local
+              outputs:
+                local:
+                  type: bigquery
+                  method: oauth-secrets
+                  token: local
+                  project: "{{{{ env_var('GEMINI_BATCH_PROJECT') }}}}"
+                  dataset: {DATASET}
+                  location: us-central1
+                  api_endpoint: "{{{{ env_var('BIGQUERY_ENDPOINT') }}}}"
+                  threads: 4
+                  job_retries: 0
+            """,
+        "models/prompts.sql": f"""\
+            {{{{ config(materialized='table') }}}}
+            select n as id, concat('Write one sentence about the number ', cast(n as string))
+                   as prompt
+            from unnest(generate_array(1, {rows})) as n
+            """,
+        "models/questions.sql": f"""\
+            {{{{ config(materialized='gemini_batch', gemini_model='gemini-2.5-flash-lite',
+                       shard_size={shard_size}, max_concurrent_jobs=4) }}}}
+            select id, {{{{ gemini_batch.request(prompt='prompt',
+                generation_config={{'maxOutputTokens': 64}}) }}}} as request
+            from {{{{ ref('prompts') }}}}
+            """,
+        "models/answer_states.sql": """\
+            {{ config(materialized='table') }}
+            select batch_state, count(*) as requests
+            from {{ ref('questions') }}
+            group by batch_state
+            """,
+    }
+    for name, text in files.items():
+        target = path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(textwrap.dedent(text))
+
+
+def seconds_in_jobs(client: bigquery.Client, project: str) -> tuple[float, int]:
+    """Wall time covered by at least one running job (union of intervals), and jobs."""
+    rows = list(
+        client.query(
+            f"SELECT submitted_at, ended_at FROM `{project}.{DATASET}.gemini_batch_jobs` "
+            "ORDER BY submitted_at"
+        ).result()
+    )
+    covered = 0.0
+    current_start: datetime | None = None
+    current_end: datetime | None = None
+    for row in rows:
+        start, end = row.submitted_at, row.ended_at or row.submitted_at
+        if current_end is None or start > current_end:
+            if current_end is not None and current_start is not None:
+                covered += (current_end - current_start).total_seconds()
+            current_start, current_end = start, end
+        else:
+            current_end = max(current_end, end)
+    if current_end is not None and current_start is not None:
+        covered += (current_end - current_start).total_seconds()
+    return covered, len(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--shard-size", type=int, default=25_000)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="gemini-batch-bench-") as tmp:
+        tmp_path = Path(tmp)
+        state, _ = start_stack(tmp_path / "stack")
+        try:
+            env = {**os.environ, **state.environment(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+            project_dir = tmp_path / "project"
+            write_project(project_dir, args.rows, args.shard_size)
+            client = bigquery_client(state.project, api_endpoint=state.bigquery_endpoint)
+            dataset = bigquery.Dataset(f"{state.project}.{DATASET}")
+            dataset.location = DEFAULT_LOCATION
+            client.create_dataset(dataset)
+            project_args = ["--project-dir", str(project_dir), "--profiles-dir", str(project_dir)]
+            timed([str(BIN / "dbt"), "deps", *project_args], env, project_dir)
+
+            build = [str(BIN / "gemini-batch"), "build", *project_args, "--plain"]
+            first = timed(build, env, project_dir)
+            in_jobs, jobs = seconds_in_jobs(client, state.project)
+            states = {
+                row.batch_state: row.requests
+                for row in client.query(
+                    f"SELECT * FROM `{state.project}.{DATASET}.answer_states`"
+                ).result()
+            }
+            rerun = timed(build, env, project_dir)
+            dbt_build = timed([str(BIN / "dbt"), "build", *project_args], env, project_dir)
+        finally:
+            stop_stack(tmp_path / "stack")
+
+    outside = first.seconds - in_jobs
+    print(f"requests                      {args.rows:,} ({jobs} jobs of <= {args.shard_size:,})")
+    print(f"answers                       {states}")
+    print(f"gemini-batch build            {first.seconds:8.1f} s")
+    print(f"  inside Vertex jobs          {in_jobs:8.1f} s")
+    print(
+        f"  outside the jobs            {outside:8.1f} s  "
+        f"({outside / first.seconds:.0%} of total; target < 20%)"
+    )
+    print(f"  peak memory                 {first.peak_rss_mb:8.0f} MB  (target < 300 MB)")
+    print(
+        f"no-op rerun                   {rerun.seconds:8.1f} s  (peak {rerun.peak_rss_mb:.0f} MB)"
+    )
+    print(f"plain dbt build               {dbt_build.seconds:8.1f} s")
+    print(
+        f"  rerun / dbt build           {rerun.seconds / dbt_build.seconds:8.2f} x (target <= 1.3x)"
+    )
+    if "no job submitted" not in rerun.output:
+        print("WARNING: the rerun submitted jobs; see its output:\n" + rerun.output[-2000:])
+
+
+if __name__ == "__main__":
+    main()
