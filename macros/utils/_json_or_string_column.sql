@@ -1,11 +1,14 @@
-{#- 'JSON' or 'STRING': the type of a model's request column, looked up when the test
-    runs (at parse time nothing is built yet, and 'JSON' is returned). -#}
+{#- 'JSON' or 'STRING': the type of the request column a test reads, looked up when the
+    test runs (at parse time nothing is built yet, and 'JSON' is returned). `model` is a
+    relation, or a subquery when the test has a `where` config: the type is read from a
+    query over it either way. -#}
 {% macro _json_or_string_column(model, column_name, test_name) -%}
   {%- if not execute -%}
     {{ return('JSON') }}
   {%- endif -%}
   {%- set wanted = column_name | replace('`', '') | lower -%}
-  {%- for column in adapter.get_columns_in_relation(model) if column.name | lower == wanted -%}
+  {%- set columns = get_column_schema_from_query('select * from ' ~ model) -%}
+  {%- for column in columns if column.name | lower == wanted -%}
     {%- set data_type = column.data_type | upper -%}
     {%- if data_type not in ['JSON', 'STRING'] -%}
       {{ exceptions.raise_compiler_error(
