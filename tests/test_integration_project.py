@@ -230,3 +230,20 @@ def test_bad_arguments_are_compile_errors(dbt_env: dict[str, str], call: str, me
         errors.append(str(error))
         error = error.__cause__ or error.__context__
     assert any(message in text for text in errors), errors
+
+
+def test_request_problems_name_every_broken_field(integration_run: IntegrationRun, bq) -> None:
+    table = f"`{integration_run.project}.{integration_run.dataset}.request_problem_cases`"
+    rows = bq.query(
+        f"select case_name, actual_from_string from {table} "
+        "where case_name in ('valid_full', 'several_problems')"
+    ).result()
+    problems = {row["case_name"]: row["actual_from_string"] for row in rows}
+    assert problems["valid_full"] is None
+    assert problems["several_problems"].split("; ") == [
+        "contents[0].parts[1]: has none of text, fileData, inlineData, functionCall, "
+        "functionResponse",
+        'contents[1].role: "bot" is not user or model',
+        'contents[1].parts[0].fileData.fileUri: "ftp://x" is not a gs:// or https:// URI',
+        "generationConfig.tempreture: unknown field of a GenerationConfig",
+    ]

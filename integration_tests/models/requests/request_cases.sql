@@ -44,6 +44,21 @@ cases as (
     from dishes where dish_id = 1
 
     union all
+    -- The same settings given in another order: the same bytes.
+    select 'system_instruction_and_config_reordered',
+        {{ gemini_batch.request(
+            generation_config={
+                'responseModalities': ['TEXT'],
+                'thinkingConfig': {'includeThoughts': false, 'thinkingBudget': 0},
+                'stopSequences': ["it's done", 'back\\slash', 'crème "brûlée"'],
+                'responseLogprobs': false, 'candidateCount': 1, 'seed': 7,
+                'maxOutputTokens': 1024, 'topK': 40, 'topP': 0.95, 'temperature': 0.2,
+            },
+            system_instruction="'You are a pastry chef. Answer in French.'",
+            prompt='dish') }}
+    from dishes where dish_id = 1
+
+    union all
     select 'per_row_config',
         {{ gemini_batch.request(
             prompt='dish',
