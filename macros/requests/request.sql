@@ -60,7 +60,17 @@
   {%- endif -%}
 
   {#- generationConfig: checked keys; output_columns / response_schema fill the schema -#}
-  {%- set config = gemini_batch._generation_config_fields(generation_config, fn) -%}
+  {%- if generation_config is string -%}
+    {#- One SQL expression for the whole config (e.g. a JSON column): used as it is. -#}
+    {%- if output_columns is not none or response_schema is not none -%}
+      {{ exceptions.raise_compiler_error(
+          fn ~ ": generation_config is a SQL expression, so output_columns / response_schema "
+          ~ "cannot be added to it; give generation_config as a dict instead.") }}
+    {%- endif -%}
+    {%- set config_sql = gemini_batch._sql_value(generation_config) -%}
+  {%- endif -%}
+  {%- set config = gemini_batch._generation_config_fields(
+      none if generation_config is string else generation_config, fn) -%}
   {%- if output_columns is not none or response_schema is not none -%}
     {%- if output_columns is not none and response_schema is not none -%}
       {{ exceptions.raise_compiler_error(
@@ -91,7 +101,8 @@
 
   {{ gemini_batch._json_object({
       'contents': contents_sql,
-      'generationConfig': gemini_batch._json_object(config) if config else none,
+      'generationConfig': config_sql if generation_config is string
+                          else (gemini_batch._json_object(config) if config else none),
       'safetySettings': gemini_batch._list_value(
           safety_settings, fn ~ ': safety_settings',
           allowed_keys=['category', 'method', 'threshold'], required_keys=['category', 'threshold'],

@@ -8,7 +8,8 @@
   {%- endif -%}
   {%- if generation_config is not mapping -%}
     {{ exceptions.raise_compiler_error(
-        fn ~ ": generation_config is a dict, e.g. {'temperature': 0.2, 'maxOutputTokens': 1024}; got "
+        fn ~ ": generation_config is a dict, e.g. {'temperature': 0.2, 'maxOutputTokens': 1024}, "
+        ~ "or one SQL expression giving the whole config as JSON; got "
         ~ generation_config) }}
   {%- endif -%}
   {%- for key, value in generation_config.items() -%}

@@ -71,6 +71,11 @@ cases as (
     from dishes where dish_id = 2
 
     union all
+    select 'generation_config_expression',
+        {{ gemini_batch.request(prompt='dish', generation_config="json_object('temperature', temperature)") }}
+    from dishes where dish_id = 1
+
+    union all
     select 'output_columns',
         {{ gemini_batch.request(prompt='dish', output_columns=recipe_columns) }}
     from dishes where dish_id = 1
