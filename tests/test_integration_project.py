@@ -61,10 +61,16 @@ def dbt_env(
 
 
 @pytest.fixture(scope="module")
-def integration_run(dbt_env: dict[str, str]) -> IntegrationRun:
-    # `deps` only links ../ into dbt_packages/: no network is needed.
+def dbt_deps(dbt_env: dict[str, str]) -> dict[str, str]:
+    """The package installed: `deps` only links ../ into dbt_packages/, offline."""
     deps = _dbt("deps")
     assert deps.success, f"dbt deps failed: {deps.exception}"
+    return dbt_env
+
+
+@pytest.fixture(scope="module")
+def integration_run(dbt_deps: dict[str, str]) -> IntegrationRun:
+    dbt_env = dbt_deps
     build = _dbt("build")
     assert build.exception is None, f"dbt build raised: {build.exception}"
     results = build.result.results
@@ -220,7 +226,9 @@ def test_built_requests_equal_the_vertex_inputs(
         ),
     ],
 )
-def test_bad_arguments_are_compile_errors(dbt_env: dict[str, str], call: str, message: str) -> None:
+def test_bad_arguments_are_compile_errors(
+    dbt_deps: dict[str, str], call: str, message: str
+) -> None:
     result = _dbt("compile", "--inline", f"select {{{{ gemini_batch.{call} }}}}")
     assert not result.success
     # dbt wraps the compiler error of an inline query in "Error parsing inline query";
