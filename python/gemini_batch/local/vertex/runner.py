@@ -2,10 +2,10 @@
 
 Each job runs in its own thread: QUEUED (waiting for a slot, plus any injected queue
 delay) → PENDING (checks the input and output tables, creates the output table) →
-RUNNING (pages of input rows through the engine, each page appended to the output table
-and counted in ``completionStats``) → SUCCEEDED, PARTIALLY_SUCCEEDED, FAILED, CANCELLED
-or EXPIRED. A page is written before the next is read, so a cancelled job keeps every
-row it finished and the process never holds more than a page or two.
+RUNNING (pages of input rows through the engine, appended to the output table by load
+jobs and counted in ``completionStats``) → SUCCEEDED, PARTIALLY_SUCCEEDED, FAILED,
+CANCELLED or EXPIRED. Rows answered before a cancel are written before the job ends, and
+the process holds about three pages of a job at most, whatever the table's size.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import orjson
 
 from gemini_batch.local.vertex.engines import Engine
 from gemini_batch.local.vertex.faults import Faults
+from gemini_batch.local.vertex.models import model_id
 from gemini_batch.local.vertex.requests import RequestError, parse_request
 from gemini_batch.local.vertex.store import TERMINAL_STATES, JobNotFound, JobStore, timestamp
 from gemini_batch.local.vertex.tables import BigQueryError, BigQueryRest, TableRef
@@ -140,24 +141,16 @@ class JobRunner:
                     },
                 )
             else:
-                stats = job.get("completionStats", {})
-                done = int(stats.get("successfulCount", 0)) + int(stats.get("failedCount", 0))
                 self._finish(
                     job_id,
                     "JOB_STATE_FAILED",
                     {
                         "code": INTERNAL,
-                        "message": f"The Vertex AI emulator restarted while this job was running "
-                        f"({done} rows had been written to the output table). Submit the rows "
-                        "that have no answer in a new job.",
+                        "message": "The Vertex AI emulator restarted while this job was running "
+                        f"({_rows_done(job)} rows had been written to the output table). "
+                        "Submit the rows that have no answer in a new job.",
                     },
                 )
-
-    def wait(self, job_id: str, timeout: float | None = None) -> None:
-        with self._lock:
-            thread = self._threads.get(job_id)
-        if thread is not None:
-            thread.join(timeout)
 
     # ------------------------------------------------------------------ a job
 
@@ -182,15 +175,13 @@ class JobRunner:
                 )
                 self._process(job_id, plan, bigquery, cancel, faults)
         except Cancelled:
-            job = self._store.get(job_id)
-            stats = job.get("completionStats", {})
+            done = _rows_done(self._store.get(job_id))
             self._finish(
                 job_id,
                 "JOB_STATE_CANCELLED",
                 {
                     "code": CANCELLED,
-                    "message": "The job was cancelled. Rows finished before that "
-                    f"({int(stats.get('successfulCount', 0)) + int(stats.get('failedCount', 0))}) "
+                    "message": f"The job was cancelled. The {done} rows finished before that "
                     "are in the output table.",
                 },
             )
@@ -296,7 +287,7 @@ class JobRunner:
             output_ref=output_ref,
             input_table=table,
             total_rows=total,
-            model=job["model"].rsplit("/", 1)[-1],
+            model=model_id(job["model"]) or job["model"],
         )
 
     def _process(
@@ -431,21 +422,16 @@ class JobRunner:
         return rows, succeeded
 
     def _finish(self, job_id: str, state: str, error: dict[str, Any] | None = None) -> None:
-        now = timestamp()
+        """End the job. startTime stays unset if it never ran, as the service leaves it."""
         try:
             job = self._store.get(job_id)
         except JobNotFound:
             return
         stats = job.get("completionStats")
-        if stats and state != "JOB_STATE_CANCELLED":
-            stats = {**stats, "incompleteCount": "0"} if state != "JOB_STATE_FAILED" else stats
+        if stats and state in ("JOB_STATE_SUCCEEDED", "JOB_STATE_PARTIALLY_SUCCEEDED"):
+            stats = {**stats, "incompleteCount": "0"}
         self._store.update(
-            job_id,
-            state=state,
-            error=error,
-            endTime=now,
-            startTime=job.get("startTime") or now,
-            completionStats=stats,
+            job_id, state=state, error=error, endTime=timestamp(), completionStats=stats
         )
 
 
@@ -468,6 +454,11 @@ class _Plan:
             "bigqueryOutputDataset": self.output_ref.dataset_uri,
             "bigqueryOutputTable": str(self.output_ref.table),
         }
+
+
+def _rows_done(job: dict[str, Any]) -> int:
+    stats = job.get("completionStats", {})
+    return int(stats.get("successfulCount", 0)) + int(stats.get("failedCount", 0))
 
 
 def _stats(succeeded: int, failed: int, incomplete: int) -> dict[str, str]:

@@ -387,6 +387,15 @@ def _term(text: str) -> Callable[[dict[str, Any]], bool]:
 
 def create_app(config: EmulatorConfig) -> Starlette:
     emulator = Emulator(config)
+    log.info(
+        "Vertex AI batch prediction emulator: project %s (any is accepted), engine %s, "
+        "BigQuery at %s, %d jobs in %s",
+        config.project,
+        config.engine.name,
+        config.bigquery_endpoint,
+        sum(1 for _ in emulator.store.all()),
+        config.data_dir,
+    )
     emulator.runner.recover()
 
     def parent_of(request: Request) -> str:
