@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 
@@ -164,3 +165,24 @@ def test_chat_request_maps_json_mode_without_schema():
         "type": "array",
         "items": {"type": "integer"},
     }
+
+
+def test_openai_engine_turns_transport_errors_into_row_statuses():
+    from gemini_batch.local.stack import free_port
+    from gemini_batch.local.vertex.engines.openai import OpenAIEngine
+
+    request = parse_request('{"contents": [{"parts": [{"text": "hi"}]}]}')
+    unreachable = OpenAIEngine(base_url=f"http://127.0.0.1:{free_port()}/v1", model="m")
+    [status] = unreachable.generate([request], model="gemini-2.5-flash")
+    assert status.startswith("Service Unavailable: ") and "unreachable" in status
+    unreachable.close()
+
+    # A server that accepts the connection and never answers.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        slow = OpenAIEngine(base_url=f"http://127.0.0.1:{port}/v1", model="m", timeout=0.3)
+        [status] = slow.generate([request], model="gemini-2.5-flash")
+        slow.close()
+    assert status.startswith("Gateway Timeout: ") and '"DEADLINE_EXCEEDED"' in status
