@@ -370,3 +370,32 @@ def test_second_build_refuses_and_a_killed_build_resumes_without_paying_twice(
     ]
     ledger = project.rows("select state, merged_at from `{ds}.gemini_batch_jobs`")
     assert len(ledger) == 1 and ledger[0]["state"] == "SUCCEEDED" and ledger[0]["merged_at"]
+
+
+def test_a_job_missing_from_the_ledger_is_adopted_not_submitted_again(
+    project: E2EProject, faults: httpx.Client
+) -> None:
+    """A build killed between creating a job and writing its ledger row."""
+    from gemini_batch.config import BatchModel, BatchModelConfig
+    from gemini_batch.jobs import job_labels
+    from gemini_batch.warehouse import Warehouse
+
+    project.dbt("build")  # requests and responses tables, no job
+    model = BatchModel(unique_id="model.e2e.questions", name="questions",
+                       project=project.stack.project, dataset=project.dataset,
+                       config=BatchModelConfig(gemini_model="gemini-2.5-flash"))
+    (shard,) = Warehouse(project.bq).create_shards(model, "20260101t000000_dead", False)
+    faults.put("/emulator/faults", json={"queue_delay": 2}).raise_for_status()
+    VertexJobs(project=project.stack.project, location=DEFAULT_LOCATION).submit(
+        display_name="orphan", gemini_model="gemini-2.5-flash", input_table=shard.table,
+        output_table=model.output_table("20260101t000000_dead", 0),
+        labels=job_labels(model_name="questions", invocation_id="dead"),
+    )
+
+    output = _ok(project.cli("build"))
+    assert "adopting job" in output and "(3 requests)" in output
+    (job,) = project.jobs()
+    assert job.succeeded == 3
+    assert project.rows("select distinct batch_state from `{ds}.answers`") == [
+        {"batch_state": "succeeded"}
+    ]

@@ -30,10 +30,24 @@ from google.cloud import bigquery
 from gemini_batch import cost
 from gemini_batch.config import BatchModel, ledger_dataset
 from gemini_batch.errors import ConfigError, GeminiBatchError
-from gemini_batch.jobs import Backoff, JobStatus, VertexJobs, job_labels, vertex_job_client
+from gemini_batch.jobs import (
+    TOOL_LABEL,
+    Backoff,
+    JobStatus,
+    VertexJobs,
+    job_labels,
+    label_value,
+    vertex_job_client,
+)
 from gemini_batch.ledger import Ledger, LedgerEntry, LockOwner
 from gemini_batch.progress import ModelSummary, Reporter
-from gemini_batch.warehouse import MergeResult, RequestCounts, Warehouse, bigquery_client
+from gemini_batch.warehouse import (
+    MergeResult,
+    RequestCounts,
+    Warehouse,
+    bigquery_client,
+    quote_table,
+)
 
 MATERIALIZATION = "gemini_batch"
 # Node types `dbt build` executes; `dbt run` executes models only.
@@ -467,11 +481,14 @@ class ModelRun:
             self.summary.resumed = resumed
             self._wait([self._track(entry) for entry in live], queue=[])
 
-        invalid = ctx.warehouse.mark_invalid(model)
-        if invalid.count:
-            examples = "; ".join(f"{rid[:12]}: {reason}" for rid, reason in invalid.examples)
-            self._say(f"{invalid.count:,} invalid requests are not submitted (e.g. {examples})")
         counts = ctx.warehouse.counts(model)
+        if counts.invalid:  # marking scans every request: only when there is one to mark
+            invalid = ctx.warehouse.mark_invalid(model)
+            examples = "; ".join(f"{rid[:12]}: {reason}" for rid, reason in invalid.examples)
+            self._say(f"{counts.invalid:,} invalid requests are not submitted (e.g. {examples})")
+            counts = ctx.warehouse.counts(model)
+        if counts.pending and self._adopt_orphans(location):
+            counts = ctx.warehouse.counts(model)
         if cached_before is None:
             cached_before = counts.cached
 
@@ -487,6 +504,42 @@ class ModelRun:
             counts = ctx.warehouse.counts(model)
 
         self._finish_summary(counts, cached_before)
+
+    def _adopt_orphans(self, location: str) -> bool:
+        """Wait on live jobs of this model the ledger does not know, and merge them.
+
+        A build killed between creating a job and writing its ledger row leaves one; its
+        requests are not in the ledger's live shards, so they would be sent again.
+        Found by the labels every job gets, and the model's shard table prefix.
+        """
+        ctx, model = self.ctx, self.model
+        prefix = f"{model.view}__shard_"
+        orphans = [
+            job for job in ctx.vertex(location).list(
+                labels={"tool": TOOL_LABEL, "dbt_model": label_value(model.name)})
+            if not job.terminal and (job.input_table or "").startswith(prefix)
+            and ctx.ledger.get(job.name) is None
+        ]
+        adopted = []
+        for job in orphans:
+            entry = LedgerEntry(
+                job_name=job.name, job_id=job.job_id, dbt_model=model.unique_id,
+                model_relation=model.view, invocation_id=job.labels.get("dbt_invocation_id"),
+                shard_table=job.input_table or "", output_table=job.output_table or "",
+                gemini_model=model.config.gemini_model, location=location, state=job.state,
+                request_count=int(ctx.warehouse.query(
+                    f"SELECT COUNT(*) AS n FROM {quote_table(job.input_table or '')}")[0]["n"]),
+                submitted_at=job.create_time,
+                error="adopted: created by a build that died before writing the ledger",
+            )
+            ctx.ledger.record_submitted(entry)
+            adopted.append(entry)
+            self._say(f"adopting job {job.job_id} ({entry.request_count:,} requests): "
+                      "created by a build that died before recording it")
+        if adopted:
+            self.summary.resumed += sum(entry.request_count for entry in adopted)
+            self._wait([self._track(entry) for entry in adopted], queue=[])
+        return bool(adopted)
 
     def _finish_summary(self, counts: RequestCounts, cached_before: int) -> None:
         self.summary.requests = counts.unique
@@ -625,7 +678,7 @@ class ModelRun:
     def _merge(self, job: _Tracked, status: JobStatus) -> None:
         """Fold an ended job's output into responses; ledger; drop the job's tables."""
         ctx, model, entry = self.ctx, self.model, job.entry
-        ended_at = status.end_time or datetime.now(UTC)
+        ended_at = status.end_time or entry.ended_at or datetime.now(UTC)
         merge: MergeResult | None = None
         if ctx.warehouse.table_exists(entry.output_table):
             # Even a FAILED or EXPIRED job may have answered some rows: they were paid.

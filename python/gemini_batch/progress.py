@@ -157,6 +157,7 @@ class RichReporter:
 
     def job_finished(self, model: str, status: JobStatus, note: str) -> None:
         self.job_update(model, status)
+        self.progress.stop_task(self._tasks[status.name])  # freezes its elapsed time
         self.message(model, f"job {_short(status.name)} {note}")
 
     def close(self) -> None:
