@@ -21,6 +21,9 @@ echo "BigQuery emulator:  $BIGQUERY_ENDPOINT"
 echo "Vertex AI emulator: $GEMINI_BATCH_VERTEX_ENDPOINT"
 export BIGQUERY_ENDPOINT GEMINI_BATCH_VERTEX_ENDPOINT GEMINI_BATCH_PROJECT
 
+step "dbt deps (installs the gemini_batch package from this repository)"
+dbt deps --profiles-dir . --project-dir . --quiet
+
 step "gemini-batch build (first run: every request is submitted)"
 gemini-batch build --profiles-dir . --project-dir .
 
