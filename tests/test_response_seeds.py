@@ -14,13 +14,15 @@ import io
 import json
 import math
 import sys
-from pathlib import Path
 from typing import Any
 
 from conftest import FIXTURES, REPO_ROOT
 
 SEEDS = REPO_ROOT / "integration_tests" / "seeds" / "responses"
-SAMPLES = {"text": "batch_request_text_output.jsonl", "multimodal": "batch_request_multimodal_output.jsonl"}
+SAMPLES = {
+    "text": "batch_request_text_output.jsonl",
+    "multimodal": "batch_request_multimodal_output.jsonl",
+}
 
 
 def output_rows() -> list[dict[str, Any]]:
