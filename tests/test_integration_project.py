@@ -214,6 +214,7 @@ def test_built_requests_equal_the_vertex_inputs(
         ),
         ("request(prompt='q', contents=['c'])", "give exactly one of prompt"),
         ("request()", "got neither"),
+        ("request(prompt=' ')", "an empty string was given where a SQL expression is expected"),
         (
             "request(prompt='q', output_columns={'title': 'STRING', 'born': 'DATETIME'})",
             "output_columns['born']: unsupported type 'DATETIME'",

@@ -34,7 +34,7 @@
     {%- endif -%}
     {%- set contents_sql = 'JSON_ARRAY(' ~ gemini_batch.turn('user', [gemini_batch.text_part(prompt)]) ~ ')' -%}
   {%- elif contents is string -%}
-    {%- set contents_sql = '(' ~ contents ~ ')' -%}
+    {%- set contents_sql = gemini_batch._sql_value(contents) -%}
   {%- elif contents is sequence and contents is not mapping and contents | length > 0 -%}
     {%- for item in contents if item is not string -%}
       {{ exceptions.raise_compiler_error(

@@ -115,7 +115,7 @@
         from (
           select raw_request is null as is_null,
             {{ 'safe.parse_json(raw_request)' if from_string else 'raw_request' }} as r
-          from (select ({{ request }}) as raw_request)
+          from (select {{ gemini_batch._sql_value(request) }} as raw_request)
         )
       )
     )

@@ -2,7 +2,7 @@
     a string is one SQL expression giving the parts, used as it is. -#}
 {% macro _parts_array(parts, argument) -%}
   {%- if parts is string -%}
-    ({{ parts }})
+    {{ gemini_batch._sql_value(parts) }}
   {%- elif parts is sequence and parts is not mapping and parts | length > 0 -%}
     {%- for part in parts if part is not string -%}
       {{ exceptions.raise_compiler_error(

@@ -3,7 +3,13 @@
     parentheses; anything else (number, bool, list, dict) is a JSON constant. -#}
 {% macro _sql_value(value) -%}
   {%- if value is string -%}
-    ({{ value }})
+    {%- if value | trim == '' -%}
+      {{ exceptions.raise_compiler_error(
+          "gemini_batch: an empty string was given where a SQL expression is expected; for "
+          ~ "an empty text constant write \"''\".") }}
+    {%- endif -%}
+    {#- A line comment in the expression would swallow the closing parenthesis. -#}
+    ({{ value }}{{ '\n' if '--' in value or '#' in value }})
   {%- else -%}
     {{ gemini_batch._json_literal(value) }}
   {%- endif -%}

@@ -30,6 +30,12 @@ cases as (
     from dishes where dish_id = 3
 
     union all
+    -- A line comment in an expression must not swallow the macro's closing parenthesis.
+    select 'expression_with_comment',
+        {{ gemini_batch.request(prompt="concat('Give me a recipe for ', dish, '.') -- one per dish") }}
+    from dishes where dish_id = 1
+
+    union all
     select 'system_instruction_and_config',
         {{ gemini_batch.request(
             prompt='dish',
