@@ -154,11 +154,15 @@ def _project_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    # dbt's own option class: `-s a b` takes both values, as `dbt build -s a b` does.
+    from dbt.cli.options import MultiOption
+
     for option in reversed(
         [
-            click.option("--select", "-s", multiple=True, help="dbt node selection."),
-            click.option("--models", "-m", "select_models", multiple=True, hidden=True),
-            click.option("--exclude", multiple=True, help="dbt nodes to leave out."),
+            click.option("--select", "-s", "--models", "-m", "select", cls=MultiOption,
+                         multiple=True, type=tuple, help="dbt node selection."),
+            click.option("--exclude", cls=MultiOption, multiple=True, type=tuple,
+                         help="dbt nodes to leave out."),
             click.option("--selector", help="A selector from selectors.yml."),
             click.option("--state", help="dbt state directory, for state: selectors."),
         ]
@@ -167,9 +171,10 @@ def _selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _split(values: tuple[str, ...]) -> tuple[str, ...]:
-    """`-s "a b"` and `-s a -s b` mean the same, as in dbt."""
-    return tuple(part for value in values for part in value.split())
+def _split(values: tuple[tuple[str, ...] | str, ...]) -> tuple[str, ...]:
+    """`-s a b`, `-s "a b"` and `-s a -s b` mean the same, as in dbt."""
+    flat = [item for value in values for item in ((value,) if isinstance(value, str) else value)]
+    return tuple(part for item in flat for part in item.split())
 
 
 def _dbt_options(kwargs: dict[str, Any], extra: tuple[str, ...] = ()) -> DbtOptions:
@@ -181,7 +186,7 @@ def _dbt_options(kwargs: dict[str, Any], extra: tuple[str, ...] = ()) -> DbtOpti
         target=kwargs.get("target"),
         profile=kwargs.get("profile"),
         vars=kwargs.get("vars"),
-        select=_split(kwargs.get("select", ()) + kwargs.get("select_models", ())),
+        select=_split(kwargs.get("select", ())),
         exclude=_split(kwargs.get("exclude", ())),
         selector=kwargs.get("selector"),
         state=kwargs.get("state"),
