@@ -1,0 +1,77 @@
+"""The response parsers refuse bad arguments when the model compiles, saying what is
+expected (their values on real and odd answers are checked by the integration
+project's models/responses/, run by tests/test_integration_project.py).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from test_integration_project import _dbt, dbt_deps, dbt_env  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.slow
+
+RECIPE = "{'title': 'STRING', 'calories': 'INT64'}"
+
+
+def compile_errors(call: str) -> list[str]:
+    result = _dbt("compile", "--inline", f"select {{{{ gemini_batch.{call} }}}}")
+    assert not result.success, f"{call} compiled"
+    errors, error = [], result.exception
+    while error is not None:
+        errors.append(str(error))
+        error = error.__cause__ or error.__context__
+    return errors
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        ("response_text('response', -1)", "gemini_batch.response_text: candidate is the index"),
+        ("finish_reason('response', 'first')", "candidate is the index of a candidate"),
+        ("avg_logprobs('response', true)", "candidate is the index of a candidate"),
+        ("citations('response', 1.5)", "candidate is the index of a candidate"),
+        ("response_text('response', input_type='XML')", "input_type is 'JSON' or 'STRING'"),
+        ("model_version(42)", "gemini_batch.model_version: response is a SQL expression"),
+        ("block_reason('')", "response is a SQL expression"),
+        ("token_count('response', 'output')", "kind is one of prompt, candidates, total,"),
+        ("error_code(none)", "gemini_batch.error_code: status is a SQL expression"),
+        ("is_success(' ')", "gemini_batch.is_success: status is a SQL expression"),
+        (
+            "parse_output('response', {'title': 'STRING', 'born': 'DATETIME'})",
+            "gemini_batch.parse_output: output_columns['born']: unsupported type 'DATETIME'",
+        ),
+        ("parse_output('response', {})", "output_columns must be a non-empty dict"),
+        (
+            f"parse_output('response', {RECIPE}, error_column='title')",
+            "error_column 'title' is also a field of output_columns",
+        ),
+        (f"parse_output('response', {RECIPE}, error_column='bad name')", "error_column is a"),
+        (f"parse_output('response', {RECIPE}, input_type='XML')", "input_type is 'JSON'"),
+        (f"parse_output('response', {RECIPE}, candidate=-2)", "candidate is the index"),
+    ],
+)
+def test_bad_arguments_are_compile_errors(
+    dbt_deps: dict[str, str],  # noqa: F811 (the imported fixture)
+    call: str,
+    message: str,
+) -> None:
+    errors = compile_errors(call)
+    assert any(message in text for text in errors), errors
+
+
+def test_parse_output_renders_a_select_list_fragment(
+    dbt_deps: dict[str, str],  # noqa: F811 (the imported fixture)
+) -> None:
+    result = _dbt(
+        "compile",
+        "--inline",
+        "select {{ gemini_batch.parse_output('response', "
+        "{'title': 'STRING', 'order': 'INT64'}, error_column=none) }}",
+    )
+    assert result.success, result.exception
+    sql = result.result.results[0].node.compiled_code
+    # One column per field, reserved words quoted, and no error column when asked.
+    assert sql.rstrip().endswith("as `order`")
+    assert ") as `title`,\n" in sql
+    assert "_parse_error" not in sql
