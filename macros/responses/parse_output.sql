@@ -6,7 +6,8 @@
 
     The answer text (response_text of `candidate`, or the expression itself with
     input_type='TEXT'; a ```json fence around it is dropped) is parsed with
-    SAFE.PARSE_JSON and each field converted with LAX_* / SAFE_CAST: a malformed answer,
+    SAFE.PARSE_JSON (numbers too wide for FLOAT64 rounded) and each field converted with
+    LAX_* / SAFE_CAST: a malformed answer,
     a missing field or a value of the wrong type gives NULL in its column and a line in
     the error column, never a failed query. The error column (error_column; none leaves
     it out) is NULL when every field was read, and NULL when the response itself is NULL
@@ -54,7 +55,9 @@
       column, which the emulator needs (it cannot wrap a subquery in SAFE.). -#}
   {%- set source -%}
     unnest([{{ text }}]) as gemini_batch_answer,
-    unnest([safe.parse_json(regexp_replace(trim(gemini_batch_answer), r'^```(?:json|JSON)?\s*|\s*```$', ''))]) as gemini_batch_doc
+    unnest([safe.parse_json(
+      regexp_replace(trim(gemini_batch_answer), r'^```(?:json|JSON)?\s*|\s*```$', ''),
+      wide_number_mode => 'round')]) as gemini_batch_doc
   {%- endset -%}
 
   {%- set selected = [] -%}
