@@ -4,6 +4,7 @@ test_build_e2e."""
 
 from __future__ import annotations
 
+import re
 import textwrap
 
 import httpx
@@ -101,8 +102,7 @@ def test_build_runs_tests_after_the_answers_and_run_skips_them(
     # Passes only if dbt tests the view once the job's answers are merged.
     project.write("models/schema.yml", SCHEMA_YML)
     output = _ok(project.cli("build"))
-    assert "accepted_values_questions_batch_state" in output
-    assert "PASS=1" in output
+    assert re.search(r"PASS accepted_values_questions_batch_state", output), output
 
     # `run` builds models only: a failing data test does not run, nor fail the build.
     project.write("models/schema.yml", SCHEMA_YML.replace("'succeeded'", "'nonsense'"))

@@ -506,31 +506,43 @@ class ModelRun:
         self._finish_summary(counts, cached_before)
 
     def _adopt_orphans(self, location: str) -> bool:
-        """Wait on live jobs of this model the ledger does not know, and merge them.
+        """Merge jobs of this model the ledger does not know, waiting on live ones.
 
         A build killed between creating a job and writing its ledger row leaves one; its
-        requests are not in the ledger's live shards, so they would be sent again.
-        Found by the labels every job gets, and the model's shard table prefix.
+        requests are in no live shard of the ledger, so they would be sent again, and
+        if it ended, its answers (paid for) are in its output table. Found by the labels
+        every job gets and the model's shard table prefix, among the newest jobs.
         """
         ctx, model = self.ctx, self.model
         prefix = f"{model.view}__shard_"
-        orphans = [
+        labelled = [
             job for job in ctx.vertex(location).list(
                 labels={"tool": TOOL_LABEL, "dbt_model": label_value(model.name)})
-            if not job.terminal and (job.input_table or "").startswith(prefix)
-            and ctx.ledger.get(job.name) is None
+            if (job.input_table or "").startswith(prefix)
+        ]
+        if not labelled:
+            return False
+        known = {entry.job_name for entry in ctx.ledger.entries(
+            model.unique_id, limit=len(labelled) + 1000)}
+        orphans = [
+            job for job in labelled if job.name not in known
+            and (not job.terminal
+                 or bool(job.output_table and ctx.warehouse.table_exists(job.output_table)))
         ]
         adopted = []
         for job in orphans:
+            shard = job.input_table or ""
+            if ctx.warehouse.table_exists(shard):
+                requests = int(ctx.warehouse.query(
+                    f"SELECT COUNT(*) AS n FROM {quote_table(shard)}")[0]["n"])
+            else:  # the shard is gone: the service's own counts
+                requests = job.succeeded + job.failed + job.incomplete
             entry = LedgerEntry(
                 job_name=job.name, job_id=job.job_id, dbt_model=model.unique_id,
                 model_relation=model.view, invocation_id=job.labels.get("dbt_invocation_id"),
-                shard_table=job.input_table or "", output_table=job.output_table or "",
+                shard_table=shard, output_table=job.output_table or "",
                 gemini_model=model.config.gemini_model, location=location, state=job.state,
-                request_count=int(ctx.warehouse.query(
-                    f"SELECT COUNT(*) AS n FROM {quote_table(job.input_table or '')}")[0]["n"]),
-                submitted_at=job.create_time,
-                error="adopted: created by a build that died before writing the ledger",
+                request_count=requests, submitted_at=job.create_time,
             )
             ctx.ledger.record_submitted(entry)
             adopted.append(entry)
