@@ -47,7 +47,10 @@ def compile_errors(call: str) -> list[str]:
             "error_column 'title' is also a field of output_columns",
         ),
         (f"parse_output('response', {RECIPE}, error_column='bad name')", "error_column is a"),
-        (f"parse_output('response', {RECIPE}, input_type='XML')", "input_type is 'JSON'"),
+        (
+            f"parse_output('response', {RECIPE}, input_type='XML')",
+            "or 'TEXT' (the expression is the answer text itself); got XML",
+        ),
         (f"parse_output('response', {RECIPE}, candidate=-2)", "candidate is the index"),
     ],
 )

@@ -7,9 +7,8 @@
     The answer text (response_text of `candidate`, or the expression itself with
     input_type='TEXT'; a ```json fence around it is dropped) is parsed with
     SAFE.PARSE_JSON (numbers too wide for FLOAT64 rounded) and each field converted with
-    LAX_* / SAFE_CAST: a malformed answer,
-    a missing field or a value of the wrong type gives NULL in its column and a line in
-    the error column, never a failed query. The error column (error_column; none leaves
+    LAX_* / SAFE_CAST: a malformed answer, a missing field or a value of the wrong type
+    gives NULL in its column and a line in the error column, never a failed query. The error column (error_column; none leaves
     it out) is NULL when every field was read, and NULL when the response itself is NULL
     (a pending row). -#}
 {% macro parse_output(response, output_columns, candidate=0, input_type='JSON',
@@ -37,7 +36,12 @@
         ~ "pass another error_column.") }}
   {%- endif -%}
 
-  {%- if input_type is string and input_type | upper == 'TEXT' -%}
+  {%- if input_type is not string or input_type | upper not in ['JSON', 'STRING', 'TEXT'] -%}
+    {{ exceptions.raise_compiler_error(
+        fn ~ ": input_type is 'JSON' or 'STRING' (the type of the response expression), or "
+        ~ "'TEXT' (the expression is the answer text itself); got " ~ input_type) }}
+  {%- endif -%}
+  {%- if input_type | upper == 'TEXT' -%}
     {%- if response is not string or response | trim == '' -%}
       {{ exceptions.raise_compiler_error(
           fn ~ ": with input_type='TEXT', response is a SQL expression of type STRING "
