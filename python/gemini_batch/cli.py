@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -194,6 +196,35 @@ def _dbt_options(kwargs: dict[str, Any], extra: tuple[str, ...] = ()) -> DbtOpti
     )
 
 
+@contextlib.contextmanager
+def _service_errors() -> Iterator[None]:
+    """BigQuery or Vertex AI unreachable or refusing: a message, not a traceback."""
+    from google.api_core.exceptions import GoogleAPICallError
+    from requests.exceptions import ConnectionError as RequestsConnectionError
+
+    try:
+        yield
+    except GoogleAPICallError as exc:
+        raise GeminiBatchError(
+            f"Google Cloud refused a call ({type(exc).__name__}): {exc.message or exc}"
+        ) from exc
+    except (RequestsConnectionError, ConnectionError) as exc:
+        raise GeminiBatchError(
+            f"Could not reach BigQuery or Vertex AI: {exc}. On the local stack, is it "
+            "running (`gemini-batch local status`) and are BIGQUERY_ENDPOINT and "
+            "GEMINI_BATCH_VERTEX_ENDPOINT set?"
+        ) from exc
+
+
+def _reports_service_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with _service_errors():
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
 _PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True}
 # Off a terminal rich assumes 80 columns and would cut the numbers of a wide table.
 _LOG_WIDTH = 200
@@ -272,6 +303,7 @@ def _build_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @_selection_options
 @_build_options
 @click.pass_context
+@_reports_service_errors
 def build_command(ctx: click.Context, **kwargs: Any) -> None:
     """dbt build in stages, with the Gemini batch jobs in between.
 
@@ -286,6 +318,7 @@ def build_command(ctx: click.Context, **kwargs: Any) -> None:
 @_selection_options
 @_build_options
 @click.pass_context
+@_reports_service_errors
 def run_command(ctx: click.Context, **kwargs: Any) -> None:
     """dbt run (models only, no tests) in stages, with the Gemini batch jobs in between."""
     _run_build("run", ctx, kwargs)
@@ -298,6 +331,7 @@ def _money(value: float | None) -> str:
 @main.command("plan")
 @_project_options
 @_selection_options
+@_reports_service_errors
 def plan_command(**kwargs: Any) -> None:
     """What `build` would submit per batch model: cached, pending, failed, shards, cost.
 
@@ -392,6 +426,7 @@ def _ledger_ready(ledger: Any) -> bool:
 @main.command("status")
 @_project_options
 @click.option("--limit", default=10, show_default=True, help="Recent jobs to show.")
+@_reports_service_errors
 def status_command(limit: int, **kwargs: Any) -> None:
     """Jobs in flight (asked of Vertex AI now) and the most recent ones (from the ledger)."""
     from gemini_batch.build import open_ledger
@@ -416,6 +451,7 @@ def status_command(limit: int, **kwargs: Any) -> None:
 @_project_options
 @click.option("--model", "model_name", help="Only this batch model's jobs (name).")
 @click.option("--limit", default=50, show_default=True)
+@_reports_service_errors
 def jobs_command(model_name: str | None, limit: int, **kwargs: Any) -> None:
     """The ledger (gemini_batch_jobs) as a table, newest first."""
     from gemini_batch.build import find_model, open_ledger
@@ -435,6 +471,7 @@ def jobs_command(model_name: str | None, limit: int, **kwargs: Any) -> None:
 @_project_options
 @click.argument("what", required=False)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before cancelling every live job.")
+@_reports_service_errors
 def cancel_command(what: str | None, yes: bool, **kwargs: Any) -> None:
     """Cancel live jobs: of one batch model, one job (id or name), or all (no argument).
 
@@ -454,9 +491,10 @@ def cancel_command(what: str | None, yes: bool, **kwargs: Any) -> None:
     else:
         chosen = [e for e in live if what in (e.job_name, e.job_id, e.job_name.rsplit("/", 1)[-1])]
         if not chosen:
-            by_job = ledger.get(what) if what.startswith("projects/") else None
-            if by_job is not None:
-                raise GeminiBatchError(f"Job {what} is not live (state {by_job.state}).")
+            ended = [e for e in ledger.entries(limit=1000)
+                     if what in (e.job_name, e.job_id, e.job_name.rsplit("/", 1)[-1])]
+            if ended:
+                raise GeminiBatchError(f"Job {what} is not live (state {ended[0].state}).")
             model = find_model(project, what)
             chosen = [e for e in live if e.dbt_model == model.unique_id]
     if not chosen:
@@ -473,6 +511,7 @@ def cancel_command(what: str | None, yes: bool, **kwargs: Any) -> None:
 @_project_options
 @click.argument("model_name")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@_reports_service_errors
 def reset_command(model_name: str, yes: bool, **kwargs: Any) -> None:
     """Drop a batch model's answers (<model>__responses): the next build asks again.
 
