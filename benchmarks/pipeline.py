@@ -67,7 +67,7 @@ def timed(command: list[str], env: dict[str, str], cwd: Path) -> Run:
     return Run(seconds=seconds, peak_rss_mb=usage.ru_maxrss / 1024, output=output)
 
 
-def write_project(path: Path, rows: int, shard_size: int) -> None:
+def write_project(path: Path, rows: int, shard_size: int, max_concurrent_jobs: int) -> None:
     files = {
         "dbt_project.yml": """\
             name: pipeline_bench
@@ -101,7 +101,8 @@ def write_project(path: Path, rows: int, shard_size: int) -> None:
             """,
         "models/questions.sql": f"""\
             {{{{ config(materialized='gemini_batch', gemini_model='gemini-2.5-flash-lite',
-                       shard_size={shard_size}, max_concurrent_jobs=4) }}}}
+                       shard_size={shard_size},
+                       max_concurrent_jobs={max_concurrent_jobs}) }}}}
             select id, {{{{ gemini_batch.request(prompt='prompt',
                 generation_config={{'maxOutputTokens': 64}}) }}}} as request
             from {{{{ ref('prompts') }}}}
@@ -147,6 +148,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--shard-size", type=int, default=25_000)
+    parser.add_argument("--max-concurrent-jobs", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=3,
                         help="No-op reruns and plain dbt builds, alternated (medians).")
     parser.add_argument("--show-output", action="store_true",
@@ -159,7 +161,7 @@ def main() -> None:
         try:
             env = {**os.environ, **state.environment(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
             project_dir = tmp_path / "project"
-            write_project(project_dir, args.rows, args.shard_size)
+            write_project(project_dir, args.rows, args.shard_size, args.max_concurrent_jobs)
             client = bigquery_client(state.project, api_endpoint=state.bigquery_endpoint)
             dataset = bigquery.Dataset(f"{state.project}.{DATASET}")
             dataset.location = DEFAULT_LOCATION

@@ -497,11 +497,10 @@ class ModelRun:
                 break
             if attempt:
                 self._say(f"retry round {attempt}: {counts.pending:,} requests still pending")
-            if not self._submit_round(location, counts):
+            round_ok = self._submit_round(location, counts)
+            counts = ctx.warehouse.counts(model)
+            if not round_ok:
                 break  # a job brought nothing back: another round would fail alike
-            counts = ctx.warehouse.counts(model)
-        else:
-            counts = ctx.warehouse.counts(model)
 
         self._finish_summary(counts, cached_before)
 
