@@ -52,7 +52,8 @@ def expected_fields(response: dict[str, Any]) -> dict[str, str]:
     candidate = (response.get("candidates") or [{}])[0]
     texts = [p["text"] for p in _parts(candidate) if "text" in p and not p.get("thought")]
     if texts:
-        fields["response_text"] = "".join(texts)
+        # Line breaks as \n: BigQuery's CSV loads (dbt seeds) refuse quoted line breaks.
+        fields["response_text"] = "".join(texts).replace("\n", "\\n")
     if "finishReason" in candidate:
         fields["finish_reason"] = candidate["finishReason"]
     if "modelVersion" in response:

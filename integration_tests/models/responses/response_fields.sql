@@ -1,6 +1,8 @@
 -- Every response parser on every case (the real Vertex AI outputs and response_cases),
 -- once with the response as JSON and once as JSON text (input_type='STRING'): one row
--- per (case, input_type, field), the value rendered as a string.
+-- per (case, input_type, field), the value rendered as a string. Line breaks in texts
+-- are written as \n, as in the seeds: BigQuery's CSV loads (dbt seeds) refuse quoted
+-- line breaks.
 {%- set safety -%}
   nullif(array_to_string(array(
     select concat(rating.category, '/', rating.probability, '/',
@@ -35,9 +37,9 @@ with cases as (
 
 {%- for response, input_type in [('response', 'JSON'), ('response_text', 'STRING')] %}
   {%- set fields = {
-      'response_text': gemini_batch.response_text(response, input_type=input_type),
-      'response_text_1': gemini_batch.response_text(response, 1, input_type),
-      'response_text_5': gemini_batch.response_text(response, 5, input_type),
+      'response_text': "replace(" ~ gemini_batch.response_text(response, input_type=input_type) ~ ", '\\n', '\\\\n')",
+      'response_text_1': "replace(" ~ gemini_batch.response_text(response, 1, input_type) ~ ", '\\n', '\\\\n')",
+      'response_text_5': "replace(" ~ gemini_batch.response_text(response, 5, input_type) ~ ", '\\n', '\\\\n')",
       'finish_reason': gemini_batch.finish_reason(response, input_type=input_type),
       'finish_reason_1': gemini_batch.finish_reason(response, 1, input_type),
       'block_reason': gemini_batch.block_reason(response, input_type),
