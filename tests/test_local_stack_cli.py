@@ -108,6 +108,17 @@ def test_start_status_reuse_stop_and_data_survives(data_dir: Path) -> None:
     assert exported(again.stdout) == env
     assert "Already running" in again.stderr
     assert read_state(data_dir) == state
+    same_ports = gemini_batch(
+        "local", "start", "--data-dir", str(data_dir), "--bigquery-port", str(bq_port)
+    )
+    assert same_ports.returncode == 0, same_ports.stderr
+    other_port = gemini_batch(
+        "local", "start", "--data-dir", str(data_dir), "--vertex-port", str(free_port())
+    )
+    assert other_port.returncode == 1
+    assert "is running on other ports: asked for --vertex-port" in other_port.stderr
+    assert f"(it has {vertex_port})" in other_port.stderr
+    assert read_state(data_dir) == state
 
     client = bigquery_client(state.project, api_endpoint=env["BIGQUERY_ENDPOINT"])
     dataset = f"kept_{uuid.uuid4().hex[:8]}"

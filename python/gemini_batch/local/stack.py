@@ -239,6 +239,23 @@ def start_stack(
     data_dir = Path(data_dir).resolve()
     running = read_state(data_dir)
     if running and stack_alive(running):
+        # Ports are the settings a caller gives on purpose (the others have defaults):
+        # reusing a stack on other ports than asked would point clients nowhere.
+        asked = {
+            "--bigquery-port": (bigquery_port, running.bigquery_port),
+            "--vertex-port": (vertex_port, running.vertex_port),
+        }
+        differ = [
+            f"{option} {want} (it has {have})"
+            for option, (want, have) in asked.items()
+            if want and want != have
+        ]
+        if differ:
+            raise LocalStackError(
+                f"A stack started from {data_dir} is running on other ports: asked for "
+                f"{', '.join(differ)}. Stop it first (gemini-batch local stop --data-dir "
+                f"{data_dir}), or start it again without those options to reuse it."
+            )
         return running, False
 
     if bigquery_port:
