@@ -166,6 +166,9 @@ def test_integration_project_builds(integration_run: IntegrationRun) -> None:
         f"model.{prefix}.request_cases",
         f"model.{prefix}.request_problem_cases",
         f"unit_test.{prefix}.recipe_requests.recipe_requests_build_one_request_per_dish",
+        f"model.{prefix}.response_fields_compared",
+        f"model.{prefix}.parse_output_compared",
+        f"unit_test.{prefix}.recipe_answers.recipe_answers_reads_text_tokens_and_recipe",
         # Named tests: their ids end in a hash, which is dropped here.
         f"test.{prefix}.request_size_below_fails_on_every_case",
         f"test.{prefix}.request_problems_from_json_match",
