@@ -402,3 +402,49 @@ def test_a_job_missing_from_the_ledger_is_adopted_not_submitted_again(
     assert project.rows("select distinct batch_state from `{ds}.answers`") == [
         {"batch_state": "succeeded"}
     ]
+
+
+def test_batch_models_at_the_same_depth_have_jobs_in_flight_together(
+    project: E2EProject, faults: httpx.Client
+) -> None:
+    project.write("models/summaries.sql", batch_model_sql(prompt="concat('Summarise: ', prompt)"))
+    faults.put("/emulator/faults", json={"queue_delay": 3}).raise_for_status()
+    _ok(project.cli("build"))
+    first, second = project.jobs()
+    # Sequential jobs would start the second after the first ended (3 s queued at least).
+    assert second.create_time < first.end_time
+    assert {first.labels["dbt_model"], second.labels["dbt_model"]} == {"questions", "summaries"}
+
+
+def test_stages_put_tests_after_the_answers_and_chained_models_after_their_inputs(
+    project: E2EProject,
+) -> None:
+    """Stage planning from the manifest alone (no BigQuery, no job)."""
+    from gemini_batch.build import DbtOptions, DbtProject
+
+    project.write("models/summaries.sql", batch_model_sql(prompt="concat('Summarise: ', prompt)"))
+    project.write("models/follow_ups.sql", batch_model_sql(source="ref('answers')"))
+    project.write("models/schema.yml", textwrap.dedent("""\
+        version: 2
+        models:
+          - name: questions
+            columns:
+              - name: id
+                data_tests: [not_null]
+        """))
+    dbt = DbtProject(DbtOptions(project_dir=str(project.path), profiles_dir=str(project.path)))
+    dbt.parse()
+    stages = [
+        (sorted(uid.split(".")[2] for uid in stage.node_ids),
+         sorted(uid.split(".")[-1] for uid in stage.batch_ids))
+        for stage in dbt.stages(dbt.select("build"))
+    ]
+    assert stages == [
+        (["prompts", "questions", "summaries"], ["questions", "summaries"]),
+        (["answers", "follow_ups", "not_null_questions_id"], ["follow_ups"]),
+    ]
+    # `run` selects models only: no seed, no test.
+    assert [sorted(uid.split(".")[2] for uid in stage.node_ids)
+            for stage in dbt.stages(dbt.select("run"))] == [
+        ["questions", "summaries"], ["answers", "follow_ups"],
+    ]
