@@ -479,7 +479,7 @@ class ModelRun:
             resumed = sum(entry.request_count for entry in live)
             self._say(f"resuming {len(live)} job(s) of an earlier build ({resumed:,} requests)")
             self.summary.resumed = resumed
-            self._wait([self._track(entry) for entry in live], queue=[])
+            self._wait([self._track(entry, announce=True) for entry in live], queue=[])
 
         counts = ctx.warehouse.counts(model)
         if counts.invalid:  # marking scans every request: only when there is one to mark
@@ -549,7 +549,7 @@ class ModelRun:
                       "created by a build that died before recording it")
         if adopted:
             self.summary.resumed += sum(entry.request_count for entry in adopted)
-            self._wait([self._track(entry) for entry in adopted], queue=[])
+            self._wait([self._track(entry, announce=True) for entry in adopted], queue=[])
         return bool(adopted)
 
     def _finish_summary(self, counts: RequestCounts, cached_before: int) -> None:
@@ -624,9 +624,14 @@ class ModelRun:
         self.reporter.job_started(model.name, status.name, shard.rows)
         tracked = self._track(entry)
         tracked.status = status
+        # The create call just said where the job is: the first poll can wait.
+        tracked.next_poll = time.monotonic() + tracked.backoff.next_delay()
         return tracked
 
-    def _track(self, entry: LedgerEntry) -> _Tracked:
+    def _track(self, entry: LedgerEntry, *, announce: bool = False) -> _Tracked:
+        """Start waiting on a job; ``announce`` one this build did not submit."""
+        if announce:
+            self.reporter.job_started(self.model.name, entry.job_name, entry.request_count)
         settings = self.ctx.settings
         return _Tracked(entry=entry, backoff=Backoff(settings.poll_initial, settings.poll_max))
 
