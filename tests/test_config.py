@@ -36,11 +36,13 @@ def test_defaults_and_table_names() -> None:
     assert model.output_table("r1", 2) == "my-project.shop_us_central1.summaries__output_r1_2"
 
 
-def test_keys_under_meta_are_read_and_the_top_wins() -> None:
-    node = _node(meta={"gemini_model": "gemini-2.5-pro", "max_retries": 5}, max_retries=1)
+def test_keys_under_meta_are_read_and_meta_wins_over_the_top() -> None:
+    node = _node(meta={"gemini_model": "gemini-2.5-pro", "max_retries": 5}, max_retries=1,
+                 max_cost_usd=3)
     model = BatchModel.from_manifest_node(node)
     assert model.config.gemini_model == "gemini-2.5-pro"
-    assert model.config.max_retries == 1
+    assert model.config.max_retries == 5
+    assert model.config.max_cost_usd == 3
 
 
 @pytest.mark.parametrize(

@@ -2,12 +2,10 @@
     applied (the same keys, defaults and limits as python/gemini_batch/config.py and
     docs/materialization.md). Raises a compiler error naming the model and the key. -#}
 {% macro _gemini_batch_config() -%}
-  {#- A key set at the top of config() (dbt warns about custom keys there) or in
-      config(meta={...}): the top wins. -#}
   {%- set meta = config.get('meta', {}) or {} -%}
   {%- set where = "gemini_batch model " ~ model.unique_id ~ " (" ~ model.original_file_path ~ ")" -%}
 
-  {%- set gemini_model = config.get('gemini_model', meta.get('gemini_model')) -%}
+  {%- set gemini_model = gemini_batch._gemini_batch_setting(meta, 'gemini_model') -%}
   {%- if gemini_model is none or gemini_model is not string or gemini_model | trim == '' -%}
     {{ exceptions.raise_compiler_error(
         where ~ ": config 'gemini_model' is required, e.g. "
@@ -19,7 +17,7 @@
         ~ "(letters, digits, '.', '-', '_', '@', '/'; e.g. 'gemini-2.5-flash')") }}
   {%- endif -%}
 
-  {%- set location = config.get('location', meta.get('location')) -%}
+  {%- set location = gemini_batch._gemini_batch_setting(meta, 'location') -%}
   {%- if location is not none -%}
     {%- if location is not string or not modules.re.match('^[a-z]+(-[a-z0-9]+)*$', location | lower) -%}
       {{ exceptions.raise_compiler_error(
@@ -39,7 +37,7 @@
       ('shard_size', 200000, 1, 200000),
       ('max_concurrent_jobs', 4, 1, 100)] -%}
   {%- for name, default, lowest, highest in whole_numbers -%}
-    {%- set value = config.get(name, meta.get(name, default)) -%}
+    {%- set value = gemini_batch._gemini_batch_setting(meta, name, default) -%}
     {%- if value is boolean or value is not number or value != value | int
           or value < lowest or value > highest -%}
       {{ exceptions.raise_compiler_error(
@@ -50,7 +48,7 @@
     {%- do checked.update({name: value | int}) -%}
   {%- endfor -%}
 
-  {%- set max_cost_usd = config.get('max_cost_usd', meta.get('max_cost_usd')) -%}
+  {%- set max_cost_usd = gemini_batch._gemini_batch_setting(meta, 'max_cost_usd') -%}
   {%- if max_cost_usd is not none and (max_cost_usd is boolean or max_cost_usd is not number
         or max_cost_usd < 0) -%}
     {{ exceptions.raise_compiler_error(
@@ -60,7 +58,7 @@
   {%- do checked.update({'max_cost_usd': max_cost_usd}) -%}
 
   {%- for name, default in [('keep_job_tables', false), ('fail_on_failed_rows', true)] -%}
-    {%- set value = config.get(name, meta.get(name, default)) -%}
+    {%- set value = gemini_batch._gemini_batch_setting(meta, name, default) -%}
     {%- if value is not boolean -%}
       {{ exceptions.raise_compiler_error(
           where ~ ": config '" ~ name ~ "' must be true or false; got " ~ value) }}
@@ -68,7 +66,7 @@
     {%- do checked.update({name: value}) -%}
   {%- endfor -%}
 
-  {%- set labels = config.get('labels', meta.get('labels', {})) or {} -%}
+  {%- set labels = gemini_batch._gemini_batch_setting(meta, 'labels', {}) or {} -%}
   {%- if labels is not mapping -%}
     {{ exceptions.raise_compiler_error(
         where ~ ": config 'labels' must be a mapping of label names to values; got " ~ labels) }}
@@ -82,4 +80,12 @@
   {%- endif -%}
 
   {{ return(checked) }}
+{%- endmacro %}
+
+
+{#- One setting: from config(meta={...}) (where dbt 1.10+ wants custom keys), else from
+    the top of config(). meta is read first because dbt warns when config.get() finds a
+    key only under meta. -#}
+{% macro _gemini_batch_setting(meta, name, default=none) -%}
+  {{ return(meta[name] if name in meta else config.get(name, default)) }}
 {%- endmacro %}

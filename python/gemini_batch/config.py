@@ -114,8 +114,9 @@ class BatchModel:
         """Read a model node of ``target/manifest.json``; ConfigError names the model."""
         unique_id = str(node.get("unique_id", node.get("name", "?")))
         node_config = node.get("config") or {}
-        # Keys may sit at the top of config() or in config(meta={...}); the top wins.
-        raw = {**(node_config.get("meta") or {}), **node_config}
+        # Keys may sit in config(meta={...}) (dbt 1.10+) or at the top of config();
+        # meta wins, as in the materialization (_gemini_batch_setting).
+        raw = {**node_config, **(node_config.get("meta") or {})}
         try:
             config = BatchModelConfig.model_validate(raw)
         except ValidationError as exc:
