@@ -13,6 +13,7 @@ import io
 import json
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 
@@ -204,6 +205,30 @@ def test_load_table_from_json_with_a_json_column(bq: bigquery.Client, dataset: s
         {"id": 1, "payload": rows[0]["payload"], "tag": "baked"},
         {"id": 2, "payload": None, "tag": None},
     ]
+
+
+def test_concurrent_reads_each_get_their_own_rows(bq: bigquery.Client, dataset: str) -> None:
+    """Batch jobs read their inputs side by side. bqemulator 1.4 ran every statement on
+    one shared DuckDB connection, so concurrent reads got each other's rows (or a 500);
+    the stack gives each server thread a cursor of its own (local/bqemulator_main.py)."""
+    tables = []
+    for n in range(4):
+        table = f"{dataset}.concurrent_{n}"
+        bq.query(
+            f"create table `{table}` as select x as id, {n} as table_no "
+            "from unnest(generate_array(1, 2000)) as x"
+        ).result()
+        tables.append(table)
+
+    def read(table_no: int) -> set[int]:
+        rows = bq.list_rows(tables[table_no], page_size=250)
+        seen = [(row["table_no"], row["id"]) for row in rows]
+        assert len(seen) == 2000
+        return {table for table, _ in seen}
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(read, [n % 4 for n in range(16)]))
+    assert answers == [{n % 4} for n in range(16)]
 
 
 @pytest.mark.xfail(strict=True, reason="emulator: CSV loads always skip the first line")
