@@ -9,7 +9,12 @@ import sys
 from pathlib import Path
 
 from gemini_batch.local.vertex.engines import make_engine
-from gemini_batch.local.vertex.faults import FaultError, Faults
+from gemini_batch.local.vertex.faults import (
+    SETTING_NAMES,
+    FaultError,
+    Faults,
+    setting_from_text,
+)
 from gemini_batch.local.vertex.runner import PAGE_SIZE
 
 
@@ -126,16 +131,10 @@ def main(argv: list[str] | None = None) -> None:
     # One line per BigQuery call is noise at info level.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = Faults.from_env()
-    for name in (
-        "row_failure_rate",
-        "row_failure_codes",
-        "job_outcome",
-        "queue_delay",
-        "row_latency",
-    ):
+    for name in SETTING_NAMES:
         value = getattr(args, f"fault_{name}")
         if value is not None:
-            settings[name] = value.split(",") if name == "row_failure_codes" else value
+            settings[name] = setting_from_text(name, value)
     try:
         faults = Faults.from_dict(settings)
     except FaultError as exc:

@@ -45,6 +45,16 @@ def row_error(code: int, message: str | None = None) -> str:
     return f"{reason}: {json.dumps(body)}"
 
 
+# The settings that can be given as text (flags, environment variables), in order.
+SETTING_NAMES = ("row_failure_rate", "row_failure_codes", "job_outcome", "queue_delay",
+                 "row_latency")
+
+
+def setting_from_text(name: str, raw: str) -> Any:
+    """A setting given as text: row_failure_codes is comma separated, the rest as they are."""
+    return raw.split(",") if name == "row_failure_codes" else raw
+
+
 class FaultError(ValueError):
     """A fault setting that does not make sense; the message names it."""
 
@@ -107,16 +117,10 @@ class Faults:
         """Settings from ``GEMINI_BATCH_FAULT_<NAME>`` variables (codes comma separated)."""
         environ = dict(os.environ if environ is None else environ)
         values: dict[str, Any] = {}
-        for name in (
-            "row_failure_rate",
-            "row_failure_codes",
-            "job_outcome",
-            "queue_delay",
-            "row_latency",
-        ):
+        for name in SETTING_NAMES:
             raw = environ.get(f"GEMINI_BATCH_FAULT_{name.upper()}")
             if raw:
-                values[name] = raw.split(",") if name == "row_failure_codes" else raw
+                values[name] = setting_from_text(name, raw)
         return values
 
     def to_dict(self) -> dict[str, Any]:
