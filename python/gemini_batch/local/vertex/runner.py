@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,8 +23,10 @@ from typing import Any
 import orjson
 
 from gemini_batch.local.vertex.engines import Engine
+from gemini_batch.local.vertex.errors import Cancelled, JobFailure
 from gemini_batch.local.vertex.faults import Faults
 from gemini_batch.local.vertex.models import model_id
+from gemini_batch.local.vertex.output import OutputWriter
 from gemini_batch.local.vertex.requests import RequestError, parse_request
 from gemini_batch.local.vertex.store import TERMINAL_STATES, JobNotFound, JobStore, timestamp
 from gemini_batch.local.vertex.tables import BigQueryError, BigQueryRest, TableRef
@@ -41,9 +43,8 @@ OUTPUT_COLUMNS = [
 ]
 MAX_REQUESTS_PER_JOB = 200_000
 # Rows read per page (Storage Read stream or tabledata.list page) and written per load
-# job; a load is also started once this many bytes of rows are waiting.
+# job (output.OutputWriter also starts a load on size and time).
 PAGE_SIZE = 25_000
-WRITE_BYTES = 64 * 1024 * 1024
 # google.rpc.Code values used in a job's `error`.
 CANCELLED, INVALID_ARGUMENT, DEADLINE_EXCEEDED, NOT_FOUND, ALREADY_EXISTS, INTERNAL = (
     1,
@@ -53,20 +54,6 @@ CANCELLED, INVALID_ARGUMENT, DEADLINE_EXCEEDED, NOT_FOUND, ALREADY_EXISTS, INTER
     6,
     13,
 )
-
-
-class JobFailure(Exception):
-    """Ends a job FAILED (or another state) with a google.rpc.Status error."""
-
-    def __init__(self, code: int, message: str, state: str = "JOB_STATE_FAILED") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.state = state
-
-
-class Cancelled(Exception):
-    pass
 
 
 def output_table_name(moment: datetime) -> str:
@@ -298,90 +285,57 @@ class JobRunner:
         cancel: threading.Event,
         faults: Faults,
     ) -> None:
-        succeeded = failed = 0
-        row_number = 0
-        timings = {"read": 0.0, "answer": 0.0, "write": 0.0}
         started = time.perf_counter()
+        answering = 0.0
+        chunk_size = _chunk_size(self._engine, faults)
         # Reading, answering and writing overlap: the next page is fetched while this one
-        # is answered, and answered rows are appended by a load job in another thread.
-        # Rows are written a page at a time (or every few seconds when rows are slow), so
+        # is answered, and answered rows are appended by a load job in another thread, so
         # the process holds at most about three pages.
         pages = _Prefetch(
             bigquery.read_rows(plan.input_ref, plan.input_table, page_size=self._page_size),
             plan.input_ref,
         )
-        buffer: list[dict[str, Any]] = []
-        buffered_bytes = 0
-        pending_write: Future[None] | None = None
-        last_write = time.monotonic()
-
-        def write() -> None:
-            nonlocal buffer, buffered_bytes, pending_write, last_write
-            clock = time.perf_counter()
-            if pending_write is not None:
-                pending_write.result()
-                pending_write = None
-            timings["write"] += time.perf_counter() - clock
-            if buffer:
-                pending_write = writer.submit(
-                    bigquery.load_rows, plan.output_ref, plan.output_schema, buffer
-                )
-                buffer, buffered_bytes, last_write = [], 0, time.monotonic()
-
-        chunk_size = _chunk_size(self._engine, faults)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"write-{job_id}") as writer:
-            try:
-                while True:
+        output = OutputWriter(
+            lambda rows: bigquery.load_rows(plan.output_ref, plan.output_schema, rows),
+            page_size=self._page_size,
+            thread_name=f"write-{job_id}",
+        )
+        # On the way out, also when cancelled: stop reading, write the rows answered.
+        with output, closing(pages):
+            for page in pages:
+                for start in range(0, len(page), chunk_size):
+                    self._check_cancel(cancel)
+                    chunk = page[start : start + chunk_size]
                     clock = time.perf_counter()
-                    page = next(pages, None)
-                    timings["read"] += time.perf_counter() - clock
-                    if page is None:
-                        break
-                    for start in range(0, len(page), chunk_size):
-                        self._check_cancel(cancel)
-                        chunk = page[start : start + chunk_size]
-                        clock = time.perf_counter()
-                        rows, ok = self._answer(job_id, plan, chunk, row_number, faults)
-                        timings["answer"] += time.perf_counter() - clock
-                        row_number += len(chunk)
-                        buffer.extend(rows)
-                        buffered_bytes += _approximate_bytes(rows)
-                        if (
-                            len(buffer) >= self._page_size
-                            or buffered_bytes >= WRITE_BYTES
-                            or time.monotonic() - last_write > 2
-                        ):
-                            write()
-                        succeeded += ok
-                        failed += len(chunk) - ok
-                        self._store.update(
-                            job_id,
-                            completionStats=_stats(
-                                succeeded, failed, max(0, plan.total_rows - succeeded - failed)
-                            ),
-                        )
-            finally:
-                pages.close()
-                write()  # the rows answered so far, also when cancelled
-                write()  # and wait for that last load
+                    rows, succeeded = self._answer(job_id, plan, chunk, output.rows, faults)
+                    answering += time.perf_counter() - clock
+                    output.add(rows, succeeded=succeeded)
+                    self._store.update(
+                        job_id,
+                        completionStats=_stats(
+                            output.succeeded, output.failed, max(0, plan.total_rows - output.rows)
+                        ),
+                    )
         log.info(
             "job %s: %d rows in %.1fs (waiting for reads %.1fs, answering %.1fs, "
             "waiting for writes %.1fs)",
             job_id,
-            row_number,
+            output.rows,
             time.perf_counter() - started,
-            timings["read"],
-            timings["answer"],
-            timings["write"],
+            pages.wait_seconds,
+            answering,
+            output.wait_seconds,
         )
         self._check_cancel(cancel)
-        if failed and not succeeded:
+        if output.failed and not output.succeeded:
             raise JobFailure(
                 INTERNAL,
-                f"All {failed} requests failed; the output table {plan.output_ref} has each "
-                "row's error in its `status` column.",
+                f"All {output.failed} requests failed; the output table {plan.output_ref} has "
+                "each row's error in its `status` column.",
             )
-        self._finish(job_id, "JOB_STATE_PARTIALLY_SUCCEEDED" if failed else "JOB_STATE_SUCCEEDED")
+        self._finish(
+            job_id, "JOB_STATE_PARTIALLY_SUCCEEDED" if output.failed else "JOB_STATE_SUCCEEDED"
+        )
 
     def _answer(
         self,
@@ -470,13 +424,6 @@ def _stats(succeeded: int, failed: int, incomplete: int) -> dict[str, str]:
     }
 
 
-def _approximate_bytes(rows: list[dict[str, Any]]) -> int:
-    """The size of rows' text and bytes values (numbers are small enough to ignore)."""
-    return sum(
-        len(value) for row in rows for value in row.values() if isinstance(value, str | bytes)
-    )
-
-
 def _chunk_size(engine: Engine, faults: Faults) -> int:
     """Rows answered between cancel checks and progress updates: small when rows are slow."""
     return 10 if faults.row_latency else engine.batch_size
@@ -527,6 +474,7 @@ class _Prefetch(Iterator[list[dict[str, Any]]]):
 
     At most one page waits in the queue. A read error surfaces in the consumer as a
     JobFailure naming the table; ``close`` stops the reader at its next page.
+    ``wait_seconds`` is how long the consumer waited for pages.
     """
 
     _DONE = object()
@@ -535,6 +483,7 @@ class _Prefetch(Iterator[list[dict[str, Any]]]):
         self._table = table
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=1)
         self._stop = threading.Event()
+        self.wait_seconds = 0.0
         self._thread = threading.Thread(target=self._fill, args=(pages,), daemon=True)
         self._thread.start()
 
@@ -557,7 +506,9 @@ class _Prefetch(Iterator[list[dict[str, Any]]]):
             self._put(exc)
 
     def __next__(self) -> list[dict[str, Any]]:
+        started = time.perf_counter()
         item = self._queue.get()
+        self.wait_seconds += time.perf_counter() - started
         if item is self._DONE:
             raise StopIteration
         if isinstance(item, Exception):

@@ -16,10 +16,9 @@ import base64
 import logging
 import re
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from starlette.applications import Starlette
@@ -28,7 +27,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gemini_batch.local.vertex.engines import Engine
+from gemini_batch.local.vertex.errors import ApiError
 from gemini_batch.local.vertex.faults import FaultError, Faults
+from gemini_batch.local.vertex.filters import job_filter
 from gemini_batch.local.vertex.models import KNOWN_MODELS, model_id, publisher_model_name
 from gemini_batch.local.vertex.runner import PAGE_SIZE, JobRunner
 from gemini_batch.local.vertex.store import (
@@ -43,25 +44,10 @@ from gemini_batch.local.vertex.tables import TableRef
 
 log = logging.getLogger(__name__)
 
-_STATUS_NAMES = {
-    400: "INVALID_ARGUMENT",
-    404: "NOT_FOUND",
-    409: "ALREADY_EXISTS",
-    412: "FAILED_PRECONDITION",
-    500: "INTERNAL",
-}
 # google-cloud-aiplatform uses v1; google-genai uses v1beta1 unless told otherwise.
 API_VERSIONS = ("v1", "v1beta1")
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
-
-
-class ApiError(Exception):
-    def __init__(self, code: int, message: str, status: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status or _STATUS_NAMES.get(code, "UNKNOWN")
 
 
 @dataclass
@@ -100,6 +86,93 @@ def _render(job: dict[str, Any], int_enums: bool) -> dict[str, Any]:
     return job
 
 
+class _Side(NamedTuple):
+    """Where a job's input or output is, in a BatchPredictionJob."""
+
+    config: str
+    format_field: str
+    location: str
+    uri_field: str
+    served: str  # what the emulator does, for the message when the format is not BigQuery
+
+
+_INPUT = _Side(
+    "inputConfig", "instancesFormat", "bigquerySource", "inputUri", "reads BigQuery input"
+)
+_OUTPUT = _Side(
+    "outputConfig",
+    "predictionsFormat",
+    "bigqueryDestination",
+    "outputUri",
+    "writes BigQuery output",
+)
+_LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+
+
+def validate_create_request(body: Any, *, parent: str, known_models: frozenset[str]) -> str:
+    """Check the BatchPredictionJob of a create call; return the model name the job records.
+
+    Refuses what the service refuses (no display name, a malformed model name or label
+    key) and what the emulator does not do (input or output other than BigQuery), and
+    answers 404 for a model the emulator does not know, as the service does. Raises
+    ``ApiError`` with a message that says which field is wrong and what to write.
+    """
+    if not isinstance(body, dict):
+        raise ApiError(400, "Invalid JSON payload: the body must be a BatchPredictionJob.")
+    if not body.get("displayName"):
+        raise ApiError(400, "BatchPredictionJob.displayName is required.")
+    model = body.get("model") or ""
+    wanted = model_id(model)
+    if wanted is None:
+        raise ApiError(
+            400,
+            f"BatchPredictionJob.model {model!r} is not a model name: use "
+            "publishers/google/models/<id>, e.g. publishers/google/models/gemini-2.5-flash.",
+        )
+    if wanted not in known_models:
+        raise ApiError(
+            404,
+            f"Publisher Model `{parent}/publishers/google/models/{wanted}` not found. "
+            f"Known to the emulator: {', '.join(sorted(known_models))} "
+            "(add more with --model).",
+        )
+    input_field, input_uri, input_ref = _bigquery_uri(body, _INPUT)
+    if input_ref is None or input_ref.table is None:
+        raise ApiError(
+            400,
+            f"{input_field} {input_uri!r} is not a BigQuery table: use bq://project.dataset.table.",
+        )
+    output_field, output_uri, output_ref = _bigquery_uri(body, _OUTPUT)
+    if output_ref is None:
+        raise ApiError(
+            400,
+            f"{output_field} {output_uri!r} is not a BigQuery dataset or table: "
+            "use bq://project.dataset[.table].",
+        )
+    for key in body.get("labels") or {}:
+        if not _LABEL_KEY.fullmatch(key):
+            raise ApiError(
+                400,
+                f"Label key {key!r} is invalid: lowercase letters, digits, "
+                "_ and -, starting with a letter, at most 63 characters.",
+            )
+    return model if "/" in model else publisher_model_name(wanted)
+
+
+def _bigquery_uri(body: dict[str, Any], side: _Side) -> tuple[str, str, TableRef | None]:
+    """The URI field's path, its value and the table it names; only BigQuery is served."""
+    config = body.get(side.config) or {}
+    if config.get(side.format_field) != "bigquery":
+        raise ApiError(
+            400,
+            f"The emulator {side.served} only: set "
+            f"{side.config}.{side.format_field} to 'bigquery' (got "
+            f"{config.get(side.format_field)!r}).",
+        )
+    uri = (config.get(side.location) or {}).get(side.uri_field, "")
+    return f"{side.config}.{side.location}.{side.uri_field}", uri, TableRef.parse(uri)
+
+
 class Emulator:
     """The app's state: config, the job store, the runner and the current faults."""
 
@@ -130,72 +203,16 @@ class Emulator:
     # ------------------------------------------------------------------ jobs
 
     def create(self, parent: str, body: dict[str, Any]) -> dict[str, Any]:
-        if not isinstance(body, dict):
-            raise ApiError(400, "Invalid JSON payload: the body must be a BatchPredictionJob.")
-        if not body.get("displayName"):
-            raise ApiError(400, "BatchPredictionJob.displayName is required.")
-        model = body.get("model") or ""
-        wanted = model_id(model)
-        if wanted is None:
-            raise ApiError(
-                400,
-                f"BatchPredictionJob.model {model!r} is not a model name: use "
-                "publishers/google/models/<id>, e.g. publishers/google/models/gemini-2.5-flash.",
-            )
-        known = KNOWN_MODELS | self.config.extra_models
-        if wanted not in known:
-            raise ApiError(
-                404,
-                f"Publisher Model `{parent}/publishers/google/models/{wanted}` not found. "
-                f"Known to the emulator: {', '.join(sorted(known))} "
-                "(add more with --model).",
-            )
-        input_config = body.get("inputConfig") or {}
-        if input_config.get("instancesFormat") != "bigquery":
-            raise ApiError(
-                400,
-                "The emulator reads BigQuery input only: set "
-                "inputConfig.instancesFormat to 'bigquery' (got "
-                f"{input_config.get('instancesFormat')!r}).",
-            )
-        input_uri = (input_config.get("bigquerySource") or {}).get("inputUri", "")
-        input_ref = TableRef.parse(input_uri)
-        if input_ref is None or input_ref.table is None:
-            raise ApiError(
-                400,
-                f"inputConfig.bigquerySource.inputUri {input_uri!r} is not a "
-                "BigQuery table: use bq://project.dataset.table.",
-            )
-        output_config = body.get("outputConfig") or {}
-        if output_config.get("predictionsFormat") != "bigquery":
-            raise ApiError(
-                400,
-                "The emulator writes BigQuery output only: set "
-                "outputConfig.predictionsFormat to 'bigquery' (got "
-                f"{output_config.get('predictionsFormat')!r}).",
-            )
-        output_uri = (output_config.get("bigqueryDestination") or {}).get("outputUri", "")
-        if TableRef.parse(output_uri) is None:
-            raise ApiError(
-                400,
-                f"outputConfig.bigqueryDestination.outputUri {output_uri!r} is "
-                "not a BigQuery dataset or table: use bq://project.dataset[.table].",
-            )
-        labels = body.get("labels") or {}
-        for key in labels:
-            if not re.fullmatch(r"[a-z][a-z0-9_-]{0,62}", key):
-                raise ApiError(
-                    400,
-                    f"Label key {key!r} is invalid: lowercase letters, digits, "
-                    "_ and -, starting with a letter, at most 63 characters.",
-                )
+        model = validate_create_request(
+            body, parent=parent, known_models=KNOWN_MODELS | self.config.extra_models
+        )
         job_id = new_job_id()
         now = timestamp()
         # Keep what the client sent (model parameters, ...), then the output-only fields.
         resource = {
             **{key: value for key, value in body.items() if key not in _OUTPUT_ONLY},
             "name": f"{parent}/batchPredictionJobs/{job_id}",
-            "model": model if "/" in model else publisher_model_name(wanted),
+            "model": model,
             "state": "JOB_STATE_QUEUED",
             "createTime": now,
             "updateTime": now,
@@ -208,10 +225,8 @@ class Emulator:
         try:
             job = self.store.get(job_id)
         except JobNotFound:
-            raise ApiError(
-                404, f"BatchPredictionJob {parent}/batchPredictionJobs/{job_id} does not exist."
-            ) from None
-        if not job["name"].startswith(parent + "/"):
+            job = None
+        if job is None or not job["name"].startswith(parent + "/"):
             raise ApiError(
                 404, f"BatchPredictionJob {parent}/batchPredictionJobs/{job_id} does not exist."
             )
@@ -293,94 +308,6 @@ _OUTPUT_ONLY = frozenset(
         "resourcesConsumed",
     }
 )
-
-# ---------------------------------------------------------------------------- filters
-
-_TERM = re.compile(
-    r'^\s*(?P<field>[A-Za-z_.]+)\s*(?P<op>!=|=|:|>=|<=|>|<)\s*(?P<value>"[^"]*"|\S+)\s*$'
-)
-_FIELDS = {
-    "state": "state",
-    "display_name": "displayName",
-    "displayName": "displayName",
-    "model_display_name": "model",
-    "model": "model",
-    "create_time": "createTime",
-    "createTime": "createTime",
-    "update_time": "updateTime",
-    "updateTime": "updateTime",
-}
-
-
-def job_filter(expression: str) -> Callable[[dict[str, Any]], bool]:
-    """A predicate for the list filter: ``state="JOB_STATE_RUNNING" AND labels.k="v"``.
-
-    Terms compare ``state``, ``display_name``, ``model``, ``create_time``,
-    ``update_time`` or ``labels.<key>`` with = != : > < >= <=, joined by AND or OR
-    (AND binds tighter), optionally preceded by NOT.
-    """
-    expression = expression.strip()
-    if not expression:
-        return lambda job: True
-    alternatives = [
-        [_term(term) for term in re.split(r"\s+AND\s+", branch)]
-        for branch in re.split(r"\s+OR\s+", expression)
-    ]
-    return lambda job: any(all(term(job) for term in branch) for branch in alternatives)
-
-
-def _term(text: str) -> Callable[[dict[str, Any]], bool]:
-    negate = False
-    stripped = text.strip()
-    if stripped.startswith("NOT "):
-        negate, stripped = True, stripped[4:]
-    elif stripped.startswith("-"):
-        negate, stripped = True, stripped[1:]
-    match = _TERM.match(stripped)
-    if not match:
-        raise ApiError(
-            400,
-            f"Unsupported filter term {text.strip()!r}: write e.g. "
-            'state="JOB_STATE_SUCCEEDED" or labels.team="data".',
-        )
-    name, op, value = match["field"], match["op"], match["value"].strip('"')
-    if name.startswith("labels."):
-        key = name.removeprefix("labels.")
-
-        def read(job: dict[str, Any]) -> str:
-            return str((job.get("labels") or {}).get(key, ""))
-    elif name in _FIELDS:
-        key = _FIELDS[name]
-
-        def read(job: dict[str, Any]) -> str:
-            return str(job.get(key, ""))
-    else:
-        raise ApiError(
-            400,
-            f"Unsupported filter field {name!r}: use state, display_name, "
-            "model, create_time, update_time or labels.<key>.",
-        )
-    if name == "state" and value.isdigit():
-        value = next((n for n, i in JOB_STATES.items() if i == int(value)), value)
-    elif name == "state" and not value.startswith("JOB_STATE_") and value != "*":
-        value = f"JOB_STATE_{value}"
-    if name == "model" and not value.startswith("publishers/") and "/" not in value:
-        value = publisher_model_name(value)
-    compare: dict[str, Callable[[str, str], bool]] = {
-        "=": lambda a, b: a == b,
-        ":": lambda a, b: b == "*" and a != "" or a == b,
-        "!=": lambda a, b: a != b,
-        ">": lambda a, b: a > b,
-        "<": lambda a, b: a < b,
-        ">=": lambda a, b: a >= b,
-        "<=": lambda a, b: a <= b,
-    }
-
-    def term(job: dict[str, Any]) -> bool:
-        return compare[op](read(job), value) != negate
-
-    return term
-
 
 # ---------------------------------------------------------------------------- routes
 
