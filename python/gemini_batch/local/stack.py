@@ -35,6 +35,20 @@ STATE_FILE = "stack.json"
 ENGINES = ("simulate", "openai")
 
 
+def _endpoint(port: int) -> str:
+    return f"http://127.0.0.1:{port}"
+
+
+def _bigquery_health_url(endpoint: str, project: str) -> str:
+    """A cheap call that answers once bqemulator serves requests."""
+    return f"{endpoint}/bigquery/v2/projects/{project}/datasets"
+
+
+def _vertex_health_url(endpoint: str, project: str) -> str:
+    """A cheap call that answers once the Vertex AI emulator serves requests."""
+    return f"{endpoint}/v1/projects/{project}/locations/{DEFAULT_LOCATION}/batchPredictionJobs"
+
+
 @dataclass(frozen=True)
 class StackState:
     """What ``start_stack`` started: written to ``<data_dir>/stack.json``."""
@@ -50,11 +64,11 @@ class StackState:
 
     @property
     def bigquery_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.bigquery_port}"
+        return _endpoint(self.bigquery_port)
 
     @property
     def vertex_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.vertex_port}"
+        return _endpoint(self.vertex_port)
 
     def environment(self) -> dict[str, str]:
         """The variables that point clients (and dbt profiles) at this stack."""
@@ -113,6 +127,10 @@ def read_state(data_dir: Path) -> StackState | None:
     return StackState(**json.loads(path.read_text()))
 
 
+def _write_state(data_dir: Path, state: StackState) -> None:
+    (data_dir / STATE_FILE).write_text(json.dumps(asdict(state), indent=2) + "\n")
+
+
 def _alive(pid: int, marker: str) -> bool:
     """Whether ``pid`` runs and is still the process we started (not a reused pid)."""
     try:
@@ -161,20 +179,29 @@ def _spawn(command: Sequence[str], log_path: Path, env: dict[str, str]) -> subpr
 def _wait_until_up(
     process: subprocess.Popen[bytes], url: str, name: str, log_path: Path, timeout: float
 ) -> None:
+    """Wait until a server just started answers at ``url``; end it if it does not.
+
+    It is also ended when the wait is interrupted (Ctrl-C): a failed start leaves
+    nothing running.
+    """
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise LocalStackError(
-                f"The {name} exited with code {process.returncode} while starting. "
-                f"Last lines of {log_path}:\n{_tail(log_path)}"
-            )
-        if _answers(url):
-            return
-        time.sleep(0.2)
-    raise LocalStackError(
-        f"The {name} did not answer at {url} within {timeout:.0f}s. "
-        f"Last lines of {log_path}:\n{_tail(log_path)}"
-    )
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise LocalStackError(
+                    f"The {name} exited with code {process.returncode} while starting. "
+                    f"Last lines of {log_path}:\n{_tail(log_path)}"
+                )
+            if _answers(url):
+                return
+            time.sleep(0.2)
+        raise LocalStackError(
+            f"The {name} did not answer at {url} within {timeout:.0f}s. "
+            f"Last lines of {log_path}:\n{_tail(log_path)}"
+        )
+    except BaseException:
+        _terminate(process.pid)
+        raise
 
 
 def vertex_server_command(
@@ -237,25 +264,8 @@ def start_stack(
     if engine not in ENGINES:
         raise LocalStackError(f"Unknown engine {engine!r}: choose one of {', '.join(ENGINES)}.")
     data_dir = Path(data_dir).resolve()
-    running = read_state(data_dir)
-    if running and stack_alive(running):
-        # Ports are the settings a caller gives on purpose (the others have defaults):
-        # reusing a stack on other ports than asked would point clients nowhere.
-        asked = {
-            "--bigquery-port": (bigquery_port, running.bigquery_port),
-            "--vertex-port": (vertex_port, running.vertex_port),
-        }
-        differ = [
-            f"{option} {want} (it has {have})"
-            for option, (want, have) in asked.items()
-            if want and want != have
-        ]
-        if differ:
-            raise LocalStackError(
-                f"A stack started from {data_dir} is running on other ports: asked for "
-                f"{', '.join(differ)}. Stop it first (gemini-batch local stop --data-dir "
-                f"{data_dir}), or start it again without those options to reuse it."
-            )
+    running = _reusable_stack(data_dir, bigquery_port=bigquery_port, vertex_port=vertex_port)
+    if running is not None:
         return running, False
 
     if bigquery_port:
@@ -263,61 +273,26 @@ def start_stack(
     if vertex_port:
         _require_free(vertex_port, "--vertex-port")
     data_dir.mkdir(parents=True, exist_ok=True)
-    logs = data_dir / "logs"
     install_spatial_extension()
     extra_env = dict(env or {})
-
-    bq_port = bigquery_port or free_port()
-    bq_grpc_port = free_port()
-    bq_log = logs / "bigquery.log"
-    bigquery = _spawn(
-        bigquery_server_command(
-            rest_port=bq_port,
-            grpc_port=bq_grpc_port,
-            data_dir=data_dir / "bigquery",
-            project=project,
-        ),
-        bq_log,
-        {**BIGQUERY_SERVER_ENV, **extra_env},
+    bigquery, bq_port, bq_grpc_port = _start_bigquery_emulator(
+        data_dir, project=project, port=bigquery_port, env=extra_env, timeout=timeout
     )
-    bigquery_endpoint = f"http://127.0.0.1:{bq_port}"
     try:
-        _wait_until_up(
-            bigquery,
-            f"{bigquery_endpoint}/bigquery/v2/projects/{project}/datasets",
-            "BigQuery emulator",
-            bq_log,
-            timeout,
-        )
-        vx_port = vertex_port or free_port()
-        vx_log = logs / "vertex.log"
-        vertex = _spawn(
-            vertex_server_command(
-                port=vx_port,
-                data_dir=data_dir / "vertex",
-                project=project,
-                bigquery_endpoint=bigquery_endpoint,
-                bigquery_grpc_port=bq_grpc_port,
-                engine=engine,
-                extra_args=vertex_args,
-            ),
-            vx_log,
-            extra_env,
-        )
-        _wait_until_up(
-            vertex,
-            f"http://127.0.0.1:{vx_port}/v1/projects/{project}/locations/"
-            f"{DEFAULT_LOCATION}/batchPredictionJobs",
-            "Vertex AI emulator",
-            vx_log,
-            timeout,
+        vertex, vx_port = _start_vertex_emulator(
+            data_dir,
+            project=project,
+            port=vertex_port,
+            bigquery_port=bq_port,
+            bigquery_grpc_port=bq_grpc_port,
+            engine=engine,
+            args=vertex_args,
+            env=extra_env,
+            timeout=timeout,
         )
     except BaseException:
         _terminate(bigquery.pid)
-        if "vertex" in locals():
-            _terminate(vertex.pid)
         raise
-
     state = StackState(
         data_dir=str(data_dir),
         project=project,
@@ -328,8 +303,100 @@ def start_stack(
         bigquery_pid=bigquery.pid,
         vertex_pid=vertex.pid,
     )
-    (data_dir / STATE_FILE).write_text(json.dumps(asdict(state), indent=2) + "\n")
+    _write_state(data_dir, state)
     return state, True
+
+
+def _reusable_stack(
+    data_dir: Path, *, bigquery_port: int | None, vertex_port: int | None
+) -> StackState | None:
+    """The stack already running from ``data_dir``, if any; refused on other ports."""
+    running = read_state(data_dir)
+    if running is None or not stack_alive(running):
+        return None
+    # Ports are the settings a caller gives on purpose (the others have defaults):
+    # reusing a stack on other ports than asked would point clients nowhere.
+    asked = {
+        "--bigquery-port": (bigquery_port, running.bigquery_port),
+        "--vertex-port": (vertex_port, running.vertex_port),
+    }
+    differ = [
+        f"{option} {want} (it has {have})"
+        for option, (want, have) in asked.items()
+        if want and want != have
+    ]
+    if differ:
+        raise LocalStackError(
+            f"A stack started from {data_dir} is running on other ports: asked for "
+            f"{', '.join(differ)}. Stop it first (gemini-batch local stop --data-dir "
+            f"{data_dir}), or start it again without those options to reuse it."
+        )
+    return running
+
+
+def _start_bigquery_emulator(
+    data_dir: Path, *, project: str, port: int | None, env: dict[str, str], timeout: float
+) -> tuple[subprocess.Popen[bytes], int, int]:
+    """Start bqemulator and wait until it answers: its process, REST port and gRPC port."""
+    rest_port = port or free_port()
+    grpc_port = free_port()
+    log_path = data_dir / "logs" / "bigquery.log"
+    process = _spawn(
+        bigquery_server_command(
+            rest_port=rest_port,
+            grpc_port=grpc_port,
+            data_dir=data_dir / "bigquery",
+            project=project,
+        ),
+        log_path,
+        {**BIGQUERY_SERVER_ENV, **env},
+    )
+    _wait_until_up(
+        process,
+        _bigquery_health_url(_endpoint(rest_port), project),
+        "BigQuery emulator",
+        log_path,
+        timeout,
+    )
+    return process, rest_port, grpc_port
+
+
+def _start_vertex_emulator(
+    data_dir: Path,
+    *,
+    project: str,
+    port: int | None,
+    bigquery_port: int,
+    bigquery_grpc_port: int,
+    engine: str,
+    args: Sequence[str],
+    env: dict[str, str],
+    timeout: float,
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start our Vertex AI emulator on that BigQuery and wait until it answers."""
+    port = port or free_port()
+    log_path = data_dir / "logs" / "vertex.log"
+    process = _spawn(
+        vertex_server_command(
+            port=port,
+            data_dir=data_dir / "vertex",
+            project=project,
+            bigquery_endpoint=_endpoint(bigquery_port),
+            bigquery_grpc_port=bigquery_grpc_port,
+            engine=engine,
+            extra_args=args,
+        ),
+        log_path,
+        env,
+    )
+    _wait_until_up(
+        process,
+        _vertex_health_url(_endpoint(port), project),
+        "Vertex AI emulator",
+        log_path,
+        timeout,
+    )
+    return process, port
 
 
 def stack_alive(state: StackState) -> bool:
@@ -342,12 +409,9 @@ def stack_status(state: StackState) -> dict[str, bool]:
     """Whether each server's process runs and answers."""
     return {
         "bigquery": _alive(state.bigquery_pid, "bqemulator")
-        and _answers(f"{state.bigquery_endpoint}/bigquery/v2/projects/{state.project}/datasets"),
+        and _answers(_bigquery_health_url(state.bigquery_endpoint, state.project)),
         "vertex": _alive(state.vertex_pid, "gemini_batch.local.vertex")
-        and _answers(
-            f"{state.vertex_endpoint}/v1/projects/{state.project}/locations/"
-            f"{DEFAULT_LOCATION}/batchPredictionJobs"
-        ),
+        and _answers(_vertex_health_url(state.vertex_endpoint, state.project)),
     }
 
 
