@@ -35,8 +35,8 @@ from pathlib import Path
 
 from google.cloud import bigquery
 
+from gemini_batch.bq import bigquery_client
 from gemini_batch.local.stack import DEFAULT_LOCATION, start_stack, stop_stack
-from gemini_batch.warehouse import bigquery_client
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from gemini_batch.bq import bigquery_client
 from gemini_batch.local.stack import StackState, start_stack, stop_stack
-from gemini_batch.warehouse import bigquery_client
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Real Vertex AI batch inputs and outputs (gemini-1.5-flash-002, from the tutorial).

@@ -380,6 +380,7 @@ def test_a_job_missing_from_the_ledger_is_adopted_not_submitted_again(
 ) -> None:
     """A build killed between creating a job and writing its ledger row: the job ends
     on its own (before the next build looks, here), and its paid answers are merged."""
+    from gemini_batch.bq import BigQuery
     from gemini_batch.config import BatchModel, BatchModelConfig
     from gemini_batch.jobs import job_labels
     from gemini_batch.warehouse import Warehouse
@@ -388,7 +389,7 @@ def test_a_job_missing_from_the_ledger_is_adopted_not_submitted_again(
     model = BatchModel(unique_id="model.e2e.questions", name="questions",
                        project=project.stack.project, dataset=project.dataset,
                        config=BatchModelConfig(gemini_model="gemini-2.5-flash"))
-    (shard,) = Warehouse(project.bq).create_shards(model, "20260101t000000_dead", False)
+    (shard,) = Warehouse(BigQuery(project.bq)).create_shards(model, "20260101t000000_dead")
     VertexJobs(project=project.stack.project, location=DEFAULT_LOCATION).submit(
         display_name="orphan", gemini_model="gemini-2.5-flash", input_table=shard.table,
         output_table=model.output_table("20260101t000000_dead", 0),
@@ -420,7 +421,7 @@ def test_stages_put_tests_after_the_answers_and_chained_models_after_their_input
     project: E2EProject,
 ) -> None:
     """Stage planning from the manifest alone (no BigQuery, no job)."""
-    from gemini_batch.build import DbtOptions, DbtProject
+    from gemini_batch.dbt_project import DbtOptions, DbtProject
 
     project.write("models/summaries.sql", batch_model_sql(prompt="concat('Summarise: ', prompt)"))
     project.write("models/follow_ups.sql", batch_model_sql(source="ref('answers')"))

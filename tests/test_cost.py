@@ -10,12 +10,12 @@ import pytest
 from google.cloud import bigquery
 
 from conftest import FIXTURES
+from gemini_batch.bq import BigQuery, quote_table
 from gemini_batch.config import BatchModel, BatchModelConfig
 from gemini_batch.cost import (
     DEFAULT_OUTPUT_TOKENS,
     FILE_PART_TOKENS,
     PRICES,
-    BudgetExceededError,
     CostEstimate,
     Price,
     PriceTable,
@@ -23,9 +23,9 @@ from gemini_batch.cost import (
     check_budget,
     estimate,
 )
-from gemini_batch.errors import ConfigError
+from gemini_batch.errors import BudgetExceededError, ConfigError
 from gemini_batch.ledger import Ledger, LedgerEntry
-from gemini_batch.warehouse import Warehouse, quote_table
+from gemini_batch.warehouse import Warehouse
 
 
 def test_price_lookup_by_longest_prefix() -> None:
@@ -131,7 +131,7 @@ def model(bq: bigquery.Client) -> BatchModel:
 
 def test_estimate_counts_text_and_file_parts(bq: bigquery.Client, model: BatchModel) -> None:
     requests = _fixture_requests()
-    cost = estimate(Warehouse(bq), model)
+    cost = estimate(Warehouse(BigQuery(bq)), model)
     assert cost.requests == len(requests)
     assert cost.input_tokens == sum(_expected_input_tokens(r) for r in requests)
     # One request sets maxOutputTokens=100; the others get the default.
@@ -148,7 +148,7 @@ def test_estimate_counts_text_and_file_parts(bq: bigquery.Client, model: BatchMo
 def test_estimate_uses_the_ledger_average_and_var_prices(
     bq: bigquery.Client, model: BatchModel
 ) -> None:
-    ledger = Ledger(bq, model.project, model.dataset)
+    ledger = Ledger(BigQuery(bq), model.project, model.dataset)
     ledger.ensure()
     ledger.record_submitted(
         LedgerEntry(
@@ -169,7 +169,10 @@ def test_estimate_uses_the_ledger_average_and_var_prices(
     prices = PriceTable.from_vars(
         {"gemini_batch_prices": {"gemini-2.5-flash": {"input": 0, "output": 1}}}
     )
-    cost = estimate(Warehouse(bq), model, ledger=ledger, prices=prices)
+    cost = estimate(
+        Warehouse(BigQuery(bq)), model, prices=prices,
+        observed_output_tokens=ledger.observed_output_tokens("gemini-2.5-flash"),
+    )
     requests = len(_fixture_requests())
     assert cost.output_tokens == 100 + (requests - 1) * 200
     assert cost.usd == pytest.approx(cost.output_tokens / 1e6 * 0.5)

@@ -12,8 +12,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from google.cloud import bigquery
 
-from gemini_batch.ledger import Ledger, LedgerEntry, LockedError, LockOwner
-from gemini_batch.warehouse import quote_table
+from gemini_batch.bq import BigQuery, quote_table
+from gemini_batch.errors import LockedError
+from gemini_batch.ledger import Ledger, LedgerEntry, LockOwner
 
 MODEL = "model.shop.product_summaries"
 
@@ -21,7 +22,7 @@ MODEL = "model.shop.product_summaries"
 @pytest.fixture()
 def ledger(bq: bigquery.Client) -> Ledger:
     """A ledger in a dataset of its own (created by ensure())."""
-    ledger = Ledger(bq, bq.project, f"ledger_{uuid.uuid4().hex[:10]}")
+    ledger = Ledger(BigQuery(bq), bq.project, f"ledger_{uuid.uuid4().hex[:10]}")
     ledger.ensure()
     return ledger
 

@@ -18,8 +18,8 @@ import pytest
 import yaml
 from google.cloud import bigquery
 
+from gemini_batch.bq import bigquery_client
 from gemini_batch.local.stack import free_port, read_state
-from gemini_batch.warehouse import bigquery_client
 
 pytestmark = pytest.mark.slow
 

@@ -21,6 +21,7 @@ from dbt.cli.main import dbtRunner, dbtRunnerResult
 from google.cloud import bigquery
 
 from conftest import FIXTURES, REPO_ROOT
+from gemini_batch.bq import BigQuery
 from gemini_batch.ledger import Ledger, LedgerEntry
 from gemini_batch.local.stack import StackState
 
@@ -403,7 +404,7 @@ def test_ledger_models_run_before_and_after_the_ledger_exists(
     for name in LEDGER_MODELS:
         assert _rows(bq, f"select * from {project.table(name)}") == []
 
-    ledger = Ledger(bq, project.project, project.dataset)
+    ledger = Ledger(BigQuery(bq), project.project, project.dataset)
     ledger.ensure()
     _record_finished_job(ledger, "1", tokens=(1000, 3000, 0), cost=0.5, ended=True)
     _record_finished_job(ledger, "2", tokens=(2000, 1000, 500), cost=0.25, ended=True)

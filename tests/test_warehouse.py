@@ -16,15 +16,15 @@ import pytest
 from google.cloud import bigquery
 
 from conftest import FIXTURES
+from gemini_batch.bq import BigQuery, quote_table
 from gemini_batch.config import BatchModel, BatchModelConfig
+from gemini_batch.errors import WarehouseError
 from gemini_batch.ledger import Ledger, LedgerEntry
 from gemini_batch.warehouse import (
     INVALID_STATUS,
     MergeResult,
     RequestCounts,
     Warehouse,
-    WarehouseError,
-    quote_table,
 )
 
 GEMINI_MODEL = "gemini-2.5-flash"
@@ -134,11 +134,13 @@ def test_counts_by_state(bq: bigquery.Client, dataset: str) -> None:
     _answer(bq, model, "used-up", ok=False, attempts=2)
     ledger = _ledger_with_live_job(bq, dataset, model, ["flying"])
 
-    assert Warehouse(bq, ledger=ledger).counts(model) == RequestCounts(
+    live_shards = ledger.live_shard_tables(model.unique_id)
+    assert live_shards == [model.shard_table("live", 0)]
+    assert Warehouse(BigQuery(bq)).counts(model, live_shards) == RequestCounts(
         total=7, unique=6, cached=1, pending=2, failed=2, invalid=1, in_flight=1
     )
-    # Without the ledger nothing is known to be in flight.
-    assert Warehouse(bq).counts(model).pending == 3
+    # Without live shards nothing is known to be in flight.
+    assert Warehouse(BigQuery(bq)).counts(model).pending == 3
 
 
 def _ledger_with_live_job(
@@ -151,7 +153,7 @@ def _ledger_with_live_job(
         "select request_id, parse_json('{}') as request from unnest(@ids) as request_id",
         ids=request_ids,
     )
-    ledger = Ledger(bq, bq.project, dataset)
+    ledger = Ledger(BigQuery(bq), bq.project, dataset)
     ledger.ensure()
     ledger.record_submitted(
         LedgerEntry(
@@ -176,7 +178,7 @@ def test_counts_name_the_model_when_it_was_never_built(bq: bigquery.Client, data
         match=r"model\.test\.never_built: .*never_built__requests and .*never_built__responses do "
         r"not exist\. Run `dbt run --select never_built` first",
     ):
-        Warehouse(bq).counts(model)
+        Warehouse(BigQuery(bq)).counts(model)
 
 
 # -- invalid requests -----------------------------------------------------------------
@@ -189,7 +191,7 @@ def test_mark_invalid_fails_them_with_the_reason(bq: bigquery.Client, dataset: s
         model,
         [("good", None), ("bad-1", "contents: is empty"), ("bad-2", "request: is NULL")],
     )
-    warehouse = Warehouse(bq)
+    warehouse = Warehouse(BigQuery(bq))
     summary = warehouse.mark_invalid(model)
     assert summary.count == 2
     assert summary.examples == [("bad-1", "contents: is empty"), ("bad-2", "request: is NULL")]
@@ -217,9 +219,11 @@ def test_shards_hold_each_pending_request_once(bq: bigquery.Client, dataset: str
     _answer(bq, model, "r1", ok=True, attempts=1)  # cached
     _answer(bq, model, "r2", ok=False, attempts=1)  # retries used up (max_retries=0)
     ledger = _ledger_with_live_job(bq, dataset, model, ["r3"])
-    warehouse = Warehouse(bq, ledger=ledger)
+    warehouse = Warehouse(BigQuery(bq))
 
-    shards = warehouse.create_shards(model, "20261125t0630_ab12")
+    shards = warehouse.create_shards(
+        model, "20261125t0630_ab12", ledger.live_shard_tables(model.unique_id)
+    )
     assert [(s.index, s.rows) for s in shards] == [(0, 3), (1, 3)]
     assert [s.table for s in shards] == [
         model.shard_table("20261125t0630_ab12", 0),
@@ -243,8 +247,8 @@ def test_shards_hold_each_pending_request_once(bq: bigquery.Client, dataset: str
     # The staging snapshot is gone.
     assert not [t for t in bq.list_tables(dataset) if "__pending_" in t.table_id]
 
-    # Not excluding live jobs puts r3 back in.
-    again = warehouse.create_shards(model, "second", exclude_live=False)
+    # Without the live shards r3 is back in.
+    again = warehouse.create_shards(model, "second")
     assert sum(s.rows for s in again) == 7
 
 
@@ -252,13 +256,13 @@ def test_no_pending_request_makes_no_shard(bq: bigquery.Client, dataset: str) ->
     model = _model(bq, dataset)
     _build_tables(bq, model, [("done", None)])
     _answer(bq, model, "done", ok=True, attempts=1)
-    assert Warehouse(bq).create_shards(model, "empty") == []
+    assert Warehouse(BigQuery(bq)).create_shards(model, "empty") == []
     assert not [t for t in bq.list_tables(dataset) if t.table_id.startswith(f"{model.name}__shard")]
 
 
 def test_shard_run_id_is_checked(bq: bigquery.Client, dataset: str) -> None:
     with pytest.raises(ValueError, match="run_id"):
-        Warehouse(bq).create_shards(_model(bq, dataset), "x`; drop table y")
+        Warehouse(BigQuery(bq)).create_shards(_model(bq, dataset), "x`; drop table y")
 
 
 # -- merge ----------------------------------------------------------------------------
@@ -291,7 +295,7 @@ def test_merge_output_success_failure_and_unanswered(bq: bigquery.Client, datase
     ids = [f"q{n}" for n in range(len(real))] + ["failing", "unanswered"]
     _build_tables(bq, model, [(i, None) for i in ids])
     shard = model.shard_table("run1", 0)
-    warehouse = Warehouse(bq)
+    warehouse = Warehouse(BigQuery(bq))
     [made] = warehouse.create_shards(model, "run1")
     assert made.table == shard and made.rows == len(ids)
 
@@ -346,7 +350,7 @@ def test_merge_output_success_failure_and_unanswered(bq: bigquery.Client, datase
 def test_merge_retries_and_never_overwrites_a_success(bq: bigquery.Client, dataset: str) -> None:
     model = _model(bq, dataset, max_retries=1)
     _build_tables(bq, model, [("a", None), ("b", None)])
-    warehouse = Warehouse(bq)
+    warehouse = Warehouse(BigQuery(bq))
     real = _real_answers("multimodal")[0]
     failure = {
         "response": None,
@@ -390,7 +394,7 @@ def test_merge_reads_a_string_response_column(bq: bigquery.Client, dataset: str)
         "@response as response, '' as status, current_timestamp() as processed_time",
         response=json.dumps(response),
     )
-    result = Warehouse(bq).merge_output(model, output, "jobs/s")
+    result = Warehouse(BigQuery(bq)).merge_output(model, output, "jobs/s")
     assert (result.succeeded, result.prompt_tokens) == (1, 9)
     assert _responses(bq, model)["a"]["response"] == response
 
@@ -400,7 +404,7 @@ def test_merge_of_a_missing_output_table_says_so(bq: bigquery.Client, dataset: s
     _build_tables(bq, model, [("a", None)])
     missing = model.output_table("never", 0)
     with pytest.raises(WarehouseError, match=f"output table {missing} does not exist"):
-        Warehouse(bq).merge_output(model, missing, "jobs/x")
+        Warehouse(BigQuery(bq)).merge_output(model, missing, "jobs/x")
 
 
 # -- names ----------------------------------------------------------------------------
@@ -414,7 +418,7 @@ def test_quote_table() -> None:
 
 
 def test_table_exists_and_drop(bq: bigquery.Client, dataset: str) -> None:
-    warehouse = Warehouse(bq)
+    warehouse = BigQuery(bq)
     table = f"{bq.project}.{dataset}.to_drop"
     _run(bq, f"create table {quote_table(table)} as select 1 as x")
     assert warehouse.table_exists(table)

@@ -15,9 +15,11 @@ from rich.table import Table
 
 from gemini_batch import __version__
 from gemini_batch.errors import GeminiBatchError
+from gemini_batch.exit_codes import ExitCode
 
 if TYPE_CHECKING:
-    from gemini_batch.build import DbtOptions
+    from gemini_batch.dbt_project import DbtOptions, DbtProject
+    from gemini_batch.workspace import Workspace
 
 console = Console()
 err_console = Console(stderr=True)
@@ -31,7 +33,7 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except GeminiBatchError as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            sys.exit(1)
+            sys.exit(ExitCode.ERROR)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -108,7 +110,7 @@ def local_status(data_dir: Path) -> None:
     state = read_state(data_dir)
     if state is None:
         click.echo(f"Not running (no stack started from {data_dir.resolve()}).")
-        sys.exit(1)
+        sys.exit(ExitCode.ERROR)
     status = stack_status(state)
     for name, endpoint, pid in (
         ("bigquery", state.bigquery_endpoint, state.bigquery_pid),
@@ -118,7 +120,7 @@ def local_status(data_dir: Path) -> None:
         click.echo(f"{name:<9} {word:<5} {endpoint}  pid {pid}")
     click.echo(f"engine    {state.engine}\ndata dir  {state.data_dir}")
     if not all(status.values()):
-        sys.exit(1)
+        sys.exit(ExitCode.ERROR)
 
 
 @local.command("stop")
@@ -180,7 +182,7 @@ def _split(values: tuple[tuple[str, ...] | str, ...]) -> tuple[str, ...]:
 
 
 def _dbt_options(kwargs: dict[str, Any], extra: tuple[str, ...] = ()) -> DbtOptions:
-    from gemini_batch.build import DbtOptions
+    from gemini_batch.dbt_project import DbtOptions
 
     return DbtOptions(
         project_dir=kwargs.get("project_dir"),
@@ -225,18 +227,34 @@ def _reports_service_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-_PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True}
-# Off a terminal rich assumes 80 columns and would cut the numbers of a wide table.
-_LOG_WIDTH = 200
+def _open_workspace(kwargs: dict[str, Any]) -> tuple[DbtProject, Workspace]:
+    """The parsed dbt project and the workspace of its target, for the ledger commands."""
+    from gemini_batch.dbt_project import DbtProject
+    from gemini_batch.workspace import Workspace
+
+    project = DbtProject(_dbt_options(kwargs))
+    project.parse()
+    return project, Workspace.open(project)
 
 
 def _print_table(table: Table) -> None:
-    (console if console.is_terminal else Console(width=_LOG_WIDTH)).print(table)
+    from gemini_batch.display import print_table
+
+    print_table(console, table)
+
+
+def _print_notes(notes: list[str]) -> None:
+    for note in notes:
+        console.print(note, highlight=False, markup=False, soft_wrap=True)
+
+
+_PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True}
 
 
 def _run_build(command: str, ctx: click.Context, kwargs: dict[str, Any]) -> None:
-    from gemini_batch.build import BatchSettings, build
-    from gemini_batch.progress import make_reporter, summary_notes, summary_table
+    from gemini_batch.build import build
+    from gemini_batch.display import make_reporter, summary_notes, summary_table
+    from gemini_batch.model_run import BatchSettings
 
     extra = list(ctx.args)
     if kwargs.pop("full_refresh"):
@@ -263,12 +281,10 @@ def _run_build(command: str, ctx: click.Context, kwargs: dict[str, Any]) -> None
             "\n[bold yellow]interrupted:[/] submitted jobs keep running and stay in the "
             "ledger; `gemini-batch build` resumes them, `gemini-batch cancel` stops them."
         )
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
     if result.summaries:
         _print_table(summary_table(result.summaries))
-        for summary in result.summaries:
-            for note in summary_notes(summary):
-                console.print(note, highlight=False, markup=False, soft_wrap=True)
+        _print_notes([note for summary in result.summaries for note in summary_notes(summary)])
     for error in result.errors:
         err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
     sys.exit(result.exit_code)
@@ -324,10 +340,6 @@ def run_command(ctx: click.Context, **kwargs: Any) -> None:
     _run_build("run", ctx, kwargs)
 
 
-def _money(value: float | None) -> str:
-    return "-" if value is None else f"${value:,.4f}"
-
-
 @main.command("plan")
 @_project_options
 @_selection_options
@@ -337,89 +349,21 @@ def plan_command(**kwargs: Any) -> None:
 
     Reads the tables of the last dbt run; submits nothing and changes nothing.
     """
-    from gemini_batch.build import plan
+    from gemini_batch.display import plan_notes, plan_table
+    from gemini_batch.plan import plan
 
     plans = plan(_dbt_options(kwargs))
     if not plans:
         console.print("No batch model (materialized='gemini_batch') in the selection.")
         return
-    table = Table(title="gemini-batch plan", title_justify="left")
-    for name in ("model", "requests", "cached", "pending", "failed", "invalid", "in flight",
-                 "shards", "input tokens", "output tokens", "est. cost", "cap"):
-        table.add_column(name, justify="left" if name == "model" else "right")
-    notes = []
-    for item in plans:
-        cap = _money(item.model.config.max_cost_usd)
-        if not item.built or item.counts is None or item.estimate is None:
-            table.add_row(item.model.name, *["-"] * 10, cap)
-            notes.append(f"{item.model.name}: {item.model.requests_table} is not built yet; "
-                         "run `gemini-batch build` (or `dbt run`) first.")
-            continue
-        counts, estimate = item.counts, item.estimate
-        table.add_row(
-            item.model.name, f"{counts.unique:,}", f"{counts.cached:,}", f"{counts.pending:,}",
-            f"{counts.failed:,}", f"{counts.invalid:,}", f"{counts.in_flight:,}",
-            f"{item.shards:,}", f"{estimate.input_tokens:,}", f"{estimate.output_tokens:,}",
-            _money(estimate.usd), cap,
-        )
-        if item.over_budget:
-            notes.append(f"{item.model.name}: {item.over_budget}")
-        if item.live_jobs:
-            notes.append(f"{item.model.name}: {item.live_jobs} job(s) of an earlier build are "
-                         "live; `build` resumes them first.")
-        if counts.pending == 0:
-            notes.append(f"{item.model.name}: nothing to submit (all cached or failed for good).")
-    _print_table(table)
-    for note in notes:
-        console.print(note, highlight=False, markup=False, soft_wrap=True)
+    _print_table(plan_table(plans))
+    _print_notes(plan_notes(plans))
 
 
-def _jobs_table(title: str, entries: list[Any], service: dict[str, Any] | None = None) -> Table:
-    table = Table(title=title, title_justify="left")
-    for name in ("job", "model", "state", "requests", "succeeded", "failed", "tokens",
-                 "cost", "submitted", "ended", "merged"):
-        table.add_column(name, justify="right" if name in ("requests", "succeeded", "failed",
-                                                         "tokens", "cost") else "left")
-    for entry in entries:
-        status = (service or {}).get(entry.job_name)
-        state = entry.state if status is None or status.state == entry.state else (
-            f"{status.state} (ledger: {entry.state})"
-        )
-        succeeded = entry.succeeded_count if status is None else max(
-            status.succeeded, entry.succeeded_count or 0)
-        failed = entry.failed_count if status is None else max(
-            status.failed, entry.failed_count or 0)
-        table.add_row(
-            entry.job_id or entry.job_name.rsplit("/", 1)[-1],
-            entry.dbt_model.rsplit(".", 1)[-1],
-            state,
-            f"{entry.request_count:,}",
-            "-" if succeeded is None else f"{succeeded:,}",
-            "-" if failed is None else f"{failed:,}",
-            "-" if entry.total_tokens is None else f"{entry.total_tokens:,}",
-            _money(entry.actual_cost_usd),
-            f"{entry.submitted_at:%Y-%m-%d %H:%M:%S}" if entry.submitted_at else "-",
-            f"{entry.ended_at:%H:%M:%S}" if entry.ended_at else "-",
-            "yes" if entry.merged_at else "no",
-        )
-    return table
-
-
-def _vertex_for(target: Any, location: str) -> Any:
-    from gemini_batch.jobs import VertexJobs, vertex_job_client
-
-    return VertexJobs(
-        project=target.project, location=location,
-        client=vertex_job_client(location, credentials=target.google_credentials()),
-    )
-
-
-def _ledger_ready(ledger: Any) -> bool:
-    from gemini_batch.warehouse import Warehouse
-
-    if Warehouse(ledger.client).table_exists(ledger.table):
+def _ledger_ready(ws: Workspace) -> bool:
+    if ws.ledger.exists():
         return True
-    console.print(f"No ledger yet ({ledger.table}): no job was ever submitted.")
+    console.print(f"No ledger yet ({ws.ledger.table}): no job was ever submitted.")
     return False
 
 
@@ -429,22 +373,21 @@ def _ledger_ready(ledger: Any) -> bool:
 @_reports_service_errors
 def status_command(limit: int, **kwargs: Any) -> None:
     """Jobs in flight (asked of Vertex AI now) and the most recent ones (from the ledger)."""
-    from gemini_batch.build import open_ledger
+    from gemini_batch.display import jobs_table
+    from gemini_batch.ledger_commands import service_statuses
 
-    _, target, ledger = open_ledger(_dbt_options(kwargs))
-    if not _ledger_ready(ledger):
+    _, ws = _open_workspace(kwargs)
+    if not _ledger_ready(ws):
         return
-    live = ledger.live_jobs()
-    service = {entry.job_name: _vertex_for(target, entry.location).get(entry.job_name)
-               for entry in live}
+    live = ws.ledger.live_jobs()
     if live:
-        _print_table(_jobs_table("in flight (or not merged yet)", live, service))
+        _print_table(jobs_table("in flight (or not merged yet)", live, service_statuses(ws, live)))
     else:
         console.print("No job in flight.")
     live_names = {entry.job_name for entry in live}
-    recent = [e for e in ledger.entries(limit=limit) if e.job_name not in live_names]
+    recent = [e for e in ws.ledger.entries(limit=limit) if e.job_name not in live_names]
     if recent:
-        _print_table(_jobs_table(f"recent jobs (ledger {ledger.table})", recent))
+        _print_table(jobs_table(f"recent jobs (ledger {ws.ledger.table})", recent))
 
 
 @main.command("jobs")
@@ -454,17 +397,17 @@ def status_command(limit: int, **kwargs: Any) -> None:
 @_reports_service_errors
 def jobs_command(model_name: str | None, limit: int, **kwargs: Any) -> None:
     """The ledger (gemini_batch_jobs) as a table, newest first."""
-    from gemini_batch.build import find_model, open_ledger
+    from gemini_batch.display import jobs_table
 
-    project, _, ledger = open_ledger(_dbt_options(kwargs))
-    if not _ledger_ready(ledger):
+    project, ws = _open_workspace(kwargs)
+    if not _ledger_ready(ws):
         return
-    unique_id = find_model(project, model_name).unique_id if model_name else None
-    entries = ledger.entries(unique_id, limit=limit)
+    unique_id = project.find_model(model_name).unique_id if model_name else None
+    entries = ws.ledger.entries(unique_id, limit=limit)
     if not entries:
         console.print("No jobs in the ledger" + (f" for {model_name}." if model_name else "."))
         return
-    _print_table(_jobs_table(f"ledger {ledger.table}", entries))
+    _print_table(jobs_table(f"ledger {ws.ledger.table}", entries))
 
 
 @main.command("cancel")
@@ -478,31 +421,18 @@ def cancel_command(what: str | None, yes: bool, **kwargs: Any) -> None:
     What the jobs answered before they stopped is merged by the build waiting on them,
     or by the next `gemini-batch build`.
     """
-    from gemini_batch.build import find_model, open_ledger
+    from gemini_batch.ledger_commands import cancel_jobs, jobs_to_cancel
 
-    project, target, ledger = open_ledger(_dbt_options(kwargs))
-    if not _ledger_ready(ledger):
+    project, ws = _open_workspace(kwargs)
+    if not _ledger_ready(ws):
         return
-    live = [entry for entry in ledger.live_jobs() if not entry.is_terminal]
-    if what is None:
-        chosen = live
-        if chosen and not yes:
-            click.confirm(f"Cancel all {len(chosen)} live job(s)?", abort=True)
-    else:
-        chosen = [e for e in live if what in (e.job_name, e.job_id, e.job_name.rsplit("/", 1)[-1])]
-        if not chosen:
-            ended = [e for e in ledger.entries(limit=1000)
-                     if what in (e.job_name, e.job_id, e.job_name.rsplit("/", 1)[-1])]
-            if ended:
-                raise GeminiBatchError(f"Job {what} is not live (state {ended[0].state}).")
-            model = find_model(project, what)
-            chosen = [e for e in live if e.dbt_model == model.unique_id]
+    chosen = jobs_to_cancel(ws, project, what)
+    if what is None and chosen and not yes:
+        click.confirm(f"Cancel all {len(chosen)} live job(s)?", abort=True)
     if not chosen:
         console.print("No live job to cancel.")
         return
-    for entry in chosen:
-        status = _vertex_for(target, entry.location).cancel(entry.job_name)
-        ledger.update(entry.job_name, state=status.state)
+    for entry, status in cancel_jobs(ws, chosen):
         console.print(f"{entry.job_id or entry.job_name}: {status.state} "
                       f"({entry.dbt_model.rsplit('.', 1)[-1]}, {entry.request_count:,} requests)")
 
@@ -517,33 +447,18 @@ def reset_command(model_name: str, yes: bool, **kwargs: Any) -> None:
 
     Answers are money already spent; this cannot be undone.
     """
-    from gemini_batch.build import find_model, open_ledger
-    from gemini_batch.ledger import LockOwner
-    from gemini_batch.warehouse import Warehouse
+    from gemini_batch.ledger_commands import check_resettable, reset_answers
 
-    project, _, ledger = open_ledger(_dbt_options(kwargs))
-    model = find_model(project, model_name)
-    warehouse = Warehouse(ledger.client)
-    if not warehouse.table_exists(model.responses_table):
+    project, ws = _open_workspace(kwargs)
+    model = project.find_model(model_name)
+    if not ws.bq.table_exists(model.responses_table):
         console.print(f"{model.responses_table} does not exist: nothing to reset.")
         return
-    if warehouse.table_exists(ledger.table):
-        live = ledger.live_jobs(model.unique_id)
-        if live:
-            raise GeminiBatchError(
-                f"{model.name} has {len(live)} live job(s); cancel them first "
-                f"(`gemini-batch cancel {model.name}`) and let a build merge them."
-            )
+    check_resettable(ws, model)
     if not yes:
         click.confirm(
             f"Drop {model.responses_table}? Every answer of {model.name} is lost and paid "
             "again on the next build.", abort=True,
         )
-    owner = LockOwner.current()
-    ledger.ensure()
-    ledger.lock(model, owner)
-    try:
-        warehouse.drop_tables([model.responses_table])
-    finally:
-        ledger.unlock(model, owner)
+    reset_answers(ws, model)
     console.print(f"Dropped {model.responses_table}. The next dbt run creates it empty.")

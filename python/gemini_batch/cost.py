@@ -8,16 +8,13 @@ at ``1 - batch_discount`` of it (50% off). Override or add models with the dbt v
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gemini_batch.config import BatchModel
-from gemini_batch.errors import ConfigError, GeminiBatchError
-
-if TYPE_CHECKING:
-    from gemini_batch.ledger import Ledger
-    from gemini_batch.warehouse import Warehouse
+from gemini_batch.errors import BudgetExceededError, ConfigError
+from gemini_batch.warehouse import Warehouse
 
 PRICES_VAR = "gemini_batch_prices"
 BATCH_DISCOUNT = 0.5
@@ -68,10 +65,6 @@ PRICES: dict[str, Price] = {
     "gemini-1.5-pro": Price(1.25, 5.00),
     "gemini-1.5-flash": Price(0.075, 0.30),
 }
-
-
-class BudgetExceededError(GeminiBatchError):
-    """The estimated cost of the pending requests is over the model's ``max_cost_usd``."""
 
 
 class PriceTable:
@@ -133,20 +126,24 @@ def estimate(
     warehouse: Warehouse,
     model: BatchModel,
     *,
+    live_shards: Sequence[str] = (),
     prices: PriceTable | None = None,
-    ledger: Ledger | None = None,
+    observed_output_tokens: float | None = None,
 ) -> CostEstimate:
     """Estimate tokens and cost of ``model``'s pending requests, in one BigQuery query.
 
     Input: text characters / 4 plus FILE_PART_TOKENS per file part. Output per request:
-    its generationConfig.maxOutputTokens, else the ledger's observed average for the
-    Gemini model, else DEFAULT_OUTPUT_TOKENS.
+    its generationConfig.maxOutputTokens, else ``observed_output_tokens`` (the ledger's
+    average for the Gemini model), else DEFAULT_OUTPUT_TOKENS. Requests in
+    ``live_shards`` (live jobs) are not pending.
     """
     prices = prices or PriceTable()
     gemini_model = model.config.gemini_model
-    observed = ledger.observed_output_tokens(gemini_model) if ledger else None
-    default_output = round(observed) if observed is not None else DEFAULT_OUTPUT_TOKENS
-    pending, params = warehouse.pending_query(model)
+    default_output = (
+        round(observed_output_tokens) if observed_output_tokens is not None
+        else DEFAULT_OUTPUT_TOKENS
+    )
+    pending, params = warehouse.pending_query(model, live_shards)
     file_kinds = {f"file_parts_{n}": prefix for n, prefix in enumerate(FILE_PART_TOKENS)}
     part_counts = ",\n    ".join(
         f"{_mime_count(prefix)} AS {column}" for column, prefix in file_kinds.items()
@@ -155,7 +152,7 @@ def estimate(
         f"{FILE_PART_TOKENS[prefix]} * {column}" for column, prefix in file_kinds.items()
     )
     other_parts = " - ".join(["file_parts_all", *file_kinds])
-    row = warehouse.query(
+    row = warehouse.bq.query(
         f"""
 SELECT
   COUNT(*) AS requests,
@@ -254,7 +251,6 @@ __all__ = [
     "DEFAULT_OUTPUT_TOKENS",
     "FILE_PART_TOKENS",
     "PRICES",
-    "BudgetExceededError",
     "PRICES_VAR",
     "CostEstimate",
     "Price",

@@ -1,7 +1,11 @@
-"""One base exception for everything the package raises on purpose.
+"""Every exception the package raises on purpose, in one hierarchy.
 
 Messages say what was wrong, where (model, table, row, field) and what to do: the CLI
-prints them as they are, without a traceback.
+prints a ``GeminiBatchError`` as it is, without a traceback, and exits 1.
+
+``BuildInterrupted`` is not an error: it is how a waiting job loop learns that the user
+pressed Ctrl-C, and it is kept out of the hierarchy so that ``except GeminiBatchError``
+never swallows it.
 """
 
 
@@ -13,5 +17,42 @@ class ConfigError(GeminiBatchError):
     """A model config, profile, flag or environment variable is missing or wrong."""
 
 
+class DbtError(GeminiBatchError):
+    """A dbt invocation failed; the message is dbt's own."""
+
+
+class WarehouseError(GeminiBatchError):
+    """A BigQuery table a build needs is missing or has the wrong shape."""
+
+
+class LockedError(GeminiBatchError):
+    """Another build holds the lock on this batch model."""
+
+
+class BudgetExceededError(GeminiBatchError):
+    """Submitting would go over the model's ``max_cost_usd``."""
+
+
+class JobServiceError(GeminiBatchError):
+    """Vertex AI refused a call; the message says which job and why."""
+
+
 class LocalStackError(GeminiBatchError):
     """The local BigQuery or Vertex AI emulator could not be started, reached or stopped."""
+
+
+class BuildInterrupted(Exception):  # noqa: N818 - a signal, not an error
+    """Control flow: the build was asked to stop; live jobs stay in the ledger."""
+
+
+__all__ = [
+    "BudgetExceededError",
+    "BuildInterrupted",
+    "ConfigError",
+    "DbtError",
+    "GeminiBatchError",
+    "JobServiceError",
+    "LocalStackError",
+    "LockedError",
+    "WarehouseError",
+]

@@ -22,7 +22,8 @@ from google.api_core import retry as api_retry
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials, Credentials
 
-from gemini_batch.errors import ConfigError, GeminiBatchError
+from gemini_batch.config import MULTI_REGIONS
+from gemini_batch.errors import ConfigError, JobServiceError
 
 if TYPE_CHECKING:
     # Imported where a job is touched: it costs a second and ~50 MB, and a build with
@@ -204,7 +205,7 @@ def vertex_job_client(
             credentials=AnonymousCredentials(),
             client_options=ClientOptions(api_endpoint=endpoint.rstrip("/")),
         )
-    if not location or location.lower() in ("us", "eu"):
+    if not location or location.lower() in MULTI_REGIONS:
         raise ConfigError(
             f"Vertex AI batch jobs need a region such as us-central1, not {location!r}: "
             "set the model's `location` config or use a regional dataset."
@@ -213,10 +214,6 @@ def vertex_job_client(
     return aiplatform_v1.JobServiceClient(
         credentials=credentials, client_options=ClientOptions(api_endpoint=api_endpoint)
     )
-
-
-class JobServiceError(GeminiBatchError):
-    """Vertex AI refused a call; the message says which job and why."""
 
 
 class VertexJobs:

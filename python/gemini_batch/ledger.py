@@ -17,10 +17,10 @@ from typing import Any
 
 from google.cloud import bigquery
 
+from gemini_batch.bq import BigQuery, parameter, quote_table
 from gemini_batch.config import BatchModel
-from gemini_batch.errors import GeminiBatchError
+from gemini_batch.errors import LockedError
 from gemini_batch.jobs import NOT_FOUND_STATE, TERMINAL_STATES
-from gemini_batch.warehouse import Warehouse, quote_table
 
 LEDGER_TABLE = "gemini_batch_jobs"
 LOCKS_TABLE = "gemini_batch_locks"
@@ -30,10 +30,6 @@ ENDED_STATES = TERMINAL_STATES | {NOT_FOUND_STATE}
 # How long a lock holds without a refresh: a killed build on another host stops
 # blocking after this. A build refreshes its locks while it waits (`refresh_lock`).
 DEFAULT_LOCK_TTL = timedelta(minutes=15)
-
-
-class LockedError(GeminiBatchError):
-    """Another build holds the lock on this batch model."""
 
 
 @dataclass
@@ -75,7 +71,8 @@ class LedgerEntry:
         return not self.is_terminal or self.merged_at is None
 
 
-# BigQuery type of each ledger column, in table order.
+# BigQuery type of each ledger column, in table order. The package's models read the
+# same columns (_gemini_batch_ledger_columns); tests/unit/test_rules_agree.py ties them.
 LEDGER_SCHEMA: dict[str, str] = {
     "job_name": "STRING",
     "job_id": "STRING",
@@ -126,19 +123,23 @@ class LockOwner:
 class Ledger:
     """``gemini_batch_jobs`` and ``gemini_batch_locks`` in ``project.dataset``."""
 
-    def __init__(self, client: bigquery.Client, project: str, dataset: str) -> None:
-        self.client = client
+    def __init__(self, bq: BigQuery, project: str, dataset: str) -> None:
+        self.bq = bq
         self.project = project
         self.dataset = dataset
         self.table = f"{project}.{dataset}.{LEDGER_TABLE}"
         self.locks_table = f"{project}.{dataset}.{LOCKS_TABLE}"
-        self._warehouse = Warehouse(client)
+
+    def exists(self) -> bool:
+        """Whether the ledger table exists (it does once a job was ever submitted)."""
+        return self.bq.table_exists(self.table)
 
     def ensure(self) -> None:
         """Create the dataset, the ledger and the locks table if missing (idempotent)."""
-        self.client.create_dataset(f"{self.project}.{self.dataset}", exists_ok=True)
+        client = self.bq.client
+        client.create_dataset(f"{self.project}.{self.dataset}", exists_ok=True)
         for table, schema in ((self.table, LEDGER_SCHEMA), (self.locks_table, LOCKS_SCHEMA)):
-            self.client.create_table(
+            client.create_table(
                 bigquery.Table(
                     table,
                     schema=[bigquery.SchemaField(name, kind) for name, kind in schema.items()],
@@ -158,7 +159,7 @@ class Ledger:
         values["updated_at"] = _now()
         columns = ", ".join(f"`{name}`" for name in LEDGER_SCHEMA)
         placeholders = ", ".join(f"@{name}" for name in LEDGER_SCHEMA)
-        self._warehouse.query(
+        self.bq.query(
             f"""
 MERGE {quote_table(self.table)} AS t
 USING (SELECT @job_name AS job_name) AS s
@@ -175,7 +176,7 @@ WHEN NOT MATCHED THEN INSERT ({columns}) VALUES ({placeholders})""",
             raise ValueError(f"Not ledger columns that can be updated: {sorted(unknown)}")
         fields["updated_at"] = _now()
         assignments = ", ".join(f"`{name}` = @{name}" for name in fields)
-        self._warehouse.query(
+        self.bq.query(
             f"UPDATE {quote_table(self.table)} SET {assignments} WHERE job_name = @job_name",
             _typed({**fields, "job_name": job_name}),
         )
@@ -198,6 +199,15 @@ WHEN NOT MATCHED THEN INSERT ({columns}) VALUES ({placeholders})""",
             },
         )
 
+    def live_shard_tables(
+        self, model_unique_id: str, live: list[LedgerEntry] | None = None
+    ) -> list[str]:
+        """Shard tables of the model's live jobs (``live``, if already read) that still
+        exist: their requests are in flight and must not go into another job."""
+        jobs = self.live_jobs(model_unique_id) if live is None else live
+        tables = {job.shard_table for job in jobs}
+        return sorted(table for table in tables if table and self.bq.table_exists(table))
+
     def entries(self, model_unique_id: str | None = None, limit: int = 50) -> list[LedgerEntry]:
         """The most recent jobs first, at most ``limit``."""
         return self._select(
@@ -212,9 +222,9 @@ WHEN NOT MATCHED THEN INSERT ({columns}) VALUES ({placeholders})""",
     def observed_output_tokens(self, gemini_model: str) -> float | None:
         """Average output tokens (candidates + thoughts) per succeeded request of
         ``gemini_model`` over the ledger, or None when nothing was answered yet."""
-        if not self._warehouse.table_exists(self.table):
+        if not self.exists():
             return None
-        row = self._warehouse.query(
+        row = self.bq.query(
             f"""
 SELECT
   SUM(COALESCE(candidates_tokens, 0) + COALESCE(thoughts_tokens, 0)) AS output_tokens,
@@ -264,7 +274,7 @@ WHERE gemini_model = @gemini_model AND succeeded_count > 0 AND candidates_tokens
 
     def unlock(self, model: BatchModel | str, owner: LockOwner) -> None:
         """Release our lock on ``model``; a lock someone else took over is left alone."""
-        self._warehouse.query(
+        self.bq.query(
             f"DELETE FROM {quote_table(self.locks_table)} "
             "WHERE dbt_model = @dbt_model AND token = @token",
             {"dbt_model": _model_id(model), "token": owner.token},
@@ -274,7 +284,7 @@ WHERE gemini_model = @gemini_model AND succeeded_count > 0 AND candidates_tokens
 
     def _select(self, where: str, params: dict[str, Any]) -> list[LedgerEntry]:
         columns = ", ".join(f"`{name}`" for name in LEDGER_SCHEMA)
-        rows = self._warehouse.query(
+        rows = self.bq.query(
             f"SELECT {columns} FROM {quote_table(self.table)} {where}", params
         )
         return [LedgerEntry(**{name: row[name] for name in LEDGER_SCHEMA}) for row in rows]
@@ -292,7 +302,7 @@ WHERE gemini_model = @gemini_model AND succeeded_count > 0 AND candidates_tokens
             "ttl_seconds": int(ttl.total_seconds()),
             "stale_token": _typed_one("stale_token", "STRING", stale_token),
         }
-        self._warehouse.query(
+        self.bq.query(
             f"""
 MERGE {quote_table(self.locks_table)} AS t
 USING (SELECT @dbt_model AS dbt_model) AS s
@@ -308,7 +318,7 @@ WHEN NOT MATCHED THEN
           TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL @ttl_seconds SECOND))""",
             params,
         )
-        row = self._warehouse.query(
+        row = self.bq.query(
             f"SELECT token, host, pid, since FROM {quote_table(self.locks_table)} "
             "WHERE dbt_model = @dbt_model",
             {"dbt_model": dbt_model},
@@ -334,7 +344,7 @@ def _typed(values: dict[str, Any]) -> dict[str, bigquery.ScalarQueryParameter]:
 
 
 def _typed_one(name: str, kind: str, value: Any) -> bigquery.ScalarQueryParameter:
-    return bigquery.ScalarQueryParameter(name, kind, value)
+    return parameter(name, value, kind)
 
 
 def _model_id(model: BatchModel | str) -> str:
@@ -370,5 +380,4 @@ __all__ = [
     "Ledger",
     "LedgerEntry",
     "LockOwner",
-    "LockedError",
 ]

@@ -1,75 +1,46 @@
-"""BigQuery access: clients, and the statements a build runs on a batch model's tables.
+"""The statements a build runs on a batch model's tables (BigQuery, SQL via sqlglot).
 
 Every statement runs in BigQuery (counts, shards, merges): request rows never come into
-Python. Table names go through :func:`quote_table` (validated and backquoted by
-sqlglot); values go in as query parameters.
+Python. Table names go through :func:`~gemini_batch.bq.quote_table`; values go in as
+query parameters. Which requests are in live jobs is the caller's to say (the shard
+tables of the ledger's live jobs, read once per round): this module reads no ledger.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from google.api_core.client_options import ClientOptions
 from google.api_core.exceptions import NotFound
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
-from sqlglot import exp
 
+from gemini_batch.bq import BigQuery, quote_table
 from gemini_batch.config import BatchModel
-from gemini_batch.errors import GeminiBatchError
-
-if TYPE_CHECKING:
-    from gemini_batch.ledger import Ledger
+from gemini_batch.errors import WarehouseError
 
 # Status the warehouse gives requests that fail the validity check: never submitted.
 INVALID_STATUS = "INVALID_REQUEST"
 
-
-class WarehouseError(GeminiBatchError):
-    """A BigQuery table a build needs is missing or has the wrong shape."""
-
-
-def bigquery_client(
-    project: str, *, api_endpoint: str | None = None, location: str | None = None
-) -> bigquery.Client:
-    """A BigQuery client for ``project``.
-
-    With ``api_endpoint`` (the local emulator, or any BigQuery-compatible endpoint) the
-    client uses anonymous credentials; without it, Application Default Credentials and
-    Google's endpoint.
-    """
-    if api_endpoint:
-        return bigquery.Client(
-            project=project,
-            location=location,
-            credentials=AnonymousCredentials(),
-            client_options=ClientOptions(api_endpoint=api_endpoint),
-        )
-    return bigquery.Client(project=project, location=location)
+# Columns of <model>__responses, in table order: the materialization creates the table
+# (_gemini_batch_responses_ddl); tests/unit/test_rules_agree.py holds the two together.
+RESPONSES_SCHEMA: dict[str, str] = {
+    "request_id": "STRING",
+    "response": "JSON",
+    "status": "STRING",
+    "processed_time": "TIMESTAMP",
+    "attempts": "INT64",
+    "last_error": "STRING",
+    "job_name": "STRING",
+    "updated_at": "TIMESTAMP",
+}
 
 
-def quote_table(name: str) -> str:
-    """``project.dataset.table`` as backquoted BigQuery SQL; ValueError if it is not one.
-
-    The one way table names from config or the ledger get into SQL.
-    """
-    parts = name.split(".")
-    if len(parts) != 3 or not all(parts):
-        raise ValueError(f"{name!r} is not a fully qualified table name (project.dataset.table)")
-    for part in parts:
-        # Project ids may hold '-' and ':' (domain-scoped); dataset and table names may not
-        # hold backquotes or newlines, which are the only ways out of a quoted identifier.
-        if any(ch in part for ch in "`\\\n\r") or len(part) > 1024:
-            raise ValueError(f"{name!r}: {part!r} is not a valid BigQuery name")
-    table = exp.Table(
-        catalog=exp.to_identifier(parts[0], quoted=True),
-        db=exp.to_identifier(parts[1], quoted=True),
-        this=exp.to_identifier(parts[2], quoted=True),
-    )
-    return table.sql(dialect="bigquery")
+def answered_sql(alias: str) -> str:
+    """SQL that is TRUE when the responses row ``alias`` holds a successful answer (never
+    sent again); the view's batch_state and the is_success macro use the same rule."""
+    return f"COALESCE({alias}.status = '' AND {alias}.response IS NOT NULL, FALSE)"
 
 
 @dataclass(frozen=True)
@@ -123,62 +94,17 @@ class MergeResult:
 
 
 class Warehouse:
-    """The statements a build runs on batch model tables; one per run.
+    """The statements a build runs on batch model tables."""
 
-    ``ledger`` tells which requests are in live jobs (so no request goes into a second
-    live job); without it nothing is considered in flight.
-    """
-
-    def __init__(self, client: bigquery.Client, *, ledger: Ledger | None = None) -> None:
-        self.client = client
-        self.ledger = ledger
-
-    # -- plumbing -------------------------------------------------------------------
-
-    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[bigquery.Row]:
-        """Run one statement with named query parameters and wait for its rows.
-
-        A value is a Python value (its BigQuery type inferred; None is a STRING NULL)
-        or a ready ``bigquery.ScalarQueryParameter``/``ArrayQueryParameter``.
-        """
-        job_config = bigquery.QueryJobConfig(
-            query_parameters=[
-                value if isinstance(value, _PARAMETER_TYPES) else _parameter(name, value)
-                for name, value in (params or {}).items()
-            ]
-        )
-        return list(self.client.query(sql, job_config=job_config).result())
-
-    def table_exists(self, table: str) -> bool:
-        """Whether ``project.dataset.table`` exists."""
-        try:
-            self.client.get_table(table)
-        except NotFound:
-            return False
-        return True
-
-    def drop_tables(self, tables: Iterable[str]) -> None:
-        """Drop these tables; missing ones are fine (a redone cleanup)."""
-        for table in tables:
-            quote_table(table)  # refuse anything that is not a table name
-            self.client.delete_table(table, not_found_ok=True)
-
-    def dataset_location(self, project: str, dataset: str) -> str:
-        """The location of ``project.dataset`` as BigQuery reports it (e.g. 'us-central1')."""
-        try:
-            found = self.client.get_dataset(f"{project}.{dataset}")
-        except NotFound as exc:
-            raise WarehouseError(
-                f"Dataset {project}.{dataset} does not exist: run `dbt run` for the batch "
-                "model first (it creates the dataset)."
-            ) from exc
-        return str(found.location or "")
+    def __init__(self, bq: BigQuery) -> None:
+        self.bq = bq
 
     # -- batch model statements -----------------------------------------------------
 
-    def counts(self, model: BatchModel) -> RequestCounts:
-        """Requests of ``model`` by state (one query)."""
-        live = self._live_shard_tables(model)
+    def counts(self, model: BatchModel, live_shards: Sequence[str] = ()) -> RequestCounts:
+        """Requests of ``model`` by state (one query); ``live_shards`` are the shard
+        tables of its live jobs (their requests count as in flight)."""
+        live = list(live_shards)
         in_live = f"r.request_id IN ({_union_request_ids(live)})" if live else "FALSE"
         sql = f"""
 WITH ids AS (
@@ -189,7 +115,7 @@ WITH ids AS (
   SELECT
     r.copies,
     CASE
-      WHEN {_SUCCEEDED.format(t="s")} THEN 'cached'
+      WHEN {answered_sql("s")} THEN 'cached'
       WHEN r.invalid THEN 'invalid'
       WHEN COALESCE(s.attempts, 0) > @max_retries THEN 'failed'
       WHEN {in_live} THEN 'in_flight'
@@ -226,17 +152,17 @@ MERGE {quote_table(model.responses_table)} AS t
 USING ({invalid}
 ) AS s
 ON t.request_id = s.request_id
-WHEN MATCHED AND NOT {_SUCCEEDED.format(t="t")}
+WHEN MATCHED AND NOT {answered_sql("t")}
   AND (COALESCE(t.status, '') != @invalid_status OR COALESCE(t.last_error, '') != s.reason
        OR COALESCE(t.attempts, 0) <= @max_retries) THEN
   UPDATE SET status = @invalid_status, last_error = s.reason,
     attempts = GREATEST(COALESCE(t.attempts, 0), @max_retries + 1),
     updated_at = CURRENT_TIMESTAMP()
 WHEN NOT MATCHED THEN
-  INSERT (request_id, response, status, processed_time, attempts, last_error, job_name,
-          updated_at)
-  VALUES (s.request_id, NULL, @invalid_status, NULL, @max_retries + 1, s.reason, NULL,
-          CURRENT_TIMESTAMP())""",
+  {_insert_responses_row(
+      request_id="s.request_id", response="NULL", status="@invalid_status",
+      processed_time="NULL", attempts="@max_retries + 1", last_error="s.reason",
+      job_name="NULL", updated_at="CURRENT_TIMESTAMP()")}""",
             {"max_retries": model.config.max_retries, "invalid_status": INVALID_STATUS},
         )
         rows = self._query_model(
@@ -250,17 +176,17 @@ WHEN NOT MATCHED THEN
         )
 
     def create_shards(
-        self, model: BatchModel, run_id: str, exclude_live: bool = True
+        self, model: BatchModel, run_id: str, live_shards: Sequence[str] = ()
     ) -> list[Shard]:
         """Write the pending requests into shard tables of at most ``shard_size`` rows.
 
         Tables are ``<model>__shard_<run_id>_<n>`` (n from 0) with columns request_id and
-        request, built with CREATE TABLE ... AS SELECT. ``exclude_live`` leaves out
-        requests in the shard table of a live job of the ledger. No pending request: [].
+        request, built with CREATE TABLE ... AS SELECT. Requests in ``live_shards`` (the
+        shard tables of live jobs) are left out. No pending request: [].
         """
         if not _RUN_ID.match(run_id):
             raise ValueError(f"run_id {run_id!r}: use lowercase letters, digits and '_'")
-        pending, params = self.pending_query(model, exclude_live=exclude_live)
+        pending, params = self.pending_query(model, live_shards)
         # One snapshot of the pending set, numbered, so that the shards are disjoint and
         # exactly sized even if responses change meanwhile; dropped below, and expires by
         # itself if this process dies first.
@@ -279,7 +205,7 @@ FROM (
             {**params, "shard_size": model.config.shard_size},
         )
         try:
-            sizes = self.query(
+            sizes = self.bq.query(
                 f"SELECT shard, COUNT(*) AS row_count FROM {quote_table(staging)} "
                 "GROUP BY shard ORDER BY shard"
             )
@@ -287,14 +213,14 @@ FROM (
             for row in sizes:
                 index = int(row["shard"])
                 table = model.shard_table(run_id, index)
-                self.query(
+                self.bq.query(
                     f"CREATE TABLE {quote_table(table)} AS "
                     f"SELECT request_id, request FROM {quote_table(staging)} WHERE shard = @shard",
                     {"shard": index},
                 )
                 shards.append(Shard(table=table, rows=int(row["row_count"]), index=index))
         finally:
-            self.drop_tables([staging])
+            self.bq.drop_tables([staging])
         return shards
 
     def merge_output(
@@ -319,7 +245,7 @@ FROM (
             if shard_table
             else "0"
         )
-        stats = self.query(
+        stats = self.bq.query(
             f"""
 WITH answers AS ({answers})
 SELECT
@@ -343,26 +269,27 @@ WHEN MATCHED AND COALESCE(t.job_name, '') != @job_name AND s.succeeded THEN
     attempts = COALESCE(t.attempts, 0) + 1, last_error = NULL, job_name = @job_name,
     updated_at = CURRENT_TIMESTAMP()
 WHEN MATCHED AND COALESCE(t.job_name, '') != @job_name AND NOT s.succeeded
-  AND NOT {_SUCCEEDED.format(t="t")} THEN
+  AND NOT {answered_sql("t")} THEN
   UPDATE SET status = s.status, processed_time = s.processed_time,
     attempts = COALESCE(t.attempts, 0) + 1, last_error = s.error, job_name = @job_name,
     updated_at = CURRENT_TIMESTAMP()
 WHEN NOT MATCHED THEN
-  INSERT (request_id, response, status, processed_time, attempts, last_error, job_name,
-          updated_at)
-  VALUES (s.request_id, IF(s.succeeded, s.response, NULL), s.status, s.processed_time, 1,
-          IF(s.succeeded, NULL, s.error), @job_name, CURRENT_TIMESTAMP())""",
+  {_insert_responses_row(
+      request_id="s.request_id", response="IF(s.succeeded, s.response, NULL)",
+      status="s.status", processed_time="s.processed_time", attempts="1",
+      last_error="IF(s.succeeded, NULL, s.error)", job_name="@job_name",
+      updated_at="CURRENT_TIMESTAMP()")}""",
             {"job_name": job_name},
         )
         return MergeResult(**{name: int(stats[name] or 0) for name in _MERGE_FIELDS})
 
     def pending_query(
-        self, model: BatchModel, *, exclude_live: bool = True
+        self, model: BatchModel, live_shards: Sequence[str] = ()
     ) -> tuple[str, dict[str, Any]]:
         """SELECT of the pending requests (request_id, request; one row per request_id)
         and its parameters: valid, no success, attempts <= max_retries and, with
-        ``exclude_live``, in no live job's shard table."""
-        live = self._live_shard_tables(model) if exclude_live else []
+        in none of ``live_shards`` (the shard tables of live jobs)."""
+        live = list(live_shards)
         not_live = f"AND r.request_id NOT IN ({_union_request_ids(live)})" if live else ""
         sql = f"""
   SELECT request_id, request
@@ -372,7 +299,7 @@ WHEN NOT MATCHED THEN
     FROM {quote_table(model.requests_table)} AS r
     LEFT JOIN {quote_table(model.responses_table)} AS s ON s.request_id = r.request_id
     WHERE r.request_problem IS NULL
-      AND NOT {_SUCCEEDED.format(t="s")}
+      AND NOT {answered_sql("s")}
       AND COALESCE(s.attempts, 0) <= @max_retries
       {not_live}
   )
@@ -386,12 +313,12 @@ WHEN NOT MATCHED THEN
     ) -> list[bigquery.Row]:
         """Run a statement on a batch model's tables; a missing table names the model."""
         try:
-            return self.query(sql, params)
+            return self.bq.query(sql, params)
         except NotFound as exc:
             missing = [
                 table
                 for table in (model.requests_table, model.responses_table)
-                if not self.table_exists(table)
+                if not self.bq.table_exists(table)
             ]
             if not missing:
                 raise
@@ -401,18 +328,12 @@ WHEN NOT MATCHED THEN
                 f"`dbt run --select {model.name}` first (it builds the batch model's tables)."
             ) from exc
 
-    def _live_shard_tables(self, model: BatchModel) -> list[str]:
-        """Shard tables of the model's live jobs (that still exist)."""
-        if self.ledger is None:
-            return []
-        tables = {job.shard_table for job in self.ledger.live_jobs(model.unique_id)}
-        return sorted(table for table in tables if table and self.table_exists(table))
-
     def _answers_sql(self, model: BatchModel, output_table: str) -> str:
         """One answer per request_id of an output table, the success first if any."""
         try:
             schema = {
-                field.name: field.field_type for field in self.client.get_table(output_table).schema
+                field.name: field.field_type
+                for field in self.bq.client.get_table(output_table).schema
             }
         except NotFound as exc:
             raise WarehouseError(
@@ -447,12 +368,19 @@ WHEN NOT MATCHED THEN
   WHERE answer_rank = 1"""
 
 
-# A responses row (alias {t}) that holds a successful answer: never sent again.
-_SUCCEEDED = "COALESCE({t}.status = '' AND {t}.response IS NOT NULL, FALSE)"
-_PARAMETER_TYPES = (bigquery.ScalarQueryParameter, bigquery.ArrayQueryParameter)
 _RUN_ID = re.compile(r"^[a-z0-9_]{1,40}$")
 _COUNT_FIELDS = [f.name for f in fields(RequestCounts)]
 _MERGE_FIELDS = [f.name for f in fields(MergeResult)]
+
+
+def _insert_responses_row(**values: str) -> str:
+    """The INSERT clause of a MERGE into <model>__responses: one SQL value per column of
+    RESPONSES_SCHEMA, in its order (a missing or unknown column is a bug: ValueError)."""
+    if set(values) != set(RESPONSES_SCHEMA):
+        raise ValueError(f"responses columns {sorted(values)} != {sorted(RESPONSES_SCHEMA)}")
+    columns = ", ".join(RESPONSES_SCHEMA)
+    row = ", ".join(values[name] for name in RESPONSES_SCHEMA)
+    return f"INSERT ({columns})\n  VALUES ({row})"
 
 
 def _union_request_ids(tables: list[str]) -> str:
@@ -463,32 +391,13 @@ def _usage_sum(field_name: str) -> str:
     return f"COALESCE(SUM(LAX_INT64(JSON_QUERY(response, '$.usageMetadata.{field_name}'))), 0)"
 
 
-def _parameter(
-    name: str, value: Any
-) -> bigquery.ScalarQueryParameter | bigquery.ArrayQueryParameter:
-    if isinstance(value, list | tuple):
-        return bigquery.ArrayQueryParameter(name, "STRING", list(value))
-    if isinstance(value, bool):
-        kind = "BOOL"
-    elif isinstance(value, int):
-        kind = "INT64"
-    elif isinstance(value, float):
-        kind = "FLOAT64"
-    elif hasattr(value, "tzinfo"):
-        kind = "TIMESTAMP"
-    else:
-        kind = "STRING"
-    return bigquery.ScalarQueryParameter(name, kind, value)
-
-
 __all__ = [
     "INVALID_STATUS",
+    "RESPONSES_SCHEMA",
     "InvalidSummary",
     "MergeResult",
     "RequestCounts",
     "Shard",
     "Warehouse",
-    "WarehouseError",
-    "bigquery_client",
-    "quote_table",
+    "answered_sql",
 ]

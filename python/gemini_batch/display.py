@@ -1,8 +1,10 @@
-"""What a build shows while jobs run, and the closing table per batch model.
+"""Everything the user sees: progress while jobs run, and the tables commands print.
 
-On a terminal: a rich progress line per job (model, job, state, done/failed of its
-requests, elapsed). Elsewhere (a pipe, CI): one plain log line per change, so logs stay
-readable. Both reporters are safe to call from the threads that wait on jobs.
+While a build waits, on a terminal: a rich progress line per job (model, job, state,
+done/failed of its requests, elapsed). Elsewhere (a pipe, CI): one plain log line per
+change, so logs stay readable. Both reporters are safe to call from the threads that
+wait on jobs. Then the tables: the build's closing summary, `plan`, and the ledger's
+jobs (`status`, `jobs`). Talks to no service.
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ from rich.progress import (
 from rich.table import Table
 
 from gemini_batch.jobs import JobStatus
+from gemini_batch.ledger import LedgerEntry
+from gemini_batch.plan import ModelPlan
+
+# Off a terminal rich assumes 80 columns and would cut the numbers of a wide table.
+LOG_WIDTH = 200
 
 
 @dataclass
@@ -171,6 +178,11 @@ def make_reporter(console: Console, *, plain: bool | None = None) -> Reporter:
     return PlainReporter(console) if plain else RichReporter(console)
 
 
+def print_table(console: Console, table: Table) -> None:
+    """``table`` on ``console``, or in LOG_WIDTH columns where it is not a terminal."""
+    (console if console.is_terminal else Console(width=LOG_WIDTH)).print(table)
+
+
 def _money(value: float | None) -> str:
     return "-" if value is None else f"${value:,.4f}"
 
@@ -217,3 +229,77 @@ def summary_notes(summary: ModelSummary) -> list[str]:
         notes.append(f"{summary.model}: {summary.pending:,} requests are still pending; "
                      "run `gemini-batch build` again.")
     return notes
+
+
+def plan_table(plans: list[ModelPlan]) -> Table:
+    """`gemini-batch plan`: one row per batch model."""
+    table = Table(title="gemini-batch plan", title_justify="left")
+    for name in ("model", "requests", "cached", "pending", "failed", "invalid", "in flight",
+                 "shards", "input tokens", "output tokens", "est. cost", "cap"):
+        table.add_column(name, justify="left" if name == "model" else "right")
+    for item in plans:
+        cap = _money(item.model.config.max_cost_usd)
+        counts, estimate = item.counts, item.estimate
+        if not item.built or counts is None or estimate is None:
+            table.add_row(item.model.name, *["-"] * 10, cap)
+            continue
+        table.add_row(
+            item.model.name, f"{counts.unique:,}", f"{counts.cached:,}", f"{counts.pending:,}",
+            f"{counts.failed:,}", f"{counts.invalid:,}", f"{counts.in_flight:,}",
+            f"{item.shards:,}", f"{estimate.input_tokens:,}", f"{estimate.output_tokens:,}",
+            _money(estimate.usd), cap,
+        )
+    return table
+
+
+def plan_notes(plans: list[ModelPlan]) -> list[str]:
+    """Sentences under the plan table."""
+    notes = []
+    for item in plans:
+        name = item.model.name
+        if not item.built or item.counts is None:
+            notes.append(f"{name}: {item.model.requests_table} is not built yet; "
+                         "run `gemini-batch build` (or `dbt run`) first.")
+            continue
+        if item.over_budget:
+            notes.append(f"{name}: {item.over_budget}")
+        if item.live_jobs:
+            notes.append(f"{name}: {item.live_jobs} job(s) of an earlier build are "
+                         "live; `build` resumes them first.")
+        if item.counts.pending == 0:
+            notes.append(f"{name}: nothing to submit (all cached or failed for good).")
+    return notes
+
+
+def jobs_table(
+    title: str, entries: list[LedgerEntry], service: dict[str, JobStatus] | None = None
+) -> Table:
+    """Ledger rows, one per job; with ``service`` (job name -> what Vertex AI says now),
+    a state the ledger has not caught up with is shown beside the ledger's."""
+    table = Table(title=title, title_justify="left")
+    numbers = ("requests", "succeeded", "failed", "tokens", "cost")
+    for name in ("job", "model", "state", *numbers, "submitted", "ended", "merged"):
+        table.add_column(name, justify="right" if name in numbers else "left")
+    for entry in entries:
+        status = (service or {}).get(entry.job_name)
+        state = entry.state if status is None or status.state == entry.state else (
+            f"{status.state} (ledger: {entry.state})"
+        )
+        succeeded = entry.succeeded_count if status is None else max(
+            status.succeeded, entry.succeeded_count or 0)
+        failed = entry.failed_count if status is None else max(
+            status.failed, entry.failed_count or 0)
+        table.add_row(
+            entry.job_id or _short(entry.job_name),
+            entry.dbt_model.rsplit(".", 1)[-1],
+            state,
+            f"{entry.request_count:,}",
+            "-" if succeeded is None else f"{succeeded:,}",
+            "-" if failed is None else f"{failed:,}",
+            "-" if entry.total_tokens is None else f"{entry.total_tokens:,}",
+            _money(entry.actual_cost_usd),
+            f"{entry.submitted_at:%Y-%m-%d %H:%M:%S}" if entry.submitted_at else "-",
+            f"{entry.ended_at:%H:%M:%S}" if entry.ended_at else "-",
+            "yes" if entry.merged_at else "no",
+        )
+    return table

@@ -1,0 +1,305 @@
+"""A dbt project driven through dbt's Python API: parse, select, stages, the target.
+
+Talks to dbt only (``dbtRunner``, one invocation at a time, as dbt requires): a parse
+gives the manifest, ``dbt ls`` resolves the user's selection with dbt's own selector
+logic, and the selected nodes are cut into stages. Stage L holds the nodes whose inputs
+are final once the batch models of lower stages have their answers; ``build`` runs the
+batch models' jobs after each stage.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from graphlib import TopologicalSorter
+from typing import Any
+
+from gemini_batch.config import BatchModel
+from gemini_batch.errors import ConfigError, DbtError
+
+MATERIALIZATION = "gemini_batch"
+# Node types `dbt build` executes; `dbt run` executes models only.
+BUILD_RESOURCE_TYPES = frozenset({"model", "seed", "snapshot", "test", "unit_test", "function"})
+
+
+@dataclass(frozen=True)
+class DbtOptions:
+    """The dbt arguments a gemini-batch command was given."""
+
+    project_dir: str | None = None
+    profiles_dir: str | None = None
+    target: str | None = None
+    profile: str | None = None
+    vars: str | None = None
+    select: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    selector: str | None = None
+    state: str | None = None
+    # Passed as they are to the `dbt run|build` of each stage (--full-refresh, --threads...).
+    extra: tuple[str, ...] = ()
+
+    def common_args(self) -> list[str]:
+        """Arguments every invocation gets: where the project is and which target."""
+        args: list[str] = []
+        for flag, value in (
+            ("--project-dir", self.project_dir),
+            ("--profiles-dir", self.profiles_dir),
+            ("--target", self.target),
+            ("--profile", self.profile),
+            ("--vars", self.vars),
+        ):
+            if value is not None:
+                args += [flag, value]
+        return args
+
+    def selection_args(self) -> list[str]:
+        args: list[str] = []
+        if self.select:
+            args += ["--select", *self.select]
+        if self.exclude:
+            args += ["--exclude", *self.exclude]
+        if self.selector:
+            args += ["--selector", self.selector]
+        if self.state:
+            args += ["--state", self.state]
+        return args
+
+
+@dataclass(frozen=True)
+class DbtTarget:
+    """BigQuery connection of the dbt target (profiles.yml), as dbt-bigquery reads it."""
+
+    project: str  # execution project: where queries and Vertex jobs run
+    data_project: str  # the target's database: where the ledger lives
+    dataset: str
+    location: str | None
+    api_endpoint: str | None
+    credentials: Any  # dbt-bigquery's BigQueryCredentials
+
+    def google_credentials(self) -> Any:
+        """The credentials dbt uses (keyfile, oauth, impersonation...); None for a local
+        endpoint, which takes anonymous ones."""
+        if self.api_endpoint:
+            return None
+        from dbt.adapters.bigquery.credentials import create_google_credentials
+
+        return create_google_credentials(self.credentials)
+
+
+def _failure_message(result: Any, what: str) -> str:
+    """dbt's own words for a failed invocation."""
+    if result.exception is not None:
+        return f"{what} failed: {result.exception}"
+    lines = []
+    for node_result in getattr(result.result, "results", None) or []:
+        status = str(getattr(node_result, "status", ""))
+        if status in ("error", "fail", "runtime error"):
+            node = getattr(node_result, "node", None)
+            name = getattr(node, "unique_id", "?")
+            lines.append(f"  {name}: {status}: {node_result.message}")
+    detail = "\n".join(lines) or "  see dbt's messages above"
+    return f"{what} failed:\n{detail}"
+
+
+class DbtProject:
+    """A dbt project driven through ``dbtRunner``: parse, select, run stages.
+
+    dbtRunner is not safe for two invocations at once, so only the caller's thread uses
+    it, one invocation after another.
+    """
+
+    def __init__(self, options: DbtOptions) -> None:
+        from dbt.cli.main import dbtRunner
+
+        self.options = options
+        self._runner_class = dbtRunner
+        self.manifest: Any = None
+        self.runner: Any = None
+        self.invocation_id: str | None = None
+
+    def _invoke(self, args: list[str], what: str) -> Any:
+        result = self.runner.invoke(args)
+        if not result.success:
+            raise DbtError(_failure_message(result, what))
+        from dbt_common.invocation import get_invocation_id
+
+        self.invocation_id = get_invocation_id()
+        return result
+
+    def parse(self) -> None:
+        """Parse the project (partial parsing applies) and keep the manifest for reuse."""
+        self.runner = self._runner_class()
+        result = self._invoke(["parse", *self.options.common_args(), "--quiet"], "dbt parse")
+        self.manifest = result.result
+        # Later invocations reuse it instead of parsing again.
+        self.runner = self._runner_class(manifest=self.manifest)
+
+    def target(self) -> DbtTarget:
+        """The BigQuery target, through dbt's own profile loader (env_var, vars, --target)."""
+        from dbt.config.runtime import load_profile
+        from dbt.flags import get_flags
+
+        flags = get_flags()
+        profile = load_profile(
+            str(flags.PROJECT_DIR or self.options.project_dir or "."),
+            dict(flags.VARS or {}),
+            flags.PROFILE,
+            flags.TARGET,
+        )
+        credentials = profile.credentials
+        if credentials.type != "bigquery":
+            raise ConfigError(
+                f"Target {profile.target_name!r} of profile {profile.profile_name!r} is "
+                f"{credentials.type!r}: gemini-batch needs a BigQuery target."
+            )
+        return DbtTarget(
+            project=credentials.execution_project or credentials.database,
+            data_project=credentials.database,
+            dataset=credentials.schema,
+            location=credentials.location,
+            api_endpoint=credentials.api_endpoint,
+            credentials=credentials,
+        )
+
+    @property
+    def vars(self) -> dict[str, Any]:
+        from dbt.flags import get_flags
+
+        return dict(get_flags().VARS or {})
+
+    def node(self, unique_id: str) -> Any:
+        for collection in ("nodes", "unit_tests", "functions"):
+            found = getattr(self.manifest, collection, {}).get(unique_id)
+            if found is not None:
+                return found
+        raise KeyError(unique_id)
+
+    def _graph_ids(self) -> list[str]:
+        ids: list[str] = []
+        for collection in ("nodes", "unit_tests", "functions"):
+            ids.extend(getattr(self.manifest, collection, {}) or {})
+        return ids
+
+    def is_batch_model(self, unique_id: str) -> bool:
+        node = self.node(unique_id)
+        return (
+            getattr(node, "resource_type", "") == "model"
+            and node.config.materialized == MATERIALIZATION
+        )
+
+    def batch_model(self, unique_id: str) -> BatchModel:
+        return BatchModel.from_manifest_node(self.node(unique_id).to_dict())
+
+    def all_batch_models(self) -> list[str]:
+        return [uid for uid in self.manifest.nodes if self.is_batch_model(uid)]
+
+    def find_model(self, name: str) -> BatchModel:
+        """A batch model by name or unique_id; ConfigError listing the batch models if none."""
+        batch_ids = self.all_batch_models()
+        for uid in batch_ids:
+            if name in (uid, self.node(uid).name):
+                return self.batch_model(uid)
+        known = ", ".join(sorted(self.node(uid).name for uid in batch_ids))
+        raise ConfigError(
+            f"No batch model (materialized='gemini_batch') named {name!r} in this project. "
+            f"Batch models: {known or 'none'}."
+        )
+
+    def select(self, command: str) -> list[str]:
+        """Unique ids the user's selection picks for ``command``, by dbt's own rules."""
+        args = ["ls", *self.options.common_args(), *self.options.selection_args(),
+                "--output", "json", "--output-keys", "unique_id", "--log-level", "none"]
+        if command == "run":
+            args += ["--resource-type", "model"]
+        result = self._invoke(args, "dbt ls (selection)")
+        selected = [json.loads(line)["unique_id"] for line in result.result or []]
+        return [uid for uid in selected if self._executable(uid)]
+
+    def _executable(self, unique_id: str) -> bool:
+        try:
+            node = self.node(unique_id)
+        except KeyError:  # sources, exposures, metrics: nothing to run
+            return False
+        return str(node.resource_type) in BUILD_RESOURCE_TYPES
+
+    def stages(self, selected: Sequence[str]) -> list[Stage]:
+        """Cut the selected nodes into levels (see the module docstring)."""
+        chosen = set(selected)
+        batch = {uid for uid in chosen if self.is_batch_model(uid)}
+        graph = {uid: self._parents(uid) for uid in self._graph_ids()}
+        level: dict[str, int] = {}
+        ready: dict[str, int] = {}  # level after which a node's data is final
+        for uid in TopologicalSorter(graph).static_order():
+            parents = [p for p in graph.get(uid, ()) if p in ready]
+            if uid in graph and str(self.node(uid).resource_type) == "unit_test":
+                # dbt runs a unit test before building its model: same stage as the model.
+                lvl = max((level[p] for p in parents), default=0)
+            else:
+                lvl = max((ready[p] for p in parents), default=0)
+            level[uid] = lvl
+            ready[uid] = lvl + 1 if uid in batch else lvl
+        stages: list[Stage] = []
+        for lvl in range(max((level[u] for u in chosen), default=-1) + 1):
+            nodes = [u for u in selected if level[u] == lvl]
+            models = [u for u in nodes if u in batch]
+            if nodes:
+                stages.append(Stage(level=lvl, node_ids=tuple(nodes), batch_ids=tuple(models)))
+        return stages
+
+    def _parents(self, unique_id: str) -> list[str]:
+        depends_on = getattr(self.node(unique_id), "depends_on", None)
+        return list(getattr(depends_on, "nodes", None) or [])
+
+    def stage_selection(self, node_ids: Iterable[str]) -> list[str]:
+        """``--select``/``--exclude`` arguments that pick exactly ``node_ids``.
+
+        dbt has no unique_id selector; a full ``fqn:`` is exact except that it also picks
+        nodes whose fqn extends it (a folder named like a model). Those are found with
+        dbt's own fqn matcher and excluded.
+        """
+        from dbt.graph.selector_methods import QualifiedNameSelectorMethod
+
+        wanted = set(node_ids)
+        everything = set(self._graph_ids())
+        matcher = QualifiedNameSelectorMethod(self.manifest, None, [])
+        selectors, picked = [], set()
+        for uid in sorted(wanted):
+            selector = ".".join(self.node(uid).fqn)
+            selectors.append(f"fqn:{selector}")
+            picked.update(matcher.search(everything, selector))
+        args = ["--select", *selectors]
+        extra = sorted(picked - wanted)
+        if extra:
+            args += ["--exclude", *(f"fqn:{'.'.join(self.node(u).fqn)}" for u in extra)]
+        return args
+
+    def run_stage(self, command: str, stage: Stage, total: int) -> None:
+        args = [command, *self.options.common_args(), *self.stage_selection(stage.node_ids),
+                "--indirect-selection", "empty", *self.options.extra]
+        self._invoke(args, f"dbt {command} (stage {stage.level + 1} of {total})")
+
+    def run_all(self, command: str) -> None:
+        """No batch model selected: exactly what `dbt <command>` would do."""
+        self._invoke(
+            [command, *self.options.common_args(), *self.options.selection_args(),
+             *self.options.extra],
+            f"dbt {command}",
+        )
+
+
+@dataclass(frozen=True)
+class Stage:
+    level: int
+    node_ids: tuple[str, ...]
+    batch_ids: tuple[str, ...]  # batch models built in this stage, whose jobs follow it
+
+
+__all__ = [
+    "BUILD_RESOURCE_TYPES",
+    "MATERIALIZATION",
+    "DbtOptions",
+    "DbtProject",
+    "DbtTarget",
+    "Stage",
+]

@@ -1,0 +1,394 @@
+"""One batch model's jobs in one build: resume, count, submit rounds, wait, merge.
+
+Talks to BigQuery (through the workspace's ledger and warehouse) and Vertex AI
+(through ``jobs``). Every job is written to the ledger right after it is created and
+before anything waits on it; answers are merged into ``<model>__responses`` as each job
+ends. Several ``ModelRun``s of one stage run side by side, one thread each.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from google.api_core.exceptions import GoogleAPICallError
+
+from gemini_batch import cost
+from gemini_batch.bq import quote_table
+from gemini_batch.config import BatchModel
+from gemini_batch.display import ModelSummary, Reporter
+from gemini_batch.errors import BuildInterrupted, GeminiBatchError
+from gemini_batch.jobs import TOOL_LABEL, Backoff, JobStatus, job_labels, label_value
+from gemini_batch.ledger import LedgerEntry, LockOwner
+from gemini_batch.warehouse import MergeResult, RequestCounts
+from gemini_batch.workspace import Workspace
+
+
+def new_run_id() -> str:
+    """Short and sortable, e.g. 20261125t063012_ab12: names one round's shard tables."""
+    return f"{datetime.now(UTC):%Y%m%dt%H%M%S}_{secrets.token_hex(2)}"
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """How a build waits and what counts as failure (CLI flags)."""
+
+    poll_initial: float = 1.0
+    poll_max: float = 60.0
+    # None: each model's fail_on_failed_rows config; True/False: the CLI flag wins.
+    fail_on_failed_rows: bool | None = None
+
+
+@dataclass
+class _Tracked:
+    """A job this build waits on."""
+
+    entry: LedgerEntry
+    backoff: Backoff
+    next_poll: float = 0.0
+    status: JobStatus | None = None
+    rows_back: int = 0  # rows of its output merged (answers and row errors)
+
+
+@dataclass
+class BatchContext:
+    """What every batch model of a build shares."""
+
+    workspace: Workspace
+    owner: LockOwner
+    settings: BatchSettings
+    invocation_id: str
+    reporter: Reporter | None = None  # set for each stage's jobs
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+class ModelRun:
+    """The jobs of one batch model in one build: resume, count, submit rounds, merge."""
+
+    def __init__(self, ctx: BatchContext, model: BatchModel) -> None:
+        self.ctx = ctx
+        self.ws = ctx.workspace
+        self.model = model
+        assert ctx.reporter is not None, "set ctx.reporter before running jobs"
+        self.reporter: Reporter = ctx.reporter
+        self.summary = ModelSummary(model=model.name)
+        self._live_shards: list[str] = []
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _say(self, text: str) -> None:
+        self.reporter.message(self.model.name, text)
+
+    def _location(self) -> str:
+        dataset_location = self.ws.bq.dataset_location(
+            self.model.project, self.model.dataset
+        )
+        return self.model.job_location(dataset_location)
+
+    def _count(self) -> RequestCounts:
+        """Counts of the model's requests; reads the live jobs' shard tables once, and
+        keeps them for the round that follows (nothing is submitted in between)."""
+        self._live_shards = self.ws.ledger.live_shard_tables(self.model.unique_id)
+        return self.ws.warehouse.counts(self.model, self._live_shards)
+
+    def _sleep(self, seconds: float) -> None:
+        if self.ctx.stop.wait(max(0.0, seconds)):
+            raise BuildInterrupted("interrupted")
+
+    # -- the flow ------------------------------------------------------------------
+
+    def run(self) -> ModelSummary:
+        started = time.monotonic()
+        try:
+            self._run()
+        except BuildInterrupted:
+            self.summary.error = "interrupted: live jobs stay in the ledger; rerun to resume"
+            raise
+        except GeminiBatchError as exc:
+            self.summary.error = str(exc)
+        except GoogleAPICallError as exc:
+            self.summary.error = f"{type(exc).__name__} from Google Cloud: {exc.message or exc}"
+        finally:
+            self.summary.wall_seconds = time.monotonic() - started
+        return self.summary
+
+    def _run(self) -> None:
+        model = self.model
+        if not self.ws.bq.table_exists(model.requests_table):
+            raise GeminiBatchError(
+                f"{model.requests_table} does not exist: dbt did not build {model.unique_id}."
+            )
+        location = self._location()
+        live = self.ws.ledger.live_jobs(model.unique_id)
+        cached_before: int | None = None
+        if live:
+            cached_before = self._count().cached
+            resumed = sum(entry.request_count for entry in live)
+            self._say(f"resuming {len(live)} job(s) of an earlier build ({resumed:,} requests)")
+            self.summary.resumed = resumed
+            self._wait([self._track(entry, announce=True) for entry in live], queue=[])
+
+        counts = self._count()
+        if counts.invalid:  # marking scans every request: only when there is one to mark
+            invalid = self.ws.warehouse.mark_invalid(model)
+            examples = "; ".join(f"{rid[:12]}: {reason}" for rid, reason in invalid.examples)
+            self._say(f"{counts.invalid:,} invalid requests are not submitted (e.g. {examples})")
+            counts = self._count()
+        if counts.pending and self._adopt_orphans(location):
+            counts = self._count()
+        if cached_before is None:
+            cached_before = counts.cached
+
+        for attempt in range(model.config.max_retries + 1):
+            if counts.pending == 0:
+                break
+            if attempt:
+                self._say(f"retry round {attempt}: {counts.pending:,} requests still pending")
+            round_ok = self._submit_round(location, counts)
+            counts = self._count()
+            if not round_ok:
+                break  # a job brought nothing back: another round would fail alike
+
+        self._finish_summary(counts, cached_before)
+
+    def _adopt_orphans(self, location: str) -> bool:
+        """Merge jobs of this model the ledger does not know, waiting on live ones.
+
+        A build killed between creating a job and writing its ledger row leaves one; its
+        requests are in no live shard of the ledger, so they would be sent again, and
+        if it ended, its answers (paid for) are in its output table. Found by the labels
+        every job gets and the model's shard table prefix, among the newest jobs.
+        """
+        model = self.model
+        prefix = f"{model.view}__shard_"
+        labelled = [
+            job for job in self.ws.vertex(location).list(
+                labels={"tool": TOOL_LABEL, "dbt_model": label_value(model.name)})
+            if (job.input_table or "").startswith(prefix)
+        ]
+        if not labelled:
+            return False
+        known = {entry.job_name for entry in self.ws.ledger.entries(
+            model.unique_id, limit=len(labelled) + 1000)}
+        orphans = [
+            job for job in labelled if job.name not in known
+            and (not job.terminal
+                 or bool(job.output_table and self.ws.bq.table_exists(job.output_table)))
+        ]
+        adopted = []
+        for job in orphans:
+            shard = job.input_table or ""
+            if self.ws.bq.table_exists(shard):
+                requests = int(self.ws.bq.query(
+                    f"SELECT COUNT(*) AS n FROM {quote_table(shard)}")[0]["n"])
+            else:  # the shard is gone: the service's own counts
+                requests = job.succeeded + job.failed + job.incomplete
+            entry = LedgerEntry(
+                job_name=job.name, job_id=job.job_id, dbt_model=model.unique_id,
+                model_relation=model.view, invocation_id=job.labels.get("dbt_invocation_id"),
+                shard_table=shard, output_table=job.output_table or "",
+                gemini_model=model.config.gemini_model, location=location, state=job.state,
+                request_count=requests, submitted_at=job.create_time,
+            )
+            self.ws.ledger.record_submitted(entry)
+            adopted.append(entry)
+            self._say(f"adopting job {job.job_id} ({entry.request_count:,} requests): "
+                      "created by a build that died before recording it")
+        if adopted:
+            self.summary.resumed += sum(entry.request_count for entry in adopted)
+            self._wait([self._track(entry, announce=True) for entry in adopted], queue=[])
+        return bool(adopted)
+
+    def _finish_summary(self, counts: RequestCounts, cached_before: int) -> None:
+        self.summary.requests = counts.unique
+        self.summary.cached = cached_before
+        self.summary.succeeded = counts.cached - cached_before
+        self.summary.failed = counts.failed
+        self.summary.invalid = counts.invalid
+        self.summary.pending = counts.pending + counts.in_flight
+
+    def _submit_round(self, location: str, counts: RequestCounts) -> bool:
+        """One round: shards of the pending requests, jobs, wait, merge. False if a job
+        brought no row back (failed before answering, cancelled, expired...)."""
+        model, ws = self.model, self.ws
+        estimate = cost.estimate(
+            ws.warehouse, model, live_shards=self._live_shards, prices=ws.prices,
+            observed_output_tokens=ws.ledger.observed_output_tokens(model.config.gemini_model),
+        )
+        cost.check_budget(model, estimate)
+        if self.summary.estimated_cost_usd is None:
+            self.summary.estimated_cost_usd = estimate.usd
+        run_id = new_run_id()
+        shards = ws.warehouse.create_shards(model, run_id, self._live_shards)
+        if not shards:
+            return True
+        usd = f", est. ${estimate.usd:,.4f}" if estimate.usd is not None else ""
+        self._say(
+            f"{sum(s.rows for s in shards):,} requests in {len(shards)} job(s) "
+            f"(~{estimate.input_tokens:,} input / ~{estimate.output_tokens:,} output tokens{usd})"
+        )
+        queue = [
+            (shard, (estimate.usd or 0.0) * shard.rows / max(estimate.requests, 1))
+            for shard in shards
+        ]
+        jobs = self._wait([], queue=queue, location=location, run_id=run_id)
+        return all(job.rows_back for job in jobs)
+
+    # -- submit and wait -----------------------------------------------------------
+
+    def _submit(self, location: str, run_id: str, shard: Any, estimated_usd: float) -> _Tracked:
+        ctx, model = self.ctx, self.model
+        output_table = model.output_table(run_id, shard.index)
+        status = self.ws.vertex(location).submit(
+            display_name=shard.table.rsplit(".", 1)[-1],
+            gemini_model=model.config.gemini_model,
+            input_table=shard.table,
+            output_table=output_table,
+            labels=job_labels(
+                model_name=model.name, invocation_id=ctx.invocation_id,
+                extra=model.config.labels,
+            ),
+        )
+        entry = LedgerEntry(
+            job_name=status.name,
+            job_id=status.job_id,
+            dbt_model=model.unique_id,
+            model_relation=model.view,
+            invocation_id=ctx.invocation_id,
+            shard_table=shard.table,
+            output_table=output_table,
+            gemini_model=model.config.gemini_model,
+            location=location,
+            state=status.state,
+            request_count=shard.rows,
+            estimated_cost_usd=estimated_usd,
+        )
+        try:
+            self.ws.ledger.record_submitted(entry)
+        except Exception:
+            # A job the ledger does not know could be paid for twice: take it back.
+            self.ws.vertex(location).cancel(status.name)
+            raise
+        self.summary.submitted += shard.rows
+        self.summary.jobs += 1
+        self.reporter.job_started(model.name, status.name, shard.rows)
+        tracked = self._track(entry)
+        tracked.status = status
+        # The create call just said where the job is: the first poll can wait.
+        tracked.next_poll = time.monotonic() + tracked.backoff.next_delay()
+        return tracked
+
+    def _track(self, entry: LedgerEntry, *, announce: bool = False) -> _Tracked:
+        """Start waiting on a job; ``announce`` one this build did not submit."""
+        if announce:
+            self.reporter.job_started(self.model.name, entry.job_name, entry.request_count)
+        settings = self.ctx.settings
+        return _Tracked(entry=entry, backoff=Backoff(settings.poll_initial, settings.poll_max))
+
+    def _wait(
+        self,
+        active: list[_Tracked],
+        *,
+        queue: list[tuple[Any, float]],
+        location: str | None = None,
+        run_id: str | None = None,
+    ) -> list[_Tracked]:
+        """Submit ``queue`` with at most max_concurrent_jobs in flight; wait until every
+        job ended and is merged. Returns every job handled."""
+        handled = list(active)
+        active = list(active)
+        queue = list(queue)
+        limit = self.model.config.max_concurrent_jobs
+        while active or queue:
+            while queue and len(active) < limit:
+                shard, usd = queue.pop(0)
+                assert location is not None and run_id is not None
+                tracked = self._submit(location, run_id, shard, usd)
+                active.append(tracked)
+                handled.append(tracked)
+            due = min(job.next_poll for job in active)
+            self._sleep(due - time.monotonic())
+            now = time.monotonic()
+            for job in [j for j in active if j.next_poll <= now]:
+                if self._poll(job):
+                    active.remove(job)
+        return handled
+
+    def _poll(self, job: _Tracked) -> bool:
+        """Poll once; True once the job ended and its output is merged."""
+        entry = job.entry
+        if entry.is_terminal:  # ended while no build was watching: merge only
+            status = JobStatus(
+                name=entry.job_name, state=entry.state, error=entry.error,
+                succeeded=entry.succeeded_count or 0, failed=entry.failed_count or 0,
+            )
+        else:
+            status = self.ws.vertex(entry.location).get(entry.job_name)
+        changed = job.status is None or (
+            status.state, status.succeeded, status.failed
+        ) != (job.status.state, job.status.succeeded, job.status.failed)
+        job.status = status
+        self.reporter.job_update(self.model.name, status)
+        if changed and not status.terminal:
+            self.ws.ledger.update(
+                entry.job_name, state=status.state,
+                succeeded_count=status.succeeded, failed_count=status.failed,
+            )
+            job.backoff.reset()
+        if not status.terminal:
+            job.next_poll = time.monotonic() + job.backoff.next_delay()
+            return False
+        self._merge(job, status)
+        return True
+
+    def _merge(self, job: _Tracked, status: JobStatus) -> None:
+        """Fold an ended job's output into responses; ledger; drop the job's tables."""
+        model, entry = self.model, job.entry
+        ended_at = status.end_time or entry.ended_at or datetime.now(UTC)
+        merge: MergeResult | None = None
+        if self.ws.bq.table_exists(entry.output_table):
+            # Even a FAILED or EXPIRED job may have answered some rows: they were paid.
+            merge = self.ws.warehouse.merge_output(
+                model, entry.output_table, entry.job_name, shard_table=entry.shard_table
+            )
+        fields: dict[str, Any] = {"state": status.state, "ended_at": ended_at,
+                                  "error": status.error}
+        note = status.state
+        if merge is not None:
+            usd = cost.actual_cost(
+                entry.gemini_model, merge.prompt_tokens, merge.candidates_tokens,
+                merge.thoughts_tokens, prices=self.ws.prices,
+            )
+            fields.update(
+                succeeded_count=merge.succeeded, failed_count=merge.failed,
+                prompt_tokens=merge.prompt_tokens, candidates_tokens=merge.candidates_tokens,
+                thoughts_tokens=merge.thoughts_tokens, total_tokens=merge.total_tokens,
+                actual_cost_usd=usd,
+            )
+            self.summary.tokens += merge.total_tokens
+            self.summary.cost_usd += usd or 0.0
+            note = (f"{status.state}: merged {merge.succeeded:,} answers, "
+                    f"{merge.failed:,} failed rows, {merge.unanswered:,} unanswered")
+        if merge is not None:
+            job.rows_back = merge.succeeded + merge.failed
+        if not status.answered:
+            reason = status.error or "no error given"
+            note = f"{note} ({reason})"
+            if not job.rows_back:
+                # Nothing came back: its requests stay pending, and the build failed.
+                self.summary.failed_jobs.append(
+                    f"{status.job_id} ended {status.state} without answers: {reason}"
+                )
+        fields["merged_at"] = datetime.now(UTC)
+        self.ws.ledger.update(entry.job_name, **fields)
+        job.entry = replace(entry, state=status.state, merged_at=fields["merged_at"])
+        if not model.config.keep_job_tables:
+            self.ws.bq.drop_tables([entry.shard_table, entry.output_table])
+        self.reporter.job_finished(model.name, status, note)
+
+
+__all__ = ["BatchContext", "BatchSettings", "ModelRun", "new_run_id"]

@@ -1,0 +1,75 @@
+"""`gemini-batch plan`: what a build would submit per batch model, and at what cost.
+
+Reads the tables the last dbt run left (BigQuery, through the workspace) and the
+ledger; submits nothing and writes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from gemini_batch import cost
+from gemini_batch.config import BatchModel
+from gemini_batch.dbt_project import DbtOptions, DbtProject
+from gemini_batch.errors import GeminiBatchError
+from gemini_batch.warehouse import RequestCounts
+from gemini_batch.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """What `gemini-batch build` would submit for one batch model, as of its last dbt run."""
+
+    model: BatchModel
+    built: bool  # <model>__requests exists
+    counts: RequestCounts | None = None
+    shards: int = 0
+    estimate: cost.CostEstimate | None = None
+    over_budget: str | None = None  # why the budget cap would refuse the build
+    live_jobs: int = 0
+
+
+def plan(options: DbtOptions, *, command: str = "build") -> list[ModelPlan]:
+    """Per selected batch model: cached, pending, failed, shards, tokens and cost."""
+    project = DbtProject(options)
+    project.parse()
+    batch_ids = [uid for uid in project.select(command) if project.is_batch_model(uid)]
+    if not batch_ids:
+        return []
+    workspace = Workspace.open(project)
+    return [model_plan(workspace, project.batch_model(uid)) for uid in batch_ids]
+
+
+def model_plan(workspace: Workspace, model: BatchModel) -> ModelPlan:
+    """The plan of one batch model (no ledger yet: nothing is in flight)."""
+    ws = workspace
+    if not ws.bq.table_exists(model.requests_table):
+        return ModelPlan(model=model, built=False)
+    ledger = ws.ledger if ws.ledger.exists() else None
+    live_jobs = ledger.live_jobs(model.unique_id) if ledger else []
+    live_shards = ledger.live_shard_tables(model.unique_id, live_jobs) if ledger else []
+    counts = ws.warehouse.counts(model, live_shards)
+    estimate = cost.estimate(
+        ws.warehouse, model, live_shards=live_shards, prices=ws.prices,
+        observed_output_tokens=(
+            ledger.observed_output_tokens(model.config.gemini_model) if ledger else None
+        ),
+    )
+    try:
+        cost.check_budget(model, estimate)
+        over_budget = None
+    except GeminiBatchError as exc:
+        over_budget = str(exc)
+    return ModelPlan(
+        model=model,
+        built=True,
+        counts=counts,
+        shards=math.ceil(counts.pending / model.config.shard_size),
+        estimate=estimate,
+        over_budget=over_budget,
+        live_jobs=len(live_jobs),
+    )
+
+
+__all__ = ["ModelPlan", "model_plan", "plan"]

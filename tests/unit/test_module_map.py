@@ -1,0 +1,109 @@
+"""The package's shape: no import cycle, one home for exceptions, every module on the map."""
+
+from __future__ import annotations
+
+import ast
+import re
+from graphlib import CycleError, TopologicalSorter
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = REPO_ROOT / "python" / "gemini_batch"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules() -> dict[str, ast.Module]:
+    return {_module_name(p): ast.parse(p.read_text(), str(p)) for p in PACKAGE.rglob("*.py")}
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _imports(module: str, tree: ast.Module, known: set[str]) -> set[str]:
+    """Package modules ``module`` imports at run time (anywhere, lazily too; imports under
+    ``if TYPE_CHECKING:`` never run and are left out)."""
+    found: set[str] = set()
+    skipped = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+               and _is_type_checking(node) for n in ast.walk(node)}
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            base = node.module
+            if node.level:  # relative import
+                base = ".".join(module.split(".")[: -node.level] + [node.module])
+            names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found.update(name for name in names if name in known and name != module)
+    return found
+
+
+def test_no_import_cycle_among_the_modules() -> None:
+    modules = _modules()
+    known = set(modules)
+    # A package importing its own submodules (to offer them by name) is not a cycle.
+    graph = {
+        name: {dep for dep in _imports(name, tree, known) if not dep.startswith(f"{name}.")}
+        for name, tree in modules.items()
+    }
+    assert graph["gemini_batch.build"], "the walker found no imports: it is broken"
+    try:
+        list(TopologicalSorter(graph).static_order())
+    except CycleError as cycle:
+        pytest.fail(f"import cycle: {' -> '.join(cycle.args[1])}")
+
+
+def test_every_exception_of_the_operator_lives_in_errors() -> None:
+    """One hierarchy (the emulator, a program of its own, keeps its own under local/)."""
+    homes = {}
+    for name, tree in _modules().items():
+        if name.startswith("gemini_batch.local"):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and any(
+                re.search(r"(Error|Exception|Interrupted)$", ast.unparse(base))
+                for base in node.bases
+            ):
+                homes[node.name] = name
+    assert homes, "found no exception class: the check is broken"
+    assert {cls: home for cls, home in homes.items() if home != "gemini_batch.errors"} == {}
+
+
+def test_errors_form_one_hierarchy_and_the_interrupt_is_not_an_error() -> None:
+    from gemini_batch import errors
+
+    classes = [getattr(errors, name) for name in errors.__all__]
+    user_errors = [cls for cls in classes if cls is not errors.BuildInterrupted]
+    assert all(issubclass(cls, errors.GeminiBatchError) for cls in user_errors)
+    assert not issubclass(errors.BuildInterrupted, errors.GeminiBatchError)
+
+
+def test_every_module_is_on_the_module_map() -> None:
+    """docs/design.md names every module of python/gemini_batch/ (its top level)."""
+    design = (REPO_ROOT / "docs" / "design.md").read_text()
+    top_level = sorted(p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py")
+    assert "build.py" in top_level
+    missing = [name for name in top_level if not re.search(rf"\b{re.escape(name)}\b", design)]
+    assert missing == [], f"modules missing from docs/design.md's module map: {missing}"
+
+
+def test_exit_codes_are_the_documented_ones() -> None:
+    from gemini_batch.exit_codes import ExitCode
+
+    cli_doc = (REPO_ROOT / "docs" / "cli.md").read_text()
+    table = cli_doc[cli_doc.index("## Exit codes"):]
+    documented = {int(code) for code in re.findall(r"^\|\s*`?(\d+)`?\s*\|", table, re.M)}
+    assert documented == {int(code) for code in ExitCode}
