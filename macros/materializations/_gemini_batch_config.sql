@@ -1,9 +1,37 @@
+{#- The gemini_batch settings, in the order the docs list them: name -> type ('string',
+    'integer', 'number', 'boolean', 'mapping'), default, required, inclusive limits
+    (min, max) and the pattern a string must match; a key left out is none. The Jinja
+    side of python/gemini_batch/config.py's BatchModelConfig: tests/unit/test_rules_agree.py
+    holds the two together, docs/materialization.md explains them. -#}
+{% macro _gemini_batch_settings() -%}
+  {{ return({
+      'gemini_model': {'type': 'string', 'required': true, 'pattern': '^[A-Za-z0-9][A-Za-z0-9._@/-]*$'},
+      'location': {'type': 'string', 'pattern': '^[a-z]+(-[a-z0-9]+)*$'},
+      'max_retries': {'type': 'integer', 'default': 2, 'min': 0, 'max': 100},
+      'shard_size': {'type': 'integer', 'default': 200000, 'min': 1, 'max': 200000},
+      'max_concurrent_jobs': {'type': 'integer', 'default': 4, 'min': 1, 'max': 100},
+      'max_cost_usd': {'type': 'number', 'min': 0},
+      'keep_job_tables': {'type': 'boolean', 'default': false},
+      'labels': {'type': 'mapping', 'default': {}},
+      'fail_on_failed_rows': {'type': 'boolean', 'default': true},
+  }) }}
+{%- endmacro %}
+
+
+{#- BigQuery's multi-region locations, lowercase: Vertex AI batch jobs refuse them (they
+    need a regional dataset). The Jinja side of config.MULTI_REGIONS. -#}
+{% macro _gemini_batch_multi_regions() -%}
+  {{ return(['eu', 'us']) }}
+{%- endmacro %}
+
+
 {#- The gemini_batch config keys of the model being built, checked and with defaults
-    applied (the same keys, defaults and limits as python/gemini_batch/config.py and
-    docs/materialization.md). Raises a compiler error naming the model and the key. -#}
+    applied (_gemini_batch_settings). Raises a compiler error naming the model and the
+    key. -#}
 {% macro _gemini_batch_config() -%}
   {%- set meta = config.get('meta', {}) or {} -%}
   {%- set where = "gemini_batch model " ~ model.unique_id ~ " (" ~ model.original_file_path ~ ")" -%}
+  {%- set settings = gemini_batch._gemini_batch_settings() -%}
 
   {%- set gemini_model = gemini_batch._gemini_batch_setting(meta, 'gemini_model') -%}
   {%- if gemini_model is none or gemini_model is not string or gemini_model | trim == '' -%}
@@ -11,7 +39,7 @@
         where ~ ": config 'gemini_model' is required, e.g. "
         ~ "{{ config(materialized='gemini_batch', gemini_model='gemini-2.5-flash') }}") }}
   {%- endif -%}
-  {%- if not modules.re.match('^[A-Za-z0-9][A-Za-z0-9._@/-]*$', gemini_model) -%}
+  {%- if not modules.re.match(settings.gemini_model.pattern, gemini_model) -%}
     {{ exceptions.raise_compiler_error(
         where ~ ": config 'gemini_model' = '" ~ gemini_model ~ "' is not a Gemini model name "
         ~ "(letters, digits, '.', '-', '_', '@', '/'; e.g. 'gemini-2.5-flash')") }}
@@ -19,12 +47,12 @@
 
   {%- set location = gemini_batch._gemini_batch_setting(meta, 'location') -%}
   {%- if location is not none -%}
-    {%- if location is not string or not modules.re.match('^[a-z]+(-[a-z0-9]+)*$', location | lower) -%}
+    {%- if location is not string or not modules.re.match(settings.location.pattern, location | lower) -%}
       {{ exceptions.raise_compiler_error(
           where ~ ": config 'location' = " ~ location ~ " is not a Google Cloud region "
           ~ "(e.g. 'us-central1'); leave it out to use the dataset's location") }}
     {%- endif -%}
-    {%- if location | lower in ['us', 'eu'] -%}
+    {%- if location | lower in gemini_batch._gemini_batch_multi_regions() -%}
       {{ exceptions.raise_compiler_error(
           where ~ ": config 'location' = '" ~ location ~ "' is a multi-region; Vertex AI "
           ~ "batch jobs need a regional dataset and location (e.g. 'us-central1', 'europe-west4')") }}
@@ -32,46 +60,38 @@
   {%- endif -%}
 
   {%- set checked = {'gemini_model': gemini_model, 'location': location} -%}
-  {%- set whole_numbers = [
-      ('max_retries', 2, 0, 100),
-      ('shard_size', 200000, 1, 200000),
-      ('max_concurrent_jobs', 4, 1, 100)] -%}
-  {%- for name, default, lowest, highest in whole_numbers -%}
-    {%- set value = gemini_batch._gemini_batch_setting(meta, name, default) -%}
-    {%- if value is boolean or value is not number or value != value | int
-          or value < lowest or value > highest -%}
-      {{ exceptions.raise_compiler_error(
-          where ~ ": config '" ~ name ~ "' must be a whole number from " ~ lowest ~ " to "
-          ~ highest ~ (" (the Vertex AI limit of requests per batch job)" if name == 'shard_size' else "")
-          ~ "; got " ~ value) }}
-    {%- endif -%}
-    {%- do checked.update({name: value | int}) -%}
-  {%- endfor -%}
-
-  {%- set max_cost_usd = gemini_batch._gemini_batch_setting(meta, 'max_cost_usd') -%}
-  {%- if max_cost_usd is not none and (max_cost_usd is boolean or max_cost_usd is not number
-        or max_cost_usd < 0) -%}
-    {{ exceptions.raise_compiler_error(
-        where ~ ": config 'max_cost_usd' must be a number of US dollars >= 0 (or left out "
-        ~ "for no cap); got " ~ max_cost_usd) }}
-  {%- endif -%}
-  {%- do checked.update({'max_cost_usd': max_cost_usd}) -%}
-
-  {%- for name, default in [('keep_job_tables', false), ('fail_on_failed_rows', true)] -%}
-    {%- set value = gemini_batch._gemini_batch_setting(meta, name, default) -%}
-    {%- if value is not boolean -%}
-      {{ exceptions.raise_compiler_error(
-          where ~ ": config '" ~ name ~ "' must be true or false; got " ~ value) }}
+  {%- for name, setting in settings.items() if setting.type != 'string' -%}
+    {%- set value = gemini_batch._gemini_batch_setting(meta, name, setting.get('default')) -%}
+    {%- set lowest, highest = setting.get('min'), setting.get('max') -%}
+    {%- if setting.type == 'integer' -%}
+      {%- if value is boolean or value is not number or value != value | int
+            or value < lowest or value > highest -%}
+        {{ exceptions.raise_compiler_error(
+            where ~ ": config '" ~ name ~ "' must be a whole number from " ~ lowest ~ " to "
+            ~ highest ~ (" (the Vertex AI limit of requests per batch job)" if name == 'shard_size' else "")
+            ~ "; got " ~ value) }}
+      {%- endif -%}
+      {%- set value = value | int -%}
+    {%- elif setting.type == 'number' -%}
+      {%- if value is not none and (value is boolean or value is not number or value < lowest) -%}
+        {{ exceptions.raise_compiler_error(
+            where ~ ": config '" ~ name ~ "' must be a number of US dollars >= " ~ lowest
+            ~ " (or left out for no cap); got " ~ value) }}
+      {%- endif -%}
+    {%- elif setting.type == 'boolean' -%}
+      {%- if value is not boolean -%}
+        {{ exceptions.raise_compiler_error(
+            where ~ ": config '" ~ name ~ "' must be true or false; got " ~ value) }}
+      {%- endif -%}
+    {%- elif setting.type == 'mapping' -%}
+      {%- set value = value or {} -%}
+      {%- if value is not mapping -%}
+        {{ exceptions.raise_compiler_error(
+            where ~ ": config '" ~ name ~ "' must be a mapping of label names to values; got " ~ value) }}
+      {%- endif -%}
     {%- endif -%}
     {%- do checked.update({name: value}) -%}
   {%- endfor -%}
-
-  {%- set labels = gemini_batch._gemini_batch_setting(meta, 'labels', {}) or {} -%}
-  {%- if labels is not mapping -%}
-    {{ exceptions.raise_compiler_error(
-        where ~ ": config 'labels' must be a mapping of label names to values; got " ~ labels) }}
-  {%- endif -%}
-  {%- do checked.update({'labels': labels}) -%}
 
   {%- if config.get('contract', {}).enforced -%}
     {{ exceptions.raise_compiler_error(

@@ -1,6 +1,7 @@
 {#- The ledger the shipped models read: `gemini_batch_jobs` in var
     gemini_batch_ledger_dataset (default: the target dataset) of the target project.
-    Columns as python/gemini_batch/ledger.py (LEDGER_SCHEMA) writes them. -#}
+    Columns as python/gemini_batch/ledger.py (LEDGER_SCHEMA) writes them, in table
+    order: tests/unit/test_rules_agree.py holds the two together. -#}
 {% macro _gemini_batch_ledger_columns() -%}
   {{ return([
     ('job_name', 'STRING'), ('job_id', 'STRING'), ('dbt_model', 'STRING'),

@@ -1,10 +1,22 @@
-{#- The SQL of the gemini_batch materialization (BigQuery). Column names and the
-    success rule are a contract with python/gemini_batch/warehouse.py. -#}
+{#- The SQL of the gemini_batch materialization (BigQuery). The responses columns and
+    the rule "answered" (gemini_batch._answered) are a contract with
+    python/gemini_batch/warehouse.py; gemini_batch.print_rules prints them. -#}
+
+{#- The columns of <model>__responses, in table order: the Jinja side of
+    python/gemini_batch/warehouse.py's RESPONSES_SCHEMA, which fills the table
+    (tests/unit/test_rules_agree.py holds the two together). -#}
+{% macro _gemini_batch_responses_columns() -%}
+  {{ return([
+    ('request_id', 'STRING'), ('response', 'JSON'), ('status', 'STRING'),
+    ('processed_time', 'TIMESTAMP'), ('attempts', 'INT64'), ('last_error', 'STRING'),
+    ('job_name', 'STRING'), ('updated_at', 'TIMESTAMP')]) }}
+{%- endmacro %}
+
 
 {#- Columns the package adds to the model's own: a model may not select them. -#}
 {% macro _gemini_batch_reserved_columns() -%}
-  {{ return(['request_id', 'request_problem', 'response', 'status', 'processed_time',
-             'attempts', 'last_error', 'job_name', 'updated_at', 'batch_state']) }}
+  {{ return(gemini_batch._gemini_batch_responses_columns() | map(attribute=0) | list
+            + ['request_problem', 'batch_state']) }}
 {%- endmacro %}
 
 
@@ -41,14 +53,9 @@ from model_rows
     of answers. Hand-written: no adapter macro creates an empty table from a schema. -#}
 {% macro _gemini_batch_responses_ddl(relation) -%}
 create table if not exists {{ relation }} (
-  request_id STRING,
-  response JSON,
-  status STRING,
-  processed_time TIMESTAMP,
-  attempts INT64,
-  last_error STRING,
-  job_name STRING,
-  updated_at TIMESTAMP
+  {%- for name, type in gemini_batch._gemini_batch_responses_columns() %}
+  {{ name }} {{ type }}{{ ',' if not loop.last }}
+  {%- endfor %}
 )
 cluster by request_id
 {%- endmacro %}
@@ -68,7 +75,7 @@ select
   coalesce(responses.last_error, requests.request_problem) as last_error,
   responses.job_name,
   case
-    when responses.status = '' and responses.response is not null then 'succeeded'
+    when {{ gemini_batch._answered('responses.status', 'responses.response') }} then 'succeeded'
     when requests.request_problem is not null then 'failed'
     when coalesce(responses.attempts, 0) > {{ max_retries }} then 'failed'
     else 'pending'

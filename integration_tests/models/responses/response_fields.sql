@@ -2,7 +2,8 @@
 -- once with the response as JSON and once as JSON text (input_type='STRING'): one row
 -- per (case, input_type, field), the value rendered as a string. Line breaks in texts
 -- are written as \n, as in the seeds: BigQuery's CSV loads (dbt seeds) refuse quoted
--- line breaks.
+-- line breaks. is_success reads the status and the parsed `response` in both halves: a
+-- status '' whose text does not parse has no answer (as batch_state says).
 {%- set safety -%}
   nullif(array_to_string(array(
     select concat(rating.category, '/', rating.probability, '/',
@@ -50,7 +51,7 @@ with cases as (
       'safety_ratings_1': safety | replace('RATINGS', gemini_batch.safety_ratings(response, 1, input_type)),
       'citations': cited | replace('CITATIONS', gemini_batch.citations(response, input_type=input_type)),
       'citations_1': cited | replace('CITATIONS', gemini_batch.citations(response, 1, input_type)),
-      'is_success': 'cast(' ~ gemini_batch.is_success('status') ~ ' as string)',
+      'is_success': 'cast(' ~ gemini_batch.is_success('status', 'response') ~ ' as string)',
       'error_code': 'cast(' ~ gemini_batch.error_code('status') ~ ' as string)',
       'error_message': gemini_batch.error_message('status'),
   } -%}

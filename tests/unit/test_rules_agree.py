@@ -1,0 +1,151 @@
+"""The rules the dbt package and the Python operator both write agree.
+
+Some rules must exist on both sides: the materialization creates `<model>__responses`
+and decides `batch_state`, the operator fills the table and picks what to send again;
+the shipped models read the ledger the operator writes; both check a model's settings.
+Each rule has one home per side, and this test holds the two together: the package
+prints its side (`dbt run-operation gemini_batch.print_rules`, no query, no
+connection), and every rule is compared with the Python names that hold it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import annotated_types
+import pytest
+import sqlglot
+from dbt.cli.main import dbtRunner
+from pydantic.fields import FieldInfo
+
+from gemini_batch import config, ledger, warehouse
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# A project that installs the package from this checkout; the profile is never
+# connected to (print_rules runs no query).
+_PROJECT = """\
+name: rules_probe
+version: "0.1.0"
+config-version: 2
+profile: rules_probe
+"""
+_PROFILES = """\
+rules_probe:
+  target: probe
+  outputs:
+    probe:
+      type: bigquery
+      method: oauth-secrets
+      token: x
+      project: p
+      dataset: d
+      location: us-central1
+      threads: 1
+"""
+
+
+@pytest.fixture(scope="module")
+def jinja_rules(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """What `gemini_batch.print_rules` prints: the Jinja side of every rule."""
+    project = tmp_path_factory.mktemp("rules-project")
+    (project / "dbt_project.yml").write_text(_PROJECT)
+    (project / "profiles.yml").write_text(_PROFILES)
+    (project / "packages.yml").write_text(f"packages:\n  - local: {REPO_ROOT}\n")
+    where = ["--project-dir", str(project), "--profiles-dir", str(project)]
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+        patch.setenv("DBT_TARGET_PATH", str(project / "target"))
+        patch.setenv("DBT_LOG_PATH", str(project / "logs"))
+        deps = dbtRunner().invoke(["deps", *where])
+        assert deps.success, f"dbt deps failed: {deps.exception}"
+        # dbt's print() writes to sys.stdout; --quiet keeps dbt's own lines out of it.
+        with contextlib.redirect_stdout(printed):
+            run = dbtRunner().invoke(
+                ["--quiet", "run-operation", "gemini_batch.print_rules", *where]
+            )
+    assert run.success, f"dbt run-operation gemini_batch.print_rules failed: {run.exception}"
+    documents = [line for line in printed.getvalue().splitlines() if line.startswith("{")]
+    assert len(documents) == 1, f"expected one JSON line, dbt printed:\n{printed.getvalue()}"
+    return json.loads(documents[0])
+
+
+def test_ledger_columns_agree(jinja_rules: dict[str, Any]) -> None:
+    assert jinja_rules["ledger_columns"] == [list(item) for item in ledger.LEDGER_SCHEMA.items()]
+
+
+def test_responses_columns_agree(jinja_rules: dict[str, Any]) -> None:
+    assert jinja_rules["responses_columns"] == [
+        list(item) for item in warehouse.RESPONSES_SCHEMA.items()
+    ]
+
+
+def test_multi_regions_agree(jinja_rules: dict[str, Any]) -> None:
+    assert set(jinja_rules["multi_regions"]) == set(config.MULTI_REGIONS)
+    assert len(jinja_rules["multi_regions"]) == len(config.MULTI_REGIONS)
+
+
+_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "mapping"}
+
+
+def _python_setting(field: FieldInfo) -> dict[str, Any]:
+    """A BatchModelConfig field written as print_rules writes a setting."""
+    kinds = [a for a in typing.get_args(field.annotation) if a is not type(None)]
+    union = typing.get_origin(field.annotation) in (typing.Union, types.UnionType)
+    kind = kinds[0] if union and len(kinds) == 1 else field.annotation
+    setting: dict[str, Any] = {
+        "type": _TYPES[typing.get_origin(kind) or kind],
+        "required": field.is_required(),
+        "default": None if field.is_required() else field.get_default(call_default_factory=True),
+        "min": None,
+        "max": None,
+    }
+    for constraint in field.metadata:
+        if isinstance(constraint, annotated_types.Ge):
+            setting["min"] = constraint.ge
+        elif isinstance(constraint, annotated_types.Le):
+            setting["max"] = constraint.le
+        else:
+            pytest.fail(f"print_rules has no way to write the constraint {constraint!r}")
+    return setting
+
+
+def test_config_keys_defaults_and_limits_agree(jinja_rules: dict[str, Any]) -> None:
+    jinja = {
+        name: {
+            "type": setting["type"],
+            "required": setting.get("required", False),
+            "default": setting.get("default"),
+            "min": setting.get("min"),
+            "max": setting.get("max"),
+        }
+        for name, setting in jinja_rules["config"].items()
+    }
+    python = {
+        name: _python_setting(field) for name, field in config.BatchModelConfig.model_fields.items()
+    }
+    assert jinja == python
+    assert jinja["shard_size"]["max"] == config.MAX_SHARD_SIZE
+
+
+def test_config_patterns_agree(jinja_rules: dict[str, Any]) -> None:
+    # The model name is pasted into SQL as a literal: both sides must be as strict.
+    assert jinja_rules["config"]["gemini_model"]["pattern"] == config._GEMINI_MODEL.pattern
+    assert jinja_rules["config"]["location"]["pattern"] == config._LOCATION.pattern
+
+
+def _normalised(sql: str) -> str:
+    return sqlglot.parse_one(sql, read="bigquery").sql(
+        dialect="bigquery", normalize=True, normalize_functions="upper"
+    )
+
+
+def test_answered_rule_agrees(jinja_rules: dict[str, Any]) -> None:
+    assert _normalised(jinja_rules["answered_sql"]) == _normalised(warehouse.answered_sql("t"))
