@@ -9,11 +9,11 @@ STAMP  := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@echo "Setting up $(VENV): dbt-gemini-batch with its local stack and test tools (about a minute, once)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -qq --upgrade pip
-	@$(BIN)/python -m pip install -qq -e '.[local,test]'
+	@$(BIN)/python -m pip install -qq -c constraints.txt -e '.[local,test]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
