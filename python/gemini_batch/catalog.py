@@ -1,0 +1,232 @@
+"""The Gemini models Vertex AI batch prediction serves: where, how they think, what they cost.
+
+One table for the operator (model names checked before submitting, cost estimates and
+actual cost) and for the local Vertex AI emulator (which models it serves where, how
+much the simulated model thinks). Talks to no service.
+
+Facts as read from Google's Vertex AI docs (model pages, locations, thinking, batch
+prediction and pricing) on CHECKED; docs/costs.md prints the price table and
+docs/local-stack.md what is uncertain. Prices are online USD per million tokens; batch
+bills ``1 - BATCH_DISCOUNT`` of them, except cached input tokens, which bill at the
+cached price (the implicit-cache discount replaces the batch discount, it does not
+stack). Add or override models with the dbt var ``gemini_batch_prices`` (cost.py).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+
+CHECKED = "2026-12-02"
+BATCH_DISCOUNT = 0.5
+# Prompts longer than this bill at a model's long-context prices (per request).
+LONG_CONTEXT_TOKENS = 200_000
+# Google's batch page: on the `global` location batch jobs read and write Cloud Storage
+# JSONL only, not BigQuery. Uncertain (docs/local-stack.md): one switch, here.
+GLOBAL_BATCH_TAKES_BIGQUERY = False
+GLOBAL = "global"
+
+# Where the GA 2.0 and 2.5 models serve batch jobs (Google's "Deployments and
+# endpoints" page, United States, Europe and Asia Pacific regions).
+GA_REGIONS = frozenset({
+    "us-central1", "us-east1", "us-east4", "us-east5", "us-south1", "us-west1", "us-west4",
+    "northamerica-northeast1", "southamerica-east1",
+    "europe-central2", "europe-north1", "europe-southwest1", "europe-west1", "europe-west2",
+    "europe-west3", "europe-west4", "europe-west6", "europe-west8", "europe-west9",
+    "asia-east1", "asia-east2", "asia-northeast1", "asia-northeast3", "asia-south1",
+    "asia-southeast1", "australia-southeast1", "me-central1", "me-west1",
+})
+
+
+@dataclass(frozen=True)
+class Thinking:
+    """How a model thinks when the request says nothing, and what ``thinkingBudget`` takes.
+
+    ``default_budget``: -1 dynamic (the model decides; the common default), 0 off.
+    ``typical_tokens``: thinking tokens per request a dynamic budget spends on a short
+    prompt, for estimates before the ledger has observed the model (and for the
+    emulator's simulated thinking).
+    """
+
+    default_budget: int = -1
+    min_budget: int = 1
+    max_budget: int = 24_576
+    can_disable: bool = True
+    typical_tokens: int = 1_000
+
+    def budget(self, requested: int | None) -> int:
+        """The budget a request gets: ``requested`` clamped to what the model takes;
+        0 where the model cannot turn thinking off becomes its minimum."""
+        if requested is None:
+            return self.default_budget
+        if requested == -1:
+            return -1
+        if requested == 0:
+            return 0 if self.can_disable else self.min_budget
+        return max(self.min_budget, min(self.max_budget, requested))
+
+
+NO_THINKING = Thinking(default_budget=0, min_budget=0, max_budget=0, typical_tokens=0)
+
+
+@dataclass(frozen=True)
+class Price:
+    """Online USD per million tokens. Output includes thinking tokens. ``long_*`` apply
+    to a request whose prompt is over LONG_CONTEXT_TOKENS; ``audio_input`` to audio
+    prompt tokens; ``cached_input`` to prompt tokens served from the implicit cache."""
+
+    input: float
+    output: float
+    long_input: float | None = None
+    long_output: float | None = None
+    audio_input: float | None = None
+    cached_input: float | None = None
+    batch_discount: float = BATCH_DISCOUNT
+
+    def rates(self, prompt_tokens: int) -> tuple[float, float]:
+        """(input, output) online rates for a request with ``prompt_tokens``."""
+        if prompt_tokens > LONG_CONTEXT_TOKENS and self.long_input is not None:
+            return self.long_input, self.long_output or self.output
+        return self.input, self.output
+
+    def batch_usd(
+        self,
+        input_tokens: float,
+        output_tokens: float,
+        *,
+        audio_tokens: float = 0,
+        cached_tokens: float = 0,
+        long_context: bool = False,
+    ) -> float:
+        """The batch bill for tokens of requests of one context tier: ``input_tokens``
+        include the audio and cached ones (as ``promptTokenCount`` does)."""
+        rate_in, rate_out = self.rates(LONG_CONTEXT_TOKENS + 1 if long_context else 0)
+        audio_rate = rate_in if self.audio_input is None or long_context else self.audio_input
+        cached_rate = self.cached_input if self.cached_input is not None else None
+        billed_cached = cached_tokens if cached_rate is not None else 0
+        plain = max(0.0, input_tokens - audio_tokens - billed_cached)
+        batch = 1 - self.batch_discount
+        usd = (plain * rate_in + audio_tokens * audio_rate + output_tokens * rate_out) * batch
+        if billed_cached:
+            usd += billed_cached * (cached_rate or 0.0)  # no batch discount on top
+        return usd / 1_000_000
+
+
+@dataclass(frozen=True)
+class Model:
+    """One Gemini model as Vertex AI batch prediction serves it."""
+
+    name: str
+    price: Price
+    thinking: Thinking = NO_THINKING
+    locations: frozenset[str] = GA_REGIONS
+    stage: str = "ga"  # "ga" or "preview"
+    max_output_tokens: int = 65_536
+    # Offered to new projects; gemini-1.5-* are not (since 2025-04-29).
+    for_new_projects: bool = True
+    aliases: tuple[str, ...] = field(default=())
+
+    def serves(self, location: str) -> bool:
+        return location.lower() in self.locations
+
+
+_FLASH_THINKING = Thinking(default_budget=-1, min_budget=1, max_budget=24_576,
+                           can_disable=True, typical_tokens=800)
+_PRO_THINKING = Thinking(default_budget=-1, min_budget=128, max_budget=32_768,
+                         can_disable=False, typical_tokens=1_500)
+_GEMINI_3_THINKING = Thinking(default_budget=-1, min_budget=128, max_budget=32_768,
+                              can_disable=False, typical_tokens=2_000)
+
+MODELS: dict[str, Model] = {
+    model.name: model
+    for model in (
+        Model("gemini-3-pro-preview",
+              Price(2.00, 12.00, long_input=4.00, long_output=18.00, cached_input=0.20),
+              thinking=_GEMINI_3_THINKING, locations=frozenset({GLOBAL}), stage="preview"),
+        Model("gemini-3-flash-preview",
+              Price(0.50, 3.00, audio_input=1.00, cached_input=0.05),
+              thinking=Thinking(default_budget=-1, min_budget=0, max_budget=24_576,
+                                can_disable=True, typical_tokens=1_000),
+              locations=frozenset({GLOBAL}), stage="preview"),
+        Model("gemini-2.5-pro",
+              Price(1.25, 10.00, long_input=2.50, long_output=15.00, cached_input=0.125),
+              thinking=_PRO_THINKING),
+        Model("gemini-2.5-flash",
+              Price(0.30, 2.50, audio_input=1.00, cached_input=0.03),
+              thinking=_FLASH_THINKING),
+        Model("gemini-2.5-flash-lite",
+              Price(0.10, 0.40, audio_input=0.30, cached_input=0.01),
+              thinking=Thinking(default_budget=0, min_budget=512, max_budget=24_576,
+                                can_disable=True, typical_tokens=0)),
+        Model("gemini-2.0-flash-001", Price(0.15, 0.60, audio_input=1.00, cached_input=0.0375),
+              max_output_tokens=8_192, aliases=("gemini-2.0-flash",)),
+        Model("gemini-2.0-flash-lite-001", Price(0.075, 0.30),
+              max_output_tokens=8_192, aliases=("gemini-2.0-flash-lite",)),
+        Model("gemini-1.5-pro-002", Price(1.25, 5.00, long_input=2.50, long_output=10.00),
+              max_output_tokens=8_192, for_new_projects=False, aliases=("gemini-1.5-pro",)),
+        Model("gemini-1.5-flash-002", Price(0.075, 0.30, long_input=0.15, long_output=0.60),
+              max_output_tokens=8_192, for_new_projects=False, aliases=("gemini-1.5-flash",)),
+    )
+}
+_BY_NAME: dict[str, Model] = {
+    name: model for model in MODELS.values() for name in (model.name, *model.aliases)
+}
+_MODEL_NAME = re.compile(
+    r"^(?:projects/[^/]+/locations/[^/]+/)?(?:publishers/google/models/)?"
+    r"(?P<model>[^/@]+)(?:@(?P<version>[^/]+))?$"
+)
+
+
+def model_id(name: str) -> str | None:
+    """``gemini-2.5-flash`` from any way a job may name it (a bare id, a publisher path,
+    a full resource name, an ``@version``), or None if it is not a model name."""
+    match = _MODEL_NAME.match(name.strip())
+    return match["model"] if match else None
+
+
+def lookup(name: str) -> Model | None:
+    """The catalog entry for ``name`` (any form ``model_id`` reads), or None."""
+    wanted = model_id(name)
+    return _BY_NAME.get(wanted) if wanted else None
+
+
+def suggestions(name: str, location: str | None = None) -> list[str]:
+    """Close catalog names for a mistyped one (served in ``location``, when given)."""
+    names = [n for n, m in _BY_NAME.items() if location is None or m.serves(location)]
+    return difflib.get_close_matches(model_id(name) or name, names, n=3, cutoff=0.6)
+
+
+def check_model(name: str, location: str) -> str | None:
+    """Why a batch job for ``name`` in ``location`` would be refused, or None if it is
+    served there. Names the locations that do serve it, or what was meant."""
+    model = lookup(name)
+    if model is None:
+        near = suggestions(name, location) or suggestions(name)
+        hint = f" Did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
+        return f"{name!r} is not a Gemini model Vertex AI batch prediction serves.{hint}"
+    if not model.serves(location):
+        where = ", ".join(sorted(model.locations)[:6])
+        more = ", ..." if len(model.locations) > 6 else ""
+        return (f"{model.name} is not served for batch prediction in {location!r}; it is "
+                f"served in {where}{more}.")
+    return None
+
+
+__all__ = [
+    "BATCH_DISCOUNT",
+    "CHECKED",
+    "GA_REGIONS",
+    "GLOBAL",
+    "GLOBAL_BATCH_TAKES_BIGQUERY",
+    "LONG_CONTEXT_TOKENS",
+    "MODELS",
+    "Model",
+    "NO_THINKING",
+    "Price",
+    "Thinking",
+    "check_model",
+    "lookup",
+    "model_id",
+    "suggestions",
+]
