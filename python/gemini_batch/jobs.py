@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import requests
@@ -22,6 +24,7 @@ from google.api_core import retry as api_retry
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials, Credentials
 
+from gemini_batch.catalog import GLOBAL
 from gemini_batch.config import MULTI_REGIONS
 from gemini_batch.errors import ConfigError, JobServiceError
 
@@ -32,6 +35,9 @@ if TYPE_CHECKING:
 
 ENDPOINT_ENV = "GEMINI_BATCH_VERTEX_ENDPOINT"
 TOOL_LABEL = "gemini-batch"
+# Label naming one create call: after a create whose answer was lost, the job it may
+# have made is found by it instead of being created twice.
+SUBMIT_LABEL = "gemini_batch_submit"
 
 # Our own set: the old SDK's `has_ended` misses EXPIRED and PARTIALLY_SUCCEEDED, and a
 # PAUSED job does not move on by itself.
@@ -44,17 +50,27 @@ ANSWERED_STATES = frozenset({"SUCCEEDED", "PARTIALLY_SUCCEEDED"})
 # project/location): terminal, nothing to wait for.
 NOT_FOUND_STATE = "NOT_FOUND"
 
-# 429 and 503 mean the service did not take the call: safe to send again, even a create.
-_THROTTLED = (api_exceptions.TooManyRequests, api_exceptions.ServiceUnavailable)
-# A dropped connection is also safe to retry for reads and cancels (idempotent).
+# 429 means the service did not take the call: safe to send again, even a create.
+_THROTTLED = (api_exceptions.TooManyRequests,)
+# Anything else that may be passing: safe to retry for reads and cancels (idempotent);
+# after a create, the job may exist all the same (see VertexJobs.submit).
 _TRANSIENT = (
     *_THROTTLED,
+    api_exceptions.ServiceUnavailable,
     api_exceptions.InternalServerError,
     api_exceptions.GatewayTimeout,
+    api_exceptions.DeadlineExceeded,
     requests.exceptions.ConnectionError,
     requests.exceptions.Timeout,
     ConnectionError,
+    TimeoutError,
 )
+# Deadlines of one call, in seconds (a retried call gets each attempt this long).
+CREATE_TIMEOUT = 60.0
+READ_TIMEOUT = 30.0
+LIST_TIMEOUT = 60.0
+# How long a create is tried again after answers that leave its fate open.
+CREATE_ATTEMPTS = 5
 
 
 def _retry(exception_types: tuple[type[BaseException], ...], timeout: float) -> api_retry.Retry:
@@ -67,7 +83,6 @@ def _retry(exception_types: tuple[type[BaseException], ...], timeout: float) -> 
     )
 
 
-CREATE_RETRY = _retry(_THROTTLED, timeout=300.0)
 READ_RETRY = _retry(_TRANSIENT, timeout=300.0)
 
 _LABEL_BAD_CHARS = re.compile(r"[^a-z0-9_-]+")
@@ -167,7 +182,8 @@ class JobStatus:
             error=error,
             succeeded=int(stats.successful_count or 0),
             failed=int(stats.failed_count or 0),
-            incomplete=int(stats.incomplete_count or 0),
+            # -1 while the service does not know yet.
+            incomplete=max(0, int(stats.incomplete_count or 0)),
             input_table=_table_from_uri(job.input_config.bigquery_source.input_uri) or None,
             output_table=_table_from_uri(output_uri) or None,
             create_time=job.create_time or None,
@@ -193,27 +209,41 @@ def vertex_job_client(
     """A Job Service client for ``location``.
 
     ``endpoint`` (default: ``$GEMINI_BATCH_VERTEX_ENDPOINT``) given as ``http://...`` is a
-    local emulator: REST transport, anonymous credentials. Any other endpoint, or none
-    (Google's ``{location}-aiplatform.googleapis.com``), uses ``credentials`` or ADC.
+    local emulator: REST transport, anonymous credentials. ``https://...`` is any other
+    REST endpoint (a proxy, a private endpoint) with ``credentials`` or ADC. A bare host
+    uses gRPC. None: Google's endpoint of the location, ``{location}-aiplatform.
+    googleapis.com``, or ``aiplatform.googleapis.com`` for ``global``.
     """
     from google.cloud import aiplatform_v1
 
-    endpoint = endpoint or os.environ.get(ENDPOINT_ENV) or None
+    endpoint = (endpoint or os.environ.get(ENDPOINT_ENV) or "").strip().rstrip("/") or None
     if endpoint and endpoint.startswith("http://"):
         return aiplatform_v1.JobServiceClient(
             transport="rest",
             credentials=AnonymousCredentials(),
-            client_options=ClientOptions(api_endpoint=endpoint.rstrip("/")),
+            client_options=ClientOptions(api_endpoint=endpoint),
+        )
+    if endpoint and endpoint.startswith("https://"):
+        return aiplatform_v1.JobServiceClient(
+            transport="rest", credentials=credentials,
+            client_options=ClientOptions(api_endpoint=endpoint),
         )
     if not location or location.lower() in MULTI_REGIONS:
         raise ConfigError(
             f"Vertex AI batch jobs need a region such as us-central1, not {location!r}: "
             "set the model's `location` config or use a regional dataset."
         )
-    api_endpoint = endpoint or f"{location}-aiplatform.googleapis.com"
+    api_endpoint = endpoint or google_endpoint(location)
     return aiplatform_v1.JobServiceClient(
         credentials=credentials, client_options=ClientOptions(api_endpoint=api_endpoint)
     )
+
+
+def google_endpoint(location: str) -> str:
+    """Google's Vertex AI endpoint for ``location`` (``global`` has no region prefix)."""
+    if location.lower() == GLOBAL:
+        return "aiplatform.googleapis.com"
+    return f"{location.lower()}-aiplatform.googleapis.com"
 
 
 class VertexJobs:
@@ -246,10 +276,15 @@ class VertexJobs:
     ) -> JobStatus:
         """Create a job reading ``input_table`` (``p.d.t``) and writing ``output_table``.
 
-        Returns as soon as the service has the job (QUEUED or PENDING).
+        Returns as soon as the service has the job (QUEUED or PENDING). Never creates two:
+        the job carries a label unique to this call, and after an answer that leaves open
+        whether the service made the job (a timeout, a dropped connection, a 5xx), the job
+        is looked up by that label before the create is sent again. A 429 is sent again
+        after a backoff (the service took nothing).
         """
         from google.cloud import aiplatform_v1
 
+        submit_id = secrets.token_hex(8)
         job = aiplatform_v1.BatchPredictionJob(
             display_name=display_name,
             model=f"publishers/google/models/{gemini_model}",
@@ -263,23 +298,62 @@ class VertexJobs:
                     output_uri=_bq_uri(output_table)
                 ),
             ),
-            labels=dict(labels),
+            labels={**labels, SUBMIT_LABEL: submit_id},
         )
-        try:
-            created = self.client.create_batch_prediction_job(
-                parent=self.parent, batch_prediction_job=job, retry=CREATE_RETRY
-            )
-        except api_exceptions.GoogleAPICallError as exc:
-            raise JobServiceError(
-                f"Vertex AI refused the batch job for {input_table} "
-                f"(model {gemini_model}, {self.parent}): {exc.message or exc}"
-            ) from exc
-        return JobStatus.from_proto(created)
+        backoff = Backoff(initial=1.0, maximum=30.0, factor=2.0)
+        uncertain = False  # an earlier attempt may have made the job
+        last_error: Exception | None = None
+        for _ in range(CREATE_ATTEMPTS):
+            if uncertain:
+                made = self._made_by(submit_id)
+                if made is not None:
+                    return made
+            try:
+                created = self.client.create_batch_prediction_job(
+                    parent=self.parent, batch_prediction_job=job, retry=None,
+                    timeout=CREATE_TIMEOUT,
+                )
+            except _THROTTLED as exc:
+                last_error = exc
+            except _TRANSIENT as exc:
+                last_error, uncertain = exc, True
+            except api_exceptions.GoogleAPICallError as exc:
+                raise JobServiceError(
+                    f"Vertex AI refused the batch job for {input_table} "
+                    f"(model {gemini_model}, {self.parent}): {exc.message or exc}"
+                ) from exc
+            else:
+                status = JobStatus.from_proto(created)
+                return self._made_by(submit_id, fallback=status) if uncertain else status
+            time.sleep(backoff.next_delay())
+        if uncertain:
+            made = self._made_by(submit_id)
+            if made is not None:
+                return made
+        raise JobServiceError(
+            f"Vertex AI did not take the batch job for {input_table} (model {gemini_model}, "
+            f"{self.parent}) after {CREATE_ATTEMPTS} attempts: {last_error}. No job was "
+            "made (checked by its submit label); run the build again later."
+        )
+
+    def _made_by(self, submit_id: str, fallback: JobStatus | None = None) -> JobStatus | None:
+        """The job one create call made, found by its submit label (the oldest, if a
+        retried create made two: the others are cancelled, they are duplicates)."""
+        made = self.list(labels={SUBMIT_LABEL: submit_id}, limit=10)
+        if not made:
+            return fallback
+        made.sort(key=lambda job: (job.create_time or datetime.max.replace(tzinfo=UTC),
+                                   job.name))
+        for duplicate in made[1:]:
+            self.cancel(duplicate.name)
+        return made[0]
 
     def get(self, job_name: str) -> JobStatus:
         """The job's current status; ``NOT_FOUND`` state when the service lost it."""
         try:
-            job = self.client.get_batch_prediction_job(name=job_name, retry=READ_RETRY)
+            job = self.client.get_batch_prediction_job(
+                name=job_name, retry=READ_RETRY, timeout=READ_TIMEOUT
+            )
         except api_exceptions.NotFound:
             return JobStatus.not_found(job_name)
         return JobStatus.from_proto(job)
@@ -287,7 +361,9 @@ class VertexJobs:
     def cancel(self, job_name: str) -> JobStatus:
         """Ask the service to cancel; returns the status after the request."""
         try:
-            self.client.cancel_batch_prediction_job(name=job_name, retry=READ_RETRY)
+            self.client.cancel_batch_prediction_job(
+                name=job_name, retry=READ_RETRY, timeout=READ_TIMEOUT
+            )
         except api_exceptions.NotFound:
             return JobStatus.not_found(job_name)
         except (api_exceptions.FailedPrecondition, api_exceptions.BadRequest) as exc:
@@ -298,22 +374,36 @@ class VertexJobs:
             raise JobServiceError(f"Vertex AI refused to cancel {job_name}: {exc.message}") from exc
         return self.get(job_name)
 
-    def list(self, *, labels: Mapping[str, str] | None = None, limit: int = 200) -> list[JobStatus]:
-        """Jobs of this project and location, newest first, with all of ``labels``."""
-        label_filter = " AND ".join(f'labels.{k}="{v}"' for k, v in (labels or {}).items())
+    def list(
+        self,
+        *,
+        labels: Mapping[str, str] | None = None,
+        created_after: datetime | None = None,
+        limit: int = 200,
+    ) -> list[JobStatus]:
+        """Jobs of this project and location with all of ``labels`` (and created after
+        ``created_after``), the newest ``limit`` of them, newest first.
+
+        The API does not order its list: every matching page is read, then sorted, then
+        cut, so the answer does not depend on the order the service returns jobs in.
+        """
+        terms = [f'labels.{k}="{v}"' for k, v in (labels or {}).items()]
+        if created_after is not None:
+            terms.append(f'create_time>="{created_after.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"')
         pager = self.client.list_batch_prediction_jobs(
-            request={"parent": self.parent, "filter": label_filter, "page_size": 100},
+            request={"parent": self.parent, "filter": " AND ".join(terms), "page_size": 100},
             retry=READ_RETRY,
+            timeout=LIST_TIMEOUT,
         )
-        found: list[JobStatus] = []
-        for job in pager:
-            status = JobStatus.from_proto(job)
+        oldest = datetime.min.replace(tzinfo=UTC)
+        found = [
+            status for status in map(JobStatus.from_proto, pager)
             # Checked here too: a filter the server ignores must not widen the answer.
-            if all(status.labels.get(k) == v for k, v in (labels or {}).items()):
-                found.append(status)
-            if len(found) >= limit:
-                break
-        return sorted(found, key=lambda s: s.create_time or datetime.min, reverse=True)
+            if all(status.labels.get(k) == v for k, v in (labels or {}).items())
+            and (created_after is None or (status.create_time or oldest) >= created_after)
+        ]
+        found.sort(key=lambda s: (s.create_time or oldest, s.name), reverse=True)
+        return found[:limit]
 
 
 @dataclass

@@ -12,7 +12,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.api_core.exceptions import GoogleAPICallError
@@ -31,6 +31,11 @@ from gemini_batch.workspace import Workspace
 def new_run_id() -> str:
     """Short and sortable, e.g. 20261125t063012_ab12: names one round's shard tables."""
     return f"{datetime.now(UTC):%Y%m%dt%H%M%S}_{secrets.token_hex(2)}"
+
+
+# How far back a build looks for jobs a dead build made but never recorded: their
+# output tables wait for a merge until a build comes by.
+ORPHAN_WINDOW = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -161,13 +166,14 @@ class ModelRun:
         A build killed between creating a job and writing its ledger row leaves one; its
         requests are in no live shard of the ledger, so they would be sent again, and
         if it ended, its answers (paid for) are in its output table. Found by the labels
-        every job gets and the model's shard table prefix, among the newest jobs.
+        every job gets and the model's shard table prefix, among the jobs of ORPHAN_WINDOW.
         """
         model = self.model
         prefix = f"{model.view}__shard_"
         labelled = [
             job for job in self.ws.vertex(location).list(
-                labels={"tool": TOOL_LABEL, "dbt_model": label_value(model.name)})
+                labels={"tool": TOOL_LABEL, "dbt_model": label_value(model.name)},
+                created_after=datetime.now(UTC) - ORPHAN_WINDOW, limit=1000)
             if (job.input_table or "").startswith(prefix)
         ]
         if not labelled:
