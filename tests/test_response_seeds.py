@@ -80,11 +80,22 @@ def expected_fields(response: dict[str, Any]) -> dict[str, str]:
     return fields
 
 
+def _has_usable_part(response: dict[str, Any]) -> bool:
+    """The rule "answered", read in Python: a candidate with a non-empty text part that
+    is not a thought, or a functionCall (docs/decisions/0008)."""
+    return any(
+        (part.get("text") and not part.get("thought")) or "functionCall" in part
+        for candidate in response.get("candidates") or []
+        for part in _parts(candidate)
+    )
+
+
 def expected_rows() -> list[dict[str, Any]]:
     rows = []
     for row in output_rows():
         fields = expected_fields(json.loads(row["response_text"]))
-        fields["is_success"] = "true" if row["status"] == "" else "false"
+        answered = row["status"] == "" and _has_usable_part(json.loads(row["response_text"]))
+        fields["is_success"] = "true" if answered else "false"
         rows.extend(
             {"sample": row["sample"], "line": row["line"], "field": field, "expected": value}
             for field, value in sorted(fields.items())

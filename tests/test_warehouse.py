@@ -28,6 +28,8 @@ from gemini_batch.warehouse import (
 )
 
 GEMINI_MODEL = "gemini-2.5-flash"
+# A response with a usable answer (a text part): what "cached" means.
+ANSWER = '{"candidates": [{"content": {"role": "model", "parts": [{"text": "ok"}]}}]}'
 
 
 def _request(text: str) -> str:
@@ -97,12 +99,13 @@ def _answer(
         bq,
         f"""insert into {quote_table(model.responses_table)}
         (request_id, response, status, attempts, last_error, job_name, updated_at)
-        values (@request_id, if(@ok = 1, parse_json('{{"candidates": []}}'), null),
+        values (@request_id, if(@ok = 1, parse_json(@answer), null),
                 if(@ok = 1, '', 'boom'), @attempts, if(@ok = 1, null, 'boom'), 'j',
                 current_timestamp())""",
         request_id=request_id,
         ok=int(ok),
         attempts=attempts,
+        answer=ANSWER,
     )
 
 
@@ -315,9 +318,13 @@ def test_merge_output_success_failure_and_unanswered(bq: bigquery.Client, datase
     job = "projects/p/locations/us-central1/batchPredictionJobs/111"
     result = warehouse.merge_output(model, output, job, shard_table=shard)
     usage = [answer["response"]["usageMetadata"] for answer in real]
+    # One real answer stopped for RECITATION with no text (status ''): paid, not answered.
+    recited = [rid for rid, answer in zip(ids, real, strict=False)
+               if "content" not in answer["response"]["candidates"][0]]
+    assert len(recited) == 1
     assert result == MergeResult(
-        succeeded=len(real),
-        failed=1,
+        succeeded=len(real) - 1,
+        failed=2,
         unanswered=1,
         prompt_tokens=sum(u.get("promptTokenCount", 0) for u in usage),
         candidates_tokens=sum(u.get("candidatesTokenCount", 0) for u in usage),
@@ -338,13 +345,18 @@ def test_merge_output_success_failure_and_unanswered(bq: bigquery.Client, datase
     assert responses["failing"]["attempts"] == 1
     assert responses["failing"]["last_error"].startswith("Internal error occurred")
     assert responses["failing"]["response"] is None
+    # The paid empty answer is kept, with the reason; it is failed for good.
+    assert responses[recited[0]]["response"] == real[ids.index(recited[0])]["response"]
+    assert responses[recited[0]]["last_error"] == "EMPTY_ANSWER: RECITATION (no text in the answer)"
 
     # The same job merged again (a crash before merged_at was recorded): no change.
     warehouse.merge_output(model, output, job, shard_table=shard)
     assert _responses(bq, model) == responses
 
     counts = warehouse.counts(model)
-    assert (counts.cached, counts.pending, counts.failed) == (len(real), 2, 0)
+    # Pending: the internal error (retried) and the unanswered one; failed: the recitation.
+    assert (counts.cached, counts.pending, counts.failed) == (len(real) - 1, 2, 1)
+    assert warehouse.failure_reasons(model) == {"EMPTY_ANSWER: RECITATION": 1}
 
 
 def test_merge_retries_and_never_overwrites_a_success(bq: bigquery.Client, dataset: str) -> None:
@@ -425,3 +437,67 @@ def test_table_exists_and_drop(bq: bigquery.Client, dataset: str) -> None:
     warehouse.drop_tables([table, f"{bq.project}.{dataset}.never_was"])
     assert not warehouse.table_exists(table)
     assert warehouse.dataset_location(bq.project, dataset)
+
+
+def _row_error(code: int, status: str, message: str) -> str:
+    """A row's status as the service writes it."""
+    reason = {400: "Bad Request", 429: "Too Many Requests"}[code]
+    body = {"error": {"code": code, "message": message, "status": status}}
+    return f"{reason}: {json.dumps(body)}"
+
+
+@pytest.mark.parametrize("retry_empty_answers", [False, True])
+def test_retry_classes_decide_what_is_sent_again(
+    bq: bigquery.Client, dataset: str, retry_empty_answers: bool
+) -> None:
+    model = _model(bq, dataset, max_retries=2, retry_empty_answers=retry_empty_answers)
+    ids = ["answered", "refused", "throttled", "thought_it_all", "blocked"]
+    _build_tables(bq, model, [(i, None) for i in ids])
+    processed = "2026-11-30T10:00:00+00:00"
+    empty = {"candidates": [{"finishReason": "MAX_TOKENS", "content": {"role": "model"}}],
+             "usageMetadata": {"promptTokenCount": 4, "thoughtsTokenCount": 64,
+                               "totalTokenCount": 68}}
+    rows = {
+        "answered": {"response": json.loads(ANSWER), "status": ""},
+        "refused": {"response": None, "status": _row_error(
+            400, "INVALID_ARGUMENT", "Request contains an invalid argument.")},
+        "throttled": {"response": None, "status": _row_error(
+            429, "RESOURCE_EXHAUSTED", "Resource exhausted.")},
+        "thought_it_all": {"response": empty, "status": "",
+                           "request": {"generationConfig": {"maxOutputTokens": 64}}},
+        "blocked": {"response": {"promptFeedback": {"blockReason": "SAFETY"}}, "status": ""},
+    }
+    output = model.output_table("classes", 0)
+    _vertex_output(bq, model, output, [
+        {"request": {}, **row, "request_id": rid, "processed_time": processed}
+        for rid, row in rows.items()
+    ])
+    warehouse = Warehouse(BigQuery(bq))
+    result = warehouse.merge_output(model, output, "jobs/classes")
+    assert (result.succeeded, result.failed) == (1, 4)
+    # The empty answers were billed: their tokens count.
+    assert result.thoughts_tokens == 64
+
+    responses = _responses(bq, model)
+    assert responses["thought_it_all"]["last_error"] == (
+        "EMPTY_ANSWER: MAX_TOKENS (thinking used 64 of 64 output tokens; raise "
+        "maxOutputTokens or lower thinkingBudget)")
+    assert responses["thought_it_all"]["response"] == empty  # paid for: kept
+    assert responses["blocked"]["last_error"] == "BLOCKED: SAFETY"
+    assert responses["refused"]["last_error"] == (
+        "400 INVALID_ARGUMENT: Request contains an invalid argument.")
+
+    counts = warehouse.counts(model)
+    [shard] = warehouse.create_shards(model, "again")
+    resent = {row["request_id"] for row in _run(
+        bq, f"select request_id from {quote_table(shard.table)}")}
+    if retry_empty_answers:
+        assert (counts.cached, counts.pending, counts.failed) == (1, 3, 1)
+        assert resent == {"throttled", "thought_it_all", "blocked"}
+        assert warehouse.failure_reasons(model) == {"400 INVALID_ARGUMENT": 1}
+    else:
+        # The 400 and the two empty answers cannot succeed: never sent again.
+        assert (counts.cached, counts.pending, counts.failed) == (1, 1, 3)
+        assert resent == {"throttled"}
+        assert warehouse.failure_reasons(model) == {
+            "400 INVALID_ARGUMENT": 1, "BLOCKED: SAFETY": 1, "EMPTY_ANSWER: MAX_TOKENS": 1}

@@ -14,6 +14,7 @@
       'keep_job_tables': {'type': 'boolean', 'default': false},
       'labels': {'type': 'mapping', 'default': {}},
       'fail_on_failed_rows': {'type': 'boolean', 'default': true},
+      'retry_empty_answers': {'type': 'boolean', 'default': false},
   }) }}
 {%- endmacro %}
 

@@ -62,7 +62,8 @@ cluster by request_id
 
 
 {#- SELECT of the model view: every requests row with its latest answer and batch_state. -#}
-{% macro _gemini_batch_view_sql(requests_relation, responses_relation, columns, max_retries) -%}
+{% macro _gemini_batch_view_sql(requests_relation, responses_relation, columns, max_retries,
+                                retry_empty_answers=false) -%}
 select
   {%- for column in columns %}
   requests.{{ adapter.quote(column.name) }},
@@ -78,6 +79,8 @@ select
     when {{ gemini_batch._answered('responses.status', 'responses.response') }} then 'succeeded'
     when requests.request_problem is not null then 'failed'
     when coalesce(responses.attempts, 0) > {{ max_retries }} then 'failed'
+    when {{ gemini_batch._final_failure('responses.status', 'responses.response',
+                                        retry_empty_answers) }} then 'failed'
     else 'pending'
   end as batch_state
 from {{ requests_relation }} as requests

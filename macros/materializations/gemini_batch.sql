@@ -75,7 +75,8 @@
   {%- call statement('main') -%}
     {{ get_create_view_as_sql(target_relation,
          gemini_batch._gemini_batch_view_sql(requests_relation, responses_relation,
-                                             columns, batch.max_retries)) }}
+                                             columns, batch.max_retries,
+                                            batch.retry_empty_answers)) }}
   {%- endcall -%}
 
   {%- set should_revoke = should_revoke(existing_relation, full_refresh_mode=true) -%}

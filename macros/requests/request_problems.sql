@@ -69,6 +69,9 @@
               when role is not null and coalesce(json_value(role), '') not in ('user', 'model')
                 then format('contents[%d].role: "%s" is not user or model', item,
                             coalesce(json_value(role), to_json_string(role)))
+              when role is null and array_length(content_list) > 1
+                then format('contents[%d].role: is missing (in a conversation of several '
+                            || 'turns each names its role, user or model)', item)
               when parts is null then format('contents[%d].parts: is missing', item)
               when json_type(parts) not in ('array', 'object')
                 then format('contents[%d].parts: is not a list of parts', item)
@@ -95,6 +98,8 @@
         where problem is not null
         order by sub_item
       ),
+      if(cached_content is not null, ['cachedContent: batch prediction does not take a '
+         || 'context cache (remove it; repeated prompt prefixes are cached implicitly)'], []),
       if(json_type(generation_config) != 'object', ['generationConfig: is not an object'], []),
       array(
         select concat('generationConfig.', key, ': unknown field of a GenerationConfig')
@@ -111,7 +116,8 @@
         select is_null, r,
           {{ gemini_batch._json_member('r', ['contents']) }} as contents,
           {{ gemini_batch._json_member('r', ['generationConfig', 'generation_config']) }} as generation_config,
-          {{ gemini_batch._json_member('r', ['systemInstruction', 'system_instruction']) }} as system_instruction
+          {{ gemini_batch._json_member('r', ['systemInstruction', 'system_instruction']) }} as system_instruction,
+          {{ gemini_batch._json_member('r', ['cachedContent', 'cached_content']) }} as cached_content
         from (
           select raw_request is null as is_null,
             {{ 'safe.parse_json(raw_request)' if from_string else 'raw_request' }} as r

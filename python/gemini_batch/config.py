@@ -44,6 +44,9 @@ class BatchModelConfig(BaseModel):
     keep_job_tables: bool = False
     labels: dict[str, str] = Field(default_factory=dict)
     fail_on_failed_rows: bool = True
+    # Answers with nothing usable (status '', no text) are paid for and final by default:
+    # the same bytes get the same answer. True: retried like a 429 (paid again).
+    retry_empty_answers: bool = False
 
     @field_validator("gemini_model")
     @classmethod

@@ -49,6 +49,8 @@ class ModelSummary:
     pending: int = 0  # still without an answer at the end (e.g. a job failed)
     jobs: int = 0
     failed_jobs: list[str] = field(default_factory=list)  # "job id: state: error"
+    # Requests that ended failed, by class of reason ("EMPTY_ANSWER: MAX_TOKENS": 3).
+    failure_reasons: dict[str, int] = field(default_factory=dict)
     tokens: int = 0
     cost_usd: float = 0.0
     estimated_cost_usd: float | None = None
@@ -208,6 +210,10 @@ def summary_table(summaries: list[ModelSummary]) -> Table:
     return table
 
 
+def _reasons(reasons: dict[str, int]) -> str:
+    return ", ".join(f"{count:,} {reason}" for reason, count in reasons.items())
+
+
 def summary_notes(summary: ModelSummary) -> list[str]:
     """Sentences under the table: what a number alone does not say."""
     notes = []
@@ -224,6 +230,9 @@ def summary_notes(summary: ModelSummary) -> list[str]:
     if summary.invalid:
         notes.append(f"{summary.model}: {summary.invalid:,} invalid requests were not "
                      "submitted (batch_state = 'failed', see last_error).")
+    if summary.failure_reasons:
+        notes.append(f"{summary.model}: failed for good: {_reasons(summary.failure_reasons)} "
+                     "(last_error in the model's view says why; docs: Troubleshooting).")
     notes.extend(f"{summary.model}: job {job}" for job in summary.failed_jobs)
     if summary.pending and not summary.error:
         notes.append(f"{summary.model}: {summary.pending:,} requests are still pending; "
@@ -263,6 +272,9 @@ def plan_notes(plans: list[ModelPlan]) -> list[str]:
             continue
         if item.over_budget:
             notes.append(f"{name}: {item.over_budget}")
+        if item.failure_reasons:
+            notes.append(f"{name}: failed for good, not sent again: "
+                         f"{_reasons(item.failure_reasons)}.")
         if item.live_jobs:
             notes.append(f"{name}: {item.live_jobs} job(s) of an earlier build are "
                          "live; `build` resumes them first.")

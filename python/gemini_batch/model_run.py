@@ -216,6 +216,8 @@ class ModelRun:
         self.summary.failed = counts.failed
         self.summary.invalid = counts.invalid
         self.summary.pending = counts.pending + counts.in_flight
+        if counts.failed:
+            self.summary.failure_reasons = self.ws.warehouse.failure_reasons(self.model)
 
     def _submit_round(self, location: str, counts: RequestCounts) -> bool:
         """One round: shards of the pending requests, jobs, wait, merge. False if a job

@@ -7,7 +7,7 @@ ledger; submits nothing and writes nothing.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gemini_batch import cost
 from gemini_batch.config import BatchModel
@@ -28,6 +28,7 @@ class ModelPlan:
     estimate: cost.CostEstimate | None = None
     over_budget: str | None = None  # why the budget cap would refuse the build
     live_jobs: int = 0
+    failure_reasons: dict[str, int] = field(default_factory=dict)  # failed for good
 
 
 def plan(options: DbtOptions, *, command: str = "build") -> list[ModelPlan]:
@@ -69,6 +70,7 @@ def model_plan(workspace: Workspace, model: BatchModel) -> ModelPlan:
         estimate=estimate,
         over_budget=over_budget,
         live_jobs=len(live_jobs),
+        failure_reasons=ws.warehouse.failure_reasons(model) if counts.failed else {},
     )
 
 

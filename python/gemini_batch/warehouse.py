@@ -16,12 +16,17 @@ from typing import Any
 from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
+from gemini_batch.answers import (
+    INVALID_STATUS,
+    answered_sql,
+    failure_class_sql,
+    failure_reason_sql,
+    final_failure_sql,
+)
 from gemini_batch.bq import BigQuery, quote_table
+from gemini_batch.catalog import LONG_CONTEXT_TOKENS
 from gemini_batch.config import BatchModel
 from gemini_batch.errors import WarehouseError
-
-# Status the warehouse gives requests that fail the validity check: never submitted.
-INVALID_STATUS = "INVALID_REQUEST"
 
 # Columns of <model>__responses, in table order: the materialization creates the table
 # (_gemini_batch_responses_ddl); tests/unit/test_rules_agree.py holds the two together.
@@ -35,12 +40,6 @@ RESPONSES_SCHEMA: dict[str, str] = {
     "job_name": "STRING",
     "updated_at": "TIMESTAMP",
 }
-
-
-def answered_sql(alias: str) -> str:
-    """SQL that is TRUE when the responses row ``alias`` holds a successful answer (never
-    sent again); the view's batch_state and the is_success macro use the same rule."""
-    return f"COALESCE({alias}.status = '' AND {alias}.response IS NOT NULL, FALSE)"
 
 
 @dataclass(frozen=True)
@@ -91,6 +90,17 @@ class MergeResult:
     candidates_tokens: int
     thoughts_tokens: int
     total_tokens: int
+    # What the bill prices apart (cost.actual_cost): prompt tokens served from the
+    # implicit cache (cachedContentTokenCount) and audio prompt tokens (the AUDIO entry of
+    # promptTokensDetails); then the tokens of requests over the long-context threshold
+    # (catalog.LONG_CONTEXT_TOKENS), which bill at the long rates. Output: candidates
+    # and thoughts.
+    cached_tokens: int = 0
+    audio_prompt_tokens: int = 0
+    long_prompt_tokens: int = 0
+    long_output_tokens: int = 0
+    long_cached_tokens: int = 0
+    long_audio_tokens: int = 0
 
 
 class Warehouse:
@@ -115,9 +125,9 @@ WITH ids AS (
   SELECT
     r.copies,
     CASE
-      WHEN {answered_sql("s")} THEN 'cached'
+      WHEN {answered_sql("s.status", "s.response")} THEN 'cached'
       WHEN r.invalid THEN 'invalid'
-      WHEN COALESCE(s.attempts, 0) > @max_retries THEN 'failed'
+      WHEN COALESCE(s.attempts, 0) > @max_retries OR {_final(model, "s")} THEN 'failed'
       WHEN {in_live} THEN 'in_flight'
       ELSE 'pending'
     END AS state
@@ -136,6 +146,32 @@ FROM states"""
         row = self._query_model(model, sql, {"max_retries": model.config.max_retries})[0]
         return RequestCounts(**{name: int(row[name] or 0) for name in _COUNT_FIELDS})
 
+    def failure_reasons(self, model: BatchModel) -> dict[str, int]:
+        """Requests of ``model`` that ended failed, by class of reason (``EMPTY_ANSWER:
+        MAX_TOKENS``, ``400 INVALID_ARGUMENT``, ``invalid request``...), most first."""
+        rows = self._query_model(
+            model,
+            f"""
+SELECT reason, COUNT(*) AS requests
+FROM (
+  SELECT
+    IF(s.request_id IS NULL, 'invalid request',
+       {failure_class_sql("s.status", "s.last_error")}) AS reason
+  FROM (
+    SELECT request_id, LOGICAL_OR(request_problem IS NOT NULL) AS invalid
+    FROM {quote_table(model.requests_table)}
+    GROUP BY request_id
+  ) AS r
+  LEFT JOIN {quote_table(model.responses_table)} AS s ON s.request_id = r.request_id
+  WHERE NOT {answered_sql("s.status", "s.response")}
+    AND (r.invalid OR COALESCE(s.attempts, 0) > @max_retries OR {_final(model, "s")})
+)
+GROUP BY reason
+ORDER BY requests DESC, reason""",
+            {"max_retries": model.config.max_retries},
+        )
+        return {str(row["reason"]): int(row["requests"]) for row in rows}
+
     def mark_invalid(self, model: BatchModel) -> InvalidSummary:
         """Give invalid requests a failed responses row (attempts = max_retries + 1,
         status 'INVALID_REQUEST', last_error = the reason), so they are never submitted
@@ -145,14 +181,20 @@ FROM states"""
   FROM {quote_table(model.requests_table)}
   WHERE request_problem IS NOT NULL
   GROUP BY request_id"""
+        # Whether the target row is answered is read in the source: a MERGE condition
+        # holds no subquery.
         self._query_model(
             model,
             f"""
 MERGE {quote_table(model.responses_table)} AS t
-USING ({invalid}
+USING (
+  SELECT i.request_id, i.reason, {answered_sql("old.status", "old.response")} AS answered
+  FROM ({invalid}
+  ) AS i
+  LEFT JOIN {quote_table(model.responses_table)} AS old ON old.request_id = i.request_id
 ) AS s
 ON t.request_id = s.request_id
-WHEN MATCHED AND NOT {answered_sql("t")}
+WHEN MATCHED AND NOT s.answered
   AND (COALESCE(t.status, '') != @invalid_status OR COALESCE(t.last_error, '') != s.reason
        OR COALESCE(t.attempts, 0) <= @max_retries) THEN
   UPDATE SET status = @invalid_status, last_error = s.reason,
@@ -255,27 +297,47 @@ SELECT
   {_usage_sum("promptTokenCount")} AS prompt_tokens,
   {_usage_sum("candidatesTokenCount")} AS candidates_tokens,
   {_usage_sum("thoughtsTokenCount")} AS thoughts_tokens,
-  {_usage_sum("totalTokenCount")} AS total_tokens
-FROM answers"""
+  {_usage_sum("totalTokenCount")} AS total_tokens,
+  {_usage_sum("cachedContentTokenCount")} AS cached_tokens,
+  COALESCE(SUM(audio_prompt_tokens), 0) AS audio_prompt_tokens,
+  {_usage_sum("promptTokenCount", "long_context")} AS long_prompt_tokens,
+  {_usage_sum("candidatesTokenCount", "long_context")}
+    + {_usage_sum("thoughtsTokenCount", "long_context")} AS long_output_tokens,
+  {_usage_sum("cachedContentTokenCount", "long_context")} AS long_cached_tokens,
+  COALESCE(SUM(IF(long_context, audio_prompt_tokens, 0)), 0) AS long_audio_tokens
+FROM (
+  SELECT succeeded, response,
+    (SELECT SUM(LAX_INT64(JSON_QUERY(detail, '$.tokenCount')))
+     FROM UNNEST(JSON_QUERY_ARRAY(response, '$.usageMetadata.promptTokensDetails')) AS detail
+     WHERE JSON_VALUE(detail, '$.modality') = 'AUDIO') AS audio_prompt_tokens,
+    COALESCE(LAX_INT64(JSON_QUERY(response, '$.usageMetadata.promptTokenCount')), 0)
+      > @long_context_tokens AS long_context
+  FROM answers
+)""",
+            {"long_context_tokens": LONG_CONTEXT_TOKENS},
         )[0]
         self._query_model(
             model,
             f"""
 MERGE {quote_table(model.responses_table)} AS t
-USING ({answers}) AS s
+USING (
+  SELECT a.*, {answered_sql("old.status", "old.response")} AS answered_before
+  FROM ({answers}) AS a
+  LEFT JOIN {quote_table(model.responses_table)} AS old ON old.request_id = a.request_id
+) AS s
 ON t.request_id = s.request_id
 WHEN MATCHED AND COALESCE(t.job_name, '') != @job_name AND s.succeeded THEN
   UPDATE SET response = s.response, status = '', processed_time = s.processed_time,
     attempts = COALESCE(t.attempts, 0) + 1, last_error = NULL, job_name = @job_name,
     updated_at = CURRENT_TIMESTAMP()
 WHEN MATCHED AND COALESCE(t.job_name, '') != @job_name AND NOT s.succeeded
-  AND NOT {answered_sql("t")} THEN
-  UPDATE SET status = s.status, processed_time = s.processed_time,
+  AND NOT s.answered_before THEN
+  UPDATE SET response = s.response, status = s.status, processed_time = s.processed_time,
     attempts = COALESCE(t.attempts, 0) + 1, last_error = s.error, job_name = @job_name,
     updated_at = CURRENT_TIMESTAMP()
 WHEN NOT MATCHED THEN
   {_insert_responses_row(
-      request_id="s.request_id", response="IF(s.succeeded, s.response, NULL)",
+      request_id="s.request_id", response="s.response",
       status="s.status", processed_time="s.processed_time", attempts="1",
       last_error="IF(s.succeeded, NULL, s.error)", job_name="@job_name",
       updated_at="CURRENT_TIMESTAMP()")}""",
@@ -299,8 +361,9 @@ WHEN NOT MATCHED THEN
     FROM {quote_table(model.requests_table)} AS r
     LEFT JOIN {quote_table(model.responses_table)} AS s ON s.request_id = r.request_id
     WHERE r.request_problem IS NULL
-      AND NOT {answered_sql("s")}
+      AND NOT {answered_sql("s.status", "s.response")}
       AND COALESCE(s.attempts, 0) <= @max_retries
+      AND NOT {_final(model, "s")}
       {not_live}
   )
   WHERE copy = 1"""
@@ -349,20 +412,28 @@ WHEN NOT MATCHED THEN
         # Vertex writes `response` as JSON; read a STRING one too (older outputs).
         response = "SAFE.PARSE_JSON(response)" if schema["response"] == "STRING" else "response"
         processed = "processed_time" if "processed_time" in schema else "CURRENT_TIMESTAMP()"
+        # The service echoes the input columns: the request tells maxOutputTokens.
+        request = (
+            "SAFE.PARSE_JSON(request)" if schema.get("request") == "STRING"
+            else "request" if "request" in schema else "CAST(NULL AS JSON)"
+        )
         return f"""
   SELECT request_id, response, status, processed_time, succeeded,
-    IF(succeeded, NULL, COALESCE(NULLIF(status, ''), 'no response')) AS error
+    IF(succeeded, NULL, {failure_reason_sql("status", "response", "request")}) AS error
   FROM (
-    SELECT request_id, response, status, processed_time, succeeded,
+    SELECT request_id, response, request, status, processed_time, succeeded,
       ROW_NUMBER() OVER (
         PARTITION BY request_id ORDER BY IF(succeeded, 0, 1), processed_time DESC
       ) AS answer_rank
     FROM (
-      SELECT request_id, {response} AS response, status,
-        CAST({processed} AS TIMESTAMP) AS processed_time,
-        (COALESCE(status, '') = '' AND {response} IS NOT NULL) AS succeeded
-      FROM {quote_table(output_table)}
-      WHERE request_id IS NOT NULL
+      SELECT request_id, response, request, status, processed_time,
+        {answered_sql("status", "response")} AS succeeded
+      FROM (
+        SELECT request_id, {response} AS response, {request} AS request,
+          COALESCE(status, '') AS status, CAST({processed} AS TIMESTAMP) AS processed_time
+        FROM {quote_table(output_table)}
+        WHERE request_id IS NOT NULL
+      )
     )
   )
   WHERE answer_rank = 1"""
@@ -371,6 +442,14 @@ WHEN NOT MATCHED THEN
 _RUN_ID = re.compile(r"^[a-z0-9_]{1,40}$")
 _COUNT_FIELDS = [f.name for f in fields(RequestCounts)]
 _MERGE_FIELDS = [f.name for f in fields(MergeResult)]
+
+
+def _final(model: BatchModel, alias: str) -> str:
+    """The model's rule for a responses row (``alias``) failed for good."""
+    return final_failure_sql(
+        f"{alias}.status", f"{alias}.response",
+        retry_empty_answers=model.config.retry_empty_answers,
+    )
 
 
 def _insert_responses_row(**values: str) -> str:
@@ -387,17 +466,18 @@ def _union_request_ids(tables: list[str]) -> str:
     return " UNION ALL ".join(f"SELECT request_id FROM {quote_table(t)}" for t in tables)
 
 
-def _usage_sum(field_name: str) -> str:
-    return f"COALESCE(SUM(LAX_INT64(JSON_QUERY(response, '$.usageMetadata.{field_name}'))), 0)"
+def _usage_sum(field_name: str, only: str | None = None) -> str:
+    """SQL: the sum of a usageMetadata count over the answers (those where the boolean
+    column ``only`` is true, when given)."""
+    value = f"LAX_INT64(JSON_QUERY(response, '$.usageMetadata.{field_name}'))"
+    return f"COALESCE(SUM({f'IF({only}, {value}, 0)' if only else value}), 0)"
 
 
 __all__ = [
-    "INVALID_STATUS",
     "RESPONSES_SCHEMA",
     "InvalidSummary",
     "MergeResult",
     "RequestCounts",
     "Shard",
     "Warehouse",
-    "answered_sql",
 ]

@@ -24,7 +24,7 @@ import sqlglot
 from dbt.cli.main import dbtRunner
 from pydantic.fields import FieldInfo
 
-from gemini_batch import config, ledger, warehouse
+from gemini_batch import answers, config, ledger, warehouse
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -100,12 +100,14 @@ def _python_setting(field: FieldInfo) -> dict[str, Any]:
     kinds = [a for a in typing.get_args(field.annotation) if a is not type(None)]
     union = typing.get_origin(field.annotation) in (typing.Union, types.UnionType)
     kind = kinds[0] if union and len(kinds) == 1 else field.annotation
+    choices = typing.get_origin(kind) is typing.Literal  # a string of a few values
     setting: dict[str, Any] = {
-        "type": _TYPES[typing.get_origin(kind) or kind],
+        "type": "string" if choices else _TYPES[typing.get_origin(kind) or kind],
         "required": field.is_required(),
         "default": None if field.is_required() else field.get_default(call_default_factory=True),
         "min": None,
         "max": None,
+        "choices": list(typing.get_args(kind)) if choices else None,
     }
     for constraint in field.metadata:
         if isinstance(constraint, annotated_types.Ge):
@@ -125,6 +127,7 @@ def test_config_keys_defaults_and_limits_agree(jinja_rules: dict[str, Any]) -> N
             "default": setting.get("default"),
             "min": setting.get("min"),
             "max": setting.get("max"),
+            "choices": setting.get("choices"),
         }
         for name, setting in jinja_rules["config"].items()
     }
@@ -148,4 +151,21 @@ def _normalised(sql: str) -> str:
 
 
 def test_answered_rule_agrees(jinja_rules: dict[str, Any]) -> None:
-    assert _normalised(jinja_rules["answered_sql"]) == _normalised(warehouse.answered_sql("t"))
+    assert _normalised(jinja_rules["answered_sql"]) == _normalised(
+        answers.answered_sql("t.status", "t.response")
+    )
+
+
+@pytest.mark.parametrize("retry_empty", [False, True])
+def test_final_failure_rule_agrees(jinja_rules: dict[str, Any], retry_empty: bool) -> None:
+    key = "final_failure_retry_empty_sql" if retry_empty else "final_failure_sql"
+    assert _normalised(jinja_rules[key]) == _normalised(
+        answers.final_failure_sql("t.status", "t.response", retry_empty_answers=retry_empty)
+    )
+
+
+def test_error_code_rule_agrees(jinja_rules: dict[str, Any]) -> None:
+    """Retry classes read the HTTP code of a row error as the error_code macro does."""
+    assert _normalised(jinja_rules["error_code_sql"]) == _normalised(
+        answers.error_code_sql("t.status")
+    )
