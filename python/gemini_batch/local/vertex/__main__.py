@@ -11,6 +11,7 @@ from pathlib import Path
 from gemini_batch.local.vertex.engines import make_engine
 from gemini_batch.local.vertex.faults import (
     SETTING_NAMES,
+    SETTINGS,
     FaultError,
     Faults,
     setting_from_text,
@@ -102,20 +103,11 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     faults = parser.add_argument_group(
-        "fault injection (also GEMINI_BATCH_FAULT_<NAME> env vars and PUT /emulator/faults)"
+        "fault injection and emulated time (also GEMINI_BATCH_FAULT_<NAME> env vars and "
+        "PUT /emulator/faults)"
     )
-    faults.add_argument(
-        "--fault-row-failure-rate", type=float, help="Share of rows (0..1) that fail."
-    )
-    faults.add_argument(
-        "--fault-row-failure-codes",
-        help="HTTP codes failed rows get, comma separated: 429,500,503.",
-    )
-    faults.add_argument(
-        "--fault-job-outcome", choices=("FAILED", "EXPIRED"), help="End every job in this state."
-    )
-    faults.add_argument("--fault-queue-delay", type=float, help="Seconds a job stays queued.")
-    faults.add_argument("--fault-row-latency", type=float, help="Seconds each row takes.")
+    for name, help_text in SETTINGS.items():
+        faults.add_argument(f"--fault-{name.replace('_', '-')}", metavar="VALUE", help=help_text)
     return parser
 
 

@@ -4,8 +4,8 @@ The emulator is a program apart from the operator (``gemini_batch.errors`` holds
 operator's): an ``ApiError`` becomes an HTTP answer, a ``JobFailure`` ends one job.
 
 ``Cancelled`` is not an error: it is how a job's thread learns that the job was
-cancelled, and it is kept out of the hierarchy so that ``except EmulatorError`` never
-swallows it.
+cancelled (by a client, or by the 24-hour run limit: ``RunLimitReached``), and it is
+kept out of the hierarchy so that ``except EmulatorError`` never swallows it.
 """
 
 from __future__ import annotations
@@ -48,4 +48,9 @@ class Cancelled(Exception):  # noqa: N818 - a signal, not an error
     """Control flow: the job was cancelled; it ends CANCELLED once its rows are written."""
 
 
-__all__ = ["ApiError", "Cancelled", "EmulatorError", "JobFailure"]
+class RunLimitReached(Cancelled):
+    """Control flow: the job ran into the service's 24-hour limit; the service cancels
+    it then, so it ends CANCELLED once the rows finished are written."""
+
+
+__all__ = ["ApiError", "Cancelled", "EmulatorError", "JobFailure", "RunLimitReached"]

@@ -1,8 +1,12 @@
-"""Fault injection: rows that fail like the service's, jobs that fail or expire, delays.
+"""The emulator's settings: faults on purpose, emulated time, what the project may use.
 
-Set when the emulator starts (``--fault-*`` flags or ``GEMINI_BATCH_FAULT_*`` env vars)
-and changed at runtime with ``PUT /emulator/faults``. A job takes a snapshot of the faults
-when it starts, so changing them affects the next job, not one halfway through.
+Rows that fail like the service's, answers with no usable text, jobs that fail, expire
+or pause, delays; ``time_scale`` (emulated seconds per real second) so tests can reach
+the 24-hour run limit and the 72-hour queue expiry in seconds. Set when the emulator
+starts (``--fault-*`` flags or ``GEMINI_BATCH_FAULT_*`` env vars) and changed at runtime
+with ``PUT /emulator/faults``. A job takes a snapshot of the settings when it starts, so
+changing them affects the next job, not one halfway through (``job_outcome: PAUSED`` is
+read live).
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import json
 import os
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
+
+from gemini_batch.local.vertex.answers import EMPTY_KINDS
 
 # How the service writes a failed row's `status`: the HTTP reason, then the error body.
 _ROW_ERRORS = {
@@ -29,7 +35,8 @@ _ROW_ERROR_MESSAGES = {
     503: "The service is currently unavailable.",
     504: "Deadline expired before operation could complete.",
 }
-JOB_OUTCOMES = ("FAILED", "EXPIRED")
+ROW_ERROR_CODES = tuple(_ROW_ERRORS)
+JOB_OUTCOMES = ("FAILED", "EXPIRED", "PAUSED")
 
 
 def row_error(code: int, message: str | None = None) -> str:
@@ -45,52 +52,112 @@ def row_error(code: int, message: str | None = None) -> str:
     return f"{reason}: {json.dumps(body)}"
 
 
-# The settings that can be given as text (flags, environment variables), in order.
-SETTING_NAMES = ("row_failure_rate", "row_failure_codes", "job_outcome", "queue_delay",
-                 "row_latency")
+def model_call_error(code: int, status: str, message: str) -> str:
+    """A row's `status` when the model call behind it failed, as the service writes it
+    (seen for a batch request naming a cachedContent: 404 NOT_FOUND inside this text)."""
+    body = {"error": {"code": code, "message": message, "status": status}}
+    return f"Internal error occurred. Failed to get generateContentResponse: {json.dumps(body)}"
 
 
-def setting_from_text(name: str, raw: str) -> Any:
-    """A setting given as text: row_failure_codes is comma separated, the rest as they are."""
-    return raw.split(",") if name == "row_failure_codes" else raw
+# Every setting, with the help its --fault-<name> flag shows (one list for flags,
+# GEMINI_BATCH_FAULT_<NAME> environment variables and PUT /emulator/faults).
+SETTINGS = {
+    "row_failure_rate": "Share of rows (0..1) that fail.",
+    "row_failure_codes": "HTTP codes failed rows get, comma separated: 429,500,503.",
+    "empty_answer_rate": "Share of answered rows (0..1) that come back with no usable text.",
+    "empty_answer_kinds": "What those answers are, comma separated: finish:MAX_TOKENS, "
+    "blocked:SAFETY, finish:SAFETY, finish:RECITATION, finish:PROHIBITED_CONTENT.",
+    "job_outcome": "End every job FAILED or EXPIRED, or hold it PAUSED while this is set.",
+    "queue_delay": "Seconds (emulated) a job stays queued; 72 hours or more: it expires.",
+    "row_latency": "Seconds (emulated) each row takes.",
+    "run_seconds": "Seconds (emulated) a job runs at least; past 24 hours it is cancelled.",
+    "time_scale": "Emulated seconds per real second (default 1): 3600 runs an hour a second.",
+    "incomplete_unknown": "true: completionStats.incompleteCount is -1 while a job runs.",
+    "legacy_models": "true: the project used gemini-1.5 before, so it may still call it.",
+}
+SETTING_NAMES = tuple(SETTINGS)
+_LISTS = {"row_failure_codes": int, "empty_answer_kinds": str}
+_FLOATS = frozenset(
+    {"row_failure_rate", "empty_answer_rate", "queue_delay", "row_latency", "run_seconds",
+     "time_scale"}
+)
+_BOOLS = frozenset({"incomplete_unknown", "legacy_models"})
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
 class FaultError(ValueError):
     """A fault setting that does not make sense; the message names it."""
 
 
+def setting_from_text(name: str, raw: str) -> Any:
+    """A setting given as text: lists are comma separated, the rest as they are."""
+    return raw.split(",") if name in _LISTS else raw
+
+
+def _boolean(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text not in (*_TRUE, *_FALSE):
+        raise FaultError(f"{name} is true or false, not {value!r}")
+    return text in _TRUE
+
+
 @dataclass(frozen=True)
 class Faults:
-    """What goes wrong, on purpose. All off by default."""
+    """What goes wrong on purpose, how fast time passes, and what the project may use.
+
+    All off by default: rows answered, jobs run at once, time at its real pace.
+    """
 
     # Share of rows (0..1) that fail, chosen per (job, row): the same row fails again if
     # the same job is read again, but a retry in a new job draws again.
     row_failure_rate: float = 0.0
     # HTTP codes the failed rows get, in turn (429 RESOURCE_EXHAUSTED, 500 INTERNAL, ...).
     row_failure_codes: tuple[int, ...] = (429,)
-    # End every job in this state instead of processing it: FAILED or EXPIRED.
+    # Share of answered rows (0..1) whose answer has no usable text (status '' all the
+    # same), drawn per (job, row) like failures; the kind is drawn from the list.
+    empty_answer_rate: float = 0.0
+    empty_answer_kinds: tuple[str, ...] = EMPTY_KINDS
+    # FAILED or EXPIRED: end every job so without processing it. PAUSED: a job pauses
+    # before it runs while this is set (read live, not from the job's snapshot).
     job_outcome: str | None = None
-    # Seconds a job stays QUEUED/PENDING before it runs.
+    # Emulated seconds a job stays QUEUED before it runs (72 h or more: EXPIRED).
     queue_delay: float = 0.0
-    # Seconds each row takes (on top of the engine's own time).
+    # Emulated seconds each row takes (on top of the engine's own time).
     row_latency: float = 0.0
+    # Emulated seconds a job spends RUNNING at least (its rows spread over them); a job
+    # still running at 24 h is cut: CANCELLED, with the rows finished written.
+    run_seconds: float = 0.0
+    # Emulated seconds per real second, for the waits above and the 24 h / 72 h limits.
+    time_scale: float = 1.0
+    # The service may report incompleteCount -1 while a job runs.
+    incomplete_unknown: bool = False
+    # gemini-1.5-* are refused (404) unless the project used them before 2025-04-29.
+    legacy_models: bool = False
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.row_failure_rate <= 1.0:
-            raise FaultError(
-                f"row_failure_rate must be between 0 and 1, not {self.row_failure_rate}"
-            )
+        for name in ("row_failure_rate", "empty_answer_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise FaultError(f"{name} must be between 0 and 1, not {getattr(self, name)}")
         if not self.row_failure_codes:
             raise FaultError("row_failure_codes needs at least one HTTP code, e.g. [429, 503]")
         unknown = [code for code in self.row_failure_codes if code not in _ROW_ERRORS]
         if unknown:
             raise FaultError(f"row_failure_codes {unknown} unknown: use {sorted(_ROW_ERRORS)}")
+        kinds = [kind for kind in self.empty_answer_kinds if kind not in EMPTY_KINDS]
+        if kinds or not self.empty_answer_kinds:
+            raise FaultError(
+                f"empty_answer_kinds {kinds} unknown: use some of {list(EMPTY_KINDS)}"
+            )
         if self.job_outcome not in (None, *JOB_OUTCOMES):
             raise FaultError(
                 f"job_outcome must be one of {JOB_OUTCOMES} or null, not {self.job_outcome!r}"
             )
-        if self.queue_delay < 0 or self.row_latency < 0:
-            raise FaultError("queue_delay and row_latency are seconds, 0 or more")
+        if min(self.queue_delay, self.row_latency, self.run_seconds) < 0:
+            raise FaultError("queue_delay, row_latency and run_seconds are seconds, 0 or more")
+        if self.time_scale <= 0:
+            raise FaultError(f"time_scale must be more than 0, not {self.time_scale}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], base: Faults | None = None) -> Faults:
@@ -101,20 +168,22 @@ class Faults:
             raise FaultError(f"unknown fault settings {unknown}: use {sorted(known)}")
         values = dict(values)
         try:
-            if "row_failure_codes" in values:
-                values["row_failure_codes"] = tuple(int(c) for c in values["row_failure_codes"])
-            for name in ("row_failure_rate", "queue_delay", "row_latency"):
+            for name, kind in _LISTS.items():
                 if name in values:
-                    values[name] = float(values[name])
+                    values[name] = tuple(kind(item) for item in values[name])
+            for name in _FLOATS & set(values):
+                values[name] = float(values[name])
         except (TypeError, ValueError) as exc:
             raise FaultError(f"bad fault setting: {exc}") from exc
+        for name in _BOOLS & set(values):
+            values[name] = _boolean(name, values[name])
         if values.get("job_outcome") is not None:
             values["job_outcome"] = str(values["job_outcome"]).upper().removeprefix("JOB_STATE_")
         return replace(base or cls(), **values)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> dict[str, Any]:
-        """Settings from ``GEMINI_BATCH_FAULT_<NAME>`` variables (codes comma separated)."""
+        """Settings from ``GEMINI_BATCH_FAULT_<NAME>`` variables (lists comma separated)."""
         environ = dict(os.environ if environ is None else environ)
         values: dict[str, Any] = {}
         for name in SETTING_NAMES:
@@ -125,15 +194,29 @@ class Faults:
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
-        values["row_failure_codes"] = list(self.row_failure_codes)
+        for name in _LISTS:
+            values[name] = list(values[name])
         return values
 
     def row_failure(self, job_id: str, row_number: int) -> str | None:
         """The `status` row ``row_number`` of job ``job_id`` fails with, or None."""
-        if self.row_failure_rate <= 0.0:
-            return None
-        digest = hashlib.blake2b(f"{job_id}:{row_number}".encode(), digest_size=8).digest()
-        draw = int.from_bytes(digest, "big")
-        if draw / 2**64 >= self.row_failure_rate:
+        draw = _draw(self.row_failure_rate, f"{job_id}:{row_number}")
+        if draw is None:
             return None
         return row_error(self.row_failure_codes[draw % len(self.row_failure_codes)])
+
+    def empty_answer(self, job_id: str, row_number: int) -> str | None:
+        """The kind of empty answer row ``row_number`` of job ``job_id`` gets, or None."""
+        draw = _draw(self.empty_answer_rate, f"{job_id}:{row_number}:empty")
+        if draw is None:
+            return None
+        return self.empty_answer_kinds[draw % len(self.empty_answer_kinds)]
+
+
+def _draw(rate: float, key: str) -> int | None:
+    """A number drawn from ``key`` when it falls in the share ``rate``, else None."""
+    if rate <= 0.0:
+        return None
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    draw = int.from_bytes(digest, "big")
+    return draw if draw / 2**64 < rate else None

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from gemini_batch.local.vertex.faults import row_error
+from gemini_batch.local.vertex.faults import model_call_error, row_error
 
 ROLES = ("user", "model")
 # Part fields that carry content; a part needs one of them.
@@ -100,6 +100,21 @@ def parse_request(raw: Any) -> dict[str, Any]:
     if raw is None:
         raise RequestError("", "The request is empty (NULL): write a GenerateContentRequest.")
     return normalise_request(raw)
+
+
+def batch_refusal(request: dict[str, Any]) -> str | None:
+    """The `status` of a well-formed request that batch prediction fails all the same.
+
+    ``cachedContent``: batch jobs do not take context caches; the service writes the
+    model call's 404 for the cache (as seen in real outputs), whatever the cache is.
+    """
+    cache = request.get("cachedContent")
+    if cache:
+        cache_id = str(cache).rsplit("/")[-1]
+        return model_call_error(
+            404, "NOT_FOUND", f"Not found: cached content metadata for {cache_id}."
+        )
+    return None
 
 
 def _as_list(value: Any) -> list[Any]:

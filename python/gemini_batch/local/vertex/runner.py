@@ -1,15 +1,19 @@
 """Runs batch prediction jobs: input table → engine → output table, as the service does.
 
 Each job runs in its own thread: QUEUED (waiting for a slot, plus any injected queue
-delay) → PENDING (checks the input and output tables, creates the output table) →
-RUNNING (pages of input rows through the engine, appended to the output table by load
-jobs and counted in ``completionStats``) → SUCCEEDED, PARTIALLY_SUCCEEDED, FAILED,
-CANCELLED or EXPIRED. Rows answered before a cancel are written before the job ends, and
-the process holds about three pages of a job at most, whatever the table's size.
+delay; 72 hours queued: EXPIRED) → PENDING (checks the input and output tables, creates
+the output table) → (PAUSED while the setting says so) → RUNNING (pages of input rows
+through the engine, appended to the output table by load jobs and counted in
+``completionStats``; 24 hours running: CANCELLED) → SUCCEEDED, PARTIALLY_SUCCEEDED,
+FAILED, CANCELLED or EXPIRED. Time is emulated (clock.py), so tests reach those limits
+in seconds. Rows answered before a cancel are written before the job ends, and the
+process holds about three pages of a job at most, whatever the table's size.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import queue
 import threading
@@ -22,12 +26,14 @@ from typing import Any
 
 import orjson
 
+from gemini_batch.local.vertex.answers import empty_answer
+from gemini_batch.local.vertex.clock import QUEUE_LIMIT_SECONDS, RUN_LIMIT_SECONDS, Stopwatch
 from gemini_batch.local.vertex.engines import Engine
-from gemini_batch.local.vertex.errors import Cancelled, JobFailure
+from gemini_batch.local.vertex.errors import Cancelled, JobFailure, RunLimitReached
 from gemini_batch.local.vertex.faults import Faults
-from gemini_batch.local.vertex.models import model_id
+from gemini_batch.local.vertex.models import model_id, output_limit
 from gemini_batch.local.vertex.output import OutputWriter
-from gemini_batch.local.vertex.requests import RequestError, parse_request
+from gemini_batch.local.vertex.requests import RequestError, batch_refusal, parse_request
 from gemini_batch.local.vertex.store import TERMINAL_STATES, JobNotFound, JobStore, timestamp
 from gemini_batch.local.vertex.tables import BigQueryError, BigQueryRest, TableRef
 
@@ -114,7 +120,7 @@ class JobRunner:
             state = job["state"]
             if state in TERMINAL_STATES:
                 continue
-            if state in ("JOB_STATE_QUEUED", "JOB_STATE_PENDING"):
+            if state in ("JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_PAUSED"):
                 self._store.update(job_id, state="JOB_STATE_QUEUED")
                 self.start(job_id)
             elif state == "JOB_STATE_CANCELLING":
@@ -144,32 +150,41 @@ class JobRunner:
     def _run(self, job_id: str) -> None:
         cancel = self._cancel_events[job_id]
         faults = self._faults()
+        queued = Stopwatch(faults.time_scale)
         bigquery = BigQueryRest(self._bigquery_endpoint, grpc_endpoint=self._bigquery_grpc_endpoint)
         try:
-            self._queued(cancel, faults)
-            with self._slots:
+            self._queued(cancel, faults, queued)
+            self._take_slot(cancel, queued)
+            try:
                 self._check_cancel(cancel)
                 self._store.update(job_id, state="JOB_STATE_PENDING")
                 job = self._store.get(job_id)
                 plan = self._prepare(job, bigquery)
+                self._paused(job_id, cancel)
                 self._check_cancel(cancel)
                 self._store.update(
                     job_id,
                     state="JOB_STATE_RUNNING",
                     startTime=timestamp(),
                     outputInfo=plan.output_info,
-                    completionStats=_stats(0, 0, plan.total_rows),
+                    completionStats=_stats(0, 0, _incomplete(faults, plan.total_rows)),
                 )
                 self._process(job_id, plan, bigquery, cancel, faults)
-        except Cancelled:
+            finally:
+                self._slots.release()
+        except Cancelled as stop:
             done = _rows_done(self._store.get(job_id))
+            why = "The job was cancelled."
+            if isinstance(stop, RunLimitReached):
+                why = ("The job ran for 24 hours, the limit of a batch prediction job, and was "
+                       "cancelled; submit the rows without an answer in a new job.")
             self._finish(
                 job_id,
                 "JOB_STATE_CANCELLED",
                 {
                     "code": CANCELLED,
-                    "message": f"The job was cancelled. The {done} rows finished before that "
-                    "are in the output table.",
+                    "message": f"{why} The {done} rows finished before that are in the "
+                    "output table.",
                 },
             )
         except JobFailure as failure:
@@ -198,16 +213,14 @@ class JobRunner:
                 self._cancel_events.pop(job_id, None)
                 self._threads.pop(job_id, None)
 
-    def _queued(self, cancel: threading.Event, faults: Faults) -> None:
-        if cancel.wait(faults.queue_delay):
+    def _queued(self, cancel: threading.Event, faults: Faults, clock: Stopwatch) -> None:
+        """Wait out the queue delay (emulated seconds): 72 hours of it and the job expires."""
+        if clock.wait_until(min(faults.queue_delay, QUEUE_LIMIT_SECONDS), cancel):
             raise Cancelled
         if faults.job_outcome == "EXPIRED":
-            raise JobFailure(
-                DEADLINE_EXCEEDED,
-                "The job stayed queued longer than 72 hours and expired without processing "
-                "any request (fault injected by the local emulator).",
-                state="JOB_STATE_EXPIRED",
-            )
+            raise _expired(" (fault injected by the local emulator)")
+        if faults.queue_delay >= QUEUE_LIMIT_SECONDS:
+            raise _expired()
         if faults.job_outcome == "FAILED":
             raise JobFailure(
                 INTERNAL,
@@ -215,10 +228,36 @@ class JobRunner:
                 "experience errors, contact Vertex AI (fault injected by the local emulator).",
             )
 
+    def _take_slot(self, cancel: threading.Event, clock: Stopwatch) -> None:
+        """Wait for a running slot (``max_running``); a job queued 72 hours expires."""
+        while not self._slots.acquire(timeout=0.1):
+            self._check_cancel(cancel)
+            if clock.elapsed() >= QUEUE_LIMIT_SECONDS:
+                raise _expired()
+
+    def _paused(self, job_id: str, cancel: threading.Event) -> None:
+        """PAUSED, not an end, while the live setting ``job_outcome`` is PAUSED."""
+        if self._faults().job_outcome != "PAUSED":
+            return
+        self._store.update(job_id, state="JOB_STATE_PAUSED")
+        while self._faults().job_outcome == "PAUSED":
+            if cancel.wait(0.1):
+                raise Cancelled
+
     @staticmethod
     def _check_cancel(cancel: threading.Event) -> None:
         if cancel.is_set():
             raise Cancelled
+
+    @staticmethod
+    def _pace(clock: Stopwatch, faults: Faults, done: int, total: int,
+              cancel: threading.Event) -> None:
+        """Spread the rows over ``run_seconds`` (emulated); cut the job at 24 hours."""
+        target = faults.run_seconds * (done / total if total else 1.0)
+        if clock.wait_until(min(target, RUN_LIMIT_SECONDS), cancel):
+            raise Cancelled
+        if done < total and clock.elapsed() >= RUN_LIMIT_SECONDS:
+            raise RunLimitReached
 
     def _prepare(self, job: dict[str, Any], bigquery: BigQueryRest) -> _Plan:
         """Check the input table, create the output table; JobFailure names what is wrong."""
@@ -286,6 +325,7 @@ class JobRunner:
         faults: Faults,
     ) -> None:
         started = time.perf_counter()
+        running = Stopwatch(faults.time_scale)
         answering = 0.0
         chunk_size = _chunk_size(self._engine, faults)
         # Reading, answering and writing overlap: the next page is fetched while this one
@@ -313,9 +353,13 @@ class JobRunner:
                     self._store.update(
                         job_id,
                         completionStats=_stats(
-                            output.succeeded, output.failed, max(0, plan.total_rows - output.rows)
+                            output.succeeded,
+                            output.failed,
+                            _incomplete(faults, max(0, plan.total_rows - output.rows)),
                         ),
                     )
+                    self._pace(running, faults, output.rows, plan.total_rows, cancel)
+            self._pace(running, faults, plan.total_rows, plan.total_rows, cancel)
         log.info(
             "job %s: %d rows in %.1fs (waiting for reads %.1fs, answering %.1fs, "
             "waiting for writes %.1fs)",
@@ -352,21 +396,33 @@ class JobRunner:
             status = faults.row_failure(job_id, first_row + offset)
             if status is None:
                 try:
-                    requests.append(parse_request(row["request"]))
+                    request = parse_request(row["request"])
+                    status = batch_refusal(request)
                 except RequestError as exc:
                     status = exc.status(plan.input_ref, first_row + offset)
+                if status is None:
+                    requests.append(request)
             statuses.append(status)
         if faults.row_latency:
-            time.sleep(faults.row_latency * len(rows))
-        answers = iter(self._engine.generate(requests, model=plan.model))
+            time.sleep(faults.row_latency * len(rows) / faults.time_scale)
+        answers = zip(requests, self._engine.generate(requests, model=plan.model), strict=True)
         processed_time = time.time_ns() // 1000  # TIMESTAMP, in microseconds
+        create_time = timestamp(datetime.fromtimestamp(processed_time / 1e6, UTC))
         succeeded = 0
-        for row, status in zip(rows, statuses, strict=True):
+        for offset, (row, status) in enumerate(zip(rows, statuses, strict=True)):
             if status is None:
-                answer = next(answers)
+                request, answer = next(answers)
                 if isinstance(answer, str):
                     status = answer
                 else:
+                    kind = faults.empty_answer(job_id, first_row + offset)
+                    if kind:
+                        answer = empty_answer(
+                            answer, kind, limit=output_limit(request, plan.model)
+                        )
+                    # What the service stamps on each answer: when, and a unique id.
+                    answer["createTime"] = create_time
+                    answer["responseId"] = _response_id(job_id, first_row + offset)
                     row["response"] = orjson.dumps(answer, option=orjson.OPT_SORT_KEYS).decode()
                     succeeded += 1
             if status is not None:
@@ -410,6 +466,26 @@ class _Plan:
         }
 
 
+def _expired(note: str = "") -> JobFailure:
+    return JobFailure(
+        DEADLINE_EXCEEDED,
+        "The job stayed queued for 72 hours, the limit of a batch prediction job, and expired "
+        f"without processing any request{note}. Submit it again.",
+        state="JOB_STATE_EXPIRED",
+    )
+
+
+def _response_id(job_id: str, row_number: int) -> str:
+    """A responseId like the service's (23 URL-safe characters), unique per job row."""
+    digest = hashlib.blake2b(f"{job_id}:{row_number}".encode(), digest_size=17).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def _incomplete(faults: Faults, rows_left: int) -> int:
+    """What completionStats.incompleteCount says while a job runs (-1: not known)."""
+    return -1 if faults.incomplete_unknown else rows_left
+
+
 def _rows_done(job: dict[str, Any]) -> int:
     stats = job.get("completionStats", {})
     return int(stats.get("successfulCount", 0)) + int(stats.get("failedCount", 0))
@@ -426,7 +502,7 @@ def _stats(succeeded: int, failed: int, incomplete: int) -> dict[str, str]:
 
 def _chunk_size(engine: Engine, faults: Faults) -> int:
     """Rows answered between cancel checks and progress updates: small when rows are slow."""
-    return 10 if faults.row_latency else engine.batch_size
+    return 10 if faults.row_latency or faults.run_seconds else engine.batch_size
 
 
 def _check_input_schema(table: TableRef, schema: list[dict[str, Any]]) -> None:

@@ -5,7 +5,7 @@ Served under ``/v1`` and ``/v1beta1`` (google-genai uses v1beta1 by default):
 - ``POST|GET  /{version}/projects/{p}/locations/{l}/batchPredictionJobs``
 - ``GET|DELETE /{version}/projects/{p}/locations/{l}/batchPredictionJobs/{id}``
 - ``POST /{version}/projects/{p}/locations/{l}/batchPredictionJobs/{id}:cancel``
-- ``GET|PUT /emulator/faults`` (fault injection at runtime)
+- ``GET|PUT|PATCH /emulator/faults`` (fault injection and emulated time, at runtime)
 
 Errors are the Google API error body ``{"error": {"code", "message", "status"}}``.
 """
@@ -30,7 +30,12 @@ from gemini_batch.local.vertex.engines import Engine
 from gemini_batch.local.vertex.errors import ApiError
 from gemini_batch.local.vertex.faults import FaultError, Faults
 from gemini_batch.local.vertex.filters import job_filter
-from gemini_batch.local.vertex.models import KNOWN_MODELS, model_id, publisher_model_name
+from gemini_batch.local.vertex.models import (
+    KNOWN_MODELS,
+    check_served,
+    model_id,
+    publisher_model_name,
+)
 from gemini_batch.local.vertex.runner import PAGE_SIZE, JobRunner
 from gemini_batch.local.vertex.store import (
     JOB_STATES,
@@ -206,6 +211,7 @@ class Emulator:
         model = validate_create_request(
             body, parent=parent, known_models=KNOWN_MODELS | self.config.extra_models
         )
+        check_served(model_id(model) or model, parent, legacy_models=self.faults().legacy_models)
         job_id = new_job_id()
         now = timestamp()
         # Keep what the client sent (model parameters, ...), then the output-only fields.

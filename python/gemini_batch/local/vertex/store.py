@@ -106,10 +106,11 @@ class JobStore:
             (self._dir / f"{job_id}.json").unlink(missing_ok=True)
 
     def all(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Every job, newest first (the order the service lists them in)."""
+        """Every job, by id: the API promises no order (ids are random, so this is not
+        the order of creation), and nothing may rely on one."""
         with self._lock:
             items = [(job_id, copy.deepcopy(job)) for job_id, job in self._jobs.items()]
-        items.sort(key=lambda item: (item[1].get("createTime", ""), item[0]), reverse=True)
+        items.sort(key=lambda item: (len(item[0]), item[0]))
         return iter(items)
 
     def _save(self, job_id: str) -> None:

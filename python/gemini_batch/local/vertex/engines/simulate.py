@@ -1,12 +1,16 @@
 """The ``simulate`` engine: deterministic answers that say plainly they are simulated.
 
 Same request, byte-identical response: every choice (enum values, numbers, log
-probabilities) comes from a hash of the request. The answer echoes what was asked and
-honours the parts of ``generationConfig`` that change a response's shape:
-``maxOutputTokens`` (truncation, finishReason MAX_TOKENS), ``candidateCount``, and
-``responseMimeType: application/json`` with ``responseSchema`` (JSON valid for the schema).
-Token counts are a stable estimate: about 4 characters a token, and a fixed allowance
-for each file or inline part by its MIME type.
+probabilities, thinking tokens) comes from a hash of the request. The answer echoes what
+was asked and honours the parts of ``generationConfig`` that change a response's shape:
+``thinkingConfig`` (engines/thinking.py: thinking models think by default, and their
+thinking counts against the output limit), ``maxOutputTokens`` (thinking first, then the
+text is cut: finishReason MAX_TOKENS, with no text when thinking spent it all),
+``candidateCount``, and ``responseMimeType: application/json`` with ``responseSchema``
+(JSON valid for the schema). A marker in the prompt asks for an answer with no usable
+text or a row error (answers.py). Token counts are a stable estimate: about 4 characters
+a token, and a fixed allowance for each file or inline part by its MIME type, reported
+by modality as the service does.
 """
 
 from __future__ import annotations
@@ -17,7 +21,11 @@ from typing import Any
 
 import orjson
 
-from gemini_batch.local.vertex.engines import Result
+from gemini_batch.local.vertex.answers import empty_answer, marker
+from gemini_batch.local.vertex.engines import Result, thinking
+from gemini_batch.local.vertex.faults import ROW_ERROR_CODES, row_error
+from gemini_batch.local.vertex.models import output_limit
+from gemini_batch.local.vertex.requests import RequestError
 
 CHARS_PER_TOKEN = 4
 # Tokens counted for one file/inline part, by MIME type prefix (the service counts 258
@@ -30,34 +38,46 @@ FILE_TOKENS = {
     "text/": 500,
 }
 DEFAULT_FILE_TOKENS = 258
+# usageMetadata's modality of a file part, by MIME type prefix (TEXT otherwise).
+MODALITIES = {"image/": "IMAGE", "video/": "VIDEO", "audio/": "AUDIO",
+              "application/pdf": "DOCUMENT"}
+# What usageMetadata.trafficType says for a batch row (the enum has no batch value).
+TRAFFIC_TYPE = "ON_DEMAND"
 
 
 def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / CHARS_PER_TOKEN)
 
 
+def _by_prefix(table: dict[str, Any], mime_type: str, default: Any) -> Any:
+    return next((value for prefix, value in table.items() if mime_type.startswith(prefix)),
+                default)
+
+
 def file_tokens(mime_type: str) -> int:
-    for prefix, tokens in FILE_TOKENS.items():
-        if mime_type.startswith(prefix):
-            return tokens
-    return DEFAULT_FILE_TOKENS
+    return int(_by_prefix(FILE_TOKENS, mime_type, DEFAULT_FILE_TOKENS))
 
 
-def prompt_tokens(request: dict[str, Any]) -> int:
+def prompt_tokens_by_modality(request: dict[str, Any]) -> dict[str, int]:
+    """Prompt tokens per modality (TEXT, IMAGE, VIDEO, AUDIO, DOCUMENT), in that order."""
     contents = list(request["contents"])
     if "systemInstruction" in request:
         contents.append(request["systemInstruction"])
-    total = 0
+    counts = dict.fromkeys(("TEXT", "IMAGE", "VIDEO", "AUDIO", "DOCUMENT"), 0)
     for content in contents:
         for part in content["parts"]:
             if "text" in part:
-                total += estimate_tokens(part["text"])
+                counts["TEXT"] += estimate_tokens(part["text"])
             elif "fileData" in part or "inlineData" in part:
-                blob = part.get("fileData") or part["inlineData"]
-                total += file_tokens(blob.get("mimeType", ""))
+                mime_type = (part.get("fileData") or part["inlineData"]).get("mimeType", "")
+                counts[_by_prefix(MODALITIES, mime_type, "TEXT")] += file_tokens(mime_type)
             else:
-                total += estimate_tokens(orjson.dumps(part).decode())
-    return total
+                counts["TEXT"] += estimate_tokens(orjson.dumps(part).decode())
+    return {modality: tokens for modality, tokens in counts.items() if tokens}
+
+
+def prompt_tokens(request: dict[str, Any]) -> int:
+    return sum(prompt_tokens_by_modality(request).values())
 
 
 class _Draws:
@@ -163,10 +183,15 @@ def value_for_schema(schema: dict[str, Any], draws: _Draws, name: str = "value")
     return text.ljust(min_length, "x")[:max_length]
 
 
-def _truncate(text: str, max_tokens: int | None) -> tuple[str, str]:
-    if max_tokens is not None and estimate_tokens(text) > max_tokens:
+def _truncate(text: str, max_tokens: int) -> tuple[str, str]:
+    if estimate_tokens(text) > max_tokens:
         return text[: max(0, max_tokens) * CHARS_PER_TOKEN], "MAX_TOKENS"
     return text, "STOP"
+
+
+def _details(counts: dict[str, int]) -> list[dict[str, Any]]:
+    return [{"modality": modality, "tokenCount": tokens}
+            for modality, tokens in counts.items() if tokens]
 
 
 class SimulateEngine:
@@ -176,15 +201,40 @@ class SimulateEngine:
     def generate(self, requests: list[dict[str, Any]], *, model: str) -> list[Result]:
         return [self.answer(request, model=model) for request in requests]
 
-    def answer(self, request: dict[str, Any], *, model: str) -> dict[str, Any]:
+    def answer(self, request: dict[str, Any], *, model: str) -> Result:
+        """The response to ``request``, or the `status` of a row the service fails."""
+        asked = marker(request)
+        if asked and asked[0] == "error" and int(asked[1]) in ROW_ERROR_CODES:
+            return row_error(int(asked[1]))
+        try:
+            plan = thinking.plan(request, model)
+        except RequestError as exc:
+            return row_error(400, f"{exc.message} (field request.{exc.field})")
         seed = hashlib.blake2b(
             orjson.dumps(request, option=orjson.OPT_SORT_KEYS) + model.encode(), digest_size=16
         ).digest()
         draws = _Draws(seed)
+        limit = output_limit(request, model)
+        thoughts = min(limit, thinking.thought_tokens(plan, model, draws.next()))
+        response = self._response(request, model, draws, thoughts, limit - thoughts, plan)
+        if asked and asked[0] != "error":
+            return empty_answer(response, ":".join(asked), limit=limit)
+        if thoughts >= limit:  # thinking spent the whole output limit
+            return empty_answer(response, "finish:MAX_TOKENS", limit=limit)
+        return response
+
+    def _response(
+        self,
+        request: dict[str, Any],
+        model: str,
+        draws: _Draws,
+        thoughts: int,
+        room: int,
+        plan: thinking.ThinkingPlan,
+    ) -> dict[str, Any]:
+        """The answer's candidates (``room`` tokens of text each) and usage."""
         config = request.get("generationConfig", {})
         count = max(1, int(config.get("candidateCount", 1)))
-        max_tokens = config.get("maxOutputTokens")
-        max_tokens = int(max_tokens) if max_tokens is not None else None
         mime_type = config.get("responseMimeType", "text/plain")
         schema = config.get("responseSchema")
         candidates = []
@@ -203,27 +253,42 @@ class SimulateEngine:
                 text = _echo(request, model)
                 if count > 1:
                     text += f"\n(candidate {index + 1} of {count})"
-            text, finish_reason = _truncate(text, max_tokens)
-            tokens = estimate_tokens(text)
-            output_tokens += tokens
+            text, finish_reason = _truncate(text, room)
+            output_tokens += estimate_tokens(text)
+            parts = [{"text": text}]
+            if plan.include_thoughts and thoughts:
+                parts.insert(0, {"text": _thought_summary(request, thoughts), "thought": True})
             candidate: dict[str, Any] = {
                 "avgLogprobs": -((draws.next() % 100_000) / 1_000_000 + 0.01),
-                "content": {"parts": [{"text": text}], "role": "model"},
+                "content": {"parts": parts, "role": "model"},
                 "finishReason": finish_reason,
             }
             if count > 1:
                 candidate["index"] = index
             candidates.append(candidate)
-        prompt = prompt_tokens(request)
+        prompt = prompt_tokens_by_modality(request)
+        prompt_total = sum(prompt.values())
+        # Proto JSON leaves out zero counts, as the service's answers do.
+        usage: dict[str, Any] = {"promptTokenCount": prompt_total}
+        if output_tokens:
+            usage["candidatesTokenCount"] = output_tokens
+        if thoughts:
+            usage["thoughtsTokenCount"] = thoughts
+        usage["totalTokenCount"] = prompt_total + output_tokens + thoughts
+        usage["trafficType"] = TRAFFIC_TYPE
+        usage["promptTokensDetails"] = _details(prompt)
+        if output_tokens:
+            usage["candidatesTokensDetails"] = _details({"TEXT": output_tokens})
         return {
             "candidates": candidates,
-            "modelVersion": model,
-            "usageMetadata": {
-                "candidatesTokenCount": output_tokens,
-                "promptTokenCount": prompt,
-                "totalTokenCount": prompt + output_tokens,
-            },
+            "modelVersion": f"{model}@default",
+            "usageMetadata": usage,
         }
 
     def close(self) -> None:
         pass
+
+
+def _thought_summary(request: dict[str, Any], thoughts: int) -> str:
+    asked = _describe(request["contents"][-1]["parts"][0])[:80]
+    return f"**Simulated thinking** ({thoughts} tokens, no model was called) about: {asked}"
