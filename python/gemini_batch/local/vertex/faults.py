@@ -74,6 +74,8 @@ SETTINGS = {
     "time_scale": "Emulated seconds per real second (default 1): 3600 runs an hour a second.",
     "incomplete_unknown": "true: completionStats.incompleteCount is -1 while a job runs.",
     "legacy_models": "true: the project used gemini-1.5 before, so it may still call it.",
+    "lose_create_answers": "The next N create calls make their job, then answer 504 (the "
+    "answer lost on its way, as after a timeout).",
 }
 SETTING_NAMES = tuple(SETTINGS)
 _LISTS = {"row_failure_codes": int, "empty_answer_kinds": str}
@@ -82,6 +84,7 @@ _FLOATS = frozenset(
      "time_scale"}
 )
 _BOOLS = frozenset({"incomplete_unknown", "legacy_models"})
+_INTS = frozenset({"lose_create_answers"})
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
@@ -135,6 +138,9 @@ class Faults:
     incomplete_unknown: bool = False
     # gemini-1.5-* are refused (404) unless the project used them before 2025-04-29.
     legacy_models: bool = False
+    # How many of the next create calls make their job and then answer 504, as a call
+    # whose answer was lost (a timeout, a dropped connection) does: counts down.
+    lose_create_answers: int = 0
 
     def __post_init__(self) -> None:
         for name in ("row_failure_rate", "empty_answer_rate"):
@@ -156,6 +162,8 @@ class Faults:
             )
         if min(self.queue_delay, self.row_latency, self.run_seconds) < 0:
             raise FaultError("queue_delay, row_latency and run_seconds are seconds, 0 or more")
+        if self.lose_create_answers < 0:
+            raise FaultError("lose_create_answers is a number of create calls, 0 or more")
         if self.time_scale <= 0:
             raise FaultError(f"time_scale must be more than 0, not {self.time_scale}")
 
@@ -173,6 +181,8 @@ class Faults:
                     values[name] = tuple(kind(item) for item in values[name])
             for name in _FLOATS & set(values):
                 values[name] = float(values[name])
+            for name in _INTS & set(values):
+                values[name] = int(values[name])
         except (TypeError, ValueError) as exc:
             raise FaultError(f"bad fault setting: {exc}") from exc
         for name in _BOOLS & set(values):

@@ -16,7 +16,7 @@ import base64
 import logging
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -225,7 +225,19 @@ class Emulator:
         }
         self.store.add(job_id, resource)
         self.runner.start(job_id)
+        if self._lose_create_answer():
+            raise ApiError(504, "Deadline expired before operation could complete.")
         return resource
+
+    def _lose_create_answer(self) -> bool:
+        """Whether this create's answer is lost (fault lose_create_answers), counting down."""
+        with self._faults_lock:
+            if self._faults.lose_create_answers <= 0:
+                return False
+            self._faults = replace(
+                self._faults, lose_create_answers=self._faults.lose_create_answers - 1
+            )
+            return True
 
     def get(self, parent: str, job_id: str) -> dict[str, Any]:
         try:
