@@ -3,12 +3,25 @@
 bqemulator loads DuckDB's spatial extension at start and refuses to run without it. It
 cannot be downloaded here, so it is installed from the ``duckdb-extension-spatial``
 package, which ships the build for the pinned ``duckdb``.
+
+bqemulator runs every statement at once and in order; BigQuery does not. Its fault mode
+(``DmlConflicts``, served by ``bqemulator_main``) fails a share of mutating DML
+statements the way BigQuery fails one that lost a race with another on the same table.
 """
 
 from __future__ import annotations
 
+import os
+import random
 import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
 
 from gemini_batch.errors import LocalStackError
 
@@ -78,3 +91,107 @@ def bigquery_server_command(
 # bqemulator would try to download DuckDB's avro extension at start; Avro load and
 # extract jobs are not used by this project.
 BIGQUERY_SERVER_ENV = {"BQEMU_ENABLE_FORMAT_EXTENSIONS": "false"}
+
+
+# -- fault mode ---------------------------------------------------------------------
+
+# Settings at start: GEMINI_BATCH_BQ_FAULT_<NAME> (e.g. ..._DML_CONFLICT_RATE=0.2); at run
+# time: GET|PUT|PATCH /emulator/faults on the BigQuery emulator.
+FAULT_ENV_PREFIX = "GEMINI_BATCH_BQ_FAULT_"
+FAULTS_PATH = "/emulator/faults"
+
+
+@dataclass(frozen=True)
+class BigQueryFaults:
+    """What the local BigQuery does wrong on purpose. Off by default."""
+
+    # Share (0..1) of mutating DML statements (MERGE, UPDATE, DELETE) that fail as
+    # concurrent updates, before they change anything.
+    dml_conflict_rate: float = 0.0
+    # Seed of the draws: the same statements in the same order fail the same way.
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.dml_conflict_rate <= 1.0:
+            raise ValueError(
+                f"dml_conflict_rate must be between 0 and 1, not {self.dml_conflict_rate}"
+            )
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], base: BigQueryFaults | None = None
+                  ) -> BigQueryFaults:
+        """``base`` (default: none) with the given settings changed; unknown ones are an
+        error (ValueError naming them)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown BigQuery fault settings {unknown}: use {sorted(known)}")
+        try:
+            typed = {name: (int if name == "seed" else float)(value)
+                     for name, value in values.items()}
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"bad BigQuery fault setting: {exc}") from exc
+        return replace(base or cls(), **typed)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> BigQueryFaults:
+        environ = os.environ if environ is None else environ
+        return cls.from_dict({
+            f.name: environ[FAULT_ENV_PREFIX + f.name.upper()]
+            for f in fields(cls) if FAULT_ENV_PREFIX + f.name.upper() in environ
+        })
+
+
+def concurrent_update_message(table: str) -> str:
+    """BigQuery's words for a DML statement that lost a race (``table``: project:dataset.t)."""
+    return f"Could not serialize access to table {table} due to concurrent update"
+
+
+def mutated_table(sql: str, default_project: str) -> str | None:
+    """``project:dataset.table`` a single MERGE, UPDATE or DELETE statement changes, as
+    BigQuery names it in errors; None for anything else (INSERT never conflicts)."""
+    try:
+        statements = sqlglot.parse(sql, read="bigquery")
+    except sqlglot.errors.SqlglotError:
+        return None
+    if len(statements) != 1 or not isinstance(statements[0], exp.Merge | exp.Update | exp.Delete):
+        return None
+    table = statements[0].this
+    if not isinstance(table, exp.Table):
+        return None
+    return f"{table.catalog or default_project}:{table.db}.{table.name}"
+
+
+class DmlConflicts:
+    """Which mutating DML statements fail as concurrent updates: a seeded draw per
+    statement, in the order they arrive. Thread-safe; counts what it saw."""
+
+    def __init__(self, faults: BigQueryFaults | None = None) -> None:
+        self._lock = threading.Lock()
+        self.set(faults or BigQueryFaults())
+
+    def set(self, faults: BigQueryFaults) -> None:
+        """New settings; the draws start again from the seed and the counts from 0."""
+        with self._lock:
+            self.faults = faults
+            self._random = random.Random(faults.seed)
+            self.statements = 0
+            self.conflicts = 0
+
+    def conflict(self, sql: str, default_project: str) -> str | None:
+        """The error message ``sql`` must fail with, or None to run it."""
+        table = mutated_table(sql, default_project)
+        if table is None:
+            return None
+        with self._lock:
+            self.statements += 1
+            if self._random.random() >= self.faults.dml_conflict_rate:
+                return None
+            self.conflicts += 1
+        return concurrent_update_message(table)
+
+    def state(self) -> dict[str, Any]:
+        """The settings and the counts since they were set (what GET /emulator/faults says)."""
+        with self._lock:
+            return {**asdict(self.faults), "dml_statements": self.statements,
+                    "dml_conflicts": self.conflicts}
