@@ -92,6 +92,27 @@ def test_record_then_update_every_state_change(ledger: Ledger) -> None:
     assert ledger.get("projects/p/locations/l/batchPredictionJobs/none") is None
 
 
+def test_update_many_writes_several_jobs_at_once(ledger: Ledger) -> None:
+    """The poll loop's batched write: one statement, each job its own values, NULLs too."""
+    for n in range(5):
+        ledger.record_submitted(_entry(str(n), error="old"))
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    ended = datetime(2026, 11, 25, 7, 0, tzinfo=UTC)
+    ledger.update_many({
+        **{_entry(str(n)).job_name: {"state": "RUNNING", "succeeded_count": n, "error": None}
+           for n in range(4)},
+        _entry("4").job_name: {"state": "FAILED", "ended_at": ended, "actual_cost_usd": 0.5},
+    })
+    stored = {entry.job_id: entry for entry in ledger.entries()}
+    assert [(stored[str(n)].state, stored[str(n)].succeeded_count, stored[str(n)].error)
+            for n in range(4)] == [("RUNNING", n, None) for n in range(4)]
+    assert (stored["4"].state, stored["4"].ended_at, stored["4"].error) == ("FAILED", ended, "old")
+    assert stored["4"].actual_cost_usd == pytest.approx(0.5)
+    assert all(entry.updated_at >= before for entry in stored.values())
+    assert all(entry.request_count == 100 for entry in stored.values())  # others untouched
+    ledger.update_many({})  # nothing to write: no statement
+
+
 def test_update_refuses_unknown_columns(ledger: Ledger) -> None:
     ledger.record_submitted(_entry("1002"))
     with pytest.raises(ValueError, match="statee"):

@@ -1,23 +1,35 @@
 """The job ledger ``gemini_batch_jobs`` and the build locks ``gemini_batch_locks`` (BigQuery).
 
 One ledger row per Vertex AI batch job, written right after the job is created and
-before anything waits on it, updated on every state change; ``merged_at`` is set once
-the job's output is in ``<model>__responses``. A killed build finds its jobs again with
-:meth:`Ledger.live_jobs`. Columns: docs/ledger.md.
+before anything waits on it; state and count changes are written together
+(:class:`LedgerUpdates`, one statement for many jobs), and ``merged_at`` is set once the
+job's output is in ``<model>__responses``. A killed build finds its jobs again with
+:meth:`Ledger.live_jobs`. Columns and why concurrent writes are safe: docs/ledger.md.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from google.api_core.exceptions import GoogleAPICallError
 from google.cloud import bigquery
 
-from gemini_batch.bq import BigQuery, parameter, quote_table
+from gemini_batch.bq import (
+    API_RETRY,
+    API_TIMEOUT,
+    SMALL_STATEMENT_TIMEOUT,
+    BigQuery,
+    is_concurrent_update,
+    parameter,
+    quote_table,
+)
 from gemini_batch.config import BatchModel
 from gemini_batch.errors import LockedError
 from gemini_batch.jobs import NOT_FOUND_STATE, TERMINAL_STATES
@@ -30,6 +42,10 @@ ENDED_STATES = TERMINAL_STATES | {NOT_FOUND_STATE}
 # How long a lock holds without a refresh: a killed build on another host stops
 # blocking after this. A build refreshes its locks while it waits (`refresh_lock`).
 DEFAULT_LOCK_TTL = timedelta(minutes=15)
+# How often a wait loop writes its jobs' state and count changes (and always before it
+# returns): with M batch models at once, at most M such statements per 15 s on the
+# ledger, whatever the number of jobs; BigQuery allows about 25 DML per table per 10 s.
+FLUSH_SECONDS = 15.0
 
 
 @dataclass
@@ -137,7 +153,8 @@ class Ledger:
     def ensure(self) -> None:
         """Create the dataset, the ledger and the locks table if missing (idempotent)."""
         client = self.bq.client
-        client.create_dataset(f"{self.project}.{self.dataset}", exists_ok=True)
+        client.create_dataset(f"{self.project}.{self.dataset}", exists_ok=True,
+                              retry=API_RETRY, timeout=API_TIMEOUT)
         for table, schema in ((self.table, LEDGER_SCHEMA), (self.locks_table, LOCKS_SCHEMA)):
             client.create_table(
                 bigquery.Table(
@@ -145,12 +162,16 @@ class Ledger:
                     schema=[bigquery.SchemaField(name, kind) for name, kind in schema.items()],
                 ),
                 exists_ok=True,
+                retry=API_RETRY,
+                timeout=API_TIMEOUT,
             )
 
     def record_submitted(self, entry: LedgerEntry) -> None:
         """Insert the row of a job just created (before anything waits on it).
 
-        Recording the same job again (a retried call) leaves the first row as it is.
+        Recording the same job again (a retried call or statement) leaves the first row
+        as it is. Written at once, never held back: a job must be in the ledger before
+        anything waits on it.
         """
         # DML, not the streaming API: streamed rows cannot be UPDATEd for a while.
         values = asdict(entry)
@@ -166,20 +187,52 @@ USING (SELECT @job_name AS job_name) AS s
 ON t.job_name = s.job_name
 WHEN NOT MATCHED THEN INSERT ({columns}) VALUES ({placeholders})""",
             _typed(values),
+            timeout=SMALL_STATEMENT_TIMEOUT,
         )
 
     def update(self, job_name: str, /, **fields: Any) -> None:
         """Set ledger columns of one job (e.g. state='SUCCEEDED', ended_at=...);
         ``updated_at`` is set too. Unknown column names raise ValueError."""
-        unknown = set(fields) - set(LEDGER_SCHEMA) | ({"job_name"} & set(fields))
-        if unknown:
-            raise ValueError(f"Not ledger columns that can be updated: {sorted(unknown)}")
-        fields["updated_at"] = _now()
-        assignments = ", ".join(f"`{name}` = @{name}" for name in fields)
-        self.bq.query(
-            f"UPDATE {quote_table(self.table)} SET {assignments} WHERE job_name = @job_name",
-            _typed({**fields, "job_name": job_name}),
-        )
+        self.update_many({job_name: fields})
+
+    def update_many(self, changes: Mapping[str, Mapping[str, Any]]) -> None:
+        """Set ledger columns of several jobs, ``{job_name: {column: value}}``, in one
+        MERGE per set of columns changed (one for a poll loop's states and counts);
+        ``updated_at`` is set too. Unknown column names raise ValueError.
+
+        Sending it again after a refusal is safe: it sets values, it adds nothing.
+        """
+        groups: dict[tuple[str, ...], dict[str, Mapping[str, Any]]] = {}
+        for job_name, fields in changes.items():
+            unknown = set(fields) - set(LEDGER_SCHEMA) | ({"job_name"} & set(fields))
+            if unknown:
+                raise ValueError(f"Not ledger columns that can be updated: {sorted(unknown)}")
+            columns = tuple(name for name in LEDGER_SCHEMA
+                            if name in fields and name != "updated_at")
+            groups.setdefault(columns, {})[job_name] = fields
+        now = _now()
+        for columns, jobs in groups.items():
+            names = ("job_name", *columns, "updated_at")
+            rows = [
+                bigquery.StructQueryParameter(None, *(
+                    _typed_one(name, LEDGER_SCHEMA[name], value)
+                    for name, value in zip(names, (job_name, *(fields[c] for c in columns), now),
+                                           strict=True)
+                ))
+                for job_name, fields in jobs.items()
+            ]
+            # Fields named one by one: bqemulator does not expand `SELECT *` of an UNNEST.
+            selected = ", ".join(f"u.`{name}`" for name in names)
+            assignments = ", ".join(f"`{name}` = s.`{name}`" for name in names[1:])
+            self.bq.query(
+                f"""
+MERGE {quote_table(self.table)} AS t
+USING (SELECT {selected} FROM UNNEST(@updates) AS u) AS s
+ON t.job_name = s.job_name
+WHEN MATCHED THEN UPDATE SET {assignments}""",
+                {"updates": bigquery.ArrayQueryParameter("updates", "STRUCT", rows)},
+                timeout=SMALL_STATEMENT_TIMEOUT,
+            )
 
     def get(self, job_name: str) -> LedgerEntry | None:
         """The row of one job, or None."""
@@ -232,6 +285,7 @@ SELECT
 FROM {quote_table(self.table)}
 WHERE gemini_model = @gemini_model AND succeeded_count > 0 AND candidates_tokens IS NOT NULL""",
             {"gemini_model": gemini_model},
+            timeout=SMALL_STATEMENT_TIMEOUT,
         )[0]
         if not row["answered"]:
             return None
@@ -278,6 +332,7 @@ WHERE gemini_model = @gemini_model AND succeeded_count > 0 AND candidates_tokens
             f"DELETE FROM {quote_table(self.locks_table)} "
             "WHERE dbt_model = @dbt_model AND token = @token",
             {"dbt_model": _model_id(model), "token": owner.token},
+            timeout=SMALL_STATEMENT_TIMEOUT,
         )
 
     # -- helpers --------------------------------------------------------------------
@@ -285,7 +340,8 @@ WHERE gemini_model = @gemini_model AND succeeded_count > 0 AND candidates_tokens
     def _select(self, where: str, params: dict[str, Any]) -> list[LedgerEntry]:
         columns = ", ".join(f"`{name}`" for name in LEDGER_SCHEMA)
         rows = self.bq.query(
-            f"SELECT {columns} FROM {quote_table(self.table)} {where}", params
+            f"SELECT {columns} FROM {quote_table(self.table)} {where}", params,
+            timeout=SMALL_STATEMENT_TIMEOUT,
         )
         return [LedgerEntry(**{name: row[name] for name in LEDGER_SCHEMA}) for row in rows]
 
@@ -293,7 +349,12 @@ WHERE gemini_model = @gemini_model AND succeeded_count > 0 AND candidates_tokens
         self, dbt_model: str, owner: LockOwner, ttl: timedelta, stale_token: str | None
     ) -> LockOwner:
         """One MERGE that takes the lock if free, expired, ours, or held by
-        ``stale_token``; then the holder as stored."""
+        ``stale_token``; then the holder as stored.
+
+        Two builds claiming at once: BigQuery runs one MERGE and refuses or queues the
+        other, which then finds the row taken. A claim refused even after its retries
+        lost the race all the same: the holder is whoever won it.
+        """
         params = {
             "dbt_model": dbt_model,
             "token": owner.token,
@@ -302,8 +363,7 @@ WHERE gemini_model = @gemini_model AND succeeded_count > 0 AND candidates_tokens
             "ttl_seconds": int(ttl.total_seconds()),
             "stale_token": _typed_one("stale_token", "STRING", stale_token),
         }
-        self.bq.query(
-            f"""
+        claim = f"""
 MERGE {quote_table(self.locks_table)} AS t
 USING (SELECT @dbt_model AS dbt_model) AS s
 ON t.dbt_model = s.dbt_model
@@ -315,17 +375,78 @@ WHEN MATCHED AND (t.token = @token OR t.expires_at < CURRENT_TIMESTAMP()
 WHEN NOT MATCHED THEN
   INSERT (dbt_model, token, host, pid, since, expires_at)
   VALUES (@dbt_model, @token, @host, @pid, CURRENT_TIMESTAMP(),
-          TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL @ttl_seconds SECOND))""",
-            params,
-        )
-        row = self.bq.query(
+          TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL @ttl_seconds SECOND))"""
+        refused: GoogleAPICallError | None = None
+        try:
+            self.bq.query(claim, params, timeout=SMALL_STATEMENT_TIMEOUT)
+        except GoogleAPICallError as exc:
+            if not is_concurrent_update(exc):
+                raise
+            refused = exc
+        holder = self._holder(dbt_model)
+        if holder is None:  # refused with no winner, or released the moment we looked
+            raise LockedError(
+                f"Model {dbt_model}: its lock in {self.locks_table} could not be claimed: "
+                "other builds changed that table at the same time. Run the build again."
+            ) from refused
+        return holder
+
+    def _holder(self, dbt_model: str) -> LockOwner | None:
+        rows = self.bq.query(
             f"SELECT token, host, pid, since FROM {quote_table(self.locks_table)} "
             "WHERE dbt_model = @dbt_model",
             {"dbt_model": dbt_model},
-        )[0]
+            timeout=SMALL_STATEMENT_TIMEOUT,
+        )
+        if not rows:
+            return None
+        row = rows[0]
         return LockOwner(
             host=row["host"], pid=int(row["pid"]), token=row["token"], since=row["since"]
         )
+
+
+class LedgerUpdates:
+    """State and count changes of a wait loop's jobs, held and written together with
+    :meth:`Ledger.update_many` at most once per ``every`` seconds (``flush_if_due``), and
+    whenever the loop asks (``flush``). A job's row is in the ledger before this holds
+    anything of it (``record_submitted``), so a change lost with a killed build only
+    leaves a state the next build polls again. One per loop: not thread-safe.
+    """
+
+    def __init__(self, ledger: Ledger, *, every: float = FLUSH_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ledger = ledger
+        self.every = every
+        self._clock = clock
+        self._pending: dict[str, dict[str, Any]] = {}
+        self._written_at = clock()
+
+    @property
+    def pending(self) -> dict[str, dict[str, Any]]:
+        """The changes not written yet, by job name."""
+        return {job_name: dict(fields) for job_name, fields in self._pending.items()}
+
+    def set(self, job_name: str, **fields: Any) -> None:
+        """Hold a change of one job (later values of a column win)."""
+        self._pending.setdefault(job_name, {}).update(fields)
+
+    def discard(self, job_name: str) -> None:
+        """Drop what is held for a job whose row is written otherwise (its merge): an
+        older state must not land after the final one."""
+        self._pending.pop(job_name, None)
+
+    def flush_if_due(self) -> None:
+        if self._pending and self._clock() - self._written_at >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write everything held, in one statement; kept for the next try if it fails."""
+        if not self._pending:
+            return
+        self.ledger.update_many(self._pending)
+        self._pending = {}
+        self._written_at = self._clock()
 
 
 LOCKS_SCHEMA: dict[str, str] = {
@@ -377,7 +498,9 @@ __all__ = [
     "LOCKS_SCHEMA",
     "LOCKS_TABLE",
     "ENDED_STATES",
+    "FLUSH_SECONDS",
     "Ledger",
     "LedgerEntry",
+    "LedgerUpdates",
     "LockOwner",
 ]

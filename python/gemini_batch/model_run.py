@@ -23,7 +23,7 @@ from gemini_batch.config import BatchModel
 from gemini_batch.display import ModelSummary, Reporter
 from gemini_batch.errors import BuildInterrupted, GeminiBatchError
 from gemini_batch.jobs import TOOL_LABEL, Backoff, JobStatus, job_labels, label_value
-from gemini_batch.ledger import LedgerEntry, LockOwner
+from gemini_batch.ledger import LedgerEntry, LedgerUpdates, LockOwner
 from gemini_batch.warehouse import MergeResult, RequestCounts
 from gemini_batch.workspace import Workspace
 
@@ -306,11 +306,17 @@ class ModelRun:
         run_id: str | None = None,
     ) -> list[_Tracked]:
         """Submit ``queue`` with at most max_concurrent_jobs in flight; wait until every
-        job ended and is merged. Returns every job handled."""
+        job ended and is merged. Returns every job handled.
+
+        State and count changes reach the ledger together, at most every
+        ``ledger.FLUSH_SECONDS`` and before returning (a submit and a merge write theirs
+        at once). Left by an error, what is held is dropped: the ledger has every job,
+        and the next build polls each again."""
         handled = list(active)
         active = list(active)
         queue = list(queue)
         limit = self.model.config.max_concurrent_jobs
+        updates = LedgerUpdates(self.ws.ledger)
         while active or queue:
             while queue and len(active) < limit:
                 shard, usd = queue.pop(0)
@@ -322,12 +328,15 @@ class ModelRun:
             self._sleep(due - time.monotonic())
             now = time.monotonic()
             for job in [j for j in active if j.next_poll <= now]:
-                if self._poll(job):
+                if self._poll(job, updates):
                     active.remove(job)
+            updates.flush_if_due()
+        updates.flush()
         return handled
 
-    def _poll(self, job: _Tracked) -> bool:
-        """Poll once; True once the job ended and its output is merged."""
+    def _poll(self, job: _Tracked, updates: LedgerUpdates) -> bool:
+        """Poll once; True once the job ended and its output is merged. A change of a
+        running job goes to ``updates``."""
         entry = job.entry
         if entry.is_terminal:  # ended while no build was watching: merge only
             status = JobStatus(
@@ -342,7 +351,7 @@ class ModelRun:
         job.status = status
         self.reporter.job_update(self.model.name, status)
         if changed and not status.terminal:
-            self.ws.ledger.update(
+            updates.set(
                 entry.job_name, state=status.state,
                 succeeded_count=status.succeeded, failed_count=status.failed,
             )
@@ -350,6 +359,7 @@ class ModelRun:
         if not status.terminal:
             job.next_poll = time.monotonic() + job.backoff.next_delay()
             return False
+        updates.discard(entry.job_name)  # the merge writes its final row
         self._merge(job, status)
         return True
 
