@@ -103,7 +103,13 @@ class Price:
         include the audio and cached ones (as ``promptTokenCount`` does)."""
         rate_in, rate_out = self.rates(LONG_CONTEXT_TOKENS + 1 if long_context else 0)
         audio_rate = rate_in if self.audio_input is None or long_context else self.audio_input
-        cached_rate = self.cached_input if self.cached_input is not None else None
+        # The cache discount is a share of the input rate that applies: cached tokens of
+        # a long prompt bill at that share of the long rate (2.5 Pro: $0.125 -> $0.25).
+        cached_rate = (
+            None if self.cached_input is None
+            else self.cached_input * rate_in / self.input if self.input
+            else self.cached_input
+        )
         billed_cached = cached_tokens if cached_rate is not None else 0
         plain = max(0.0, input_tokens - audio_tokens - billed_cached)
         batch = 1 - self.batch_discount
