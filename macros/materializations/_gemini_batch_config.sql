@@ -1,8 +1,9 @@
 {#- The gemini_batch settings, in the order the docs list them: name -> type ('string',
     'integer', 'number', 'boolean', 'mapping'), default, required, inclusive limits
-    (min, max) and the pattern a string must match; a key left out is none. The Jinja
-    side of python/gemini_batch/config.py's BatchModelConfig: tests/unit/test_rules_agree.py
-    holds the two together, docs/materialization.md explains them. -#}
+    (min, max), the pattern a string must match, or the choices it must be one of; a key
+    left out is none. The Jinja side of python/gemini_batch/config.py's BatchModelConfig:
+    tests/unit/test_rules_agree.py holds the two together, docs/materialization.md
+    explains them. -#}
 {% macro _gemini_batch_settings() -%}
   {{ return({
       'gemini_model': {'type': 'string', 'required': true, 'pattern': '^[A-Za-z0-9][A-Za-z0-9._@/-]*$'},
@@ -11,6 +12,7 @@
       'shard_size': {'type': 'integer', 'default': 200000, 'min': 1, 'max': 200000},
       'max_concurrent_jobs': {'type': 'integer', 'default': 4, 'min': 1, 'max': 100},
       'max_cost_usd': {'type': 'number', 'min': 0},
+      'max_cost_mode': {'type': 'string', 'default': 'estimate', 'choices': ['estimate', 'worst_case']},
       'keep_job_tables': {'type': 'boolean', 'default': false},
       'labels': {'type': 'mapping', 'default': {}},
       'fail_on_failed_rows': {'type': 'boolean', 'default': true},
@@ -61,7 +63,7 @@
   {%- endif -%}
 
   {%- set checked = {'gemini_model': gemini_model, 'location': location} -%}
-  {%- for name, setting in settings.items() if setting.type != 'string' -%}
+  {%- for name, setting in settings.items() if name not in checked -%}
     {%- set value = gemini_batch._gemini_batch_setting(meta, name, setting.get('default')) -%}
     {%- set lowest, highest = setting.get('min'), setting.get('max') -%}
     {%- if setting.type == 'integer' -%}
@@ -83,6 +85,12 @@
       {%- if value is not boolean -%}
         {{ exceptions.raise_compiler_error(
             where ~ ": config '" ~ name ~ "' must be true or false; got " ~ value) }}
+      {%- endif -%}
+    {%- elif setting.type == 'string' -%}
+      {%- if value not in setting.choices -%}
+        {{ exceptions.raise_compiler_error(
+            where ~ ": config '" ~ name ~ "' must be one of '" ~ setting.choices | join("', '")
+            ~ "'; got " ~ value) }}
       {%- endif -%}
     {%- elif setting.type == 'mapping' -%}
       {%- set value = value or {} -%}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -41,6 +41,9 @@ class BatchModelConfig(BaseModel):
     shard_size: int = Field(default=MAX_SHARD_SIZE, ge=1, le=MAX_SHARD_SIZE)
     max_concurrent_jobs: int = Field(default=4, ge=1, le=100)
     max_cost_usd: float | None = Field(default=None, ge=0)
+    # What max_cost_usd is checked against: the estimate, or the worst case (every
+    # request writes its maxOutputTokens, or the model's limit): docs/costs.md.
+    max_cost_mode: Literal["estimate", "worst_case"] = "estimate"
     keep_job_tables: bool = False
     labels: dict[str, str] = Field(default_factory=dict)
     fail_on_failed_rows: bool = True
