@@ -275,12 +275,20 @@ WHEN MATCHED THEN UPDATE SET {assignments}""",
     def observed_output_tokens(self, gemini_model: str) -> float | None:
         """Average output tokens (candidates + thoughts) per succeeded request of
         ``gemini_model`` over the ledger, or None when nothing was answered yet."""
+        observed = self.observed_tokens(gemini_model)
+        return sum(observed) if observed else None
+
+    def observed_tokens(self, gemini_model: str) -> tuple[float, float] | None:
+        """Average (candidates, thoughts) tokens per succeeded request of ``gemini_model``
+        over the ledger, or None when nothing was answered yet: the cost estimate's
+        answer and thinking per request."""
         if not self.exists():
             return None
         row = self.bq.query(
             f"""
 SELECT
-  SUM(COALESCE(candidates_tokens, 0) + COALESCE(thoughts_tokens, 0)) AS output_tokens,
+  SUM(candidates_tokens) AS candidates_tokens,
+  SUM(COALESCE(thoughts_tokens, 0)) AS thoughts_tokens,
   SUM(succeeded_count) AS answered
 FROM {quote_table(self.table)}
 WHERE gemini_model = @gemini_model AND succeeded_count > 0 AND candidates_tokens IS NOT NULL""",
@@ -289,7 +297,8 @@ WHERE gemini_model = @gemini_model AND succeeded_count > 0 AND candidates_tokens
         )[0]
         if not row["answered"]:
             return None
-        return float(row["output_tokens"]) / float(row["answered"])
+        answered = float(row["answered"])
+        return float(row["candidates_tokens"]) / answered, float(row["thoughts_tokens"]) / answered
 
     def lock(
         self,
