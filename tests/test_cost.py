@@ -1,4 +1,9 @@
-"""Prices, the token and cost estimate (SQL on the local BigQuery), actual cost, the cap."""
+"""The token and cost estimate in SQL on the local BigQuery: text, file parts, the ledger.
+
+The pure rules (prices, tiers, thinking budgets, the cap) are in
+tests/unit/test_cost_rules.py; thinking budgets, long and audio requests on the local
+BigQuery in tests/stack/test_cost_estimates.py.
+"""
 
 from __future__ import annotations
 
@@ -11,61 +16,11 @@ from google.cloud import bigquery
 
 from conftest import FIXTURES
 from gemini_batch.bq import BigQuery, quote_table
+from gemini_batch.catalog import MODELS
 from gemini_batch.config import BatchModel, BatchModelConfig
-from gemini_batch.cost import (
-    DEFAULT_OUTPUT_TOKENS,
-    FILE_PART_TOKENS,
-    PRICES,
-    CostEstimate,
-    Price,
-    PriceTable,
-    actual_cost,
-    check_budget,
-    estimate,
-)
-from gemini_batch.errors import BudgetExceededError, ConfigError
+from gemini_batch.cost import DEFAULT_ANSWER_TOKENS, FILE_PART_TOKENS, PriceTable, estimate
 from gemini_batch.ledger import Ledger, LedgerEntry
 from gemini_batch.warehouse import Warehouse
-
-
-def test_price_lookup_by_longest_prefix() -> None:
-    table = PriceTable()
-    assert table.price_for("gemini-2.5-flash") == PRICES["gemini-2.5-flash"]
-    assert table.price_for("gemini-2.5-flash-001") == PRICES["gemini-2.5-flash"]
-    assert table.price_for("gemini-2.5-flash-lite") == PRICES["gemini-2.5-flash-lite"]
-    assert (
-        table.price_for("publishers/google/models/gemini-2.5-pro@001") == PRICES["gemini-2.5-pro"]
-    )
-    assert table.price_for("llama-3") is None
-
-
-def test_prices_from_vars_override_and_add() -> None:
-    table = PriceTable.from_vars(
-        {
-            "gemini_batch_prices": {
-                "gemini-2.5-flash": {"input": 1.0, "output": 2.0},
-                "my-tuned-model": {"input": 3, "output": 4, "batch_discount": 0},
-            }
-        }
-    )
-    assert table.price_for("gemini-2.5-flash-002") == Price(1.0, 2.0, 0.5)
-    assert table.price_for("my-tuned-model").batch_usd(1_000_000, 1_000_000) == 7.0
-    assert table.price_for("gemini-2.5-pro") == PRICES["gemini-2.5-pro"]
-    assert PriceTable.from_vars({}).prices == PRICES
-    with pytest.raises(ConfigError, match="gemini_batch_prices: the price of 'x'"):
-        PriceTable.from_vars({"gemini_batch_prices": {"x": {"input": 1}}})
-    with pytest.raises(ConfigError, match="batch_discount"):
-        PriceTable.from_vars(
-            {"gemini_batch_prices": {"x": {"input": 1, "output": 1, "batch_discount": 50}}}
-        )
-
-
-def test_actual_cost_is_half_the_online_price() -> None:
-    # gemini-2.5-flash: $0.30 in, $2.50 out per million; thinking bills as output.
-    assert actual_cost("gemini-2.5-flash", 1_000_000, 600_000, 400_000) == pytest.approx(1.40)
-    assert actual_cost("gemini-2.5-flash", None, None, None) == 0
-    assert actual_cost("unknown-model", 10, 10, 0) is None
-
 
 # -- the estimate, in SQL ---------------------------------------------------------------
 
@@ -104,7 +59,7 @@ def model(bq: bigquery.Client) -> BatchModel:
         name="costly",
         project=bq.project,
         dataset=dataset,
-        config=BatchModelConfig(gemini_model="gemini-2.5-flash", max_cost_usd=0.01),
+        config=BatchModelConfig(gemini_model="gemini-2.5-flash"),
     )
     requests = _fixture_requests()
     requests[0] = {**requests[0], "generationConfig": {"maxOutputTokens": 100}}
@@ -134,13 +89,14 @@ def test_estimate_counts_text_and_file_parts(bq: bigquery.Client, model: BatchMo
     cost = estimate(Warehouse(BigQuery(bq)), model)
     assert cost.requests == len(requests)
     assert cost.input_tokens == sum(_expected_input_tokens(r) for r in requests)
-    # One request sets maxOutputTokens=100; the others get the default.
-    assert cost.output_tokens == 100 + (len(requests) - 1) * DEFAULT_OUTPUT_TOKENS
-    price = PRICES["gemini-2.5-flash"]
+    # One request sets maxOutputTokens=100: thinking fills it. The others think as the
+    # model typically does and answer with the default.
+    thinking = MODELS["gemini-2.5-flash"].thinking.typical_tokens
+    assert cost.thinking_tokens == 100 + (len(requests) - 1) * thinking
+    assert cost.answer_tokens == (len(requests) - 1) * DEFAULT_ANSWER_TOKENS
     assert cost.usd == pytest.approx(
         (cost.input_tokens * 0.30 + cost.output_tokens * 2.50) / 1e6 * 0.5
     )
-    assert price.batch_discount == 0.5
     # The multimodal sample has 3 images and a video: the allowances dominate.
     assert cost.input_tokens - 3 * 258 - 60 * 263 < 200
 
@@ -169,27 +125,11 @@ def test_estimate_uses_the_ledger_average_and_var_prices(
     prices = PriceTable.from_vars(
         {"gemini_batch_prices": {"gemini-2.5-flash": {"input": 0, "output": 1}}}
     )
-    cost = estimate(
-        Warehouse(BigQuery(bq)), model, prices=prices,
-        observed_output_tokens=ledger.observed_output_tokens("gemini-2.5-flash"),
-    )
+    observed = ledger.observed_tokens("gemini-2.5-flash")
+    assert observed == (175, 25)  # candidates and thoughts per answered request
+    cost = estimate(Warehouse(BigQuery(bq)), model, prices=prices, observed=observed)
     requests = len(_fixture_requests())
+    # maxOutputTokens=100: 25 thinking, then 75 of the answer; the others 25 + 175.
+    assert (cost.thinking_tokens, cost.answer_tokens) == (25 * requests, 75 + 175 * (requests - 1))
     assert cost.output_tokens == 100 + (requests - 1) * 200
     assert cost.usd == pytest.approx(cost.output_tokens / 1e6 * 0.5)
-
-
-def test_budget_cap_refuses_with_the_estimate_and_the_cap(model: BatchModel) -> None:
-    over = CostEstimate(
-        "gemini-2.5-flash", requests=13, input_tokens=40000, output_tokens=6000, usd=0.0135
-    )
-    with pytest.raises(BudgetExceededError) as refused:
-        check_budget(model, over)
-    message = str(refused.value)
-    assert "model.test.costly" in message
-    assert "$0.0135" in message and "max_cost_usd=$0.0100" in message
-    assert "Nothing was submitted" in message
-
-    check_budget(model, CostEstimate("gemini-2.5-flash", 13, 100, 100, usd=0.001))
-    check_budget(model, CostEstimate("gemini-2.5-flash", 0, 0, 0, usd=None))
-    with pytest.raises(ConfigError, match="no price is known for 'mystery'"):
-        check_budget(model, CostEstimate("mystery", 1, 10, 10, usd=None))

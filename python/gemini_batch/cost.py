@@ -1,26 +1,32 @@
 """Token and cost estimates before a job is sent, actual cost after, and the budget cap.
 
-Prices are USD per million tokens at the online (standard) rate; batch jobs are billed
-at ``1 - batch_discount`` of it (50% off). Override or add models with the dbt var
-``gemini_batch_prices``. The table, the estimate method and the cap: docs/costs.md.
+Prices and model facts (how a model thinks, its output limit, where it is served) come
+from :mod:`gemini_batch.catalog`; the dbt var ``gemini_batch_prices`` overrides or adds
+prices. The estimate method, the tiers and the cap: docs/costs.md.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gemini_batch import catalog
+from gemini_batch.catalog import LONG_CONTEXT_TOKENS, Price
 from gemini_batch.config import BatchModel
 from gemini_batch.errors import BudgetExceededError, ConfigError
-from gemini_batch.warehouse import Warehouse
+from gemini_batch.warehouse import MergeResult, Warehouse
 
 PRICES_VAR = "gemini_batch_prices"
-BATCH_DISCOUNT = 0.5
-# Output tokens assumed per request when it sets no maxOutputTokens and the ledger has
-# no answers of that Gemini model yet.
-DEFAULT_OUTPUT_TOKENS = 500
+# Answer tokens (candidates, thinking excluded) assumed per request until the ledger has
+# answers of that Gemini model: a short paragraph. Row-wise batch work (labels,
+# extracted fields, one-sentence summaries) answers in tens to a few hundred tokens;
+# thinking, counted apart, is most of the output of a 2.5+ model (docs/costs.md).
+DEFAULT_ANSWER_TOKENS = 200
+# The output limit of a model the catalog does not know (the common Gemini 2.5+ limit).
+UNKNOWN_MAX_OUTPUT_TOKENS = 65_536
 # Input tokens per character of text: Gemini's rule of thumb (about 4 characters/token).
 CHARS_PER_TOKEN = 4
 # Input tokens counted per file part, by mime type (the duration or page count of a
@@ -35,91 +41,149 @@ FILE_PART_TOKENS: dict[str, int] = {
 }
 # Any other mime type.
 OTHER_FILE_PART_TOKENS = 258
+# The fields a price in var gemini_batch_prices may set (catalog.Price's).
+_PRICE_FIELDS = tuple(f.name for f in dataclasses.fields(Price))
 
 
-@dataclass(frozen=True)
-class Price:
-    """Online USD per million tokens; output includes thinking tokens."""
-
-    input_per_million: float
-    output_per_million: float
-    batch_discount: float = BATCH_DISCOUNT
-
-    def batch_usd(self, input_tokens: float, output_tokens: float) -> float:
-        """What a batch job with these token counts costs."""
-        online = (
-            input_tokens * self.input_per_million + output_tokens * self.output_per_million
-        ) / 1_000_000
-        return online * (1 - self.batch_discount)
-
-
-# Online prices (≤ 200k-token prompts) as published for Vertex AI; the longest matching
-# prefix of a model name wins, so 'gemini-2.5-flash-001' uses 'gemini-2.5-flash'.
-PRICES: dict[str, Price] = {
-    "gemini-3-pro": Price(2.00, 12.00),
-    "gemini-2.5-pro": Price(1.25, 10.00),
-    "gemini-2.5-flash": Price(0.30, 2.50),
-    "gemini-2.5-flash-lite": Price(0.10, 0.40),
-    "gemini-2.0-flash": Price(0.15, 0.60),
-    "gemini-2.0-flash-lite": Price(0.075, 0.30),
-    "gemini-1.5-pro": Price(1.25, 5.00),
-    "gemini-1.5-flash": Price(0.075, 0.30),
+# Every name the catalog knows a model by (names and aliases).
+_CATALOG_NAMES: dict[str, catalog.Model] = {
+    name: model for model in catalog.MODELS.values() for name in (model.name, *model.aliases)
 }
 
 
-class PriceTable:
-    """Prices by model name: the package's PRICES, overridden by the dbt var."""
+def _bare_name(gemini_model: str) -> str:
+    """``gemini-2.5-flash`` from ``publishers/google/models/gemini-2.5-flash@001``."""
+    return gemini_model.rsplit("/", 1)[-1].split("@", 1)[0].lower()
 
-    def __init__(self, prices: Mapping[str, Price] | None = None) -> None:
-        self.prices = dict(PRICES if prices is None else prices)
+
+def _longest_prefix(gemini_model: str, names: Sequence[str]) -> str | None:
+    """The longest of ``names`` the bare model name starts with, so that
+    'gemini-2.5-flash-preview-09-2025' finds 'gemini-2.5-flash'."""
+    bare = _bare_name(gemini_model)
+    matches = [name for name in names if bare.startswith(_bare_name(name))]
+    return max(matches, key=len) if matches else None
+
+
+def catalog_model(gemini_model: str) -> catalog.Model | None:
+    """The catalog's facts for a model name (exact, else the longest name it extends)."""
+    exact = catalog.lookup(gemini_model)
+    if exact is not None:
+        return exact
+    near = _longest_prefix(gemini_model, list(_CATALOG_NAMES))
+    return _CATALOG_NAMES[near] if near else None
+
+
+class PriceTable:
+    """Prices by model name: the catalog's, with var gemini_batch_prices applied."""
+
+    def __init__(
+        self, prices: Mapping[str, Price] | None = None, *, from_var: Sequence[str] = ()
+    ) -> None:
+        self.prices = dict(
+            {name: m.price for name, m in _CATALOG_NAMES.items()} if prices is None
+            else prices
+        )
+        # Names priced by the var: the user vouches for them (a model the catalog does
+        # not know yet, a tuned model), so the model check lets them through.
+        self.from_var = tuple(from_var)
 
     @classmethod
     def from_vars(cls, dbt_vars: Mapping[str, Any] | None) -> PriceTable:
-        """PRICES plus var ``gemini_batch_prices``:
-        ``{model: {input: usd_per_million, output: usd_per_million, batch_discount: 0.5}}``.
-        """
-        table = cls()
+        """The catalog's prices plus var ``gemini_batch_prices``: ``{model: {input: ...,
+        output: ..., long_input, long_output, audio_input, cached_input, batch_discount}}``
+        in USD per million tokens. The fields an entry leaves out are those of the
+        catalog model it names (or extends); a model the catalog does not know needs
+        ``input`` and ``output``."""
         overrides = (dbt_vars or {}).get(PRICES_VAR) or {}
         if not isinstance(overrides, Mapping):
             raise ConfigError(
                 f"var {PRICES_VAR} must map model names to {{input: ..., output: ...}} "
                 f"(USD per million tokens), got {overrides!r}"
             )
+        table = cls(from_var=[str(name) for name in overrides])
         for name, spec in overrides.items():
-            try:
-                table.prices[str(name)] = Price(
-                    input_per_million=_non_negative(spec["input"]),
-                    output_per_million=_non_negative(spec["output"]),
-                    batch_discount=_non_negative(spec.get("batch_discount", BATCH_DISCOUNT)),
-                )
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ConfigError(
-                    f"var {PRICES_VAR}: the price of {name!r} must be "
-                    "{input: <USD per 1M input tokens>, output: <USD per 1M output tokens>"
-                    f"[, batch_discount: 0.5]}}, got {spec!r}"
-                ) from exc
-            if table.prices[str(name)].batch_discount > 1:
-                raise ConfigError(
-                    f"var {PRICES_VAR}: batch_discount of {name!r} is a fraction (0.5 = 50% off)"
-                )
+            table.prices[str(name)] = _var_price(str(name), spec, table.price_for(str(name)))
         return table
 
     def price_for(self, gemini_model: str) -> Price | None:
         """Price of a model name (publisher path and version suffix allowed), or None."""
-        name = gemini_model.rsplit("/", 1)[-1].split("@", 1)[0].lower()
-        matches = [known for known in self.prices if name.startswith(known.lower())]
-        return self.prices[max(matches, key=len)] if matches else None
+        known = _longest_prefix(gemini_model, list(self.prices))
+        return self.prices[known] if known else None
+
+    def priced_by_var(self, gemini_model: str) -> bool:
+        """Whether var gemini_batch_prices prices this model (or a name it extends)."""
+        return _longest_prefix(gemini_model, self.from_var) is not None
+
+
+def _var_price(name: str, spec: Any, base: Price | None) -> Price:
+    """One entry of var gemini_batch_prices, over the catalog price ``base``."""
+    expected = (
+        "{input: <USD per 1M input tokens>, output: <USD per 1M output tokens>"
+        "[, long_input, long_output, audio_input, cached_input, batch_discount: 0.5]}"
+    )
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"var {PRICES_VAR}: the price of {name!r} must be {expected}, "
+                          f"got {spec!r}")
+    unknown = sorted(set(map(str, spec)) - set(_PRICE_FIELDS))
+    missing = [] if base else [key for key in ("input", "output") if key not in spec]
+    if unknown or missing:
+        problem = (f"unknown field(s) {', '.join(unknown)}" if unknown
+                   else f"{' and '.join(missing)} missing (the catalog does not know it)")
+        raise ConfigError(f"var {PRICES_VAR}: the price of {name!r}: {problem}; "
+                          f"expected {expected}, got {spec!r}")
+    try:
+        given = {str(key): _non_negative(value) for key, value in spec.items()}
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"var {PRICES_VAR}: the price of {name!r} must be {expected} with "
+                          f"numbers >= 0, got {spec!r}") from exc
+    if given.get("batch_discount", 0) > 1:
+        raise ConfigError(
+            f"var {PRICES_VAR}: batch_discount of {name!r} is a fraction (0.5 = 50% off)"
+        )
+    return dataclasses.replace(base, **given) if base else Price(**given)
+
+
+def model_problem(model: BatchModel, location: str, prices: PriceTable) -> str | None:
+    """Why Vertex AI would refuse ``model``'s jobs in ``location`` (the catalog's check,
+    with a "did you mean"), or None. A model priced in var gemini_batch_prices passes:
+    the user vouches for a model the catalog does not know (yet)."""
+    gemini_model = model.config.gemini_model
+    if prices.priced_by_var(gemini_model):
+        return None
+    problem = catalog.check_model(gemini_model, location)
+    if problem is None:
+        return None
+    return (
+        f"Model {model.unique_id}: gemini_model {problem} If the catalog is behind (a new "
+        f"release, a tuned model), give the model a price in var {PRICES_VAR} and it is "
+        "accepted as known."
+    )
 
 
 @dataclass(frozen=True)
 class CostEstimate:
-    """What submitting the pending requests of one batch model would cost."""
+    """What submitting the pending requests of one batch model would cost.
+
+    ``usd`` is the estimate; ``worst_case_usd`` the upper bound where every request
+    writes all the output it may (its maxOutputTokens, else the model's limit). Both
+    are None when no price is known for the model.
+    """
 
     gemini_model: str
     requests: int
     input_tokens: int
-    output_tokens: int
-    usd: float | None  # None when no price is known for the model
+    thinking_tokens: int
+    answer_tokens: int
+    usd: float | None
+    worst_case_output_tokens: int = 0
+    worst_case_usd: float | None = None
+    long_context_requests: int = 0  # prompts over LONG_CONTEXT_TOKENS: the long tier
+    audio_tokens: int = 0  # of input_tokens, priced as audio
+
+    @property
+    def output_tokens(self) -> int:
+        """Thinking and answer: both bill at the output price."""
+        return self.thinking_tokens + self.answer_tokens
 
 
 def estimate(
@@ -128,100 +192,211 @@ def estimate(
     *,
     live_shards: Sequence[str] = (),
     prices: PriceTable | None = None,
-    observed_output_tokens: float | None = None,
+    observed: tuple[float, float] | None = None,
 ) -> CostEstimate:
     """Estimate tokens and cost of ``model``'s pending requests, in one BigQuery query.
 
     Input: text characters / 4 plus FILE_PART_TOKENS per file part. Output per request:
-    its generationConfig.maxOutputTokens, else ``observed_output_tokens`` (the ledger's
-    average for the Gemini model), else DEFAULT_OUTPUT_TOKENS. Requests in
-    ``live_shards`` (live jobs) are not pending.
+    thinking (its thinkingBudget as the catalog model takes it; a dynamic budget spends
+    the observed thoughts, else the model's typical_tokens) plus the answer (observed,
+    else DEFAULT_ANSWER_TOKENS), thinking first within maxOutputTokens. ``observed`` is
+    the ledger's (answer, thoughts) tokens per answered request of this Gemini model.
+    Requests in ``live_shards`` (live jobs) are not pending.
     """
     prices = prices or PriceTable()
     gemini_model = model.config.gemini_model
-    default_output = (
-        round(observed_output_tokens) if observed_output_tokens is not None
-        else DEFAULT_OUTPUT_TOKENS
+    price = prices.price_for(gemini_model)
+    facts = catalog_model(gemini_model)
+    # A model the catalog does not know: assume it thinks as Gemini 2.5+ models do.
+    thinking = facts.thinking if facts else catalog.Thinking()
+    answer, thoughts = (
+        observed if observed is not None else (DEFAULT_ANSWER_TOKENS, thinking.typical_tokens)
     )
+    groups = [
+        _Group.of(row, thinking, answer=answer, thoughts=thoughts,
+                  max_output=facts.max_output_tokens if facts else UNKNOWN_MAX_OUTPUT_TOKENS)
+        for row in _pending_groups(warehouse, model, live_shards)
+    ]
+
+    def bill(output: Callable[[_Group], float]) -> float | None:
+        if price is None:
+            return None
+        return sum(
+            price.batch_usd(g.input_tokens, output(g), audio_tokens=g.audio_tokens,
+                            long_context=g.long_context)
+            for g in groups
+        )
+
+    return CostEstimate(
+        gemini_model=gemini_model,
+        requests=sum(g.requests for g in groups),
+        input_tokens=sum(g.input_tokens for g in groups),
+        thinking_tokens=round(sum(g.thinking_tokens for g in groups)),
+        answer_tokens=round(sum(g.answer_tokens for g in groups)),
+        usd=bill(lambda g: g.thinking_tokens + g.answer_tokens),
+        worst_case_output_tokens=sum(g.worst_case_output_tokens for g in groups),
+        worst_case_usd=bill(lambda g: g.worst_case_output_tokens),
+        long_context_requests=sum(g.requests for g in groups if g.long_context),
+        audio_tokens=sum(g.audio_tokens for g in groups),
+    )
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Pending requests that price alike (one row of the estimate's query): tokens in
+    total over the group."""
+
+    requests: int
+    input_tokens: int
+    audio_tokens: int
+    long_context: bool
+    thinking_tokens: float
+    answer_tokens: float
+    worst_case_output_tokens: int
+
+    @classmethod
+    def of(
+        cls, row: Any, thinking: catalog.Thinking, *, answer: float, thoughts: float,
+        max_output: int,
+    ) -> _Group:
+        """``answer`` and ``thoughts``: tokens a request spends on each (observed, or
+        assumed); ``max_output``: the model's output limit."""
+        count, limit = int(row["requests"]), row["max_output_tokens"]
+        budget = thinking.budget(row["requested_budget"])
+        # 0: off; -1: dynamic; a fixed budget bounds what the model would spend anyway.
+        think = 0.0 if budget == 0 else thoughts if budget == -1 else min(
+            budget, thoughts or budget)
+        reply = float(answer)
+        if limit is not None:  # thinking counts against maxOutputTokens, and comes first
+            think = min(think, limit)
+            reply = min(reply, max(0.0, limit - think))
+        return cls(
+            requests=count,
+            input_tokens=int(row["input_tokens"]),
+            audio_tokens=int(row["audio_tokens"]),
+            long_context=bool(row["long_context"]),
+            thinking_tokens=count * think,
+            answer_tokens=count * reply,
+            worst_case_output_tokens=count * (min(limit, max_output) if limit is not None
+                                              else max_output),
+        )
+
+
+def _pending_groups(
+    warehouse: Warehouse, model: BatchModel, live_shards: Sequence[str]
+) -> list[Any]:
+    """The one query of the estimate: the pending requests grouped by what prices them
+    (requested thinkingBudget, maxOutputTokens, over the long-context threshold), with
+    their count, input tokens and audio input tokens."""
     pending, params = warehouse.pending_query(model, live_shards)
     file_kinds = {f"file_parts_{n}": prefix for n, prefix in enumerate(FILE_PART_TOKENS)}
-    part_counts = ",\n    ".join(
+    part_counts = ",\n        ".join(
         f"{_mime_count(prefix)} AS {column}" for column, prefix in file_kinds.items()
     )
     file_tokens = " + ".join(
         f"{FILE_PART_TOKENS[prefix]} * {column}" for column, prefix in file_kinds.items()
     )
     other_parts = " - ".join(["file_parts_all", *file_kinds])
-    row = warehouse.bq.query(
+    audio_column = next(column for column, prefix in file_kinds.items() if prefix == "audio/")
+    return warehouse.bq.query(
         f"""
 SELECT
+  requested_budget, max_output_tokens, long_context,
   COUNT(*) AS requests,
-  COALESCE(SUM(CEIL(text_chars / {CHARS_PER_TOKEN}) + {file_tokens}
-               + {OTHER_FILE_PART_TOKENS} * ({other_parts})), 0) AS input_tokens,
-  COALESCE(SUM(output_tokens), 0) AS output_tokens
+  COALESCE(SUM(prompt_tokens), 0) AS input_tokens,
+  COALESCE(SUM(audio_tokens), 0) AS audio_tokens
 FROM (
-  SELECT
-    LENGTH(ARRAY_TO_STRING(REGEXP_EXTRACT_ALL(body, {_TEXT_VALUE}), '')) AS text_chars,
-    {part_counts},
-    {_mime_count("")} AS file_parts_all,
-    output_tokens
+  SELECT *, prompt_tokens > @long_context_tokens AS long_context
   FROM (
     SELECT
-      TO_JSON_STRING(request) AS body,
-      COALESCE(
-        LAX_INT64(JSON_QUERY(request, '$.generationConfig.maxOutputTokens')),
-        LAX_INT64(JSON_QUERY(request, '$.generation_config.max_output_tokens')),
-        @default_output_tokens
-      ) AS output_tokens
-    FROM ({pending})
+      CAST(CEIL(text_chars / {CHARS_PER_TOKEN}) AS INT64) + {file_tokens}
+        + {OTHER_FILE_PART_TOKENS} * ({other_parts}) AS prompt_tokens,
+      {FILE_PART_TOKENS["audio/"]} * {audio_column} AS audio_tokens,
+      requested_budget, max_output_tokens
+    FROM (
+      SELECT
+        LENGTH(ARRAY_TO_STRING(REGEXP_EXTRACT_ALL(body, {_TEXT_VALUE}), '')) AS text_chars,
+        {part_counts},
+        {_mime_count("")} AS file_parts_all,
+        requested_budget, max_output_tokens
+      FROM (
+        SELECT
+          TO_JSON_STRING(request) AS body,
+          COALESCE(
+            LAX_INT64(JSON_QUERY(request, '$.generationConfig.thinkingConfig.thinkingBudget')),
+            LAX_INT64(JSON_QUERY(request, '$.generation_config.thinking_config.thinking_budget'))
+          ) AS requested_budget,
+          COALESCE(
+            LAX_INT64(JSON_QUERY(request, '$.generationConfig.maxOutputTokens')),
+            LAX_INT64(JSON_QUERY(request, '$.generation_config.max_output_tokens'))
+          ) AS max_output_tokens
+        FROM ({pending})
+      )
+    )
   )
-)""",
-        {**params, "default_output_tokens": default_output},
-    )[0]
-    price = prices.price_for(gemini_model)
-    input_tokens, output_tokens = int(row["input_tokens"]), int(row["output_tokens"])
-    return CostEstimate(
-        gemini_model=gemini_model,
-        requests=int(row["requests"]),
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        usd=price.batch_usd(input_tokens, output_tokens) if price else None,
+)
+GROUP BY requested_budget, max_output_tokens, long_context""",
+        {**params, "long_context_tokens": LONG_CONTEXT_TOKENS},
     )
 
 
 def actual_cost(
-    model_name: str,
-    prompt_tokens: int | None,
-    candidates_tokens: int | None,
-    thoughts_tokens: int | None,
-    *,
-    prices: PriceTable | None = None,
+    gemini_model: str, usage: MergeResult, *, prices: PriceTable | None = None
 ) -> float | None:
-    """Batch cost of answered tokens (from usageMetadata); None if the model has no price."""
-    price = (prices or PriceTable()).price_for(model_name)
+    """Batch cost of a job's answers as the bill reads it (from their usageMetadata):
+    requests over LONG_CONTEXT_TOKENS at the long-context rates, audio prompt tokens at
+    the audio rate, cached tokens at the cached rate (no batch discount on top).
+    None if the model has no price."""
+    price = (prices or PriceTable()).price_for(gemini_model)
     if price is None:
         return None
-    return price.batch_usd(prompt_tokens or 0, (candidates_tokens or 0) + (thoughts_tokens or 0))
+    output = usage.candidates_tokens + usage.thoughts_tokens
+    short = price.batch_usd(
+        usage.prompt_tokens - usage.long_prompt_tokens,
+        output - usage.long_output_tokens,
+        audio_tokens=usage.audio_prompt_tokens - usage.long_audio_tokens,
+        cached_tokens=usage.cached_tokens - usage.long_cached_tokens,
+    )
+    long = price.batch_usd(
+        usage.long_prompt_tokens,
+        usage.long_output_tokens,
+        audio_tokens=usage.long_audio_tokens,
+        cached_tokens=usage.long_cached_tokens,
+        long_context=True,
+    )
+    return short + long
 
 
 def check_budget(model: BatchModel, cost: CostEstimate) -> None:
-    """Refuse (BudgetExceededError) when the estimate is over ``max_cost_usd``; a cap on a
-    model with no known price is a ConfigError (the cap could not be enforced)."""
-    cap = model.config.max_cost_usd
+    """Refuse (BudgetExceededError) when the estimate, or with ``max_cost_mode:
+    worst_case`` the worst case, is over ``max_cost_usd``; a cap on a model with no
+    known price is a ConfigError (the cap could not be enforced)."""
+    cap, mode = model.config.max_cost_usd, model.config.max_cost_mode
     if cap is None or cost.requests == 0:
         return
-    if cost.usd is None:
+    if cost.usd is None or cost.worst_case_usd is None:
         raise ConfigError(
             f"Model {model.unique_id} sets max_cost_usd={cap} but no price is known for "
             f"{cost.gemini_model!r}: add it to var {PRICES_VAR} "
             "({input: <USD per 1M tokens>, output: <USD per 1M tokens>})."
         )
-    if cost.usd > cap:
+    if mode == "worst_case" and cost.worst_case_usd > cap:
+        raise BudgetExceededError(
+            f"Model {model.unique_id}: {cost.requests} pending requests cost at most "
+            f"${cost.worst_case_usd:.4f} ({cost.input_tokens} input + "
+            f"{cost.worst_case_output_tokens} output tokens of {cost.gemini_model}: every "
+            "request's maxOutputTokens, or the model's limit where unset), over "
+            f"max_cost_usd=${cap:.4f} with max_cost_mode='worst_case' (the estimate is "
+            f"${cost.usd:.4f}). Nothing was submitted: set or lower maxOutputTokens, raise "
+            "max_cost_usd, or select fewer rows."
+        )
+    if mode == "estimate" and cost.usd > cap:
         raise BudgetExceededError(
             f"Model {model.unique_id}: {cost.requests} pending requests are estimated at "
             f"${cost.usd:.4f} ({cost.input_tokens} input + {cost.output_tokens} output "
-            f"tokens of {cost.gemini_model}), over max_cost_usd=${cap:.4f}. Nothing was "
-            "submitted: raise max_cost_usd, or select fewer rows."
+            f"tokens of {cost.gemini_model}, {cost.thinking_tokens} of them thinking), over "
+            f"max_cost_usd=${cap:.4f}. Nothing was submitted: raise max_cost_usd, or "
+            "select fewer rows."
         )
 
 
@@ -240,6 +415,8 @@ def _mime_count(prefix: str) -> str:
 
 
 def _non_negative(value: Any) -> float:
+    if isinstance(value, bool):
+        raise TypeError("a price is a number")
     number = float(value)
     if number < 0:
         raise ValueError("negative price")
@@ -247,15 +424,17 @@ def _non_negative(value: Any) -> float:
 
 
 __all__ = [
-    "BATCH_DISCOUNT",
-    "DEFAULT_OUTPUT_TOKENS",
+    "CHARS_PER_TOKEN",
+    "DEFAULT_ANSWER_TOKENS",
     "FILE_PART_TOKENS",
-    "PRICES",
+    "OTHER_FILE_PART_TOKENS",
     "PRICES_VAR",
+    "UNKNOWN_MAX_OUTPUT_TOKENS",
     "CostEstimate",
-    "Price",
     "PriceTable",
     "actual_cost",
+    "catalog_model",
     "check_budget",
     "estimate",
+    "model_problem",
 ]

@@ -193,7 +193,7 @@ def summary_table(summaries: list[ModelSummary]) -> Table:
     """The closing table: one row per batch model of the build."""
     table = Table(title="gemini-batch summary", title_justify="left")
     for name in ("model", "requests", "cached", "submitted", "succeeded", "failed", "tokens",
-                 "cost", "wall time"):
+                 "est. cost", "cost", "wall time"):
         table.add_column(name, justify="left" if name == "model" else "right")
     for summary in summaries:
         table.add_row(
@@ -204,6 +204,7 @@ def summary_table(summaries: list[ModelSummary]) -> Table:
             f"{summary.succeeded:,}",
             f"{summary.failed:,}",
             f"{summary.tokens:,}",
+            _money(summary.estimated_cost_usd),
             _money(summary.cost_usd),
             f"{summary.wall_seconds:.1f}s",
         )
@@ -243,20 +244,26 @@ def summary_notes(summary: ModelSummary) -> list[str]:
 def plan_table(plans: list[ModelPlan]) -> Table:
     """`gemini-batch plan`: one row per batch model."""
     table = Table(title="gemini-batch plan", title_justify="left")
-    for name in ("model", "requests", "cached", "pending", "failed", "invalid", "in flight",
-                 "shards", "input tokens", "output tokens", "est. cost", "cap"):
+    columns = ("model", "requests", "cached", "pending", "failed", "invalid", "in flight",
+               "shards", "input tokens", "thinking tokens", "answer tokens", "est. cost",
+               "worst case", "cap")
+    for name in columns:
         table.add_column(name, justify="left" if name == "model" else "right")
     for item in plans:
-        cap = _money(item.model.config.max_cost_usd)
+        config = item.model.config
+        # Which figure the cap is checked against (max_cost_mode).
+        cap = "-" if config.max_cost_usd is None else (
+            f"{_money(config.max_cost_usd)} on {config.max_cost_mode.replace('_', ' ')}")
         counts, estimate = item.counts, item.estimate
         if not item.built or counts is None or estimate is None:
-            table.add_row(item.model.name, *["-"] * 10, cap)
+            table.add_row(item.model.name, *["-"] * (len(columns) - 2), cap)
             continue
         table.add_row(
             item.model.name, f"{counts.unique:,}", f"{counts.cached:,}", f"{counts.pending:,}",
             f"{counts.failed:,}", f"{counts.invalid:,}", f"{counts.in_flight:,}",
-            f"{item.shards:,}", f"{estimate.input_tokens:,}", f"{estimate.output_tokens:,}",
-            _money(estimate.usd), cap,
+            f"{item.shards:,}", f"{estimate.input_tokens:,}", f"{estimate.thinking_tokens:,}",
+            f"{estimate.answer_tokens:,}", _money(estimate.usd),
+            _money(estimate.worst_case_usd), cap,
         )
     return table
 
@@ -270,6 +277,8 @@ def plan_notes(plans: list[ModelPlan]) -> list[str]:
             notes.append(f"{name}: {item.model.requests_table} is not built yet; "
                          "run `gemini-batch build` (or `dbt run`) first.")
             continue
+        if item.model_problem:
+            notes.append(f"{name}: {item.model_problem}")
         if item.over_budget:
             notes.append(f"{name}: {item.over_budget}")
         if item.failure_reasons:

@@ -21,7 +21,7 @@ from gemini_batch import cost
 from gemini_batch.bq import quote_table
 from gemini_batch.config import BatchModel
 from gemini_batch.display import ModelSummary, Reporter
-from gemini_batch.errors import BuildInterrupted, GeminiBatchError
+from gemini_batch.errors import BuildInterrupted, ConfigError, GeminiBatchError
 from gemini_batch.jobs import TOOL_LABEL, Backoff, JobStatus, job_labels, label_value
 from gemini_batch.ledger import LedgerEntry, LedgerUpdates, LockOwner
 from gemini_batch.warehouse import MergeResult, RequestCounts
@@ -223,9 +223,12 @@ class ModelRun:
         """One round: shards of the pending requests, jobs, wait, merge. False if a job
         brought no row back (failed before answering, cancelled, expired...)."""
         model, ws = self.model, self.ws
+        problem = cost.model_problem(model, location, ws.prices)
+        if problem:  # before any job is created: the service would refuse every one
+            raise ConfigError(problem)
         estimate = cost.estimate(
             ws.warehouse, model, live_shards=self._live_shards, prices=ws.prices,
-            observed_output_tokens=ws.ledger.observed_output_tokens(model.config.gemini_model),
+            observed=ws.ledger.observed_tokens(model.config.gemini_model),
         )
         cost.check_budget(model, estimate)
         if self.summary.estimated_cost_usd is None:
@@ -237,7 +240,8 @@ class ModelRun:
         usd = f", est. ${estimate.usd:,.4f}" if estimate.usd is not None else ""
         self._say(
             f"{sum(s.rows for s in shards):,} requests in {len(shards)} job(s) "
-            f"(~{estimate.input_tokens:,} input / ~{estimate.output_tokens:,} output tokens{usd})"
+            f"(~{estimate.input_tokens:,} input / ~{estimate.output_tokens:,} output tokens, "
+            f"{estimate.thinking_tokens:,} of them thinking{usd})"
         )
         queue = [
             (shard, (estimate.usd or 0.0) * shard.rows / max(estimate.requests, 1))
@@ -377,10 +381,7 @@ class ModelRun:
                                   "error": status.error}
         note = status.state
         if merge is not None:
-            usd = cost.actual_cost(
-                entry.gemini_model, merge.prompt_tokens, merge.candidates_tokens,
-                merge.thoughts_tokens, prices=self.ws.prices,
-            )
+            usd = cost.actual_cost(entry.gemini_model, merge, prices=self.ws.prices)
             fields.update(
                 succeeded_count=merge.succeeded, failed_count=merge.failed,
                 prompt_tokens=merge.prompt_tokens, candidates_tokens=merge.candidates_tokens,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from gemini_batch import cost
 from gemini_batch.config import BatchModel
 from gemini_batch.dbt_project import DbtOptions, DbtProject
-from gemini_batch.errors import GeminiBatchError
+from gemini_batch.errors import ConfigError, GeminiBatchError
 from gemini_batch.warehouse import RequestCounts
 from gemini_batch.workspace import Workspace
 
@@ -28,6 +28,9 @@ class ModelPlan:
     estimate: cost.CostEstimate | None = None
     over_budget: str | None = None  # why the budget cap would refuse the build
     live_jobs: int = 0
+    # Why the service would refuse the model's jobs (not served there, a typo): the
+    # build refuses it before creating any job.
+    model_problem: str | None = None
     failure_reasons: dict[str, int] = field(default_factory=dict)  # failed for good
 
 
@@ -51,11 +54,14 @@ def model_plan(workspace: Workspace, model: BatchModel) -> ModelPlan:
     live_jobs = ledger.live_jobs(model.unique_id) if ledger else []
     live_shards = ledger.live_shard_tables(model.unique_id, live_jobs) if ledger else []
     counts = ws.warehouse.counts(model, live_shards)
+    try:
+        location = model.job_location(ws.bq.dataset_location(model.project, model.dataset))
+        model_problem = cost.model_problem(model, location, ws.prices)
+    except ConfigError as exc:  # a multi-region dataset, a location that is not its own
+        model_problem = str(exc)
     estimate = cost.estimate(
         ws.warehouse, model, live_shards=live_shards, prices=ws.prices,
-        observed_output_tokens=(
-            ledger.observed_output_tokens(model.config.gemini_model) if ledger else None
-        ),
+        observed=ledger.observed_tokens(model.config.gemini_model) if ledger else None,
     )
     try:
         cost.check_budget(model, estimate)
@@ -70,6 +76,7 @@ def model_plan(workspace: Workspace, model: BatchModel) -> ModelPlan:
         estimate=estimate,
         over_budget=over_budget,
         live_jobs=len(live_jobs),
+        model_problem=model_problem,
         failure_reasons=ws.warehouse.failure_reasons(model) if counts.failed else {},
     )
 
