@@ -235,8 +235,11 @@ def test_sample_requests_give_output_rows_shaped_like_the_service(client, bq, da
     assert job.start_time and job.end_time and job.create_time <= job.start_time
 
     real = [json.loads(line) for line in (FIXTURES / "batch_request_text_output.jsonl").open()]
-    real_response_keys = set().union(*(row["response"] for row in real))
+    # The 2024 fixture (gemini-1.5) lacks what 2.5 answers carry: when, an id, thinking.
+    real_response_keys = set().union(*(row["response"] for row in real)) | {
+        "createTime", "responseId"}
     real_candidate_keys = set().union(*(row["response"]["candidates"][0] for row in real))
+    real_usage_keys = set(real[0]["response"]["usageMetadata"])
     rows = output_rows(bq, job)
     assert [row["id"] for row in rows] == list(range(len(requests)))
     assert set(rows[0]) == {"id", "request", "response", "status", "processed_time"}
@@ -252,14 +255,23 @@ def test_sample_requests_give_output_rows_shaped_like_the_service(client, bq, da
         assert candidate["finishReason"] == "STOP"
         text = candidate["content"]["parts"][0]["text"]
         assert "simulated" in text
+        assert response["modelVersion"] == "gemini-2.5-flash@default"  # as the fixture's
+        assert len(response["responseId"]) == 23
+        assert response["createTime"].endswith("Z")
         usage = response["usageMetadata"]
-        assert set(usage) == set(real[0]["response"]["usageMetadata"])
-        assert usage["totalTokenCount"] == usage["promptTokenCount"] + usage["candidatesTokenCount"]
+        assert real_usage_keys <= set(usage)
+        assert usage["trafficType"] == "ON_DEMAND"
+        assert usage["thoughtsTokenCount"] > 0  # 2.5 models think by default
+        assert usage["totalTokenCount"] == (
+            usage["promptTokenCount"] + usage["candidatesTokenCount"] + usage["thoughtsTokenCount"]
+        )
+    assert len({row["response"]["responseId"] for row in rows}) == len(rows)
     # parts given as one object, and both file_data and fileData spellings, were read
     assert "banana bread" in rows[0]["response"]["candidates"][0]["content"]["parts"][0]["text"]
     office = rows[10]["response"]
     assert "office-desk.jpeg" in office["candidates"][0]["content"]["parts"][0]["text"]
-    assert office["usageMetadata"]["promptTokenCount"] >= 258  # the image's allowance
+    assert office["usageMetadata"]["promptTokensDetails"][1] == {
+        "modality": "IMAGE", "tokenCount": 258}  # the image's allowance
     video = rows[12]["response"]["candidates"][0]["content"]["parts"][0]["text"]
     assert "animals.mp4" in video and "cricket.jpeg" in video
 
@@ -451,7 +463,7 @@ def test_unknown_model_is_404_and_model_name_forms_are_accepted(client, bq, data
         job = run(client, local_stack.project, table, dataset, model=model)
         assert job.state.name == "JOB_STATE_SUCCEEDED"
         [row] = output_rows(bq, job)
-        assert row["response"]["modelVersion"] == model.rsplit("/", 1)[-1]
+        assert row["response"]["modelVersion"] == model.rsplit("/", 1)[-1] + "@default"
 
 
 # ---------------------------------------------------------------------------- the simulate engine
@@ -502,23 +514,32 @@ def test_structured_output_is_valid_for_its_schema(client, bq, dataset, local_st
 
 
 def test_generation_config_truncates_counts_and_is_deterministic(client, bq, dataset, local_stack):
+    no_thinking = {"thinkingBudget": 0}
     requests = [
-        text_request("Tell me everything about bread. " * 20, maxOutputTokens=5),
+        text_request("Tell me everything about bread. " * 20, maxOutputTokens=5,
+                     thinkingConfig=no_thinking),
         text_request("Two answers please", candidateCount=2),
         text_request("Same question"),
         text_request("Same question"),
+        text_request("Think it through", maxOutputTokens=5),
     ]
     table = make_table(
         bq, f"{dataset}.config_in", [{"id": i, "request": r} for i, r in enumerate(requests)]
     )
     job = run(client, local_stack.project, table, dataset)
-    truncated, two, same, again = (row["response"] for row in output_rows(bq, job))
+    truncated, two, same, again, thought_out = (row["response"] for row in output_rows(bq, job))
     assert truncated["candidates"][0]["finishReason"] == "MAX_TOKENS"
     assert truncated["usageMetadata"]["candidatesTokenCount"] <= 5
     assert len(truncated["candidates"][0]["content"]["parts"][0]["text"]) <= 20
     assert len(two["candidates"]) == 2
     assert two["candidates"][0]["content"] != two["candidates"][1]["content"]
+    # Each answer has its own responseId; the rest is the same for the same request.
+    assert same.pop("responseId") != again.pop("responseId")
     assert json.dumps(same, sort_keys=True) == json.dumps(again, sort_keys=True)
+    # Thinking spent the 5 tokens: MAX_TOKENS with no text, status '' all the same.
+    assert thought_out["candidates"][0] == {"content": {"role": "model"},
+                                            "finishReason": "MAX_TOKENS"}
+    assert thought_out["usageMetadata"]["thoughtsTokenCount"] == 5
 
 
 # ---------------------------------------------------------------------------- jobs API
@@ -541,7 +562,8 @@ def test_list_pages_filters_and_int_enums(client, bq, dataset, local_stack):
     assert [len(page.batch_prediction_jobs) for page in pages] == [2, 2]
     names = [job.name for page in pages for job in page.batch_prediction_jobs]
     assert sorted(names) == sorted(job.name for job in [*done, failed])
-    assert names[0] == failed.name  # newest first
+    ids = [name.rsplit("/", 1)[-1] for name in names]
+    assert ids == sorted(ids, key=int)  # by id: the API promises no order
 
     only_failed = client.list_batch_prediction_jobs(
         request={

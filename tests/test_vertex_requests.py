@@ -112,7 +112,7 @@ def test_simulate_is_deterministic_and_says_it_is_simulated():
     text = first["candidates"][0]["content"]["parts"][0]["text"]
     assert "simulated" in text and "What is dbt?" in text
     other = engine.answer(request, model="gemini-2.5-pro")
-    assert other["modelVersion"] == "gemini-2.5-pro" and other != first
+    assert other["modelVersion"] == "gemini-2.5-pro@default" and other != first
 
 
 def test_enum_mime_type_answers_one_of_the_values():
