@@ -18,11 +18,11 @@ import httpx
 import pytest
 from google.cloud import bigquery
 
-from gemini_batch.errors import ConfigError
+from gemini_batch.errors import ConfigError, JobServiceError
 from gemini_batch.jobs import (
+    SUBMIT_LABEL,
     TERMINAL_STATES,
     Backoff,
-    JobServiceError,
     JobStatus,
     VertexJobs,
     job_labels,
@@ -106,6 +106,8 @@ def test_submit_poll_and_read_output(
     assert ended.state == "SUCCEEDED"
     assert (ended.succeeded, ended.failed) == (3, 0)
     assert ended.output_table == f"{dataset}.output"
+    submit_id = ended.labels.pop(SUBMIT_LABEL)  # one per create call
+    assert len(submit_id) == 16
     assert ended.labels == {
         "team": "x", "tool": "gemini-batch", "dbt_model": "recipes-v2",
         "dbt_invocation_id": "abc-123",
@@ -213,9 +215,10 @@ def test_429_and_503_are_retried() -> None:
 
 def test_terminal_states_are_our_own_set() -> None:
     assert {
-        "SUCCEEDED", "PARTIALLY_SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED", "PAUSED",
+        "SUCCEEDED", "PARTIALLY_SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED",
     } == TERMINAL_STATES
     assert not JobStatus(name="j", state="CANCELLING").terminal
+    assert not JobStatus(name="j", state="PAUSED").terminal  # it goes on when resumed
     assert JobStatus(name="j", state="EXPIRED").terminal
     assert JobStatus(name="j", state="PARTIALLY_SUCCEEDED").answered
 

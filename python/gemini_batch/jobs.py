@@ -39,10 +39,11 @@ TOOL_LABEL = "gemini-batch"
 # have made is found by it instead of being created twice.
 SUBMIT_LABEL = "gemini_batch_submit"
 
-# Our own set: the old SDK's `has_ended` misses EXPIRED and PARTIALLY_SUCCEEDED, and a
-# PAUSED job does not move on by itself.
+# Our own set: the old SDK's `has_ended` misses EXPIRED and PARTIALLY_SUCCEEDED. PAUSED
+# is not an end: the job goes on when the service resumes it, so a build keeps waiting
+# (and `gemini-batch cancel` stops it).
 TERMINAL_STATES = frozenset(
-    {"SUCCEEDED", "PARTIALLY_SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED", "PAUSED"}
+    {"SUCCEEDED", "PARTIALLY_SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"}
 )
 # States whose output table holds answers worth merging.
 ANSWERED_STATES = frozenset({"SUCCEEDED", "PARTIALLY_SUCCEEDED"})
