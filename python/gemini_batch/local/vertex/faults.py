@@ -76,6 +76,8 @@ SETTINGS = {
     "legacy_models": "true: the project used gemini-1.5 before, so it may still call it.",
     "lose_create_answers": "The next N create calls make their job, then answer 504 (the "
     "answer lost on its way, as after a timeout).",
+    "hold": "true: jobs stay QUEUED until it is set false (read live: a test holds a job "
+    "open exactly as long as it needs).",
 }
 SETTING_NAMES = tuple(SETTINGS)
 _LISTS = {"row_failure_codes": int, "empty_answer_kinds": str}
@@ -83,7 +85,7 @@ _FLOATS = frozenset(
     {"row_failure_rate", "empty_answer_rate", "queue_delay", "row_latency", "run_seconds",
      "time_scale"}
 )
-_BOOLS = frozenset({"incomplete_unknown", "legacy_models"})
+_BOOLS = frozenset({"incomplete_unknown", "legacy_models", "hold"})
 _INTS = frozenset({"lose_create_answers"})
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
@@ -141,6 +143,10 @@ class Faults:
     # How many of the next create calls make their job and then answer 504, as a call
     # whose answer was lost (a timeout, a dropped connection) does: counts down.
     lose_create_answers: int = 0
+    # Jobs stay QUEUED while this is true, until a PUT/PATCH sets it false: a test holds
+    # a job open for exactly as long as it needs, on a fast machine or a slow one. Read
+    # live while a job waits, not from the job's snapshot.
+    hold: bool = False
 
     def __post_init__(self) -> None:
         for name in ("row_failure_rate", "empty_answer_rate"):

@@ -217,6 +217,10 @@ class JobRunner:
         """Wait out the queue delay (emulated seconds): 72 hours of it and the job expires."""
         if clock.wait_until(min(faults.queue_delay, QUEUE_LIMIT_SECONDS), cancel):
             raise Cancelled
+        # Read live, not from the snapshot: clearing `hold` releases the jobs it holds.
+        while self._faults().hold:
+            if cancel.wait(0.05):
+                raise Cancelled
         if faults.job_outcome == "EXPIRED":
             raise _expired(" (fault injected by the local emulator)")
         if faults.queue_delay >= QUEUE_LIMIT_SECONDS:
