@@ -13,13 +13,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gemini_batch.config import BatchModel
 from gemini_batch.dbt_project import DbtOptions, DbtProject
 from gemini_batch.display import ModelSummary, Reporter
 from gemini_batch.exit_codes import ExitCode
-from gemini_batch.ledger import LockOwner
+from gemini_batch.ledger import LedgerEntry, LockOwner
 from gemini_batch.model_run import BatchContext, BatchSettings, ModelRun
 from gemini_batch.workspace import Workspace
 
@@ -32,6 +32,7 @@ class BuildResult:
     summaries: list[ModelSummary]
     errors: list[str]
     exit_code: ExitCode
+    jobs: list[LedgerEntry] = field(default_factory=list)  # the ledger rows it handled
 
 
 def run_batch_models(ctx: BatchContext, models: Sequence[BatchModel]) -> list[ModelSummary]:
@@ -94,6 +95,8 @@ def _exit_code(summaries: Sequence[ModelSummary], settings: BatchSettings,
     for summary in summaries:
         if summary.error:
             return ExitCode.ERROR
+    if any(summary.in_flight_jobs for summary in summaries):
+        return ExitCode.IN_FLIGHT  # rows may still be answered: not a failure yet
     for summary in summaries:
         fail_on_rows = settings.fail_on_failed_rows
         if fail_on_rows is None:
@@ -152,14 +155,29 @@ def build(
                 ctx.reporter.close()
             summaries.extend(level)
             errors = [f"{s.model}: {s.error}" for s in level if s.error]
-            if errors:
-                break  # downstream models would read answers that are not there
+            if errors or any(s.in_flight_jobs for s in level):
+                break  # downstream models would read answers that are not there (yet)
     finally:
         keeper.stop()
         _unlock_all(ctx, locked)
     configs = {m.name: m.config.fail_on_failed_rows for m in models.values()}
     return BuildResult(summaries=summaries, errors=errors,
-                       exit_code=_exit_code(summaries, settings, configs))
+                       exit_code=_exit_code(summaries, settings, configs),
+                       jobs=_jobs_handled(workspace, list(models.values()), summaries))
+
+
+def _jobs_handled(
+    workspace: Workspace, models: Sequence[BatchModel], summaries: Sequence[ModelSummary]
+) -> list[LedgerEntry]:
+    """The ledger rows of the jobs the build submitted, resumed or adopted (as now)."""
+    names = {name for summary in summaries for name in summary.job_names}
+    if not names:
+        return []
+    return [
+        entry for model in models
+        for entry in workspace.ledger.entries(model.unique_id, limit=len(names) + 100)
+        if entry.job_name in names
+    ]
 
 
 __all__ = ["BuildResult", "build", "run_batch_models"]

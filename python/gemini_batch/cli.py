@@ -237,15 +237,32 @@ def _open_workspace(kwargs: dict[str, Any]) -> tuple[DbtProject, Workspace]:
     return project, Workspace.open(project)
 
 
-def _print_table(table: Table) -> None:
+def _print_table(table: Table, to: Console | None = None) -> None:
     from gemini_batch.display import print_table
 
-    print_table(console, table)
+    print_table(to or console, table)
 
 
-def _print_notes(notes: list[str]) -> None:
+def _print_notes(notes: list[str], to: Console | None = None) -> None:
     for note in notes:
-        console.print(note, highlight=False, markup=False, soft_wrap=True)
+        (to or console).print(note, highlight=False, markup=False, soft_wrap=True)
+
+
+_json_option = click.option(
+    "--json", "as_json", is_flag=True,
+    help="One JSON document on stdout (for orchestrators); the human output goes to stderr.",
+)
+
+
+@contextlib.contextmanager
+def _human_output(as_json: bool) -> Iterator[Console]:
+    """Where the human output goes: stdout, or stderr (dbt's lines too) with --json, so
+    that stdout holds the JSON document alone."""
+    if not as_json:
+        yield console
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        yield err_console
 
 
 _PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True}
@@ -267,26 +284,34 @@ def _run_build(command: str, ctx: click.Context, kwargs: dict[str, Any]) -> None
         poll_initial=kwargs["poll_interval"],
         poll_max=kwargs["max_poll_interval"],
         fail_on_failed_rows=kwargs["fail_on_failed_rows"],
+        wait=not kwargs["no_wait"],
     )
-    plain = True if kwargs["plain"] else None
-    try:
-        result = build(
-            _dbt_options(kwargs, tuple(extra)),
-            command=command,
-            reporter_factory=lambda: make_reporter(console, plain=plain),
-            settings=settings,
-        )
-    except KeyboardInterrupt:
-        err_console.print(
-            "\n[bold yellow]interrupted:[/] submitted jobs keep running and stay in the "
-            "ledger; `gemini-batch build` resumes them, `gemini-batch cancel` stops them."
-        )
-        sys.exit(ExitCode.INTERRUPTED)
-    if result.summaries:
-        _print_table(summary_table(result.summaries))
-        _print_notes([note for summary in result.summaries for note in summary_notes(summary)])
-    for error in result.errors:
-        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+    plain = True if kwargs["plain"] or kwargs["as_json"] else None
+    with _human_output(kwargs["as_json"]) as human:
+        try:
+            result = build(
+                _dbt_options(kwargs, tuple(extra)),
+                command=command,
+                reporter_factory=lambda: make_reporter(human, plain=plain),
+                settings=settings,
+            )
+        except KeyboardInterrupt:
+            err_console.print(
+                "\n[bold yellow]interrupted:[/] submitted jobs keep running and stay in the "
+                "ledger; `gemini-batch build` resumes them, `gemini-batch cancel` stops them."
+            )
+            sys.exit(ExitCode.INTERRUPTED)
+        if result.summaries:
+            _print_table(summary_table(result.summaries), to=human)
+            _print_notes([note for summary in result.summaries
+                          for note in summary_notes(summary)], to=human)
+        for error in result.errors:
+            err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+    if kwargs["as_json"]:
+        from gemini_batch.display import build_document, dumps
+
+        click.echo(dumps(build_document(command, result.exit_code, result.summaries,
+                                        result.errors, result.jobs)))
     sys.exit(result.exit_code)
 
 
@@ -308,6 +333,10 @@ def _build_options(func: Callable[..., Any]) -> Callable[..., Any]:
                          help="Longest wait between two polls of a job."),
             click.option("--plain", is_flag=True,
                          help="Log lines instead of live progress (default off a terminal)."),
+            click.option("--no-wait", is_flag=True,
+                         help="Submit, merge what ended, and exit 75 while jobs are in "
+                         "flight; any later build collects them (no request is sent twice)."),
+            _json_option,
         ]
     ):
         func = option(func)
@@ -343,51 +372,108 @@ def run_command(ctx: click.Context, **kwargs: Any) -> None:
 @main.command("plan")
 @_project_options
 @_selection_options
+@_json_option
 @_reports_service_errors
-def plan_command(**kwargs: Any) -> None:
+def plan_command(as_json: bool, **kwargs: Any) -> None:
     """What `build` would submit per batch model: cached, pending, failed, shards, cost.
 
     Reads the tables of the last dbt run; submits nothing and changes nothing.
     """
-    from gemini_batch.display import plan_notes, plan_table
+    from gemini_batch.display import dumps, plan_document, plan_notes, plan_table
     from gemini_batch.plan import plan
 
-    plans = plan(_dbt_options(kwargs))
-    if not plans:
-        console.print("No batch model (materialized='gemini_batch') in the selection.")
-        return
-    _print_table(plan_table(plans))
-    _print_notes(plan_notes(plans))
+    with _human_output(as_json) as human:
+        plans = plan(_dbt_options(kwargs))
+        if not plans:
+            human.print("No batch model (materialized='gemini_batch') in the selection.")
+        else:
+            _print_table(plan_table(plans), to=human)
+            _print_notes(plan_notes(plans), to=human)
+    if as_json:
+        click.echo(dumps(plan_document(plans)))
 
 
-def _ledger_ready(ws: Workspace) -> bool:
+def _ledger_ready(ws: Workspace, human: Console | None = None) -> bool:
     if ws.ledger.exists():
         return True
-    console.print(f"No ledger yet ({ws.ledger.table}): no job was ever submitted.")
+    (human or console).print(f"No ledger yet ({ws.ledger.table}): no job was ever submitted.")
     return False
 
 
 @main.command("status")
 @_project_options
 @click.option("--limit", default=10, show_default=True, help="Recent jobs to show.")
+@_json_option
 @_reports_service_errors
-def status_command(limit: int, **kwargs: Any) -> None:
+def status_command(limit: int, as_json: bool, **kwargs: Any) -> None:
     """Jobs in flight (asked of Vertex AI now) and the most recent ones (from the ledger)."""
-    from gemini_batch.display import jobs_table
+    from gemini_batch.display import dumps, jobs_document, jobs_table
     from gemini_batch.ledger_commands import service_statuses
 
-    _, ws = _open_workspace(kwargs)
-    if not _ledger_ready(ws):
-        return
-    live = ws.ledger.live_jobs()
-    if live:
-        _print_table(jobs_table("in flight (or not merged yet)", live, service_statuses(ws, live)))
-    else:
-        console.print("No job in flight.")
-    live_names = {entry.job_name for entry in live}
-    recent = [e for e in ws.ledger.entries(limit=limit) if e.job_name not in live_names]
-    if recent:
-        _print_table(jobs_table(f"recent jobs (ledger {ws.ledger.table})", recent))
+    live, service, recent = [], {}, []
+    with _human_output(as_json) as human:
+        _, ws = _open_workspace(kwargs)
+        if _ledger_ready(ws, human):
+            live = ws.ledger.live_jobs()
+            service = service_statuses(ws, live)
+            if live:
+                _print_table(jobs_table("in flight (or not merged yet)", live, service), to=human)
+            else:
+                human.print("No job in flight.")
+            live_names = {entry.job_name for entry in live}
+            recent = [e for e in ws.ledger.entries(limit=limit) if e.job_name not in live_names]
+            if recent:
+                _print_table(jobs_table(f"recent jobs (ledger {ws.ledger.table})", recent),
+                             to=human)
+    if as_json:
+        running = any(not status.terminal for status in service.values())
+        code = ExitCode.IN_FLIGHT if running else ExitCode.OK
+        click.echo(dumps(jobs_document("status", code, live, service, recent)))
+
+
+@main.command("wait")
+@_project_options
+@click.option("--timeout", type=float, default=None,
+              help="Give up after this many seconds (exit 75 if jobs are still in flight).")
+@click.option("--poll-interval", type=float, default=5.0, show_default=True,
+              help="Seconds before the second poll; grows while jobs run.")
+@click.option("--max-poll-interval", type=float, default=60.0, show_default=True,
+              help="Longest wait between two polls.")
+@_json_option
+@_reports_service_errors
+def wait_command(timeout: float | None, poll_interval: float, max_poll_interval: float,
+                 as_json: bool, **kwargs: Any) -> None:
+    """Wait for the jobs in flight (for scripts that submit with `build --no-wait` in one
+    step and wait in another). Exits 0 once none runs, 75 at the timeout; merging their
+    answers is the next `gemini-batch build`'s."""
+    from gemini_batch.display import dumps, jobs_document, jobs_table
+    from gemini_batch.ledger_commands import wait_for_jobs
+
+    watched, service = [], {}
+    with _human_output(as_json) as human:
+        _, ws = _open_workspace(kwargs)
+        if _ledger_ready(ws, human):
+            def report(entry: Any, status: Any) -> None:
+                human.print(f"{entry.job_id or entry.job_name}: {status.state} "
+                            f"({status.succeeded:,} done, {status.failed:,} failed)",
+                            highlight=False, markup=False)
+
+            watched, service = wait_for_jobs(
+                ws, timeout=timeout, poll_initial=poll_interval, poll_max=max_poll_interval,
+                on_status=report,
+            )
+            if watched:
+                _print_table(jobs_table("jobs waited on", watched, service), to=human)
+            else:
+                human.print("No job in flight.")
+    running = [name for name, status in service.items() if not status.terminal]
+    code = ExitCode.IN_FLIGHT if running else ExitCode.OK
+    if as_json:
+        click.echo(dumps(jobs_document("wait", code, watched, service)))
+    elif running:
+        err_console.print(f"{len(running)} job(s) still in flight after {timeout or 0:g} s; "
+                          "the next `gemini-batch build` collects them when they end.")
+    sys.exit(code)
 
 
 @main.command("jobs")

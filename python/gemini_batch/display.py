@@ -9,12 +9,14 @@ jobs (`status`, `jobs`). Talks to no service.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.progress import (
@@ -26,6 +28,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from gemini_batch.exit_codes import ExitCode
 from gemini_batch.jobs import JobStatus
 from gemini_batch.ledger import LedgerEntry
 from gemini_batch.plan import ModelPlan
@@ -48,6 +51,9 @@ class ModelSummary:
     invalid: int = 0  # subset of failed: never submitted, the request is not valid
     pending: int = 0  # still without an answer at the end (e.g. a job failed)
     jobs: int = 0
+    # Jobs still running when the build left (--no-wait): the next build collects them.
+    in_flight_jobs: list[str] = field(default_factory=list)
+    job_names: list[str] = field(default_factory=list)  # every job this build handled
     failed_jobs: list[str] = field(default_factory=list)  # "job id: state: error"
     # Requests that ended failed, by class of reason ("EMPTY_ANSWER: MAX_TOKENS": 3).
     failure_reasons: dict[str, int] = field(default_factory=dict)
@@ -235,7 +241,11 @@ def summary_notes(summary: ModelSummary) -> list[str]:
         notes.append(f"{summary.model}: failed for good: {_reasons(summary.failure_reasons)} "
                      "(last_error in the model's view says why; docs: Troubleshooting).")
     notes.extend(f"{summary.model}: job {job}" for job in summary.failed_jobs)
-    if summary.pending and not summary.error:
+    if summary.in_flight_jobs:
+        notes.append(f"{summary.model}: {len(summary.in_flight_jobs)} job(s) in flight "
+                     f"({summary.pending:,} requests without an answer yet); the next "
+                     "`gemini-batch build` collects them, `gemini-batch wait` waits for them.")
+    elif summary.pending and not summary.error:
         notes.append(f"{summary.model}: {summary.pending:,} requests are still pending; "
                      "run `gemini-batch build` again.")
     return notes
@@ -324,3 +334,79 @@ def jobs_table(
             "yes" if entry.merged_at else "no",
         )
     return table
+
+
+# --------------------------------------------------------------------------- --json
+#
+# One JSON document on stdout per command, for orchestrators (the human output goes to
+# stderr then): docs/cli.md describes the fields.
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON can hold it: dataclasses as objects, datetimes in ISO 8601."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def job_document(entry: LedgerEntry, status: JobStatus | None = None) -> dict[str, Any]:
+    """One job: its ledger row, with what the service says now when known."""
+    document = _plain(entry)
+    if status is not None:
+        document.update(state=status.state, succeeded_count=status.succeeded,
+                        failed_count=status.failed, error=status.error or entry.error)
+    return document
+
+
+def build_document(command: str, exit_code: ExitCode, summaries: list[ModelSummary],
+                   errors: list[str], jobs: list[LedgerEntry]) -> dict[str, Any]:
+    """`build --json` / `run --json`."""
+    return {
+        "command": command,
+        "exit_code": int(exit_code),
+        "exit_reason": exit_code.reason,
+        "models": [
+            {**_plain(summary), "estimated_cost_usd": summary.estimated_cost_usd,
+             "actual_cost_usd": summary.cost_usd}
+            for summary in summaries
+        ],
+        "jobs": [job_document(entry) for entry in jobs],
+        "errors": errors,
+    }
+
+
+def plan_document(plans: list[ModelPlan]) -> dict[str, Any]:
+    """`plan --json`."""
+    return {
+        "command": "plan",
+        "models": [
+            {**_plain(item), "model": item.model.name, "unique_id": item.model.unique_id,
+             "config": item.model.config.model_dump(mode="json")}
+            for item in plans
+        ],
+    }
+
+
+def jobs_document(command: str, exit_code: ExitCode, jobs: list[LedgerEntry],
+                  service: dict[str, JobStatus] | None = None,
+                  recent: list[LedgerEntry] | None = None) -> dict[str, Any]:
+    """`status --json` (live and recent jobs) and `wait --json` (the jobs waited on)."""
+    document = {
+        "command": command,
+        "exit_code": int(exit_code),
+        "exit_reason": exit_code.reason,
+        "jobs": [job_document(entry, (service or {}).get(entry.job_name)) for entry in jobs],
+    }
+    if recent is not None:
+        document["recent_jobs"] = [job_document(entry) for entry in recent]
+    return document
+
+
+def dumps(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, sort_keys=False, default=str)

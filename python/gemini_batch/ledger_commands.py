@@ -6,11 +6,15 @@ one workspace; the CLI asks for confirmation and prints the tables.
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
+
 from gemini_batch.config import BatchModel
 from gemini_batch.dbt_project import DbtProject
 from gemini_batch.errors import GeminiBatchError
-from gemini_batch.jobs import JobStatus
-from gemini_batch.ledger import LedgerEntry, LockOwner
+from gemini_batch.jobs import Backoff, JobStatus
+from gemini_batch.ledger import LedgerEntry, LedgerUpdates, LockOwner
 from gemini_batch.workspace import Workspace
 
 
@@ -51,6 +55,58 @@ def cancel_jobs(ws: Workspace, entries: list[LedgerEntry]) -> list[tuple[LedgerE
     return cancelled
 
 
+def wait_for_jobs(
+    ws: Workspace,
+    *,
+    timeout: float | None = None,
+    poll_initial: float = 1.0,
+    poll_max: float = 60.0,
+    on_status: Callable[[LedgerEntry, JobStatus], None] | None = None,
+    stop: threading.Event | None = None,
+) -> tuple[list[LedgerEntry], dict[str, JobStatus]]:
+    """Wait until every running job of the ledger has ended, or ``timeout`` seconds.
+
+    Polls Vertex AI with backoff and writes states and counts to the ledger (batched);
+    merging is the next build's (it knows the models). Returns the jobs it watched and
+    what the service said last of each; a job still running is in flight.
+    """
+    watched = [entry for entry in ws.ledger.live_jobs() if not entry.is_terminal]
+    statuses: dict[str, JobStatus] = {}
+    deadline = None if timeout is None else time.monotonic() + timeout
+    backoff = Backoff(poll_initial, poll_max)
+    updates = LedgerUpdates(ws.ledger)
+    running = list(watched)
+    stop = stop or threading.Event()
+    try:
+        while running:
+            for entry in list(running):
+                status = ws.vertex(entry.location).get(entry.job_name)
+                before = statuses.get(entry.job_name)
+                statuses[entry.job_name] = status
+                if before is None or (before.state, before.succeeded, before.failed) != (
+                    status.state, status.succeeded, status.failed
+                ):
+                    updates.set(entry.job_name, state=status.state,
+                                succeeded_count=status.succeeded, failed_count=status.failed)
+                    if on_status:
+                        on_status(entry, status)
+                if status.terminal:
+                    running.remove(entry)
+            updates.flush_if_due()
+            if not running:
+                break
+            delay = backoff.next_delay()
+            if deadline is not None:
+                delay = min(delay, deadline - time.monotonic())
+                if delay <= 0:
+                    break
+            if stop.wait(delay):
+                break
+    finally:
+        updates.flush()
+    return watched, statuses
+
+
 def check_resettable(ws: Workspace, model: BatchModel) -> None:
     """Refuse a reset while the model has live jobs: their answers would land in a table
     that no longer holds the others, or be lost."""
@@ -76,6 +132,7 @@ def reset_answers(ws: Workspace, model: BatchModel) -> None:
 
 
 __all__ = [
+    "wait_for_jobs",
     "cancel_jobs",
     "check_resettable",
     "jobs_to_cancel",

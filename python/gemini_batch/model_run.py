@@ -46,6 +46,8 @@ class BatchSettings:
     poll_max: float = 60.0
     # None: each model's fail_on_failed_rows config; True/False: the CLI flag wins.
     fail_on_failed_rows: bool | None = None
+    # False (--no-wait): merge what ended, submit one round, leave the rest in flight.
+    wait: bool = True
 
 
 @dataclass
@@ -151,12 +153,16 @@ class ModelRun:
         for attempt in range(model.config.max_retries + 1):
             if counts.pending == 0:
                 break
+            if not self.ctx.settings.wait and self._free_slots() == 0:
+                break  # every slot holds a running job: the next build submits
             if attempt:
                 self._say(f"retry round {attempt}: {counts.pending:,} requests still pending")
             round_ok = self._submit_round(location, counts)
             counts = self._count()
-            if not round_ok:
-                break  # a job brought nothing back: another round would fail alike
+            if not round_ok or not self.ctx.settings.wait:
+                # Nothing came back from a job (another round would fail alike), or the
+                # build does not wait: a later build merges this round and retries.
+                break
 
         self._finish_summary(counts, cached_before)
 
@@ -296,10 +302,14 @@ class ModelRun:
 
     def _track(self, entry: LedgerEntry, *, announce: bool = False) -> _Tracked:
         """Start waiting on a job; ``announce`` one this build did not submit."""
+        self.summary.job_names.append(entry.job_name)
         if announce:
             self.reporter.job_started(self.model.name, entry.job_name, entry.request_count)
         settings = self.ctx.settings
         return _Tracked(entry=entry, backoff=Backoff(settings.poll_initial, settings.poll_max))
+
+    def _free_slots(self) -> int:
+        return max(0, self.model.config.max_concurrent_jobs - len(self.summary.in_flight_jobs))
 
     def _wait(
         self,
@@ -316,6 +326,8 @@ class ModelRun:
         ``ledger.FLUSH_SECONDS`` and before returning (a submit and a merge write theirs
         at once). Left by an error, what is held is dropped: the ledger has every job,
         and the next build polls each again."""
+        if not self.ctx.settings.wait:
+            return self._poll_once(active, queue=queue, location=location, run_id=run_id)
         handled = list(active)
         active = list(active)
         queue = list(queue)
@@ -336,6 +348,32 @@ class ModelRun:
                     active.remove(job)
             updates.flush_if_due()
         updates.flush()
+        return handled
+
+    def _poll_once(
+        self,
+        active: list[_Tracked],
+        *,
+        queue: list[tuple[Any, float]],
+        location: str | None,
+        run_id: str | None,
+    ) -> list[_Tracked]:
+        """--no-wait: poll each job once (merging the ended ones), submit what the free
+        slots take, and leave the rest in flight for a later build. Shards no slot takes
+        are dropped: their requests stay pending and go in a later round."""
+        updates = LedgerUpdates(self.ws.ledger)
+        running = [job for job in active if not self._poll(job, updates)]
+        updates.flush()
+        self.summary.in_flight_jobs.extend(job.entry.job_name for job in running)
+        handled = list(active)
+        for index, (shard, usd) in enumerate(queue):
+            if self._free_slots() == 0:
+                self.ws.bq.drop_tables(s.table for s, _ in queue[index:])
+                break
+            assert location is not None and run_id is not None
+            tracked = self._submit(location, run_id, shard, usd)
+            self.summary.in_flight_jobs.append(tracked.entry.job_name)
+            handled.append(tracked)
         return handled
 
     def _poll(self, job: _Tracked, updates: LedgerUpdates) -> bool:
