@@ -19,6 +19,7 @@ from gemini_batch.config import BatchModel
 from gemini_batch.errors import ConfigError, DbtError
 
 MATERIALIZATION = "gemini_batch"
+PACKAGE = "gemini_batch"  # the dbt package's name, which scopes its vars
 # Node types `dbt build` executes; `dbt run` executes models only.
 BUILD_RESOURCE_TYPES = frozenset({"model", "seed", "snapshot", "test", "unit_test", "function"})
 
@@ -117,6 +118,7 @@ class DbtProject:
         self.manifest: Any = None
         self.runner: Any = None
         self.invocation_id: str | None = None
+        self._vars: dict[str, Any] | None = None
 
     def _invoke(self, args: list[str], what: str) -> Any:
         result = self.runner.invoke(args)
@@ -135,18 +137,24 @@ class DbtProject:
         # Later invocations reuse it instead of parsing again.
         self.runner = self._runner_class(manifest=self.manifest)
 
-    def target(self) -> DbtTarget:
-        """The BigQuery target, through dbt's own profile loader (env_var, vars, --target)."""
+    def _profile(self) -> Any:
+        """The dbt profile of the target, through dbt's own loader (env_var, vars, --target)."""
         from dbt.config.runtime import load_profile
         from dbt.flags import get_flags
 
         flags = get_flags()
-        profile = load_profile(
-            str(flags.PROJECT_DIR or self.options.project_dir or "."),
-            dict(flags.VARS or {}),
-            flags.PROFILE,
-            flags.TARGET,
+        return load_profile(
+            self._root(), dict(flags.VARS or {}), flags.PROFILE, flags.TARGET
         )
+
+    def _root(self) -> str:
+        from dbt.flags import get_flags
+
+        return str(get_flags().PROJECT_DIR or self.options.project_dir or ".")
+
+    def target(self) -> DbtTarget:
+        """The BigQuery target of the profile; ConfigError if it is not BigQuery."""
+        profile = self._profile()
         credentials = profile.credentials
         if credentials.type != "bigquery":
             raise ConfigError(
@@ -164,9 +172,23 @@ class DbtProject:
 
     @property
     def vars(self) -> dict[str, Any]:
-        from dbt.flags import get_flags
+        """The vars the package's settings read, as a model of the project sees them: the
+        project's `vars:` (global, then those scoped to gemini_batch and to the project),
+        then `--vars`, which win."""
+        if self._vars is None:
+            from dbt.config.runtime import load_project
+            from dbt.flags import get_flags
 
-        return dict(get_flags().VARS or {})
+            cli_vars = dict(get_flags().VARS or {})
+            project = load_project(self._root(), False, self._profile(), cli_vars)
+            declared = project.vars.to_dict()
+            self._vars = {
+                **declared,
+                **(declared.get(PACKAGE) or {}),
+                **(declared.get(project.project_name) or {}),
+                **cli_vars,
+            }
+        return self._vars
 
     def node(self, unique_id: str) -> Any:
         for collection in ("nodes", "unit_tests", "functions"):
