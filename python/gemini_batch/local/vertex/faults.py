@@ -2,7 +2,8 @@
 
 Set when the emulator starts (``--fault-*`` flags or ``GEMINI_BATCH_FAULT_*`` env vars)
 and changed at runtime with ``PUT /emulator/faults``. A job takes a snapshot of the faults
-when it starts, so changing them affects the next job, not one halfway through.
+when it starts, so changing them affects the next job, not one halfway through; only
+``hold`` is read while a job waits, so that clearing it releases the jobs it holds.
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ class Faults:
     queue_delay: float = 0.0
     # Seconds each row takes (on top of the engine's own time).
     row_latency: float = 0.0
+    # Jobs stay QUEUED while this is true, until a PUT/PATCH sets it false: a test holds
+    # a job open for exactly as long as it needs, on a fast machine or a slow one.
+    hold: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.row_failure_rate <= 1.0:
@@ -100,6 +104,8 @@ class Faults:
         if unknown:
             raise FaultError(f"unknown fault settings {unknown}: use {sorted(known)}")
         values = dict(values)
+        if not isinstance(values.get("hold", False), bool):
+            raise FaultError(f"hold is true or false, not {values['hold']!r}")
         try:
             if "row_failure_codes" in values:
                 values["row_failure_codes"] = tuple(int(c) for c in values["row_failure_codes"])

@@ -214,6 +214,10 @@ class JobRunner:
     def _queued(self, cancel: threading.Event, faults: Faults) -> None:
         if cancel.wait(faults.queue_delay):
             raise Cancelled
+        # Read live, not from the snapshot: clearing `hold` releases the jobs it holds.
+        while self._faults().hold:
+            if cancel.wait(0.05):
+                raise Cancelled
         if faults.job_outcome == "EXPIRED":
             raise JobFailure(
                 DEADLINE_EXCEEDED,
