@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner, Result
+from dbt.adapters.base import impl as dbt_adapter_base
 from dbt.cli.main import dbtRunner, dbtRunnerResult
 from google.cloud import bigquery
 
@@ -38,6 +39,22 @@ from gemini_batch.local.stack import DEFAULT_LOCATION, StackState
 from helpers.paths import PACKAGE_DIR
 
 BIN = Path(sys.executable).parent
+
+# What a new process has, before dbt made any adapter (see as_in_a_new_process).
+_DBT_BEHAVIOR_FLAGS = list(dbt_adapter_base.DEFAULT_BASE_BEHAVIOR_FLAGS)
+
+
+def as_in_a_new_process() -> None:
+    """Undo the one piece of dbt state that grows with every invocation in a process.
+
+    dbt-adapters appends the adapter's behavior flags to the module-level
+    DEFAULT_BASE_BEHAVIOR_FLAGS each time dbt makes an adapter (every invocation), and
+    inspects the call stack for each flag: in a test process that runs dbt hundreds of
+    times, each invocation was slower than the one before (seconds each, by the end).
+    A `gemini-batch` or `dbt` command is a new process, which starts from this list.
+    """
+    dbt_adapter_base.DEFAULT_BASE_BEHAVIOR_FLAGS[:] = _DBT_BEHAVIOR_FLAGS
+
 
 def dbt_messages(result: dbtRunnerResult) -> str:
     """dbt's own words for what an invocation did wrong."""
@@ -121,6 +138,7 @@ class DbtTestProject:
 
     def dbt(self, *args: str, manifest: Any = None) -> dbtRunnerResult:
         """``dbt <args>`` in this process; ``manifest`` (from a parse) skips parsing."""
+        as_in_a_new_process()
         with environment(self.environment()):
             return dbtRunner(manifest=manifest).invoke([*args, *self.args()])
 
@@ -134,6 +152,7 @@ class DbtTestProject:
 
     def cli(self, command: str, *args: str, input: str | None = None) -> Result:
         """`gemini-batch <command> <project args> <args>` in this process."""
+        as_in_a_new_process()
         with environment(self.environment()):
             return CliRunner().invoke(main, [command, *self.args(), *args], input=input)
 

@@ -15,7 +15,13 @@ from google.cloud import bigquery
 
 from gemini_batch.local.stack import StackState, start_stack, stop_stack
 from gemini_batch.warehouse import bigquery_client
-from helpers.dbt_projects import DbtProjects
+from helpers.dbt_projects import DbtProjects, as_in_a_new_process
+
+
+@pytest.fixture(autouse=True)
+def _dbt_as_in_a_new_process() -> None:
+    """For tests that run dbt themselves, not through a DbtTestProject."""
+    as_in_a_new_process()
 
 
 @pytest.fixture(scope="session")
