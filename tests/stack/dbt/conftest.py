@@ -26,9 +26,14 @@ def integration_project(dbt_projects: DbtProjects) -> DbtTestProject:
 
 @pytest.fixture(scope="session")
 def compile_inline(integration_project: DbtTestProject) -> Callable[[str], dbtRunnerResult]:
-    """`dbt compile --inline <sql>` in the integration project."""
+    """`dbt compile --inline <sql>` in the integration project, on a manifest parsed once.
+    A compiler error needs no relation from BigQuery: the cache is not filled (it lists
+    every table of the dataset, which the integration build fills)."""
+    manifest = integration_project.dbt_ok("parse").result
 
     def compile_sql(sql: str) -> dbtRunnerResult:
-        return integration_project.dbt("compile", "--inline", sql)
+        return integration_project.dbt(
+            "compile", "--no-populate-cache", "--inline", sql, manifest=manifest
+        )
 
     return compile_sql
