@@ -10,19 +10,7 @@ import pytest
 from gemini_batch.config import ledger_dataset
 from gemini_batch.cost import PriceTable
 from gemini_batch.dbt_project import DbtOptions, DbtProject
-
-PROFILES = """\
-probe:
-  target: probe
-  outputs:
-    probe:
-      type: bigquery
-      method: oauth-secrets
-      token: x
-      project: p
-      dataset: d
-      location: us-central1
-"""
+from helpers.offline_profile import offline_profile
 
 
 def _project(root: Path) -> None:
@@ -39,7 +27,7 @@ def _project(root: Path) -> None:
           probe:
             team: data
         """))
-    (root / "profiles.yml").write_text(PROFILES)
+    (root / "profiles.yml").write_text(offline_profile("probe"))
 
 
 @pytest.mark.parametrize("cli_vars", [None, "{gemini_batch_ledger_dataset: from_cli}"])

@@ -25,6 +25,7 @@ from dbt.cli.main import dbtRunner
 from pydantic.fields import FieldInfo
 
 from gemini_batch import answers, config, ledger, warehouse
+from helpers.offline_profile import offline_profile
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,19 +37,6 @@ version: "0.1.0"
 config-version: 2
 profile: rules_probe
 """
-_PROFILES = """\
-rules_probe:
-  target: probe
-  outputs:
-    probe:
-      type: bigquery
-      method: oauth-secrets
-      token: x
-      project: p
-      dataset: d
-      location: us-central1
-      threads: 1
-"""
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +44,7 @@ def jinja_rules(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """What `gemini_batch.print_rules` prints: the Jinja side of every rule."""
     project = tmp_path_factory.mktemp("rules-project")
     (project / "dbt_project.yml").write_text(_PROJECT)
-    (project / "profiles.yml").write_text(_PROFILES)
+    (project / "profiles.yml").write_text(offline_profile("rules_probe"))
     (project / "packages.yml").write_text(f"packages:\n  - local: {REPO_ROOT}\n")
     where = ["--project-dir", str(project), "--profiles-dir", str(project)]
     printed = io.StringIO()

@@ -8,47 +8,26 @@ models, and the jobs the Vertex emulator was given.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-import uuid
-from pathlib import Path
-
 import pytest
 from google.cloud import bigquery
 
-from conftest import REPO_ROOT
-from gemini_batch.jobs import VertexJobs
-from gemini_batch.local.stack import DEFAULT_LOCATION, StackState
+from gemini_batch.local.stack import StackState
+from helpers.dbt_projects import DbtProjects
+from helpers.paths import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 
 EXAMPLE = REPO_ROOT / "examples" / "recipes"
-BIN = Path(sys.executable).parent
-
-
-def _run(args: list[str], cwd: Path, env: dict[str, str]) -> str:
-    done = subprocess.run(
-        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False
-    )
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, f"{' '.join(args)} exited {done.returncode}:\n{output}"
-    return output
 
 
 def test_recipes_example_answers_everything_then_resubmits_nothing(
-    tmp_path: Path, stack_env: dict[str, str], local_stack: StackState, bq: bigquery.Client
+    dbt_projects: DbtProjects, local_stack: StackState, bq: bigquery.Client
 ) -> None:
-    project = tmp_path / "recipes"
-    shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("target", "dbt_packages",
-                                                                    "logs", "package-lock.yml"))
-    (project / "packages.yml").write_text(f"packages:\n  - local: {REPO_ROOT}\n")
-    dataset = f"recipes_{uuid.uuid4().hex[:8]}"
-    env = {**stack_env, "RECIPES_DATASET": dataset, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    dirs = ["--project-dir", str(project), "--profiles-dir", str(project)]
+    project = dbt_projects.copy(EXAMPLE, dataset_variable="RECIPES_DATASET")
+    dataset = project.dataset
 
-    _run([str(BIN / "dbt"), "deps", *dirs], project, env)
-    first = _run([str(BIN / "gemini-batch"), "build", *dirs], project, env)
+    project.run("dbt", "deps")
+    first = project.run("gemini-batch", "build")
     # Settings under meta, read the way dbt 1.10+ wants: no warning about custom keys.
     assert "custom config" not in first and "CustomKeyInConfigDeprecation" not in first
 
@@ -90,12 +69,12 @@ def test_recipes_example_answers_everything_then_resubmits_nothing(
     assert {name: row.succeeded for name, row in usage.items()} == {
         "recipes": 10, "media_objects": 3, "structured_recipes": 10}
 
-    jobs = VertexJobs(project=local_stack.project, location=DEFAULT_LOCATION)
+    jobs = project.vertex()
     mine = [job for job in jobs.list(limit=1000)
             if (job.input_table or "").startswith(f"{table}.")]
     assert len(mine) == 3
 
-    second = _run([str(BIN / "gemini-batch"), "build", *dirs], project, env)
+    second = project.run("gemini-batch", "build")
     assert "all 10 answerable requests were cached; no job submitted" in second
     assert len([job for job in jobs.list(limit=1000)
                 if (job.input_table or "").startswith(f"{table}.")]) == 3

@@ -1,34 +1,23 @@
 """gemini_batch.jobs against the Vertex AI emulator, with the real JobServiceClient.
 
 Each test writes a small requests table to a dataset of its own, submits it as a batch
-prediction job and reads what the service reports; retries are checked against a tiny
-HTTP server that answers 429 before it answers.
+prediction job and reads what the service reports (retries, labels and poll delays,
+which need no service, are in tests/unit/test_jobs.py).
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 from google.cloud import bigquery
 
-from gemini_batch.errors import ConfigError, JobServiceError
-from gemini_batch.jobs import (
-    SUBMIT_LABEL,
-    TERMINAL_STATES,
-    Backoff,
-    JobStatus,
-    VertexJobs,
-    job_labels,
-    label_value,
-    vertex_job_client,
-)
+from gemini_batch.errors import JobServiceError
+from gemini_batch.jobs import SUBMIT_LABEL, Backoff, JobStatus, VertexJobs, job_labels
 from gemini_batch.local.stack import DEFAULT_LOCATION, StackState
 
 pytestmark = pytest.mark.slow
@@ -47,14 +36,6 @@ def dataset(bq: bigquery.Client, local_stack: StackState) -> Iterator[str]:
 @pytest.fixture()
 def vertex(stack_env: dict[str, str], local_stack: StackState) -> VertexJobs:
     return VertexJobs(project=local_stack.project, location=DEFAULT_LOCATION)
-
-
-@pytest.fixture()
-def faults(local_stack: StackState) -> Iterator[httpx.Client]:
-    client = httpx.Client(base_url=local_stack.vertex_endpoint)
-    yield client
-    client.put("/emulator/faults", json={})  # back to no faults for the next test
-    client.close()
 
 
 def _requests_table(bq: bigquery.Client, dataset: str, prompts: list[str]) -> str:
@@ -76,7 +57,8 @@ def _requests_table(bq: bigquery.Client, dataset: str, prompts: list[str]) -> st
     return table
 
 
-def _wait(vertex: VertexJobs, name: str, timeout: float = 60.0) -> JobStatus:
+def _wait(vertex: VertexJobs, name: str, timeout: float = 600.0) -> JobStatus:
+    """Until the job ends; the timeout only catches a job that never does."""
     backoff = Backoff(initial=0.2, maximum=1.0)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -125,15 +107,16 @@ def test_submit_poll_and_read_output(
 def test_cancel_a_queued_job(
     vertex: VertexJobs, bq: bigquery.Client, dataset: str, faults: httpx.Client
 ) -> None:
-    faults.put("/emulator/faults", json={"queue_delay": 30}).raise_for_status()
+    faults.put("/emulator/faults", json={"hold": True}).raise_for_status()  # stays QUEUED
     table = _requests_table(bq, dataset, ["Wait for me."])
     created = vertex.submit(
         display_name="slow", gemini_model="gemini-2.5-flash", input_table=table,
         output_table=f"{dataset}.output", labels={},
     )
     assert not created.terminal
+    assert vertex.get(created.name).state == "QUEUED"
     vertex.cancel(created.name)
-    assert _wait(vertex, created.name, timeout=20).state == "CANCELLED"
+    assert _wait(vertex, created.name).state == "CANCELLED"
     # Cancelling an ended job is not an error.
     assert vertex.cancel(created.name).state == "CANCELLED"
 
@@ -169,80 +152,3 @@ def test_refused_job_names_the_table_and_model(
             output_table=f"{dataset}.output", labels={},
         )
     assert table in str(refused.value)
-
-
-class _ThrottlingHandler(BaseHTTPRequestHandler):
-    """Answers 429 (then 503) before it answers a job: what a busy service does."""
-
-    calls: list[int] = []
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        self.calls.append(1)
-        if len(self.calls) <= 2:
-            code = 429 if len(self.calls) == 1 else 503
-            body = {"error": {"code": code, "message": "busy", "status": "UNAVAILABLE"}}
-        else:
-            code = 200
-            body = {"name": self.path.removeprefix("/v1/"), "state": "JOB_STATE_RUNNING"}
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def test_429_and_503_are_retried() -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ThrottlingHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
-        vertex = VertexJobs(
-            project="p", location="us-central1",
-            client=vertex_job_client("us-central1", endpoint=endpoint),
-        )
-        status = vertex.get("projects/p/locations/us-central1/batchPredictionJobs/1")
-        assert status.state == "RUNNING"
-        assert len(_ThrottlingHandler.calls) == 3  # 429, 503, then the answer
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def test_terminal_states_are_our_own_set() -> None:
-    assert {
-        "SUCCEEDED", "PARTIALLY_SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED",
-    } == TERMINAL_STATES
-    assert not JobStatus(name="j", state="CANCELLING").terminal
-    assert not JobStatus(name="j", state="PAUSED").terminal  # it goes on when resumed
-    assert JobStatus(name="j", state="EXPIRED").terminal
-    assert JobStatus(name="j", state="PARTIALLY_SUCCEEDED").answered
-
-
-def test_labels_follow_the_label_rules() -> None:
-    assert label_value("My Model.V2!") == "my-model-v2"
-    assert len(label_value("x" * 100)) == 63
-    labels = job_labels(model_name="m", invocation_id="i", extra={"tool": "mine", "9": "a"})
-    assert labels["tool"] == "gemini-batch"  # config labels never replace ours
-    assert labels["k9"] == "a"
-
-
-def test_multi_region_location_is_refused_for_google_endpoint(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delenv("GEMINI_BATCH_VERTEX_ENDPOINT", raising=False)
-    with pytest.raises(ConfigError, match="regional"):
-        vertex_job_client("US")
-
-
-def test_backoff_grows_to_its_cap_and_resets() -> None:
-    backoff = Backoff(initial=1.0, maximum=3.0, factor=2.0)
-    assert [backoff.next_delay() for _ in range(4)] == [1.0, 2.0, 3.0, 3.0]
-    backoff.reset()
-    assert backoff.next_delay() == 1.0
-    with pytest.raises(ConfigError):
-        Backoff(initial=0)

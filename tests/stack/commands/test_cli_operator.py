@@ -10,13 +10,8 @@ import textwrap
 import httpx
 import pytest
 
-from test_build_e2e import (  # noqa: F401 - fixtures used by name
-    E2EProject,
-    _ok,
-    _wait_for_ledger_job,
-    faults,
-    project,
-)
+from helpers.dbt_projects import DbtTestProject
+from helpers.dbt_projects import cli_ok as _ok
 
 pytestmark = pytest.mark.slow
 
@@ -34,12 +29,13 @@ SCHEMA_YML = textwrap.dedent("""\
 
 
 def test_status_jobs_and_cancel_a_running_build(
-    project: E2EProject, faults: httpx.Client  # noqa: F811
+    project: DbtTestProject, faults: httpx.Client
 ) -> None:
-    faults.put("/emulator/faults", json={"queue_delay": 60}).raise_for_status()
+    # The job stays QUEUED until the test cancels it, however long the commands take.
+    faults.put("/emulator/faults", json={"hold": True}).raise_for_status()
     build = project.spawn("build", "--poll-interval", "0.5")
     try:
-        _wait_for_ledger_job(project, build)
+        project.wait_for_ledger_job(build)
         (job,) = project.jobs()
 
         output = _ok(project.cli("status"))
@@ -54,7 +50,7 @@ def test_status_jobs_and_cancel_a_running_build(
         assert job.job_id in output and "CANCEL" in output
 
         # The waiting build sees the job end without answers and fails clearly.
-        out, _ = build.communicate(timeout=120)
+        out, _ = build.communicate(timeout=600)
     finally:
         if build.poll() is None:
             build.kill()
@@ -71,7 +67,7 @@ def test_status_jobs_and_cancel_a_running_build(
     assert "No live job to cancel." in _ok(project.cli("cancel", "--yes"))
 
 
-def test_cancel_and_jobs_name_unknown_models(project: E2EProject) -> None:  # noqa: F811
+def test_cancel_and_jobs_name_unknown_models(project: DbtTestProject) -> None:
     _ok(project.cli("build"))
     output = _ok(project.cli("jobs", "--model", "nope"), code=1)
     assert "No batch model" in output and "questions" in output
@@ -79,7 +75,7 @@ def test_cancel_and_jobs_name_unknown_models(project: E2EProject) -> None:  # no
     assert "No batch model" in output
 
 
-def test_reset_asks_then_drops_the_answers(project: E2EProject) -> None:  # noqa: F811
+def test_reset_asks_then_drops_the_answers(project: DbtTestProject) -> None:
     _ok(project.cli("build"))
     responses = project.table("questions__responses")
 
@@ -97,7 +93,7 @@ def test_reset_asks_then_drops_the_answers(project: E2EProject) -> None:  # noqa
 
 
 def test_build_runs_tests_after_the_answers_and_run_skips_them(
-    project: E2EProject,  # noqa: F811
+    project: DbtTestProject,
 ) -> None:
     # Passes only if dbt tests the view once the job's answers are merged.
     project.write("models/schema.yml", SCHEMA_YML)
@@ -112,7 +108,7 @@ def test_build_runs_tests_after_the_answers_and_run_skips_them(
     assert "accepted_values_questions_batch_state" in output and "fail" in output
 
 
-def test_dbt_failure_upstream_stops_before_any_job(project: E2EProject) -> None:  # noqa: F811
+def test_dbt_failure_upstream_stops_before_any_job(project: DbtTestProject) -> None:
     project.write("models/cleaned.sql", "select id, prompt, no_such_column from "
                                         "{{ ref('prompts') }}\n")
     project.write("models/questions.sql", textwrap.dedent("""\
@@ -125,7 +121,7 @@ def test_dbt_failure_upstream_stops_before_any_job(project: E2EProject) -> None:
     assert project.jobs() == []
 
 
-def test_selection_without_batch_models_is_plain_dbt(project: E2EProject) -> None:  # noqa: F811
+def test_selection_without_batch_models_is_plain_dbt(project: DbtTestProject) -> None:
     output = _ok(project.cli("build", "--select", "prompts"))
     assert "gemini-batch summary" not in output
     assert project.rows("select count(*) as n from `{ds}.prompts`") == [{"n": 3}]

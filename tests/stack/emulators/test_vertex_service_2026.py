@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 from google.api_core import exceptions as api_exceptions
 from google.api_core.client_options import ClientOptions
@@ -87,14 +86,6 @@ def vertex(local_stack: StackState, bq: bigquery.Client) -> Vertex:
     return Vertex(local_stack, bq, f"{local_stack.project}.{name}")
 
 
-@pytest.fixture()
-def settings(local_stack: StackState) -> Iterator[httpx.Client]:
-    """The admin endpoint; every setting is reset afterwards (the stack is shared)."""
-    with httpx.Client(base_url=local_stack.vertex_endpoint) as http:
-        yield http
-        http.put("/emulator/faults", json={}).raise_for_status()
-
-
 def ask(text: str, **generation_config: Any) -> dict[str, Any]:
     request: dict[str, Any] = {"contents": [{"role": "user", "parts": [{"text": text}]}]}
     if generation_config:
@@ -111,7 +102,7 @@ def usable_text(response: dict[str, Any] | None) -> list[str]:
 # ---------------------------------------------------------------------------- models by location
 
 
-def test_a_model_is_refused_where_it_is_not_served(vertex, settings):
+def test_a_model_is_refused_where_it_is_not_served(vertex, faults):
     table = vertex.table([ask("Name a fruit.")])
     with pytest.raises(api_exceptions.NotFound,
                        match="gemini-3-pro-preview` was not found or your project does not "
@@ -122,7 +113,7 @@ def test_a_model_is_refused_where_it_is_not_served(vertex, settings):
     with pytest.raises(api_exceptions.NotFound, match="not available to new projects"):
         vertex.submit(table, "gemini-1.5-flash-002")
 
-    settings.patch("/emulator/faults", json={"legacy_models": True}).raise_for_status()
+    faults.patch("/emulator/faults", json={"legacy_models": True}).raise_for_status()
     job = vertex.ended(vertex.submit(table, "gemini-1.5-flash-002"))
     assert job.state.name == "JOB_STATE_SUCCEEDED", job.error
     [row] = vertex.output(job).values()
@@ -190,8 +181,8 @@ def test_a_pro_model_refuses_a_zero_budget_and_thinks_past_a_small_limit(vertex)
     assert spent["response"]["usageMetadata"]["thoughtsTokenCount"] == 512
 
 
-def test_a_share_of_answers_comes_back_empty_when_asked(vertex, settings):
-    settings.put("/emulator/faults", json={
+def test_a_share_of_answers_comes_back_empty_when_asked(vertex, faults):
+    faults.put("/emulator/faults", json={
         "empty_answer_rate": 1.0, "empty_answer_kinds": ["finish:MAX_TOKENS", "blocked:SAFETY"]
     }).raise_for_status()
     job = vertex.ended(vertex.submit(vertex.table([ask(f"Question {i}") for i in range(20)])))
@@ -206,9 +197,9 @@ def test_a_share_of_answers_comes_back_empty_when_asked(vertex, settings):
 # ---------------------------------------------------------------------------- time
 
 
-def test_a_job_queues_runs_and_is_cut_at_24_hours_with_its_rows_written(vertex, settings):
+def test_a_job_queues_runs_and_is_cut_at_24_hours_with_its_rows_written(vertex, faults):
     # 10,000 emulated seconds a real one: an hour queued, 48 hours of work, cut at 24.
-    settings.put("/emulator/faults", json={
+    faults.put("/emulator/faults", json={
         "time_scale": 10_000, "queue_delay": 3_600, "run_seconds": 48 * 3600,
         "incomplete_unknown": True,
     }).raise_for_status()
@@ -224,8 +215,8 @@ def test_a_job_queues_runs_and_is_cut_at_24_hours_with_its_rows_written(vertex, 
     assert len(vertex.output(cut)) == done  # what finished is in the table
 
 
-def test_a_job_still_queued_after_72_hours_expires(vertex, settings):
-    settings.put("/emulator/faults", json={"time_scale": 100_000, "queue_delay": 100 * 3600}
+def test_a_job_still_queued_after_72_hours_expires(vertex, faults):
+    faults.put("/emulator/faults", json={"time_scale": 100_000, "queue_delay": 100 * 3600}
                  ).raise_for_status()
     job = vertex.submit(vertex.table([ask("Name a fruit.")]))
     assert job.state.name == "JOB_STATE_QUEUED"
@@ -235,14 +226,14 @@ def test_a_job_still_queued_after_72_hours_expires(vertex, settings):
     assert not expired.start_time and not expired.output_info.bigquery_output_table
 
 
-def test_paused_is_not_an_end(vertex, settings):
-    settings.put("/emulator/faults", json={"job_outcome": "PAUSED"}).raise_for_status()
+def test_paused_is_not_an_end(vertex, faults):
+    faults.put("/emulator/faults", json={"job_outcome": "PAUSED"}).raise_for_status()
     job = vertex.submit(vertex.table([ask("Name a fruit.")]))
     paused = vertex.until(job, lambda j: j.state.name == "JOB_STATE_PAUSED")
     assert not paused.end_time
     with pytest.raises(api_exceptions.BadRequest, match="cancel it and wait"):
         vertex.client.delete_batch_prediction_job(name=job.name)  # not ended: not deletable
-    settings.patch("/emulator/faults", json={"job_outcome": None}).raise_for_status()
+    faults.patch("/emulator/faults", json={"job_outcome": None}).raise_for_status()
     resumed = vertex.ended(job)
     assert resumed.state.name == "JOB_STATE_SUCCEEDED", resumed.error
 

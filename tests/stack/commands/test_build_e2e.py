@@ -1,186 +1,33 @@
 """`gemini-batch build` end to end on the local stack: dbt, BigQuery and Vertex AI emulators.
 
-Each test writes a small dbt project to its own directory (the package comes in through
-packages.yml `local:` and `dbt deps`) and its own dataset, runs the CLI (in this process
-with click's runner, or as a subprocess when it has to be killed), and checks what a
-user would: the exit code, the lines printed, the rows of the model's view, and the jobs
-the Vertex emulator was given (through JobServiceClient).
+Each test gets the build project (tests/helpers/build_project.py) in its own directory
+and dataset, runs the CLI (in this process with click's runner, or as a subprocess when
+it has to be killed), and checks what a user would: the exit code, the lines printed,
+the rows of the model's view, and the jobs the Vertex emulator was given (through
+JobServiceClient). A test that needs a job to stay open holds it with the emulator's
+`hold` fault and releases it itself.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import textwrap
-import time
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from click.testing import CliRunner, Result
-from dbt.cli.main import dbtRunner
-from google.cloud import bigquery
 
-from conftest import REPO_ROOT
-from gemini_batch.cli import main
-from gemini_batch.jobs import JobStatus, VertexJobs
-from gemini_batch.local.stack import DEFAULT_LOCATION, StackState
+from helpers.build_project import PROMPTS, batch_model_sql
+from helpers.dbt_projects import DbtTestProject
+from helpers.dbt_projects import cli_ok as _ok
 
 pytestmark = pytest.mark.slow
-
-GEMINI_BATCH = Path(sys.executable).parent / "gemini-batch"
-# The dbt package under test: this checkout, or another copy of it (e.g. a `git archive`
-# of a commit, to test it while the working tree is being edited).
-PACKAGE_DIR = Path(os.environ.get("GEMINI_BATCH_PACKAGE_DIR") or REPO_ROOT)
-PROMPTS = ["Name a fruit.", "Name a colour.", "Name a city."]
-
-
-def batch_model_sql(config: str = "", source: str = "ref('prompts')",
-                    prompt: str = "prompt") -> str:
-    return textwrap.dedent(f"""\
-        {{{{ config(materialized='gemini_batch', gemini_model='gemini-2.5-flash'{config}) }}}}
-        select id, {{{{ gemini_batch.request(prompt="{prompt}") }}}} as request
-        from {{{{ {source} }}}}
-        """)
-
-
-ANSWERS_SQL = """\
-select id, batch_state,
-       json_value(response, '$.candidates[0].content.parts[0].text') as answer
-from {{ ref('questions') }}
-"""
-
-
-@dataclass
-class E2EProject:
-    """A dbt project in a temporary directory, writing to a dataset of its own."""
-
-    path: Path
-    dataset: str
-    stack: StackState
-    bq: bigquery.Client
-    env: dict[str, str]
-
-    def write(self, relative: str, text: str) -> None:
-        target = self.path / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
-
-    def seed(self, prompts: list[str | None]) -> None:
-        lines = ["id,prompt", *(f"{i},{p or ''}" for i, p in enumerate(prompts, start=1))]
-        self.write("seeds/prompts.csv", "\n".join(lines) + "\n")
-
-    def args(self) -> list[str]:
-        return ["--project-dir", str(self.path), "--profiles-dir", str(self.path)]
-
-    def cli(self, command: str, *args: str, input: str | None = None) -> Result:
-        """`gemini-batch <command> <project args> <args>` in this process."""
-        return CliRunner().invoke(main, [command, *self.args(), *args], input=input)
-
-    def spawn(self, command: str, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [str(GEMINI_BATCH), command, *self.args(), *args],
-            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-
-    def dbt(self, *args: str) -> None:
-        result = dbtRunner().invoke([*args, *self.args()])
-        assert result.success, f"dbt {args} failed: {result.exception}"
-
-    def rows(self, sql: str) -> list[dict[str, Any]]:
-        sql = sql.replace("{ds}", f"{self.stack.project}.{self.dataset}")
-        return [dict(row) for row in self.bq.query(sql).result()]
-
-    def table(self, name: str) -> str:
-        return f"{self.stack.project}.{self.dataset}.{name}"
-
-    def jobs(self) -> list[JobStatus]:
-        """The jobs the Vertex emulator was given for this project's dataset, oldest first."""
-        vertex = VertexJobs(project=self.stack.project, location=DEFAULT_LOCATION)
-        prefix = f"{self.stack.project}.{self.dataset}."
-        mine = [job for job in vertex.list(limit=1000)
-                if (job.input_table or "").startswith(prefix)]
-        return sorted(mine, key=lambda job: job.create_time)
-
-
-@pytest.fixture()
-def project(
-    tmp_path: Path, stack_env: dict[str, str], local_stack: StackState, bq: bigquery.Client,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[E2EProject]:
-    dataset = f"e2e_{uuid.uuid4().hex[:10]}"
-    monkeypatch.setenv("E2E_DATASET", dataset)
-    monkeypatch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-    env = {**stack_env, "E2E_DATASET": dataset, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    e2e = E2EProject(path=tmp_path / "project", dataset=dataset, stack=local_stack, bq=bq,
-                     env=env)
-    e2e.write("dbt_project.yml", textwrap.dedent("""\
-        name: e2e
-        version: "1.0"
-        config-version: 2
-        profile: e2e
-        flags:
-          send_anonymous_usage_stats: false
-        seeds:
-          e2e:
-            +quote_columns: false
-        """))
-    e2e.write("packages.yml", f"packages:\n  - local: {PACKAGE_DIR}\n")
-    e2e.write("profiles.yml", textwrap.dedent("""\
-        e2e:
-          target: local
-          outputs:
-            local:
-              type: bigquery
-              method: oauth-secrets
-              token: local
-              project: "{{ env_var('GEMINI_BATCH_PROJECT') }}"
-              dataset: "{{ env_var('E2E_DATASET') }}"
-              location: us-central1
-              api_endpoint: "{{ env_var('BIGQUERY_ENDPOINT') }}"
-              threads: 4
-              job_retries: 0
-        """))
-    # Vertex AI needs a regional dataset; create it as a user would. (bqemulator puts a
-    # dataset made by dbt's `create schema` in US, unlike BigQuery: docs/local-stack.md.)
-    regional = bigquery.Dataset(f"{local_stack.project}.{dataset}")
-    regional.location = DEFAULT_LOCATION
-    bq.create_dataset(regional)
-    e2e.seed(list(PROMPTS))
-    e2e.write("models/questions.sql", batch_model_sql(", max_retries=1"))
-    e2e.write("models/answers.sql", ANSWERS_SQL)
-    e2e.dbt("deps")
-    yield e2e
-    bq.delete_dataset(f"{local_stack.project}.{dataset}", delete_contents=True,
-                      not_found_ok=True)
-
-
-@pytest.fixture()
-def faults(local_stack: StackState) -> Iterator[httpx.Client]:
-    """The Vertex emulator's fault settings; cleared after the test."""
-    client = httpx.Client(base_url=local_stack.vertex_endpoint)
-    yield client
-    client.put("/emulator/faults", json={}).raise_for_status()
-    client.close()
-
-
-def _ok(result: Result, code: int = 0) -> str:
-    assert result.exit_code == code, (
-        f"exit {result.exit_code}, wanted {code}:\n{result.output}\n{result.exception!r}"
-    )
-    return result.output
 
 
 # --------------------------------------------------------------------------- tests
 
 
-def test_build_answers_then_caches_then_sends_only_the_changed_row(project: E2EProject) -> None:
+def test_build_answers_then_caches_then_sends_only_the_changed_row(project: DbtTestProject) -> None:
     output = _ok(project.cli("build"))
     assert "gemini-batch summary" in output
     answers = project.rows("select id, batch_state, answer from `{ds}.answers` order by id")
@@ -213,7 +60,7 @@ def test_build_answers_then_caches_then_sends_only_the_changed_row(project: E2EP
 
 
 def test_failed_rows_are_retried_up_to_max_retries_then_failed(
-    project: E2EProject, faults: httpx.Client
+    project: DbtTestProject, faults: httpx.Client
 ) -> None:
     faults.put("/emulator/faults", json={"row_failure_rate": 1.0,
                                          "row_failure_codes": [429]}).raise_for_status()
@@ -235,23 +82,25 @@ def test_failed_rows_are_retried_up_to_max_retries_then_failed(
 
 
 def test_some_rows_fail_once_and_succeed_on_the_retry_round(
-    project: E2EProject, faults: httpx.Client
+    project: DbtTestProject, faults: httpx.Client
 ) -> None:
-    project.seed([f"Question number {i}." for i in range(20)])
+    # Job ids are random, so are the rows that fail: 30 rows and 9 retries make a run
+    # where no row fails (0.7^30) or one fails 10 times (30 x 0.3^10) about 1 in 5,000.
+    project.seed([f"Question number {i}." for i in range(30)])
     faults.put("/emulator/faults", json={"row_failure_rate": 0.3}).raise_for_status()
-    project.write("models/questions.sql", batch_model_sql(", max_retries=5"))
+    project.write("models/questions.sql", batch_model_sql(", max_retries=9"))
     _ok(project.cli("build"))
     jobs = project.jobs()
-    assert len(jobs) >= 2, "a 30% failure rate over 20 rows should need a retry round"
+    assert len(jobs) >= 2, "a 30% failure rate over 30 rows should need a retry round"
     # Every request went out once, then only the failed ones again.
-    assert jobs[0].succeeded + jobs[0].failed == 20
+    assert jobs[0].succeeded + jobs[0].failed == 30
     for earlier, later in zip(jobs, jobs[1:], strict=False):
         assert later.succeeded + later.failed == earlier.failed
     states = project.rows("select batch_state, count(*) as n from `{ds}.questions` group by 1")
-    assert states == [{"batch_state": "succeeded", "n": 20}]
+    assert states == [{"batch_state": "succeeded", "n": 30}]
 
 
-def test_chained_batch_models_wait_for_each_other(project: E2EProject) -> None:
+def test_chained_batch_models_wait_for_each_other(project: DbtTestProject) -> None:
     project.write("models/follow_ups.sql", batch_model_sql(
         source="ref('answers')",
         prompt="concat('Tell me more about: ', coalesce(answer, 'NOTHING'))",
@@ -273,7 +122,7 @@ def test_chained_batch_models_wait_for_each_other(project: E2EProject) -> None:
     assert states == [{"batch_state": "succeeded"}]
 
 
-def test_budget_cap_refuses_before_anything_is_submitted(project: E2EProject) -> None:
+def test_budget_cap_refuses_before_anything_is_submitted(project: DbtTestProject) -> None:
     project.write("models/questions.sql", batch_model_sql(", max_cost_usd=0.001"))
     output = _ok(project.cli("build"), code=1)
     assert "max_cost_usd=$0.0010" in output  # the cap
@@ -286,9 +135,9 @@ def test_budget_cap_refuses_before_anything_is_submitted(project: E2EProject) ->
     )
 
 
-def test_plan_shows_what_would_be_submitted_and_submits_nothing(project: E2EProject) -> None:
+def test_plan_shows_what_would_be_submitted_and_submits_nothing(project: DbtTestProject) -> None:
     project.seed([*PROMPTS, None])
-    project.dbt("build")  # a plain dbt build: requests and views, no job
+    project.dbt_ok("build")  # a plain dbt build: requests and views, no job
     output = _ok(project.cli("plan"))
     line = next(line for line in output.splitlines() if "questions" in line)
     cells = [cell.strip() for cell in line.strip("│┃| ").split("│")]
@@ -300,7 +149,7 @@ def test_plan_shows_what_would_be_submitted_and_submits_nothing(project: E2EProj
     assert "nothing to submit" in output
 
 
-def test_bad_config_names_the_model_and_the_setting(project: E2EProject) -> None:
+def test_bad_config_names_the_model_and_the_setting(project: DbtTestProject) -> None:
     project.write("models/questions.sql", batch_model_sql(", shard_size=500000"))
     output = _ok(project.cli("build"), code=1)
     assert "questions" in output and "shard_size" in output
@@ -308,7 +157,7 @@ def test_bad_config_names_the_model_and_the_setting(project: E2EProject) -> None
 
 
 def test_invalid_rows_are_not_submitted_and_end_failed_with_the_reason(
-    project: E2EProject,
+    project: DbtTestProject,
 ) -> None:
     project.seed([PROMPTS[0], None, PROMPTS[2]])
     output = _ok(project.cli("build"), code=3)
@@ -321,29 +170,17 @@ def test_invalid_rows_are_not_submitted_and_end_failed_with_the_reason(
     assert "contents[0].parts[0]" in rows[1]["last_error"]
 
 
-def _wait_for_ledger_job(project: E2EProject, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"build ended early:\n{process.communicate()[0]}"
-        try:
-            if project.rows("select job_name from `{ds}.gemini_batch_jobs`"):
-                return
-        except Exception:  # the ledger table is not there yet
-            pass
-        time.sleep(0.3)
-    raise AssertionError("no job reached the ledger within 120 s")
-
-
 def test_second_build_refuses_and_a_killed_build_resumes_without_paying_twice(
-    project: E2EProject, faults: httpx.Client
+    project: DbtTestProject, faults: httpx.Client
 ) -> None:
     project.seed([f"Question number {i}." for i in range(12)])
     project.write("models/questions.sql", batch_model_sql(", keep_job_tables=true"))
-    faults.put("/emulator/faults", json={"queue_delay": 4, "row_latency": 0.2}
-               ).raise_for_status()
+    # The job stays QUEUED until this test releases it: the first build is still
+    # waiting on it when the second one starts, however slow the machine.
+    faults.put("/emulator/faults", json={"hold": True}).raise_for_status()
     first = project.spawn("build", "--poll-interval", "0.5")
     try:
-        _wait_for_ledger_job(project, first)
+        project.wait_for_ledger_job(first)
 
         # Two builds at once on the same model: the second refuses, submits nothing.
         output = _ok(project.cli("build"), code=1)
@@ -359,6 +196,7 @@ def test_second_build_refuses_and_a_killed_build_resumes_without_paying_twice(
     (job,) = project.jobs()
     assert not job.terminal, "the job should still run after its build died"
 
+    faults.patch("/emulator/faults", json={"hold": False}).raise_for_status()
     output = _ok(project.cli("build", "--poll-interval", "0.5"))
     assert "resuming 1 job(s) of an earlier build (12 requests)" in output
     (job,) = project.jobs()  # no second job: nothing was submitted twice
@@ -376,7 +214,7 @@ def test_second_build_refuses_and_a_killed_build_resumes_without_paying_twice(
 
 
 def test_a_job_missing_from_the_ledger_is_adopted_not_submitted_again(
-    project: E2EProject, faults: httpx.Client
+    project: DbtTestProject, faults: httpx.Client
 ) -> None:
     """A build killed between creating a job and writing its ledger row: the job ends
     on its own (before the next build looks, here), and its paid answers are merged."""
@@ -385,12 +223,12 @@ def test_a_job_missing_from_the_ledger_is_adopted_not_submitted_again(
     from gemini_batch.jobs import job_labels
     from gemini_batch.warehouse import Warehouse
 
-    project.dbt("build")  # requests and responses tables, no job
+    project.dbt_ok("build")  # requests and responses tables, no job
     model = BatchModel(unique_id="model.e2e.questions", name="questions",
                        project=project.stack.project, dataset=project.dataset,
                        config=BatchModelConfig(gemini_model="gemini-2.5-flash"))
     (shard,) = Warehouse(BigQuery(project.bq)).create_shards(model, "20260101t000000_dead")
-    VertexJobs(project=project.stack.project, location=DEFAULT_LOCATION).submit(
+    project.vertex().submit(
         display_name="orphan", gemini_model="gemini-2.5-flash", input_table=shard.table,
         output_table=model.output_table("20260101t000000_dead", 0),
         labels=job_labels(model_name="questions", invocation_id="dead"),
@@ -406,19 +244,28 @@ def test_a_job_missing_from_the_ledger_is_adopted_not_submitted_again(
 
 
 def test_batch_models_at_the_same_depth_have_jobs_in_flight_together(
-    project: E2EProject, faults: httpx.Client
+    project: DbtTestProject, faults: httpx.Client
 ) -> None:
     project.write("models/summaries.sql", batch_model_sql(prompt="concat('Summarise: ', prompt)"))
-    faults.put("/emulator/faults", json={"queue_delay": 3}).raise_for_status()
-    _ok(project.cli("build"))
+    # Held jobs cannot end: a build that waited for one model's job before submitting the
+    # other's would never submit the second, and wait_for_jobs would fail.
+    faults.put("/emulator/faults", json={"hold": True}).raise_for_status()
+    build = project.cli_in_background("build", "--poll-interval", "0.5")
+    try:
+        project.wait_for_jobs(build, count=2)
+        assert not [job for job in project.jobs() if job.terminal]
+    finally:
+        faults.patch("/emulator/faults", json={"hold": False}).raise_for_status()
+        result = build.result(timeout=600)
+    _ok(result)
     first, second = project.jobs()
-    # Sequential jobs would start the second after the first ended (3 s queued at least).
+    # Sequential jobs would start the second after the first ended.
     assert second.create_time < first.end_time
     assert {first.labels["dbt_model"], second.labels["dbt_model"]} == {"questions", "summaries"}
 
 
 def test_stages_put_tests_after_the_answers_and_chained_models_after_their_inputs(
-    project: E2EProject,
+    project: DbtTestProject,
 ) -> None:
     """Stage planning from the manifest alone (no BigQuery, no job)."""
     from gemini_batch.dbt_project import DbtOptions, DbtProject

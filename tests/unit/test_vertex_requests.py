@@ -1,16 +1,20 @@
-"""The emulator's request reading, simulate engine and fault draws (no servers)."""
+"""The emulator's request reading, simulate engine, fault draws and hold (no servers)."""
 
 from __future__ import annotations
 
 import json
 import socket
+import threading
 
 import pytest
 
+from gemini_batch.local.vertex.clock import Stopwatch
 from gemini_batch.local.vertex.engines.openai import chat_request, json_schema
 from gemini_batch.local.vertex.engines.simulate import SimulateEngine
+from gemini_batch.local.vertex.errors import Cancelled
 from gemini_batch.local.vertex.faults import FaultError, Faults
 from gemini_batch.local.vertex.requests import RequestError, parse_request
+from gemini_batch.local.vertex.runner import JobRunner
 
 
 def test_snake_case_objects_for_lists_and_nulls_are_read_as_the_service_reads_them():
@@ -146,6 +150,40 @@ def test_row_failures_are_stable_per_job_and_differ_between_jobs():
         Faults.from_dict({"row_failure_codes": [418]})
     with pytest.raises(FaultError, match="job_outcome"):
         Faults.from_dict({"job_outcome": "SUCCEEDED"})
+
+
+def test_hold_keeps_a_job_queued_until_released_or_cancelled():
+    current = Faults.from_dict({"hold": True})
+    runner = JobRunner(
+        None, bigquery_endpoint="http://127.0.0.1:1", engine=SimulateEngine(),
+        faults=lambda: current,
+    )
+    outcomes: list[str] = []
+
+    def queue(cancel: threading.Event) -> None:
+        try:
+            # The snapshot a job took when it started, and its clock.
+            runner._queued(cancel, current, Stopwatch(current.time_scale))
+            outcomes.append("released")
+        except Cancelled:
+            outcomes.append("cancelled")
+
+    released, cancelled = threading.Event(), threading.Event()
+    waiting = [threading.Thread(target=queue, args=(event,)) for event in (released, cancelled)]
+    for thread in waiting:
+        thread.start()
+    waiting[0].join(timeout=0.5)
+    assert waiting[0].is_alive() and waiting[1].is_alive() and outcomes == []
+    cancelled.set()  # a cancel ends a held job
+    waiting[1].join(timeout=30)
+    assert outcomes == ["cancelled"]
+    current = Faults.from_dict({"hold": False}, base=current)  # what PATCH does
+    waiting[0].join(timeout=30)
+    assert outcomes == ["cancelled", "released"]
+    assert Faults.from_dict({}).hold is False
+    assert Faults.from_dict({"hold": "true"}).hold is True  # as flags and env give it
+    with pytest.raises(FaultError, match="hold is true or false"):
+        Faults.from_dict({"hold": "maybe"})
 
 
 def test_chat_request_maps_json_mode_without_schema():

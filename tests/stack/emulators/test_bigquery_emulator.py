@@ -15,21 +15,20 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
-from pathlib import Path
 
 import grpc
 import pandas as pd
 import pandas_gbq
 import pytest
-from dbt.cli.main import dbtRunner
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery, bigquery_storage_v1
 from google.cloud.bigquery_storage_v1.services.big_query_read.transports import (
     BigQueryReadGrpcTransport,
 )
 
-from conftest import FIXTURES
 from gemini_batch.local.stack import StackState
+from helpers.dbt_projects import DbtProjects
+from helpers.paths import FIXTURES
 
 OUTPUT_SCHEMA = [
     bigquery.SchemaField("status", "STRING"),
@@ -355,47 +354,25 @@ from {{ ref('people') }}
 """
 
 
-def _write_dbt_project(root: Path, profile: str) -> None:
-    (root / "seeds").mkdir(parents=True)
-    (root / "models").mkdir()
-    (root / "dbt_project.yml").write_text(_DBT_PROJECT)
-    (root / "profiles.yml").write_text(profile)
-    (root / "seeds" / "people.csv").write_text(_SEED)
-    (root / "models" / "people_json.sql").write_text(_TABLE_MODEL)
-    (root / "models" / "people_versions.sql").write_text(_INCREMENTAL_MODEL)
-
-
-def _dbt(root: Path, *args: str) -> None:
-    result = dbtRunner().invoke(
-        [
-            *args,
-            "--project-dir",
-            str(root),
-            "--profiles-dir",
-            str(root),
-            "--target-path",
-            str(root / "target"),
-            "--log-path",
-            str(root / "logs"),
-        ]
-    )
-    failed = [
-        f"{r.node.unique_id}: {r.status}: {r.message}"
-        for r in (result.result or [])
-        if str(r.status) not in ("success", "pass")
-    ]
-    assert result.success and not failed, f"dbt {' '.join(args)}: {result.exception} {failed}"
-
-
 def test_dbt_seeds_tables_and_incremental_merge(
-    local_stack: StackState, bq: bigquery.Client, tmp_path: Path
+    bq: bigquery.Client, dbt_projects: DbtProjects
 ) -> None:
-    dataset = f"emu_dbt_{uuid.uuid4().hex[:10]}"
-    root = tmp_path / "emulator_probe"
-    # The very profile `gemini-batch local start` prints.
-    _write_dbt_project(root, local_stack.dbt_profile(dataset=dataset))
+    # dbt-bigquery alone (no package), with the very profile `gemini-batch local start`
+    # prints.
+    project = dbt_projects.create(
+        "emulator_probe",
+        {
+            "dbt_project.yml": _DBT_PROJECT,
+            "seeds/people.csv": _SEED,
+            "models/people_json.sql": _TABLE_MODEL,
+            "models/people_versions.sql": _INCREMENTAL_MODEL,
+        },
+        profile="gemini_batch_local",
+        package=False,
+    )
+    dataset = project.dataset
     try:
-        _dbt(root, "build", "--vars", "{version: 1, from_id: 0}")
+        project.dbt_ok("build", "--vars", "{version: 1, from_id: 0}")
         people = _rows(
             bq, f"select id, city, langs, name_sha256 from `{dataset}.people_json` order by id"
         )
@@ -406,7 +383,7 @@ def test_dbt_seeds_tables_and_incremental_merge(
         ]
         assert people[0]["name_sha256"] == _rows(bq, "select to_hex(sha256('ada')) as h")[0]["h"]
 
-        _dbt(root, "run", "--select", "people_versions", "--vars", "{version: 2, from_id: 2}")
+        project.dbt_ok("run", "--select", "people_versions", "--vars", "{version: 2, from_id: 2}")
         versions = _rows(
             bq,
             f"select id, version, json_value(doc, '$.v') as v from `{dataset}.people_versions`"
@@ -418,4 +395,4 @@ def test_dbt_seeds_tables_and_incremental_merge(
             {"id": 3, "version": 2, "v": "2"},
         ]
     finally:
-        bq.delete_dataset(dataset, delete_contents=True, not_found_ok=True)
+        project.drop()

@@ -14,23 +14,19 @@ import uuid
 import pytest
 from google.cloud import bigquery
 
-from conftest import FIXTURES
 from gemini_batch.bq import BigQuery, quote_table
 from gemini_batch.catalog import MODELS
 from gemini_batch.config import BatchModel, BatchModelConfig
 from gemini_batch.cost import DEFAULT_ANSWER_TOKENS, FILE_PART_TOKENS, PriceTable, estimate
 from gemini_batch.ledger import Ledger, LedgerEntry
 from gemini_batch.warehouse import Warehouse
+from helpers.samples import SAMPLES, sample_requests
 
 # -- the estimate, in SQL ---------------------------------------------------------------
 
 
 def _fixture_requests() -> list[dict]:
-    lines = []
-    for sample in ("text", "multimodal"):
-        path = FIXTURES / f"batch_request_{sample}_input.jsonl"
-        lines += [json.loads(line)["request"] for line in path.read_text().splitlines() if line]
-    return lines
+    return [request for sample in SAMPLES for request in sample_requests(sample)]
 
 
 def _expected_input_tokens(request: dict) -> int:

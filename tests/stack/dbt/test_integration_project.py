@@ -1,26 +1,23 @@
 """The integration project (integration_tests/) built on the local stack.
 
 dbt runs in this process through its Python API (``dbtRunner``), one invocation at a
-time: ``deps`` links the package from ``../``, ``build`` loads the seeds, builds the
-models and runs every data test and unit test. Each session writes to a dataset of its
-own, so runs never see each other's tables.
+time: ``deps`` links the package from ``../`` (tests/stack/dbt/conftest.py), ``build``
+loads the seeds, builds the models and runs every data test and unit test. Each session
+writes to a dataset of its own, so runs never see each other's tables. (That the seeds
+hold the real samples is checked without a stack, in tests/unit/test_request_seeds.py.)
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-from dbt.cli.main import dbtRunner, dbtRunnerResult
+from dbt.cli.main import dbtRunnerResult
 
-from conftest import FIXTURES, REPO_ROOT
-from gemini_batch.local.stack import StackState
-
-PROJECT_DIR = REPO_ROOT / "integration_tests"
+from helpers.dbt_projects import DbtTestProject, exception_chain
+from helpers.samples import canonical_request, sample_requests
 
 pytestmark = pytest.mark.slow
 
@@ -35,43 +32,9 @@ class IntegrationRun:
     messages: dict[str, str]
 
 
-def _dbt(*args: str) -> dbtRunnerResult:
-    project = ["--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR)]
-    return dbtRunner().invoke([*args, *project])
-
-
 @pytest.fixture(scope="module")
-def dbt_env(
-    local_stack: StackState, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, str]]:
-    """The profile's variables (the local stack, a dataset for this session), and
-    dbt's target and log directories outside the source tree."""
-    scratch = tmp_path_factory.mktemp("integration-dbt")
-    env = {
-        **local_stack.environment(),
-        "GEMINI_BATCH_DATASET": f"gemini_batch_it_{uuid.uuid4().hex[:10]}",
-        "DBT_TARGET_PATH": str(scratch / "target"),
-        "DBT_LOG_PATH": str(scratch / "logs"),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-    }
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in env.items():
-            patch.setenv(name, value)
-        yield env
-
-
-@pytest.fixture(scope="module")
-def dbt_deps(dbt_env: dict[str, str]) -> dict[str, str]:
-    """The package installed: `deps` only links ../ into dbt_packages/, offline."""
-    deps = _dbt("deps")
-    assert deps.success, f"dbt deps failed: {deps.exception}"
-    return dbt_env
-
-
-@pytest.fixture(scope="module")
-def integration_run(dbt_deps: dict[str, str]) -> IntegrationRun:
-    dbt_env = dbt_deps
-    build = _dbt("build")
+def integration_run(integration_project: DbtTestProject) -> IntegrationRun:
+    build = integration_project.dbt("build")
     assert build.exception is None, f"dbt build raised: {build.exception}"
     results = build.result.results
     statuses = {result.node.unique_id: str(result.status) for result in results}
@@ -85,74 +48,11 @@ def integration_run(dbt_deps: dict[str, str]) -> IntegrationRun:
         f"  {node}: {statuses[node]}: {message}" for node, message in failed.items()
     )
     return IntegrationRun(
-        dataset=dbt_env["GEMINI_BATCH_DATASET"],
-        project=dbt_env["GEMINI_BATCH_PROJECT"],
+        dataset=integration_project.dataset,
+        project=integration_project.stack.project,
         statuses=statuses,
         messages=messages,
     )
-
-
-# The spellings the service accepts besides the REST camelCase that the macros write.
-_SNAKE_TO_CAMEL = {
-    "file_data": "fileData",
-    "file_uri": "fileUri",
-    "mime_type": "mimeType",
-    "inline_data": "inlineData",
-}
-
-
-def canonical_request(request: dict) -> str:
-    """A request as ``gemini_batch.request`` writes it: camelCase, ``parts`` as a list,
-    keys sorted, no spaces (what TO_JSON_STRING prints for BigQuery's JSON type)."""
-
-    def normalise(value):
-        if isinstance(value, dict):
-            return {_SNAKE_TO_CAMEL.get(k, k): normalise(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [normalise(item) for item in value]
-        return value
-
-    request = normalise(request)
-    for content in request["contents"]:
-        if isinstance(content["parts"], dict):
-            content["parts"] = [content["parts"]]
-    return json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def fixture_requests(sample: str) -> list[dict]:
-    """The ``request`` of each line of ``<sample>_input.jsonl``, in file order."""
-    path = FIXTURES / f"batch_request_{sample}_input.jsonl"
-    return [json.loads(line)["request"] for line in path.read_text().splitlines() if line.strip()]
-
-
-def _seed_rows(name: str) -> list[dict[str, str]]:
-    with (PROJECT_DIR / "seeds" / "vertex_samples" / f"{name}.csv").open(newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def test_vertex_seeds_are_the_fixtures() -> None:
-    """The seeds hold the real Vertex AI samples, not a hand-edited copy."""
-    expected = {
-        (row["sample"], int(row["line"])): row["expected_request"]
-        for row in _seed_rows("vertex_expected_requests")
-    }
-    echoed = {
-        (row["sample"], int(row["line"])): json.loads(row["request_text"])
-        for row in _seed_rows("vertex_echoed_requests")
-    }
-    assert expected == {
-        (sample, line): canonical_request(request)
-        for sample in ("text", "multimodal")
-        for line, request in enumerate(fixture_requests(sample), start=1)
-    }
-    assert echoed == {
-        (sample, line): json.loads(text)["request"]
-        for sample in ("text", "multimodal")
-        for line, text in enumerate(
-            (FIXTURES / f"batch_request_{sample}_output.jsonl").read_text().splitlines(), start=1
-        )
-        if text.strip()
-    }
 
 
 def test_integration_project_builds(integration_run: IntegrationRun) -> None:
@@ -195,7 +95,7 @@ def test_built_requests_equal_the_vertex_inputs(
     built = {row["line"]: json.loads(row["request"]) for row in rows}
     expected = {
         line: json.loads(canonical_request(request))
-        for line, request in enumerate(fixture_requests(sample), start=1)
+        for line, request in enumerate(sample_requests(sample), start=1)
     }
     assert built == expected
 
@@ -231,16 +131,13 @@ def test_built_requests_equal_the_vertex_inputs(
     ],
 )
 def test_bad_arguments_are_compile_errors(
-    dbt_deps: dict[str, str], call: str, message: str
+    compile_inline: Callable[[str], dbtRunnerResult], call: str, message: str
 ) -> None:
-    result = _dbt("compile", "--inline", f"select {{{{ gemini_batch.{call} }}}}")
+    result = compile_inline(f"select {{{{ gemini_batch.{call} }}}}")
     assert not result.success
     # dbt wraps the compiler error of an inline query in "Error parsing inline query";
     # in a model it is printed as it is.
-    errors, error = [], result.exception
-    while error is not None:
-        errors.append(str(error))
-        error = error.__cause__ or error.__context__
+    errors = exception_chain(result)
     assert any(message in text for text in errors), errors
 
 

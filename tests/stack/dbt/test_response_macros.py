@@ -1,27 +1,26 @@
 """The response parsers refuse bad arguments when the model compiles, saying what is
 expected (their values on real and odd answers are checked by the integration
-project's models/responses/, run by tests/test_integration_project.py).
+project's models/responses/, run by tests/stack/dbt/test_integration_project.py).
 """
 
 from __future__ import annotations
 
-import pytest
+from collections.abc import Callable
 
-from test_integration_project import _dbt, dbt_deps, dbt_env  # noqa: F401 (fixtures)
+import pytest
+from dbt.cli.main import dbtRunnerResult
+
+from helpers.dbt_projects import exception_chain
 
 pytestmark = pytest.mark.slow
 
 RECIPE = "{'title': 'STRING', 'calories': 'INT64'}"
 
 
-def compile_errors(call: str) -> list[str]:
-    result = _dbt("compile", "--inline", f"select {{{{ gemini_batch.{call} }}}}")
+def compile_errors(compile_inline: Callable[[str], dbtRunnerResult], call: str) -> list[str]:
+    result = compile_inline(f"select {{{{ gemini_batch.{call} }}}}")
     assert not result.success, f"{call} compiled"
-    errors, error = [], result.exception
-    while error is not None:
-        errors.append(str(error))
-        error = error.__cause__ or error.__context__
-    return errors
+    return exception_chain(result)
 
 
 @pytest.mark.parametrize(
@@ -55,22 +54,18 @@ def compile_errors(call: str) -> list[str]:
     ],
 )
 def test_bad_arguments_are_compile_errors(
-    dbt_deps: dict[str, str],  # noqa: F811 (the imported fixture)
-    call: str,
-    message: str,
+    compile_inline: Callable[[str], dbtRunnerResult], call: str, message: str
 ) -> None:
-    errors = compile_errors(call)
+    errors = compile_errors(compile_inline, call)
     assert any(message in text for text in errors), errors
 
 
 def test_parse_output_renders_a_select_list_fragment(
-    dbt_deps: dict[str, str],  # noqa: F811 (the imported fixture)
+    compile_inline: Callable[[str], dbtRunnerResult],
 ) -> None:
-    result = _dbt(
-        "compile",
-        "--inline",
+    result = compile_inline(
         "select {{ gemini_batch.parse_output('response', "
-        "{'title': 'STRING', 'order': 'INT64'}, error_column=none) }}",
+        "{'title': 'STRING', 'order': 'INT64'}, error_column=none) }}"
     )
     assert result.success, result.exception
     sql = result.result.results[0].node.compiled_code

@@ -35,8 +35,8 @@ from gemini_batch.local.stack import (
     vertex_server_command,
 )
 from gemini_batch.local.vertex.engines.openai import json_schema
-
-FIXTURES = Path(__file__).parent / "fixtures" / "vertex_samples"
+from helpers.paths import FIXTURES
+from helpers.samples import sample_requests
 
 MODEL = "publishers/google/models/gemini-2.5-flash"
 TERMINAL = {
@@ -69,14 +69,6 @@ def dataset(local_stack: StackState, bq: bigquery.Client) -> str:
     name = f"vertex_{uuid.uuid4().hex[:8]}"
     bq.create_dataset(name)
     return f"{local_stack.project}.{name}"
-
-
-@pytest.fixture()
-def faults(local_stack: StackState) -> Iterator[httpx.Client]:
-    """The admin endpoint; every fault is reset afterwards (the stack is shared)."""
-    with httpx.Client(base_url=local_stack.vertex_endpoint) as http:
-        yield http
-        http.put("/emulator/faults", json={}).raise_for_status()
 
 
 def parent(project: str) -> str:
@@ -141,15 +133,18 @@ def wait(
     client: aiplatform_v1.JobServiceClient,
     name: str,
     until: Any = TERMINAL,
-    timeout: float = 60,
+    timeout: float = 600,
 ) -> aiplatform_v1.BatchPredictionJob:
+    """The job once ``until`` holds (a set of states, or a test of the job). The timeout
+    only catches a job that never gets there: it fails, it does not return early."""
     deadline = time.monotonic() + timeout
     while True:
         job = client.get_batch_prediction_job(name=name)
         if (until(job) if callable(until) else job.state.name in until) or (
-            time.monotonic() > deadline
+            job.state.name in TERMINAL  # it will not change: the caller's asserts say why
         ):
             return job
+        assert time.monotonic() < deadline, f"{name} is still {job.state.name}"
         time.sleep(0.1)
 
 
@@ -165,11 +160,6 @@ def output_rows(bq: bigquery.Client, job: aiplatform_v1.BatchPredictionJob) -> l
     table = f"{dataset}.{job.output_info.bigquery_output_table}"
     rows = [dict(row) for row in bq.list_rows(table)]
     return sorted(rows, key=lambda row: row.get("id") or 0)
-
-
-def sample_requests(name: str) -> list[dict[str, Any]]:
-    lines = (FIXTURES / f"{name}.jsonl").read_text().splitlines()
-    return [json.loads(line)["request"] for line in lines if line.strip()]
 
 
 @contextlib.contextmanager
@@ -198,7 +188,7 @@ def vertex_server(
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # only a server that never starts
         while True:
             assert process.poll() is None, (data_dir / "vertex.log").read_text()
             with contextlib.suppress(httpx.HTTPError):
@@ -218,9 +208,7 @@ def vertex_server(
 
 
 def test_sample_requests_give_output_rows_shaped_like_the_service(client, bq, dataset, local_stack):
-    requests = sample_requests("batch_request_text_input") + sample_requests(
-        "batch_request_multimodal_input"
-    )
+    requests = sample_requests("text") + sample_requests("multimodal")
     table = make_table(
         bq, f"{dataset}.samples", [{"id": i, "request": r} for i, r in enumerate(requests)]
     )
@@ -596,20 +584,21 @@ def test_list_pages_filters_and_int_enums(client, bq, dataset, local_stack):
 
 
 def test_cancel_stops_a_running_job_and_keeps_rows_done(client, bq, dataset, local_stack, faults):
-    rows = [{"id": i, "request": text_request(f"q{i}")} for i in range(400)]
+    # 3000 rows of 20 ms: once 20 are done the job runs for another minute, however slow
+    # the machine, so the cancel always comes while it runs (and the test never waits
+    # for that minute).
+    rows = [{"id": i, "request": text_request(f"q{i}")} for i in range(3000)]
     table = make_table(bq, f"{dataset}.cancel_in", rows)
     faults.put("/emulator/faults", json={"row_latency": 0.02}).raise_for_status()
     job = submit(client, local_stack.project, table, dataset)
-    running = wait(
-        client, job.name, until=lambda j: j.completion_stats.successful_count >= 20, timeout=30
-    )
+    running = wait(client, job.name, until=lambda j: j.completion_stats.successful_count >= 20)
     assert running.state.name == "JOB_STATE_RUNNING"
     assert running.completion_stats.incomplete_count > 0
     client.cancel_batch_prediction_job(name=job.name)
     cancelled = wait(client, job.name)
     assert cancelled.state.name == "JOB_STATE_CANCELLED"
     done = cancelled.completion_stats.successful_count
-    assert 20 <= done < 400
+    assert 20 <= done < 3000
     written = output_rows(bq, cancelled)
     assert len(written) == done and all(row["status"] == "" for row in written)
     with pytest.raises(api_exceptions.BadRequest, match="cannot be cancelled"):
@@ -655,6 +644,8 @@ def test_injected_job_outcomes_and_bad_settings(client, bq, dataset, local_stack
         assert job.error.message and job.end_time
     bad = faults.put("/emulator/faults", json={"row_failure_rate": 2})
     assert bad.status_code == 400 and "row_failure_rate" in bad.json()["error"]["message"]
+    bad = faults.patch("/emulator/faults", json={"hold": "maybe"})
+    assert bad.status_code == 400 and "hold" in bad.json()["error"]["message"]
     unknown = faults.patch("/emulator/faults", json={"explode": True})
     assert unknown.status_code == 400 and "explode" in unknown.json()["error"]["message"]
 
@@ -680,7 +671,7 @@ def test_google_genai_batches(bq, dataset, local_stack, faults):
         src=f"bq://{table}",
         config=CreateBatchJobConfig(dest=f"bq://{dataset}", display_name="genai"),
     )
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 600  # only a job that never ends
     while job.state not in (JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED):
         assert time.monotonic() < deadline
         time.sleep(0.1)
@@ -688,7 +679,7 @@ def test_google_genai_batches(bq, dataset, local_stack, faults):
     assert job.state == JobState.JOB_STATE_SUCCEEDED
     assert job.name in [listed.name for listed in genai_client.batches.list()]
 
-    faults.put("/emulator/faults", json={"queue_delay": 30}).raise_for_status()
+    faults.put("/emulator/faults", json={"hold": True}).raise_for_status()  # stays QUEUED
     queued = genai_client.batches.create(
         model="gemini-2.5-flash",
         src=f"bq://{table}",
@@ -696,7 +687,7 @@ def test_google_genai_batches(bq, dataset, local_stack, faults):
     )
     assert queued.state == JobState.JOB_STATE_QUEUED
     genai_client.batches.cancel(name=queued.name)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 600
     while (
         queued := genai_client.batches.get(name=queued.name)
     ).state != JobState.JOB_STATE_CANCELLED:
@@ -721,7 +712,7 @@ def test_vertexai_batch_prediction_sdk(bq, dataset, local_stack, faults):
         input_dataset=f"bq://{table}",
         output_uri_prefix=f"bq://{dataset}",
     )
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 600  # only a job that never ends
     while not job.has_ended:
         assert time.monotonic() < deadline
         time.sleep(0.1)
@@ -733,14 +724,14 @@ def test_vertexai_batch_prediction_sdk(bq, dataset, local_stack, faults):
     [row] = list(bq.list_rows(f"{dataset}.{job.output_location}"))
     assert row["status"] == ""
 
-    faults.put("/emulator/faults", json={"queue_delay": 30}).raise_for_status()
+    faults.put("/emulator/faults", json={"hold": True}).raise_for_status()  # stays QUEUED
     queued = BatchPredictionJob.submit(
         source_model="gemini-2.5-flash",
         input_dataset=f"bq://{table}",
         output_uri_prefix=f"bq://{dataset}",
     )
     queued.cancel()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 600
     while queued.state.name != "JOB_STATE_CANCELLED":
         assert time.monotonic() < deadline
         time.sleep(0.1)
@@ -774,7 +765,9 @@ def test_jobs_survive_a_restart(bq, dataset, local_stack, tmp_path):
     ) as endpoint:
         client = job_client(endpoint)
         running = submit(client, local_stack.project, table, dataset)
-        wait(client, running.name, until={"JOB_STATE_RUNNING"})
+        assert wait(client, running.name, until={"JOB_STATE_RUNNING"}).state.name == (
+            "JOB_STATE_RUNNING"
+        )
         queued = submit(client, local_stack.project, table, dataset)
         assert client.get_batch_prediction_job(name=queued.name).state.name == "JOB_STATE_QUEUED"
     with vertex_server(local_stack, tmp_path, storage_read=False) as endpoint:

@@ -3,7 +3,7 @@ MERGE of Vertex AI output tables (shaped like the real ones in tests/fixtures) i
 ``<model>__responses``.
 
 The requests and responses tables are written here as the materialization writes them
-(tests/test_materialization.py covers the materialization itself).
+(tests/stack/dbt/test_materialization.py covers the materialization itself).
 """
 
 from __future__ import annotations
@@ -15,17 +15,17 @@ from datetime import UTC, datetime
 import pytest
 from google.cloud import bigquery
 
-from conftest import FIXTURES
+from gemini_batch.answers import INVALID_STATUS
 from gemini_batch.bq import BigQuery, quote_table
 from gemini_batch.config import BatchModel, BatchModelConfig
 from gemini_batch.errors import WarehouseError
 from gemini_batch.ledger import Ledger, LedgerEntry
 from gemini_batch.warehouse import (
-    INVALID_STATUS,
     MergeResult,
     RequestCounts,
     Warehouse,
 )
+from helpers.paths import FIXTURES
 
 GEMINI_MODEL = "gemini-2.5-flash"
 # A response with a usable answer (a text part): what "cached" means.
@@ -419,14 +419,7 @@ def test_merge_of_a_missing_output_table_says_so(bq: bigquery.Client, dataset: s
         Warehouse(BigQuery(bq)).merge_output(model, missing, "jobs/x")
 
 
-# -- names ----------------------------------------------------------------------------
-
-
-def test_quote_table() -> None:
-    assert quote_table("my-project.analytics.out") == "`my-project`.`analytics`.`out`"
-    for bad in ["analytics.out", "p.d.t.x", "p.d.", "p.d.t`; drop table x; --", "p.d.a\nb"]:
-        with pytest.raises(ValueError):
-            quote_table(bad)
+# -- tables ----------------------------------------------------------------------------
 
 
 def test_table_exists_and_drop(bq: bigquery.Client, dataset: str) -> None:

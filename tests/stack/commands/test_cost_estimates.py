@@ -12,25 +12,18 @@ import re
 import textwrap
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
-from dbt.cli.main import dbtRunner
 from google.cloud import bigquery
 
-from conftest import REPO_ROOT
 from gemini_batch import catalog
 from gemini_batch.bq import BigQuery, quote_table
 from gemini_batch.catalog import LONG_CONTEXT_TOKENS
-from gemini_batch.cli import main
 from gemini_batch.config import BatchModel, BatchModelConfig
 from gemini_batch.cost import DEFAULT_ANSWER_TOKENS, FILE_PART_TOKENS, actual_cost, estimate
-from gemini_batch.jobs import JobStatus, VertexJobs
-from gemini_batch.local.stack import DEFAULT_LOCATION, StackState
 from gemini_batch.warehouse import RESPONSES_SCHEMA, Warehouse
+from helpers.dbt_projects import DbtProjects, DbtTestProject, cli_ok
 
 # -- the estimate's query ----------------------------------------------------------------
 
@@ -180,7 +173,6 @@ def test_merge_sums_cached_audio_and_long_context_tokens_apart(
 
 # -- end to end with the CLI -------------------------------------------------------------
 
-PACKAGE_DIR = REPO_ROOT
 PROMPTS = [f"Name a {thing}." for thing in (
     "fruit", "colour", "city", "river", "mountain", "bird", "tree", "planet", "metal", "poet",
     "painter", "flower", "fish", "island", "desert", "language", "dance", "spice", "stone",
@@ -196,90 +188,24 @@ def batch_model_sql(gemini_model: str, config: str = "", generation_config: str 
         """)
 
 
-@dataclass
-class Project:
-    """A dbt project in a temporary directory, writing to a dataset of its own (the
-    pattern of tests/test_build_e2e.py, reduced to what these tests use)."""
-
-    path: Path
-    dataset: str
-    stack: StackState
-    bq: bigquery.Client
-
-    def write(self, relative: str, text: str) -> None:
-        target = self.path / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
-
-    def args(self) -> list[str]:
-        return ["--project-dir", str(self.path), "--profiles-dir", str(self.path)]
-
-    def cli(self, command: str, *args: str, code: int = 0) -> str:
-        result: Result = CliRunner().invoke(main, [command, *self.args(), *args])
-        assert result.exit_code == code, (
-            f"exit {result.exit_code}, wanted {code}:\n{result.output}\n{result.exception!r}")
-        return result.output
-
-    def dbt(self, *args: str) -> None:
-        result = dbtRunner().invoke([*args, *self.args()])
-        assert result.success, f"dbt {args} failed: {result.exception}"
-
-    def rows(self, sql: str) -> list[dict[str, Any]]:
-        sql = sql.replace("{ds}", f"{self.stack.project}.{self.dataset}")
-        return [dict(row) for row in self.bq.query(sql).result()]
-
-    def jobs(self) -> list[JobStatus]:
-        vertex = VertexJobs(project=self.stack.project, location=DEFAULT_LOCATION)
-        prefix = f"{self.stack.project}.{self.dataset}."
-        return [job for job in vertex.list(limit=1000)
-                if (job.input_table or "").startswith(prefix)]
-
-
 @pytest.fixture()
-def project(
-    tmp_path: Path, stack_env: dict[str, str], local_stack: StackState, bq: bigquery.Client,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Project]:
-    dataset = f"cost_e2e_{uuid.uuid4().hex[:10]}"
-    monkeypatch.setenv("E2E_DATASET", dataset)
-    monkeypatch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-    e2e = Project(path=tmp_path / "project", dataset=dataset, stack=local_stack, bq=bq)
-    e2e.write("dbt_project.yml", textwrap.dedent("""\
-        name: cost_e2e
-        version: "1.0"
-        config-version: 2
-        profile: cost_e2e
-        seeds:
-          cost_e2e:
-            +quote_columns: false
-        """))
-    e2e.write("packages.yml", f"packages:\n  - local: {PACKAGE_DIR}\n")
-    e2e.write("profiles.yml", textwrap.dedent("""\
-        cost_e2e:
-          target: local
-          outputs:
-            local:
-              type: bigquery
-              method: oauth-secrets
-              token: local
-              project: "{{ env_var('GEMINI_BATCH_PROJECT') }}"
-              dataset: "{{ env_var('E2E_DATASET') }}"
-              location: us-central1
-              api_endpoint: "{{ env_var('BIGQUERY_ENDPOINT') }}"
-              threads: 4
-              job_retries: 0
-        """))
-    # Vertex AI needs a regional dataset (docs/local-stack.md: bqemulator puts one made
-    # by dbt in US).
-    regional = bigquery.Dataset(f"{local_stack.project}.{dataset}")
-    regional.location = DEFAULT_LOCATION
-    bq.create_dataset(regional)
+def project(dbt_projects: DbtProjects) -> Iterator[DbtTestProject]:
+    """prompts (a seed of 20) and room for a batch model, in a regional dataset."""
     lines = ["id,prompt", *(f"{i},{p}" for i, p in enumerate(PROMPTS, start=1))]
-    e2e.write("seeds/prompts.csv", "\n".join(lines) + "\n")
-    e2e.dbt("deps")
-    yield e2e
-    bq.delete_dataset(f"{local_stack.project}.{dataset}", delete_contents=True,
-                      not_found_ok=True)
+    project = dbt_projects.create("cost_e2e", {
+        "dbt_project.yml": textwrap.dedent("""\
+            name: cost_e2e
+            version: "1.0"
+            config-version: 2
+            profile: cost_e2e
+            seeds:
+              cost_e2e:
+                +quote_columns: false
+            """),
+        "seeds/prompts.csv": "\n".join(lines) + "\n",
+    }, regional=True)
+    yield project
+    project.drop()
 
 
 def _plan_row(output: str, model: str) -> dict[str, str]:
@@ -296,7 +222,7 @@ def _dollars(cell: str) -> float:
     return float(re.sub(r"[$,]", "", cell))
 
 
-def _ledger_costs(project: Project, since: int = 0) -> dict[str, Any]:
+def _ledger_costs(project: DbtTestProject, since: int = 0) -> dict[str, Any]:
     """Sums over the ledger's jobs, leaving out the first ``since`` (oldest first)."""
     (sums,) = project.rows(f"""
         select sum(actual_cost_usd) as actual, sum(estimated_cost_usd) as estimated,
@@ -307,13 +233,13 @@ def _ledger_costs(project: Project, since: int = 0) -> dict[str, Any]:
     return sums
 
 
-def _plan_then_build(project: Project, label: str, since: int = 0) -> float:
+def _plan_then_build(project: DbtTestProject, label: str, since: int = 0) -> float:
     """`plan`'s estimate over what the `build` that follows reports as actual (ledger)."""
-    project.dbt("build")  # requests and the view; no job
-    row = _plan_row(project.cli("plan"), "questions")
+    project.dbt_ok("build")  # requests and the view; no job
+    row = _plan_row(cli_ok(project.cli("plan")), "questions")
     assert int(row["thinking tokens"].replace(",", "")) > 0, row
     estimated = _dollars(row["est. cost"])
-    project.cli("build")
+    cli_ok(project.cli("build"))
     ledger = _ledger_costs(project, since)
     assert ledger["estimated"] == pytest.approx(estimated, abs=5e-5)  # plan and build agree
     ratio = estimated / ledger["actual"]
@@ -322,10 +248,13 @@ def _plan_then_build(project: Project, label: str, since: int = 0) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("gemini_model", ["gemini-2.5-pro", "gemini-2.5-flash"])
 def test_plan_on_a_thinking_model_is_within_half_again_of_the_actual_cost(
-    project: Project, gemini_model: str
+    project: DbtTestProject,
 ) -> None:
+    # 2.5 Pro always thinks (it cannot turn thinking off): the case where an estimate
+    # without thinking would be furthest from the bill. (Flash measured 1.39 and 0.99:
+    # tests/unit/test_cost_rules.py holds the rules it shares.)
+    gemini_model = "gemini-2.5-pro"
     project.write("models/questions.sql", batch_model_sql(gemini_model))
     # No answers of the model yet: its typical thinking and the default answer.
     assert 1 / 1.5 <= _plan_then_build(project, f"{gemini_model}, first build") <= 1.5
@@ -339,12 +268,12 @@ def test_plan_on_a_thinking_model_is_within_half_again_of_the_actual_cost(
 
 
 @pytest.mark.slow
-def test_the_worst_case_cap_refuses_what_the_estimate_lets_through(project: Project) -> None:
+def test_the_worst_case_cap_refuses_what_the_estimate_lets_through(project: DbtTestProject) -> None:
     generation = "{'maxOutputTokens': 8000}"
     project.write("models/questions.sql", batch_model_sql("gemini-2.5-flash",
                                                           generation_config=generation))
-    project.dbt("build")
-    row = _plan_row(project.cli("plan"), "questions")
+    project.dbt_ok("build")
+    row = _plan_row(cli_ok(project.cli("plan")), "questions")
     estimated, worst = _dollars(row["est. cost"]), _dollars(row["worst case"])
     assert worst == pytest.approx(
         catalog.MODELS["gemini-2.5-flash"].price.batch_usd(0, len(PROMPTS) * 8000), abs=0.002)
@@ -353,33 +282,33 @@ def test_the_worst_case_cap_refuses_what_the_estimate_lets_through(project: Proj
 
     project.write("models/questions.sql", batch_model_sql(
         "gemini-2.5-flash", f", max_cost_usd={cap}, max_cost_mode='worst_case'", generation))
-    project.dbt("build")
-    planned = project.cli("plan")
+    project.dbt_ok("build")
+    planned = cli_ok(project.cli("plan"))
     assert _plan_row(planned, "questions")["cap"] == f"${cap:,.4f} on worst case"
     assert "max_cost_mode='worst_case'" in planned
-    refused = project.cli("build", code=1)
+    refused = cli_ok(project.cli("build"), code=1)
     assert f"max_cost_usd=${cap:.4f} with max_cost_mode='worst_case'" in refused
     assert "Nothing was submitted" in refused
     assert project.jobs() == []
 
     project.write("models/questions.sql", batch_model_sql(
         "gemini-2.5-flash", f", max_cost_usd={cap}", generation))
-    project.cli("build")
+    cli_ok(project.cli("build"))
     assert len(project.jobs()) == 1
 
 
 @pytest.mark.slow
 def test_a_mistyped_model_is_refused_before_any_job_with_what_was_meant(
-    project: Project,
+    project: DbtTestProject,
 ) -> None:
     project.write("models/questions.sql", batch_model_sql("gemini-2.5-flsh"))
-    project.dbt("build")
-    planned = project.cli("plan")
+    project.dbt_ok("build")
+    planned = cli_ok(project.cli("plan"))
     assert "Did you mean 'gemini-2.5-flash'" in planned
-    refused = project.cli("build", code=1)
+    refused = cli_ok(project.cli("build"), code=1)
     assert "model.cost_e2e.questions" in refused and "Did you mean 'gemini-2.5-flash'" in refused
     assert project.jobs() == []
 
     # A model the catalog does not know goes through once it has a price.
     priced = "{gemini_batch_prices: {gemini-2.5-flsh: {input: 0.3, output: 2.5}}}"
-    assert "Did you mean" not in project.cli("plan", "--vars", priced)
+    assert "Did you mean" not in cli_ok(project.cli("plan", "--vars", priced))

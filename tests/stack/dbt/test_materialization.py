@@ -1,4 +1,4 @@
-"""materialized='gemini_batch' in a small dbt project that installs the package from the
+"""materialized='gemini_batch' in small dbt projects that install the package from the
 repo root (packages.yml ``local:``), run through dbtRunner on the local stack.
 
 What a user sees after ``dbt run``: the requests table, the responses table (kept across
@@ -10,20 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import textwrap
-import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-from dbt.cli.main import dbtRunner, dbtRunnerResult
 from google.cloud import bigquery
 
-from conftest import FIXTURES, REPO_ROOT
 from gemini_batch.bq import BigQuery
 from gemini_batch.ledger import Ledger, LedgerEntry
-from gemini_batch.local.stack import StackState
+from helpers.dbt_projects import DbtProjects, DbtTestProject, dbt_messages
+from helpers.paths import FIXTURES
 
 pytestmark = pytest.mark.slow
 
@@ -54,11 +49,6 @@ select 2, 'not json {'
 """
 
 
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text))
-
-
 # Keys under meta (dbt warns about custom keys at the top of config()).
 META_CONFIG_SQL = """\
 {{ config(materialized='gemini_batch', meta={'gemini_model': 'gemini-2.5-pro', 'max_retries': 0}) }}
@@ -67,76 +57,23 @@ select 1 as id, json_object('contents', [json_object('role', 'user', 'parts',
 """
 
 
-@dataclass
-class DbtProject:
-    """A dbt project in a temporary directory, on the local stack, in its own dataset."""
-
-    root: Path
-    project: str
-    dataset: str
-
-    def run(self, *args: str) -> dbtRunnerResult:
-        result = dbtRunner().invoke(
-            [
-                *args,
-                "--project-dir",
-                str(self.root),
-                "--profiles-dir",
-                str(self.root),
-            ]
-        )
-        return result
-
-    def ok(self, *args: str) -> dbtRunnerResult:
-        result = self.run(*args)
-        assert result.success, f"dbt {' '.join(args)} failed: {_messages(result)}"
-        return result
-
-    def table(self, name: str) -> str:
-        return f"`{self.project}.{self.dataset}.{name}`"
-
-
-def _messages(result: dbtRunnerResult) -> str:
-    if result.exception is not None:
-        return str(result.exception)
-    results = getattr(result.result, "results", None) or []
-    return " | ".join(f"{r.node.unique_id}: {r.message}" for r in results)
-
-
-def _project(root: Path, stack: StackState, models: dict[str, str]) -> DbtProject:
-    dataset = f"mat_{uuid.uuid4().hex[:10]}"
-    _write(
-        root / "dbt_project.yml",
-        """\
-        name: mat_test
-        version: "1.0"
-        config-version: 2
-        profile: mat_test
-        flags:
-          send_anonymous_usage_stats: false
-        """,
-    )
-    _write(root / "packages.yml", f"packages:\n  - local: {REPO_ROOT}\n")
-    (root / "profiles.yml").write_text(stack.dbt_profile("mat_test", dataset))
-    for name, sql in models.items():
-        _write(root / "models" / f"{name}.sql", sql)
-    project = DbtProject(root=root, project=stack.project, dataset=dataset)
-    project.ok("deps")
-    return project
+def _models(models: dict[str, str]) -> dict[str, str]:
+    return {f"models/{name}.sql": sql for name, sql in models.items()}
 
 
 @pytest.fixture(scope="module")
-def dbt_project(local_stack: StackState, tmp_path_factory: pytest.TempPathFactory) -> DbtProject:
-    project = _project(
-        tmp_path_factory.mktemp("mat-project"),
-        local_stack,
-        {
-            "questions": QUESTIONS_SQL,
-            "text_requests": TEXT_REQUESTS_SQL,
-            "meta_config": META_CONFIG_SQL,
-        },
+def dbt_project(dbt_projects: DbtProjects) -> DbtTestProject:
+    project = dbt_projects.create(
+        "mat_test",
+        _models(
+            {
+                "questions": QUESTIONS_SQL,
+                "text_requests": TEXT_REQUESTS_SQL,
+                "meta_config": META_CONFIG_SQL,
+            }
+        ),
     )
-    project.ok("run")
+    project.dbt_ok("run")
     return project
 
 
@@ -144,16 +81,16 @@ def _rows(bq: bigquery.Client, sql: str) -> list[dict]:
     return [dict(row) for row in bq.query(sql).result()]
 
 
-def _view(bq: bigquery.Client, project: DbtProject, name: str = "questions") -> dict[int, dict]:
-    return {row["id"]: row for row in _rows(bq, f"select * from {project.table(name)}")}
+def _view(bq: bigquery.Client, project: DbtTestProject, name: str = "questions") -> dict[int, dict]:
+    return {row["id"]: row for row in _rows(bq, f"select * from {project.quoted(name)}")}
 
 
-def _insert_responses(bq: bigquery.Client, project: DbtProject, rows: list[dict]) -> None:
+def _insert_responses(bq: bigquery.Client, project: DbtTestProject, rows: list[dict]) -> None:
     """Answers as `gemini-batch build` would have merged them."""
-    bq.query(f"delete from {project.table('questions__responses')} where true").result()
+    bq.query(f"delete from {project.quoted('questions__responses')} where true").result()
     for row in rows:
         bq.query(
-            f"""insert into {project.table("questions__responses")}
+            f"""insert into {project.quoted("questions__responses")}
             (request_id, response, status, processed_time, attempts, last_error, job_name,
              updated_at)
             values (@request_id, safe.parse_json(@response), @status, current_timestamp(),
@@ -176,13 +113,13 @@ def _sample_response() -> str:
     return json.dumps(json.loads(line)["response"])
 
 
-def test_run_builds_requests_responses_and_view(bq, dbt_project: DbtProject) -> None:
+def test_run_builds_requests_responses_and_view(bq, dbt_project: DbtTestProject) -> None:
     tables = {t.table_id: t.table_type for t in bq.list_tables(dbt_project.dataset)}
     assert tables["questions"] == "VIEW"
     assert tables["questions__requests"] == "TABLE"
     assert tables["questions__responses"] == "TABLE"
 
-    requests = _rows(bq, f"select * from {dbt_project.table('questions__requests')}")
+    requests = _rows(bq, f"select * from {dbt_project.quoted('questions__requests')}")
     assert len(requests) == 5
     assert set(requests[0]) == {"id", "question", "request", "request_id", "request_problem"}
 
@@ -200,11 +137,13 @@ def test_run_builds_requests_responses_and_view(bq, dbt_project: DbtProject) -> 
     assert all(view[i]["attempts"] == 0 and view[i]["response"] is None for i in range(1, 5))
 
 
-def test_request_id_is_sha256_of_model_and_canonical_request(bq, dbt_project: DbtProject) -> None:
+def test_request_id_is_sha256_of_model_and_canonical_request(
+    bq, dbt_project: DbtTestProject
+) -> None:
     rows = _rows(
         bq,
         "select id, request_id, to_json_string(request) as canonical "
-        f"from {dbt_project.table('questions__requests')}",
+        f"from {dbt_project.quoted('questions__requests')}",
     )
     for row in rows:
         expected = hashlib.sha256(f"{GEMINI_MODEL}\n{row['canonical']}".encode()).hexdigest()
@@ -216,29 +155,31 @@ def test_request_id_is_sha256_of_model_and_canonical_request(bq, dbt_project: Db
 
 
 def test_request_id_changes_only_with_the_request_or_the_gemini_model(
-    bq, dbt_project: DbtProject
+    bq, dbt_project: DbtTestProject
 ) -> None:
     def ids() -> dict[int, str]:
-        sql = f"select id, request_id from {dbt_project.table('questions__requests')}"
+        sql = f"select id, request_id from {dbt_project.quoted('questions__requests')}"
         return {row["id"]: row["request_id"] for row in _rows(bq, sql)}
 
     before = ids()
-    dbt_project.ok("run", "--select", "questions")
+    dbt_project.dbt_ok("run", "--select", "questions")
     assert ids() == before
 
-    dbt_project.ok("run", "--select", "questions", "--vars", "{test_suffix: ' Quickly.'}")
+    dbt_project.dbt_ok("run", "--select", "questions", "--vars", "{test_suffix: ' Quickly.'}")
     changed = ids()
     assert {i for i in before if before[i] != changed[i]} == {2}
 
-    dbt_project.ok("run", "--select", "questions", "--vars", "{test_gemini_model: gemini-2.5-pro}")
+    dbt_project.dbt_ok(
+        "run", "--select", "questions", "--vars", "{test_gemini_model: gemini-2.5-pro}"
+    )
     other_model = ids()
     assert all(other_model[i] != before[i] for i in before)
 
-    dbt_project.ok("run", "--select", "questions")
+    dbt_project.dbt_ok("run", "--select", "questions")
     assert ids() == before
 
 
-def test_batch_state_follows_the_responses_rows(bq, dbt_project: DbtProject) -> None:
+def test_batch_state_follows_the_responses_rows(bq, dbt_project: DbtTestProject) -> None:
     ids = {row["id"]: row["request_id"] for row in _view(bq, dbt_project).values()}
     _insert_responses(
         bq,
@@ -262,29 +203,29 @@ def test_batch_state_follows_the_responses_rows(bq, dbt_project: DbtProject) -> 
     assert view[1]["job_name"].endswith("/batchPredictionJobs/1")
 
 
-def test_full_refresh_keeps_answers_and_reset_drops_them(bq, dbt_project: DbtProject) -> None:
+def test_full_refresh_keeps_answers_and_reset_drops_them(bq, dbt_project: DbtTestProject) -> None:
     ids = {row["id"]: row["request_id"] for row in _view(bq, dbt_project).values()}
     _insert_responses(
         bq,
         dbt_project,
         [{"request_id": ids[1], "response": _sample_response(), "status": "", "attempts": 1}],
     )
-    responses = dbt_project.table("questions__responses")
+    responses = dbt_project.quoted("questions__responses")
 
-    dbt_project.ok("run", "--full-refresh")
+    dbt_project.dbt_ok("run", "--full-refresh")
     assert _rows(bq, f"select request_id from {responses}") == [{"request_id": ids[1]}]
     assert _view(bq, dbt_project)[1]["batch_state"] == "succeeded"
 
     # A reset for another model leaves this one alone.
-    dbt_project.ok("run", "--vars", "{gemini_batch_reset: [text_requests]}")
+    dbt_project.dbt_ok("run", "--vars", "{gemini_batch_reset: [text_requests]}")
     assert len(_rows(bq, f"select request_id from {responses}")) == 1
 
-    dbt_project.ok("run", "--select", "questions", "--vars", "{gemini_batch_reset: true}")
+    dbt_project.dbt_ok("run", "--select", "questions", "--vars", "{gemini_batch_reset: true}")
     assert _rows(bq, f"select request_id from {responses}") == []
     assert _view(bq, dbt_project)[1]["batch_state"] == "pending"
 
 
-def test_string_requests_are_parsed_and_bad_json_fails(bq, dbt_project: DbtProject) -> None:
+def test_string_requests_are_parsed_and_bad_json_fails(bq, dbt_project: DbtTestProject) -> None:
     view = _view(bq, dbt_project, "text_requests")
     assert view[1]["batch_state"] == "pending"
     assert view[1]["request"] == {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
@@ -294,17 +235,17 @@ def test_string_requests_are_parsed_and_bad_json_fails(bq, dbt_project: DbtProje
     assert view[2]["request_id"] and view[2]["request_id"] != view[1]["request_id"]
 
 
-def test_config_keys_under_meta(bq, dbt_project: DbtProject) -> None:
+def test_config_keys_under_meta(bq, dbt_project: DbtTestProject) -> None:
     [row] = _rows(
         bq,
         "select request_id, to_json_string(request) as canonical "
-        f"from {dbt_project.table('meta_config__requests')}",
+        f"from {dbt_project.quoted('meta_config__requests')}",
     )
     expected = hashlib.sha256(f"gemini-2.5-pro\n{row['canonical']}".encode()).hexdigest()
     assert row["request_id"] == expected
     # max_retries=0 from meta: one failed answer and the row is failed.
     bq.query(
-        f"insert into {dbt_project.table('meta_config__responses')} (request_id, status, attempts)"
+        f"insert into {dbt_project.quoted('meta_config__responses')} (request_id, status, attempts)"
         f" values ('{expected}', 'boom', 1)"
     ).result()
     assert _view(bq, dbt_project, "meta_config")[1]["batch_state"] == "failed"
@@ -338,7 +279,7 @@ BAD_MODELS: dict[str, tuple[str, str]] = {
 
 
 @pytest.fixture(scope="module")
-def bad_project(local_stack: StackState, tmp_path_factory: pytest.TempPathFactory) -> DbtProject:
+def bad_project(dbt_projects: DbtProjects) -> DbtTestProject:
     request = (
         "json_object('contents', "
         "[json_object('role', 'user', 'parts', [json_object('text', 'x')])])"
@@ -355,7 +296,7 @@ def bad_project(local_stack: StackState, tmp_path_factory: pytest.TempPathFactor
         "{{ config(materialized='gemini_batch', gemini_model='gemini-2.5-flash') }}\n"
         f"select 1 as id, 'x' as status, {request} as request"
     )
-    return _project(tmp_path_factory.mktemp("bad-project"), local_stack, models)
+    return dbt_projects.create("mat_test", _models(models))
 
 
 ERRORS = {
@@ -367,17 +308,17 @@ ERRORS = {
 
 @pytest.mark.parametrize("name", sorted(ERRORS))
 def test_bad_config_fails_with_an_error_naming_the_model(
-    bq, bad_project: DbtProject, name: str
+    bq, bad_project: DbtTestProject, name: str
 ) -> None:
-    result = bad_project.run("run", "--select", name)
+    result = bad_project.dbt("run", "--select", name)
     assert not result.success
-    message = _messages(result)
+    message = dbt_messages(result)
     assert f"gemini_batch model model.mat_test.{name} (models/{name}.sql)" in message
     assert ERRORS[name] in message
     # Nothing was built for it.
     assert not list(bq.query(
         "select table_name from "
-        f"`{bad_project.project}.{bad_project.dataset}.INFORMATION_SCHEMA.TABLES` "
+        f"`{bad_project.stack.project}.{bad_project.dataset}.INFORMATION_SCHEMA.TABLES` "
         f"where table_name like '{name}%'"
     ).result())  # fmt: skip
 
@@ -387,32 +328,32 @@ def test_bad_config_fails_with_an_error_naming_the_model(
 LEDGER_MODELS = ["gemini_batch_job_history", "gemini_batch_usage_daily"]
 
 
-def test_ledger_models_are_off_by_default(dbt_project: DbtProject) -> None:
-    result = dbt_project.ok("ls", "--resource-type", "model", "--output", "name")
+def test_ledger_models_are_off_by_default(dbt_project: DbtTestProject) -> None:
+    result = dbt_project.dbt_ok("ls", "--resource-type", "model", "--output", "name")
     listed = set(result.result)
     assert "questions" in listed
     assert not listed & set(LEDGER_MODELS)
 
 
 def test_ledger_models_run_before_and_after_the_ledger_exists(
-    bq, local_stack: StackState, tmp_path_factory: pytest.TempPathFactory
+    bq, dbt_projects: DbtProjects
 ) -> None:
-    project = _project(tmp_path_factory.mktemp("ledger-models"), local_stack, {})
+    project = dbt_projects.create("mat_test", {})
     enable = ["--vars", "{gemini_batch_ledger_models: true}"]
     # No ledger yet: the models still run, and are empty.
-    project.ok("run", *enable)
+    project.dbt_ok("run", *enable)
     for name in LEDGER_MODELS:
-        assert _rows(bq, f"select * from {project.table(name)}") == []
+        assert _rows(bq, f"select * from {project.quoted(name)}") == []
 
-    ledger = Ledger(BigQuery(bq), project.project, project.dataset)
+    ledger = Ledger(BigQuery(bq), project.stack.project, project.dataset)
     ledger.ensure()
     _record_finished_job(ledger, "1", tokens=(1000, 3000, 0), cost=0.5, ended=True)
     _record_finished_job(ledger, "2", tokens=(2000, 1000, 500), cost=0.25, ended=True)
     _record_finished_job(ledger, "3", tokens=(0, 0, 0), cost=None, ended=False)
-    project.ok("run", *enable)
+    project.dbt_ok("run", *enable)
 
     history = {
-        row["job_id"]: row for row in _rows(bq, f"select * from {project.table(LEDGER_MODELS[0])}")
+        row["job_id"]: row for row in _rows(bq, f"select * from {project.quoted(LEDGER_MODELS[0])}")
     }
     assert set(history) == {"1", "2", "3"}
     assert history["1"]["duration_seconds"] == 3600
@@ -420,7 +361,7 @@ def test_ledger_models_run_before_and_after_the_ledger_exists(
     assert history["1"]["dbt_model_name"] == "questions"
     assert history["2"]["actual_cost_usd"] == pytest.approx(0.25)
 
-    daily = _rows(bq, f"select * from {project.table(LEDGER_MODELS[1])}")
+    daily = _rows(bq, f"select * from {project.quoted(LEDGER_MODELS[1])}")
     assert len(daily) == 1
     assert daily[0]["gemini_model"] == GEMINI_MODEL
     assert daily[0]["jobs"] == 3

@@ -4,7 +4,8 @@
 tests/fixtures/vertex_samples/ unchanged, and ``vertex_outputs_expected.csv`` what the
 macros must read from them, worked out here in Python from the same files (an
 independent reading: if the SQL and this disagree, dbt build fails). Run this file as a
-script to rewrite both seeds after the fixtures change.
+script to rewrite both seeds after the fixtures change:
+`PYTHONPATH=tests python tests/unit/test_response_seeds.py`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import math
 import sys
 from typing import Any
 
-from conftest import FIXTURES, REPO_ROOT
+from helpers.paths import FIXTURES, REPO_ROOT
 
 SEEDS = REPO_ROOT / "integration_tests" / "seeds" / "responses"
 SAMPLES = {
@@ -117,7 +118,7 @@ SEED_FILES = {"vertex_outputs.csv": output_rows, "vertex_outputs_expected.csv": 
 def test_vertex_output_seeds_match_the_fixtures() -> None:
     for name, build in SEED_FILES.items():
         assert (SEEDS / name).read_text() == to_csv(build()), (
-            f"{name} is out of date: run python tests/test_response_seeds.py"
+            f"{name} is out of date: run PYTHONPATH=tests python tests/unit/test_response_seeds.py"
         )
 
 

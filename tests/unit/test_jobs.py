@@ -1,0 +1,98 @@
+"""gemini_batch.jobs without a service: retries of a busy endpoint (a tiny HTTP server
+that answers 429 before it answers), terminal states, label rules, poll delays."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from gemini_batch.errors import ConfigError
+from gemini_batch.jobs import (
+    TERMINAL_STATES,
+    Backoff,
+    JobStatus,
+    VertexJobs,
+    job_labels,
+    label_value,
+    vertex_job_client,
+)
+
+
+class _ThrottlingHandler(BaseHTTPRequestHandler):
+    """Answers 429 (then 503) before it answers a job: what a busy service does."""
+
+    calls: list[int] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        self.calls.append(1)
+        if len(self.calls) <= 2:
+            code = 429 if len(self.calls) == 1 else 503
+            body = {"error": {"code": code, "message": "busy", "status": "UNAVAILABLE"}}
+        else:
+            code = 200
+            body = {"name": self.path.removeprefix("/v1/"), "state": "JOB_STATE_RUNNING"}
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_429_and_503_are_retried() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ThrottlingHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+        vertex = VertexJobs(
+            project="p", location="us-central1",
+            client=vertex_job_client("us-central1", endpoint=endpoint),
+        )
+        status = vertex.get("projects/p/locations/us-central1/batchPredictionJobs/1")
+        assert status.state == "RUNNING"
+        assert len(_ThrottlingHandler.calls) == 3  # 429, 503, then the answer
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_terminal_states_are_our_own_set() -> None:
+    assert {
+        "SUCCEEDED", "PARTIALLY_SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED",
+    } == TERMINAL_STATES
+    assert not JobStatus(name="j", state="PAUSED").terminal  # it goes on when resumed
+    assert not JobStatus(name="j", state="CANCELLING").terminal
+    assert JobStatus(name="j", state="EXPIRED").terminal
+    assert JobStatus(name="j", state="PARTIALLY_SUCCEEDED").answered
+
+
+def test_labels_follow_the_label_rules() -> None:
+    assert label_value("My Model.V2!") == "my-model-v2"
+    assert len(label_value("x" * 100)) == 63
+    labels = job_labels(model_name="m", invocation_id="i", extra={"tool": "mine", "9": "a"})
+    assert labels["tool"] == "gemini-batch"  # config labels never replace ours
+    assert labels["k9"] == "a"
+
+
+def test_multi_region_location_is_refused_for_google_endpoint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("GEMINI_BATCH_VERTEX_ENDPOINT", raising=False)
+    with pytest.raises(ConfigError, match="regional"):
+        vertex_job_client("US")
+
+
+def test_backoff_grows_to_its_cap_and_resets() -> None:
+    backoff = Backoff(initial=1.0, maximum=3.0, factor=2.0)
+    assert [backoff.next_delay() for _ in range(4)] == [1.0, 2.0, 3.0, 3.0]
+    backoff.reset()
+    assert backoff.next_delay() == 1.0
+    with pytest.raises(ConfigError):
+        Backoff(initial=0)
