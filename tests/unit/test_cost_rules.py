@@ -3,7 +3,7 @@ the worst case and the cap, actual cost as the bill reads it, the model check.
 
 The estimate's one BigQuery query is replaced by the rows it returns (one per group of
 pending requests that price alike); the query itself runs on the local BigQuery in
-tests/stack/test_cost_estimates.py.
+tests/stack/commands/test_cost_estimates.py.
 """
 
 from __future__ import annotations

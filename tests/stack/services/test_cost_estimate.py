@@ -2,7 +2,7 @@
 
 The pure rules (prices, tiers, thinking budgets, the cap) are in
 tests/unit/test_cost_rules.py; thinking budgets, long and audio requests on the local
-BigQuery in tests/stack/test_cost_estimates.py.
+BigQuery in tests/stack/commands/test_cost_estimates.py.
 """
 
 from __future__ import annotations
