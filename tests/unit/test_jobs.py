@@ -3,9 +3,8 @@ that answers 429 before it answers), terminal states, label rules, poll delays."
 
 from __future__ import annotations
 
-import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 
@@ -19,9 +18,10 @@ from gemini_batch.jobs import (
     label_value,
     vertex_job_client,
 )
+from helpers.fake_http import JsonHandler
 
 
-class _ThrottlingHandler(BaseHTTPRequestHandler):
+class _ThrottlingHandler(JsonHandler):
     """Answers 429 (then 503) before it answers a job: what a busy service does."""
 
     calls: list[int] = []
@@ -34,15 +34,7 @@ class _ThrottlingHandler(BaseHTTPRequestHandler):
         else:
             code = 200
             body = {"name": self.path.removeprefix("/v1/"), "state": "JOB_STATE_RUNNING"}
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.send_json(code, body)
 
 
 def test_429_and_503_are_retried() -> None:

@@ -11,7 +11,7 @@ import json
 import re
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -20,11 +20,12 @@ import pytest
 from gemini_batch import jobs
 from gemini_batch.errors import JobServiceError
 from gemini_batch.jobs import SUBMIT_LABEL, VertexJobs, vertex_job_client
+from helpers.fake_http import JsonHandler
 
 PARENT = "projects/p/locations/us-central1"
 
 
-class _JobService(BaseHTTPRequestHandler):
+class _JobService(JsonHandler):
     """Creates jobs; ``script`` says what each create call answers, in order:
     'ok', 'made-then-504' (the job is made, the answer is lost), '503' or '429'
     (nothing made), '400' (refused)."""
@@ -35,16 +36,8 @@ class _JobService(BaseHTTPRequestHandler):
     # How many list calls answer as if the jobs made so far were not listed yet.
     stale_lists = 0
 
-    def _send(self, code: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
     def _error(self, code: int, status: str) -> None:
-        self._send(code, {"error": {"code": code, "message": "busy", "status": status}})
+        self.send_json(code, {"error": {"code": code, "message": "busy", "status": status}})
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
         length = int(self.headers.get("Content-Length") or 0)
@@ -52,7 +45,7 @@ class _JobService(BaseHTTPRequestHandler):
         path = urlparse(self.path).path
         if path.endswith(":cancel"):
             self.cancelled.append(path.removeprefix("/v1/").removesuffix(":cancel"))
-            self._send(200, {})
+            self.send_json(200, {})
             return
         answer = self.script.pop(0) if self.script else "ok"
         if answer in ("429", "503"):
@@ -68,27 +61,25 @@ class _JobService(BaseHTTPRequestHandler):
         if answer == "made-then-504":
             self._error(504, "DEADLINE_EXCEEDED")
         else:
-            self._send(200, job)
+            self.send_json(200, job)
 
     def do_GET(self) -> None:  # noqa: N802
         url = urlparse(self.path)
         if not url.path.endswith("/batchPredictionJobs"):
             name = url.path.removeprefix("/v1/")
             found = [job for job in self.jobs if job["name"] == name]
-            self._send(200, found[0]) if found else self._error(404, "NOT_FOUND")
+            self.send_json(200, found[0]) if found else self._error(404, "NOT_FOUND")
             return
         if self.stale_lists:
             type(self).stale_lists -= 1
-            self._send(200, {"batchPredictionJobs": []})
+            self.send_json(200, {"batchPredictionJobs": []})
             return
         wanted = dict(re.findall(r'labels\.(\w+)="([^"]*)"',
                                  parse_qs(url.query).get("filter", [""])[0]))
         listed = [job for job in reversed(self.jobs)  # not newest-first on purpose
                   if all(job.get("labels", {}).get(k) == v for k, v in wanted.items())]
-        self._send(200, {"batchPredictionJobs": listed})
+        self.send_json(200, {"batchPredictionJobs": listed})
 
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 @pytest.fixture()
