@@ -64,6 +64,7 @@ _data_dir_option = click.option(
 @_data_dir_option
 @click.option("--bigquery-port", type=int, default=None, help="Default: a free port.")
 @click.option("--vertex-port", type=int, default=None, help="Default: a free port.")
+@click.option("--storage-port", type=int, default=None, help="Default: a free port.")
 @click.option(
     "--engine",
     type=click.Choice(["simulate", "openai"]),
@@ -75,23 +76,30 @@ _data_dir_option = click.option(
 )
 @click.option("--project", default="local-project", show_default=True)
 def local_start(
-    data_dir: Path, bigquery_port: int | None, vertex_port: int | None, engine: str, project: str
+    data_dir: Path,
+    bigquery_port: int | None,
+    vertex_port: int | None,
+    storage_port: int | None,
+    engine: str,
+    project: str,
 ) -> None:
-    """Start both emulators in the background and wait until they answer."""
+    """Start the emulators (BigQuery, Vertex AI, Cloud Storage) and wait until they answer."""
     from gemini_batch.local.stack import start_stack
 
-    with console.status("Starting the local stack (BigQuery and Vertex AI emulators)..."):
+    with console.status("Starting the local stack (BigQuery, Vertex AI, Cloud Storage)..."):
         state, started = start_stack(
             data_dir,
             project=project,
             bigquery_port=bigquery_port,
             vertex_port=vertex_port,
+            storage_port=storage_port,
             engine=engine,
         )
     verb = "Started" if started else "Already running"
     err_console.print(
-        f"{verb}: BigQuery emulator (pid {state.bigquery_pid}) and Vertex AI emulator "
-        f"(pid {state.vertex_pid}, engine {state.engine}), data in {state.data_dir}"
+        f"{verb}: BigQuery emulator (pid {state.bigquery_pid}), Vertex AI emulator "
+        f"(pid {state.vertex_pid}, engine {state.engine}) and Cloud Storage emulator "
+        f"(pid {state.storage_pid}), data in {state.data_dir}"
     )
     # Plain lines on stdout so a shell can `eval "$(gemini-batch local start)"`.
     for name, value in state.environment().items():
@@ -115,6 +123,7 @@ def local_status(data_dir: Path) -> None:
     for name, endpoint, pid in (
         ("bigquery", state.bigquery_endpoint, state.bigquery_pid),
         ("vertex", state.vertex_endpoint, state.vertex_pid),
+        ("storage", state.storage_endpoint, state.storage_pid),
     ):
         word = "up" if status[name] else "DOWN"
         click.echo(f"{name:<9} {word:<5} {endpoint}  pid {pid}")
@@ -133,7 +142,8 @@ def local_stop(data_dir: Path) -> None:
     if state is None:
         click.echo(f"Nothing to stop (no stack started from {data_dir.resolve()}).")
         return
-    click.echo(f"Stopped the local stack (pids {state.bigquery_pid}, {state.vertex_pid}).")
+    pids = ", ".join(str(pid) for pid in (state.bigquery_pid, state.vertex_pid, state.storage_pid))
+    click.echo(f"Stopped the local stack (pids {pids}).")
 
 
 # --------------------------------------------------------------------------- build and friends

@@ -90,30 +90,47 @@ def test_an_unknown_model_is_not_found_and_the_known_ones_are_listed():
     )
 
 
+JSONL_IN = {"instancesFormat": "jsonl", "gcsSource": {"uris": ["gs://bucket/in/*.jsonl"]}}
+JSONL_OUT = {"predictionsFormat": "jsonl", "gcsDestination": {"outputUriPrefix": "gs://bucket/out"}}
+
+
+def test_cloud_storage_jsonl_in_and_out_is_accepted():
+    job = body(inputConfig=JSONL_IN, outputConfig=JSONL_OUT)
+    assert validate_create_request(job, parent=PARENT, known_models=KNOWN) == (
+        "publishers/google/models/gemini-2.5-flash"
+    )
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
         (
             "inputConfig",
-            {"instancesFormat": "jsonl", "gcsSource": {"uris": ["gs://b/in.jsonl"]}},
-            "The emulator reads BigQuery input only: set inputConfig.instancesFormat to "
-            "'bigquery' (got 'jsonl').",
+            {"instancesFormat": "csv", "gcsSource": {"uris": ["gs://bucket/in.csv"]}},
+            "inputConfig.instancesFormat 'csv' is not a format Gemini batch prediction takes: "
+            "use 'bigquery' (a table) or 'jsonl' (Cloud Storage).",
         ),
         (
             "inputConfig",
             None,
-            "The emulator reads BigQuery input only: set inputConfig.instancesFormat to "
-            "'bigquery' (got None).",
+            "inputConfig.instancesFormat None is not a format Gemini batch prediction takes: "
+            "use 'bigquery' (a table) or 'jsonl' (Cloud Storage).",
         ),
         (
             "outputConfig",
-            {"predictionsFormat": "jsonl", "gcsDestination": {"outputUriPrefix": "gs://b/"}},
-            "The emulator writes BigQuery output only: set outputConfig.predictionsFormat to "
-            "'bigquery' (got 'jsonl').",
+            JSONL_OUT,
+            "BigQuery input writes BigQuery output: set outputConfig.predictionsFormat to "
+            "'bigquery' with outputConfig.bigqueryDestination.outputUri.",
+        ),
+        (
+            "inputConfig",
+            {"instancesFormat": "jsonl", "gcsSource": {"uris": ["/local/in.jsonl"]}},
+            "inputConfig.gcsSource.uris ['/local/in.jsonl'] must list Cloud Storage objects: "
+            "gs://bucket/path/file.jsonl (wildcards such as gs://bucket/in/*.jsonl allowed).",
         ),
     ],
 )
-def test_input_and_output_other_than_bigquery_are_refused(field, value, message):
+def test_formats_and_locations_the_service_does_not_take_are_refused(field, value, message):
     error = refusal(body(**{field: value}))
     assert error.code == 400
     assert error.message == message

@@ -1,7 +1,7 @@
-"""Start, inspect and stop the local stack: both emulators as background processes.
+"""Start, inspect and stop the local stack: the emulators as background processes.
 
-``start_stack`` launches bqemulator and the Vertex AI batch prediction emulator on
-127.0.0.1, waits until both answer, and records what it started in
+``start_stack`` launches fake-gcs-server (Cloud Storage), bqemulator and the Vertex AI
+batch prediction emulator on 127.0.0.1, waits until they answer, and records what it started in
 ``<data_dir>/stack.json``; ``stop_stack`` ends exactly those processes.
 """
 
@@ -26,6 +26,12 @@ from gemini_batch.local.bigquery import (
     BIGQUERY_SERVER_ENV,
     bigquery_server_command,
     install_spatial_extension,
+)
+from gemini_batch.local.storage import (
+    STORAGE_MARKER,
+    storage_health_url,
+    storage_server_command,
+    tutorial_buckets,
 )
 
 DEFAULT_DATA_DIR = Path(".gemini_batch/local")
@@ -61,10 +67,17 @@ class StackState:
     vertex_port: int
     bigquery_pid: int
     vertex_pid: int
+    # Cloud Storage (0: a stack.json written before the stack had it).
+    storage_port: int = 0
+    storage_pid: int = 0
 
     @property
     def bigquery_endpoint(self) -> str:
         return _endpoint(self.bigquery_port)
+
+    @property
+    def storage_endpoint(self) -> str:
+        return _endpoint(self.storage_port)
 
     @property
     def vertex_endpoint(self) -> str:
@@ -78,6 +91,8 @@ class StackState:
             # (pandas-gbq builds its own) come here too.
             "BIGQUERY_EMULATOR_HOST": self.bigquery_endpoint,
             "GEMINI_BATCH_VERTEX_ENDPOINT": self.vertex_endpoint,
+            # Read by google-cloud-storage itself (and by the Vertex emulator's jobs).
+            "STORAGE_EMULATOR_HOST": self.storage_endpoint,
             "GEMINI_BATCH_PROJECT": self.project,
         }
 
@@ -212,6 +227,7 @@ def vertex_server_command(
     bigquery_endpoint: str,
     engine: str,
     bigquery_grpc_port: int | None = None,
+    storage_endpoint: str | None = None,
     extra_args: Sequence[str] = (),
 ) -> list[str]:
     """The command line that runs the Vertex AI batch prediction emulator.
@@ -224,6 +240,7 @@ def vertex_server_command(
         if bigquery_grpc_port
         else []
     )
+    storage_args = ["--storage-endpoint", storage_endpoint] if storage_endpoint else []
     return [
         sys.executable,
         "-m",
@@ -241,6 +258,7 @@ def vertex_server_command(
         "--engine",
         engine,
         *grpc_args,
+        *storage_args,
         *extra_args,
     ]
 
@@ -251,12 +269,13 @@ def start_stack(
     project: str = DEFAULT_PROJECT,
     bigquery_port: int | None = None,
     vertex_port: int | None = None,
+    storage_port: int | None = None,
     engine: str = "simulate",
     vertex_args: Sequence[str] = (),
     env: dict[str, str] | None = None,
     timeout: float = 90.0,
 ) -> tuple[StackState, bool]:
-    """Start both emulators in the background and wait until they answer.
+    """Start the three emulators in the background and wait until they answer.
 
     Returns the stack's state and whether it was started now (``False``: a stack
     started earlier from the same data dir is still running, and is reused).
@@ -264,7 +283,9 @@ def start_stack(
     if engine not in ENGINES:
         raise LocalStackError(f"Unknown engine {engine!r}: choose one of {', '.join(ENGINES)}.")
     data_dir = Path(data_dir).resolve()
-    running = _reusable_stack(data_dir, bigquery_port=bigquery_port, vertex_port=vertex_port)
+    running = _reusable_stack(
+        data_dir, bigquery_port=bigquery_port, vertex_port=vertex_port, storage_port=storage_port
+    )
     if running is not None:
         return running, False
 
@@ -272,12 +293,21 @@ def start_stack(
         _require_free(bigquery_port, "--bigquery-port")
     if vertex_port:
         _require_free(vertex_port, "--vertex-port")
+    if storage_port:
+        _require_free(storage_port, "--storage-port")
     data_dir.mkdir(parents=True, exist_ok=True)
     install_spatial_extension()
     extra_env = dict(env or {})
-    bigquery, bq_port, bq_grpc_port = _start_bigquery_emulator(
-        data_dir, project=project, port=bigquery_port, env=extra_env, timeout=timeout
+    storage, gcs_port = _start_storage_emulator(
+        data_dir, project=project, port=storage_port, timeout=timeout
     )
+    try:
+        bigquery, bq_port, bq_grpc_port = _start_bigquery_emulator(
+            data_dir, project=project, port=bigquery_port, env=extra_env, timeout=timeout
+        )
+    except BaseException:
+        _terminate(storage.pid)
+        raise
     try:
         vertex, vx_port = _start_vertex_emulator(
             data_dir,
@@ -285,6 +315,7 @@ def start_stack(
             port=vertex_port,
             bigquery_port=bq_port,
             bigquery_grpc_port=bq_grpc_port,
+            storage_port=gcs_port,
             engine=engine,
             args=vertex_args,
             env=extra_env,
@@ -292,6 +323,7 @@ def start_stack(
         )
     except BaseException:
         _terminate(bigquery.pid)
+        _terminate(storage.pid)
         raise
     state = StackState(
         data_dir=str(data_dir),
@@ -302,13 +334,15 @@ def start_stack(
         vertex_port=vx_port,
         bigquery_pid=bigquery.pid,
         vertex_pid=vertex.pid,
+        storage_port=gcs_port,
+        storage_pid=storage.pid,
     )
     _write_state(data_dir, state)
     return state, True
 
 
 def _reusable_stack(
-    data_dir: Path, *, bigquery_port: int | None, vertex_port: int | None
+    data_dir: Path, *, bigquery_port: int | None, vertex_port: int | None, storage_port: int | None
 ) -> StackState | None:
     """The stack already running from ``data_dir``, if any; refused on other ports."""
     running = read_state(data_dir)
@@ -319,6 +353,7 @@ def _reusable_stack(
     asked = {
         "--bigquery-port": (bigquery_port, running.bigquery_port),
         "--vertex-port": (vertex_port, running.vertex_port),
+        "--storage-port": (storage_port, running.storage_port),
     }
     differ = [
         f"{option} {want} (it has {have})"
@@ -332,6 +367,45 @@ def _reusable_stack(
             f"{data_dir}), or start it again without those options to reuse it."
         )
     return running
+
+
+def _start_storage_emulator(
+    data_dir: Path, *, project: str, port: int | None, timeout: float
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start fake-gcs-server (objects under ``<data_dir>/storage``) and make the tutorial's
+    buckets; its process and port."""
+    port = port or free_port()
+    log_path = data_dir / "logs" / "storage.log"
+    root = data_dir / "storage"
+    root.mkdir(parents=True, exist_ok=True)
+    process = _spawn(storage_server_command(port=port, data_dir=root), log_path, {})
+    _wait_until_up(
+        process, storage_health_url(_endpoint(port)), "Cloud Storage emulator", log_path, timeout
+    )
+    try:
+        for bucket in tutorial_buckets(project):
+            _create_bucket(_endpoint(port), project, bucket)
+    except BaseException:
+        _terminate(process.pid)
+        raise
+    return process, port
+
+
+def _create_bucket(endpoint: str, project: str, bucket: str) -> None:
+    """Create ``bucket`` unless it exists (a restarted stack keeps its buckets)."""
+    request = urllib.request.Request(
+        f"{endpoint}/storage/v1/b?project={project}",
+        data=json.dumps({"name": bucket}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        urllib.request.urlopen(request, timeout=10).close()
+    except urllib.error.HTTPError as exc:
+        if exc.code != 409:
+            raise LocalStackError(
+                f"The Cloud Storage emulator refused to create bucket {bucket}: {exc}"
+            ) from exc
 
 
 def _start_bigquery_emulator(
@@ -368,6 +442,7 @@ def _start_vertex_emulator(
     port: int | None,
     bigquery_port: int,
     bigquery_grpc_port: int,
+    storage_port: int,
     engine: str,
     args: Sequence[str],
     env: dict[str, str],
@@ -383,6 +458,7 @@ def _start_vertex_emulator(
             project=project,
             bigquery_endpoint=_endpoint(bigquery_port),
             bigquery_grpc_port=bigquery_grpc_port,
+            storage_endpoint=_endpoint(storage_port),
             engine=engine,
             extra_args=args,
         ),
@@ -400,8 +476,12 @@ def _start_vertex_emulator(
 
 
 def stack_alive(state: StackState) -> bool:
-    return _alive(state.bigquery_pid, "bqemulator") and _alive(
-        state.vertex_pid, "gemini_batch.local.vertex"
+    # A stack started before it had Cloud Storage is not reused: it lacks a server.
+    return (
+        _alive(state.bigquery_pid, "bqemulator")
+        and _alive(state.vertex_pid, "gemini_batch.local.vertex")
+        and bool(state.storage_pid)
+        and _alive(state.storage_pid, STORAGE_MARKER)
     )
 
 
@@ -412,6 +492,9 @@ def stack_status(state: StackState) -> dict[str, bool]:
         and _answers(_bigquery_health_url(state.bigquery_endpoint, state.project)),
         "vertex": _alive(state.vertex_pid, "gemini_batch.local.vertex")
         and _answers(_vertex_health_url(state.vertex_endpoint, state.project)),
+        "storage": bool(state.storage_pid)
+        and _alive(state.storage_pid, STORAGE_MARKER)
+        and _answers(storage_health_url(state.storage_endpoint)),
     }
 
 
@@ -446,5 +529,7 @@ def stop_stack(data_dir: Path = DEFAULT_DATA_DIR) -> StackState | None:
         _terminate(state.vertex_pid)
     if _alive(state.bigquery_pid, "bqemulator"):
         _terminate(state.bigquery_pid)
+    if state.storage_pid and _alive(state.storage_pid, STORAGE_MARKER):
+        _terminate(state.storage_pid)
     (data_dir / STATE_FILE).unlink(missing_ok=True)
     return state

@@ -23,7 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     env = os.environ.get
     parser = argparse.ArgumentParser(
         prog="python -m gemini_batch.local.vertex",
-        description="Vertex AI batch prediction emulator (BigQuery in, BigQuery out).",
+        description="Vertex AI batch prediction emulator (BigQuery tables or Cloud Storage "
+        "JSONL, in and out).",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8086)
@@ -44,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
         "--bigquery-grpc-endpoint",
         help="host:port of BigQuery's gRPC API: input tables are then read with the "
         "Storage Read API, several times faster than tabledata.list.",
+    )
+    parser.add_argument(
+        "--storage-endpoint",
+        default=env("STORAGE_EMULATOR_HOST"),
+        help="Cloud Storage endpoint JSONL jobs read and write through (env "
+        "STORAGE_EMULATOR_HOST; unset: Google's).",
     )
     parser.add_argument(
         "--engine",
@@ -149,6 +156,7 @@ def main(argv: list[str] | None = None) -> None:
         extra_models=frozenset(args.model),
         max_running_jobs=args.max_running_jobs,
         page_size=args.page_size,
+        storage_endpoint=args.storage_endpoint,
     )
     app = create_app(config)
     uvicorn.run(

@@ -50,7 +50,7 @@ def output_limit(request: dict, model: str) -> int:
     return found.max_output_tokens if found else 8_192
 
 
-def check_served(model: str, parent: str, *, legacy_models: bool) -> None:
+def check_served(model: str, parent: str, *, legacy_models: bool, bigquery: bool = True) -> None:
     """Refuse a job for ``model`` under ``parent`` (projects/p/locations/l) as the service does.
 
     - location ``global`` with BigQuery input/output while the catalog says batch there
@@ -61,14 +61,13 @@ def check_served(model: str, parent: str, *, legacy_models: bool) -> None:
     Models the catalog does not know (added with ``--model``) are served everywhere.
     """
     location = parent.rsplit("/", 1)[-1].lower()
-    if location == catalog.GLOBAL and not catalog.GLOBAL_BATCH_TAKES_BIGQUERY:
+    if bigquery and location == catalog.GLOBAL and not catalog.GLOBAL_BATCH_TAKES_BIGQUERY:
         raise ApiError(
             400,
             "Batch prediction jobs in location global read and write Cloud Storage only: "
             "BigQuery input and output are not supported there. Use Cloud Storage JSONL "
             "(instancesFormat and predictionsFormat 'jsonl'), or a regional location such "
-            "as us-central1 for BigQuery tables. (The emulator serves BigQuery only, so it "
-            "takes no job on global.)",
+            "as us-central1 for BigQuery tables.",
         )
     found = spec(model)
     if found is None:

@@ -81,8 +81,12 @@ class RequestError(ValueError):
         It also names the table, the row (its position in the order the table was read)
         and the field, so the request can be found and fixed.
         """
+        return self.status_at(f"table {table}, row {row}")
+
+    def status_at(self, place: str) -> str:
+        """The row's `status`, naming ``place`` (a JSONL file and line, or a table row)."""
         where = f"request.{self.field}" if self.field else "request"
-        return row_error(400, f"{self.message} (table {table}, row {row}, field {where})")
+        return row_error(400, f"{self.message} ({place}, field {where})")
 
 
 @functools.lru_cache(maxsize=4096)

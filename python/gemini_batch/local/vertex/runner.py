@@ -1,4 +1,5 @@
-"""Runs batch prediction jobs: input table → engine → output table, as the service does.
+"""Runs batch prediction jobs: input table → engine → output table, as the service does
+(or JSONL files in Cloud Storage → engine → prediction files: jsonl.py).
 
 Each job runs in its own thread: QUEUED (waiting for a slot, plus any injected queue
 delay; 72 hours queued: EXPIRED) → PENDING (checks the input and output tables, creates
@@ -31,6 +32,7 @@ from gemini_batch.local.vertex.clock import QUEUE_LIMIT_SECONDS, RUN_LIMIT_SECON
 from gemini_batch.local.vertex.engines import Engine
 from gemini_batch.local.vertex.errors import Cancelled, JobFailure, RunLimitReached
 from gemini_batch.local.vertex.faults import Faults
+from gemini_batch.local.vertex.jsonl import WHERE, JsonlFiles, storage_client
 from gemini_batch.local.vertex.models import model_id, output_limit
 from gemini_batch.local.vertex.output import OutputWriter
 from gemini_batch.local.vertex.requests import RequestError, batch_refusal, parse_request
@@ -48,6 +50,8 @@ OUTPUT_COLUMNS = [
     {"name": "processed_time", "type": "TIMESTAMP", "mode": "NULLABLE"},
 ]
 MAX_REQUESTS_PER_JOB = 200_000
+# Seconds between two exports of a running JSONL job's answered rows (one file each).
+JSONL_EXPORT_INTERVAL = 30.0
 # Rows read per page (Storage Read stream or tabledata.list page) and written per load
 # job (output.OutputWriter also starts a load on size and time).
 PAGE_SIZE = 25_000
@@ -84,8 +88,12 @@ class JobRunner:
         faults: Callable[[], Faults],
         max_running: int = 4,
         page_size: int = PAGE_SIZE,
+        storage_endpoint: str | None = None,
+        project: str = "local-project",
     ) -> None:
         self._store = store
+        self._storage_endpoint = storage_endpoint
+        self._project = project
         self._bigquery_endpoint = bigquery_endpoint
         self._bigquery_grpc_endpoint = bigquery_grpc_endpoint
         self._engine = engine
@@ -265,6 +273,8 @@ class JobRunner:
 
     def _prepare(self, job: dict[str, Any], bigquery: BigQueryRest) -> _Plan:
         """Check the input table, create the output table; JobFailure names what is wrong."""
+        if "gcsSource" in job["inputConfig"]:
+            return self._prepare_jsonl(job)
         input_ref = TableRef.parse(job["inputConfig"]["bigquerySource"]["inputUri"])
         output_ref = TableRef.parse(job["outputConfig"]["bigqueryDestination"]["outputUri"])
         assert input_ref and output_ref  # checked when the job was created
@@ -320,6 +330,25 @@ class JobRunner:
             model=model_id(job["model"]) or job["model"],
         )
 
+    def _prepare_jsonl(self, job: dict[str, Any]) -> _Plan:
+        """Find the input files and check the output bucket (jsonl.py)."""
+        files = JsonlFiles(storage_client(self._storage_endpoint, self._project), job)
+        total = files.prepare()
+        if total > MAX_REQUESTS_PER_JOB:
+            raise JobFailure(
+                INVALID_ARGUMENT,
+                f"The input files hold {total} requests; a batch prediction job takes at most "
+                f"{MAX_REQUESTS_PER_JOB}. Split them into several jobs.",
+            )
+        return _Plan(
+            input_ref=None,
+            output_ref=None,
+            input_table={},
+            total_rows=total,
+            model=model_id(job["model"]) or job["model"],
+            jsonl=files,
+        )
+
     def _process(
         self,
         job_id: str,
@@ -335,15 +364,27 @@ class JobRunner:
         # Reading, answering and writing overlap: the next page is fetched while this one
         # is answered, and answered rows are appended by a load job in another thread, so
         # the process holds at most about three pages.
-        pages = _Prefetch(
-            bigquery.read_rows(plan.input_ref, plan.input_table, page_size=self._page_size),
-            plan.input_ref,
-        )
-        output = OutputWriter(
-            lambda rows: bigquery.load_rows(plan.output_ref, plan.output_schema, rows),
-            page_size=self._page_size,
-            thread_name=f"write-{job_id}",
-        )
+        if plan.jsonl is not None:
+            pages = _Prefetch(plan.jsonl.pages(self._page_size), "files")
+            # Each export is a file: fewer, larger ones than table appends.
+            output = OutputWriter(
+                plan.jsonl.write,
+                page_size=self._page_size,
+                max_interval=JSONL_EXPORT_INTERVAL,
+                thread_name=f"write-{job_id}",
+            )
+        else:
+            assert plan.input_ref is not None and plan.output_ref is not None
+            input_ref, output_ref = plan.input_ref, plan.output_ref
+            pages = _Prefetch(
+                bigquery.read_rows(input_ref, plan.input_table, page_size=self._page_size),
+                f"table {input_ref}",
+            )
+            output = OutputWriter(
+                lambda rows: bigquery.load_rows(output_ref, plan.output_schema, rows),
+                page_size=self._page_size,
+                thread_name=f"write-{job_id}",
+            )
         # On the way out, also when cancelled: stop reading, write the rows answered.
         with output, closing(pages):
             for page in pages:
@@ -376,11 +417,12 @@ class JobRunner:
         )
         self._check_cancel(cancel)
         if output.failed and not output.succeeded:
-            raise JobFailure(
-                INTERNAL,
-                f"All {output.failed} requests failed; the output table {plan.output_ref} has "
-                "each row's error in its `status` column.",
+            where = (
+                f"the output table {plan.output_ref} has each row's error in its `status` column"
+                if plan.jsonl is None
+                else f"each line's error is in its `status` in {plan.jsonl.output_dir}"
             )
+            raise JobFailure(INTERNAL, f"All {output.failed} requests failed; {where}.")
         self._finish(
             job_id, "JOB_STATE_PARTIALLY_SUCCEEDED" if output.failed else "JOB_STATE_SUCCEEDED"
         )
@@ -403,7 +445,11 @@ class JobRunner:
                     request = parse_request(row["request"])
                     status = batch_refusal(request)
                 except RequestError as exc:
-                    status = exc.status(plan.input_ref, first_row + offset)
+                    status = (
+                        exc.status_at(row[WHERE])
+                        if WHERE in row
+                        else exc.status(plan.input_ref, first_row + offset)
+                    )
                 if status is None:
                     requests.append(request)
             statuses.append(status)
@@ -451,11 +497,12 @@ class JobRunner:
 
 @dataclass(frozen=True)
 class _Plan:
-    input_ref: TableRef
-    output_ref: TableRef
+    input_ref: TableRef | None
+    output_ref: TableRef | None
     input_table: dict[str, Any]
     total_rows: int
     model: str
+    jsonl: JsonlFiles | None = None
 
     @property
     def output_schema(self) -> list[dict[str, Any]]:
@@ -464,6 +511,8 @@ class _Plan:
 
     @property
     def output_info(self) -> dict[str, str]:
+        if self.jsonl is not None:
+            return self.jsonl.output_info
         return {
             "bigqueryOutputDataset": self.output_ref.dataset_uri,
             "bigqueryOutputTable": str(self.output_ref.table),
@@ -553,14 +602,14 @@ class _Prefetch(Iterator[list[dict[str, Any]]]):
     """Reads the next page in a background thread while the current one is processed.
 
     At most one page waits in the queue. A read error surfaces in the consumer as a
-    JobFailure naming the table; ``close`` stops the reader at its next page.
+    JobFailure naming the table or files; ``close`` stops the reader at its next page.
     ``wait_seconds`` is how long the consumer waited for pages.
     """
 
     _DONE = object()
 
-    def __init__(self, pages: Iterator[list[dict[str, Any]]], table: TableRef) -> None:
-        self._table = table
+    def __init__(self, pages: Iterator[list[dict[str, Any]]], source: str) -> None:
+        self._source = source
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=1)
         self._stop = threading.Event()
         self.wait_seconds = 0.0
@@ -592,7 +641,7 @@ class _Prefetch(Iterator[list[dict[str, Any]]]):
         if item is self._DONE:
             raise StopIteration
         if isinstance(item, Exception):
-            raise JobFailure(INTERNAL, f"Reading the input table {self._table} failed: {item}")
+            raise JobFailure(INTERNAL, f"Reading the input {self._source} failed: {item}")
         return item  # type: ignore[no-any-return]
 
     def close(self) -> None:

@@ -30,6 +30,7 @@ from gemini_batch.local.vertex.engines import Engine
 from gemini_batch.local.vertex.errors import ApiError
 from gemini_batch.local.vertex.faults import FaultError, Faults
 from gemini_batch.local.vertex.filters import job_filter
+from gemini_batch.local.vertex.jsonl import GcsPath
 from gemini_batch.local.vertex.models import (
     KNOWN_MODELS,
     check_served,
@@ -67,6 +68,9 @@ class EmulatorConfig:
     extra_models: frozenset[str] = frozenset()
     max_running_jobs: int = 4
     page_size: int = PAGE_SIZE
+    # Cloud Storage endpoint for JSONL jobs (None: google-cloud-storage's default, which
+    # honours STORAGE_EMULATOR_HOST).
+    storage_endpoint: str | None = None
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -98,18 +102,18 @@ class _Side(NamedTuple):
     format_field: str
     location: str
     uri_field: str
-    served: str  # what the emulator does, for the message when the format is not BigQuery
+    gcs_location: str
+    gcs_field: str
 
 
-_INPUT = _Side(
-    "inputConfig", "instancesFormat", "bigquerySource", "inputUri", "reads BigQuery input"
-)
+_INPUT = _Side("inputConfig", "instancesFormat", "bigquerySource", "inputUri", "gcsSource", "uris")
 _OUTPUT = _Side(
     "outputConfig",
     "predictionsFormat",
     "bigqueryDestination",
     "outputUri",
-    "writes BigQuery output",
+    "gcsDestination",
+    "outputUriPrefix",
 )
 _LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 
@@ -118,7 +122,7 @@ def validate_create_request(body: Any, *, parent: str, known_models: frozenset[s
     """Check the BatchPredictionJob of a create call; return the model name the job records.
 
     Refuses what the service refuses (no display name, a malformed model name or label
-    key) and what the emulator does not do (input or output other than BigQuery), and
+    key, a format other than BigQuery tables or Cloud Storage JSONL), and
     answers 404 for a model the emulator does not know, as the service does. Raises
     ``ApiError`` with a message that says which field is wrong and what to write.
     """
@@ -141,6 +145,76 @@ def validate_create_request(body: Any, *, parent: str, known_models: frozenset[s
             f"Known to the emulator: {', '.join(sorted(known_models))} "
             "(add more with --model).",
         )
+    if _format(body, _INPUT) == "jsonl":
+        _check_jsonl(body)
+    else:
+        _check_bigquery(body)
+    for key in body.get("labels") or {}:
+        if not _LABEL_KEY.fullmatch(key):
+            raise ApiError(
+                400,
+                f"Label key {key!r} is invalid: lowercase letters, digits, "
+                "_ and -, starting with a letter, at most 63 characters.",
+            )
+    return model if "/" in model else publisher_model_name(wanted)
+
+
+def _format(body: dict[str, Any], side: _Side) -> str:
+    """``bigquery`` or ``jsonl``, the formats Gemini batch prediction takes."""
+    config = body.get(side.config) or {}
+    given = config.get(side.format_field)
+    if given not in ("bigquery", "jsonl"):
+        raise ApiError(
+            400,
+            f"{side.config}.{side.format_field} {given!r} is not a format Gemini batch "
+            "prediction takes: use 'bigquery' (a table) or 'jsonl' (Cloud Storage).",
+        )
+    return str(given)
+
+
+def uses_bigquery(body: dict[str, Any]) -> bool:
+    """Whether a job reads or writes BigQuery tables (refused on ``global``)."""
+    return any(
+        (body.get(side.config) or {}).get(side.format_field) == "bigquery"
+        for side in (_INPUT, _OUTPUT)
+    )
+
+
+def _check_jsonl(body: dict[str, Any]) -> None:
+    """JSONL in: gs:// URIs (wildcards allowed); out: a gs:// prefix, JSONL too."""
+    uris = ((body["inputConfig"].get("gcsSource") or {}).get("uris")) or []
+    if isinstance(uris, str):
+        uris = [uris]
+    if not uris or not all(isinstance(uri, str) and GcsPath.parse(uri) for uri in uris):
+        raise ApiError(
+            400,
+            f"inputConfig.gcsSource.uris {uris!r} must list Cloud Storage objects: "
+            "gs://bucket/path/file.jsonl (wildcards such as gs://bucket/in/*.jsonl allowed).",
+        )
+    body["inputConfig"]["gcsSource"]["uris"] = list(uris)
+    if _format(body, _OUTPUT) != "jsonl":
+        raise ApiError(
+            400,
+            "JSONL input writes JSONL output: set outputConfig.predictionsFormat to 'jsonl' "
+            "with outputConfig.gcsDestination.outputUriPrefix gs://bucket/prefix.",
+        )
+    prefix = (body["outputConfig"].get("gcsDestination") or {}).get("outputUriPrefix", "")
+    if not isinstance(prefix, str) or GcsPath.parse(prefix) is None:
+        raise ApiError(
+            400,
+            f"outputConfig.gcsDestination.outputUriPrefix {prefix!r} is not a Cloud Storage "
+            "location: use gs://bucket[/prefix].",
+        )
+
+
+def _check_bigquery(body: dict[str, Any]) -> None:
+    """BigQuery in: a table; out: a dataset or a new table."""
+    if _format(body, _OUTPUT) != "bigquery":
+        raise ApiError(
+            400,
+            "BigQuery input writes BigQuery output: set outputConfig.predictionsFormat to "
+            "'bigquery' with outputConfig.bigqueryDestination.outputUri.",
+        )
     input_field, input_uri, input_ref = _bigquery_uri(body, _INPUT)
     if input_ref is None or input_ref.table is None:
         raise ApiError(
@@ -154,26 +228,11 @@ def validate_create_request(body: Any, *, parent: str, known_models: frozenset[s
             f"{output_field} {output_uri!r} is not a BigQuery dataset or table: "
             "use bq://project.dataset[.table].",
         )
-    for key in body.get("labels") or {}:
-        if not _LABEL_KEY.fullmatch(key):
-            raise ApiError(
-                400,
-                f"Label key {key!r} is invalid: lowercase letters, digits, "
-                "_ and -, starting with a letter, at most 63 characters.",
-            )
-    return model if "/" in model else publisher_model_name(wanted)
 
 
 def _bigquery_uri(body: dict[str, Any], side: _Side) -> tuple[str, str, TableRef | None]:
-    """The URI field's path, its value and the table it names; only BigQuery is served."""
+    """The URI field's path, its value and the table it names."""
     config = body.get(side.config) or {}
-    if config.get(side.format_field) != "bigquery":
-        raise ApiError(
-            400,
-            f"The emulator {side.served} only: set "
-            f"{side.config}.{side.format_field} to 'bigquery' (got "
-            f"{config.get(side.format_field)!r}).",
-        )
     uri = (config.get(side.location) or {}).get(side.uri_field, "")
     return f"{side.config}.{side.location}.{side.uri_field}", uri, TableRef.parse(uri)
 
@@ -194,6 +253,8 @@ class Emulator:
             faults=self.faults,
             max_running=config.max_running_jobs,
             page_size=config.page_size,
+            storage_endpoint=config.storage_endpoint,
+            project=config.project,
         )
 
     def faults(self) -> Faults:
@@ -211,7 +272,12 @@ class Emulator:
         model = validate_create_request(
             body, parent=parent, known_models=KNOWN_MODELS | self.config.extra_models
         )
-        check_served(model_id(model) or model, parent, legacy_models=self.faults().legacy_models)
+        check_served(
+            model_id(model) or model,
+            parent,
+            legacy_models=self.faults().legacy_models,
+            bigquery=uses_bigquery(body),
+        )
         job_id = new_job_id()
         now = timestamp()
         # Keep what the client sent (model parameters, ...), then the output-only fields.

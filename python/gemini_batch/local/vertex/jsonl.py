@@ -1,0 +1,232 @@
+"""A job's JSONL files in Cloud Storage, read and written as the service does.
+
+Input: ``inputConfig.gcsSource.uris``, each a ``gs://`` object or a wildcard over
+objects (``*`` and ``?`` within a path segment, ``**`` across segments, ``[abc]``), one
+``{"request": {...}}`` per line; other fields of a line pass through to its output line
+(as other columns do with BigQuery). Output: ``<outputUriPrefix>/prediction-model-<time>/``
+gets ``predictions.jsonl``, then ``predictions_<n>.jsonl`` as a long job goes on (the
+rows are exported as they are answered, so a cancelled job keeps its rows); each line is
+``status``, ``processed_time``, the echoed ``request`` and the ``response``, as in
+../shared/fixtures/vertex_samples/*_output.jsonl. Reads stream: the process holds a
+page of lines at a time. The Cloud Storage client is google-cloud-storage, pointed at the
+local stack's emulator by ``--storage-endpoint`` (or ``STORAGE_EMULATOR_HOST``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from google.api_core import exceptions as google_errors
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+
+from gemini_batch.local.vertex.errors import JobFailure
+
+_GCS_URI = re.compile(r"^gs://(?P<bucket>[a-z0-9][a-z0-9._-]{1,220}[a-z0-9])(?:/(?P<name>.*))?$")
+_WILDCARD = re.compile(r"[*?\[]")
+# Keys of an input row that are not the line's own fields (a NUL never starts a JSON key
+# written by a user, and they are dropped from the output line).
+WHERE = "\0where"
+EXTRA = "\0extra"
+# google.rpc.Code values.
+_INVALID_ARGUMENT, _NOT_FOUND, _INTERNAL = 3, 5, 13
+
+
+@dataclass(frozen=True)
+class GcsPath:
+    bucket: str
+    name: str = ""
+
+    @classmethod
+    def parse(cls, uri: str) -> GcsPath | None:
+        """``gs://bucket[/name]`` as a path, or None if it is not one."""
+        match = _GCS_URI.match(uri.strip())
+        if not match:
+            return None
+        return cls(match["bucket"], match["name"] or "")
+
+    def child(self, name: str) -> GcsPath:
+        return GcsPath(self.bucket, f"{self.name.rstrip('/')}/{name}".lstrip("/"))
+
+    def __str__(self) -> str:
+        return f"gs://{self.bucket}/{self.name}"
+
+
+def wildcard_pattern(name: str) -> re.Pattern[str]:
+    """The object names a wildcard name matches, as Cloud Storage wildcards do."""
+    out, i = [], 0
+    while i < len(name):
+        char = name[i]
+        if name.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if char == "*":
+            out.append("[^/]*")
+        elif char == "?":
+            out.append("[^/]")
+        elif char == "[" and "]" in name[i + 1 :]:
+            end = name.index("]", i + 1)
+            out.append("[" + re.escape(name[i + 1 : end]).replace("\\-", "-") + "]")
+            i = end
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def output_directory_name(moment: datetime) -> str:
+    """The folder the service makes under the output prefix for one job."""
+    return "prediction-model-" + moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def storage_client(endpoint: str | None, project: str) -> storage.Client:
+    """google-cloud-storage on ``endpoint`` (the local emulator: no credentials needed)."""
+    if endpoint:
+        return storage.Client(
+            project=project,
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            client_options={"api_endpoint": endpoint},
+        )
+    return storage.Client(project=project)
+
+
+class JsonlFiles:
+    """One job's input files and output folder."""
+
+    def __init__(self, client: storage.Client, job: dict[str, Any]) -> None:
+        self._client = client
+        self._uris: list[str] = list(job["inputConfig"]["gcsSource"]["uris"])
+        prefix = job["outputConfig"]["gcsDestination"]["outputUriPrefix"]
+        self._prefix = GcsPath.parse(prefix)
+        assert self._prefix is not None  # checked when the job was created
+        self.inputs: list[storage.Blob] = []
+        self.output_dir = self._prefix
+        self._written = 0
+
+    # ------------------------------------------------------------------ input
+
+    def prepare(self) -> int:
+        """Find the input files and check the output bucket; the number of requests.
+
+        JobFailure names an input that matches nothing or a bucket that does not exist.
+        """
+        try:
+            for uri in self._uris:
+                self.inputs.extend(self._matching(uri))
+            if self._client.lookup_bucket(self._prefix.bucket) is None:
+                raise JobFailure(
+                    _NOT_FOUND,
+                    f"The output bucket gs://{self._prefix.bucket} does not exist (from "
+                    "outputConfig.gcsDestination.outputUriPrefix). Create it before "
+                    "submitting the job.",
+                )
+            self.output_dir = self._prefix.child(output_directory_name(datetime.now(UTC)))
+            return sum(self._count_lines(blob) for blob in self.inputs)
+        except google_errors.GoogleAPIError as exc:
+            raise JobFailure(_INTERNAL, f"A Cloud Storage call failed: {exc}") from exc
+
+    def _matching(self, uri: str) -> list[storage.Blob]:
+        path = GcsPath.parse(uri)
+        if path is None or not path.name:
+            raise JobFailure(
+                _INVALID_ARGUMENT,
+                f"Failed to import data: {uri!r} in inputConfig.gcsSource.uris is not a "
+                "Cloud Storage object: write gs://bucket/path/file.jsonl.",
+            )
+        if self._client.lookup_bucket(path.bucket) is None:
+            raise JobFailure(
+                _NOT_FOUND,
+                f"Failed to import data: the bucket gs://{path.bucket} of {uri} does not exist.",
+            )
+        wildcard = _WILDCARD.search(path.name)
+        if wildcard is None:
+            blob = self._client.bucket(path.bucket).get_blob(path.name)
+            if blob is None:
+                raise JobFailure(
+                    _NOT_FOUND,
+                    f"Failed to import data: {uri} does not exist. Upload the JSONL file "
+                    "or fix inputConfig.gcsSource.uris.",
+                )
+            return [blob]
+        pattern = wildcard_pattern(path.name)
+        found = [
+            blob
+            for blob in self._client.list_blobs(
+                path.bucket, prefix=path.name[: wildcard.start()]
+            )
+            if pattern.match(blob.name) and not blob.name.endswith("/")
+        ]
+        if not found:
+            raise JobFailure(
+                _NOT_FOUND, f"Failed to import data: no object matches {uri}."
+            )
+        return sorted(found, key=lambda blob: blob.name)
+
+    @staticmethod
+    def _count_lines(blob: storage.Blob) -> int:
+        with blob.open("rb") as stream:
+            return sum(1 for line in stream if line.strip())
+
+    def pages(self, page_size: int) -> Iterator[list[dict[str, Any]]]:
+        """The input lines as rows (``request`` plus the line's other fields), in pages."""
+        page: list[dict[str, Any]] = []
+        for blob in self.inputs:
+            uri = f"gs://{blob.bucket.name}/{blob.name}"
+            with blob.open("rb") as stream:
+                for number, line in enumerate(stream, start=1):
+                    if not line.strip():
+                        continue
+                    page.append(_input_row(line, f"{uri}, line {number}"))
+                    if len(page) >= page_size:
+                        yield page
+                        page = []
+        if page:
+            yield page
+
+    # ------------------------------------------------------------------ output
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        """Export answered rows as the next predictions file (never overwriting one)."""
+        name = "predictions.jsonl" if not self._written else f"predictions_{self._written}.jsonl"
+        data = b"".join(output_line(row) for row in rows)
+        blob = self._client.bucket(self.output_dir.bucket).blob(self.output_dir.child(name).name)
+        blob.upload_from_string(data, content_type="application/jsonl", if_generation_match=0)
+        self._written += 1
+
+    @property
+    def output_info(self) -> dict[str, str]:
+        return {"gcsOutputDirectory": str(self.output_dir).rstrip("/")}
+
+
+def _input_row(line: bytes, where: str) -> dict[str, Any]:
+    """A row for the runner: ``request`` (the text itself when the line is not JSON, so
+    its status says so) and the line's other fields."""
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return {"request": line.decode(errors="replace").strip(), WHERE: where, EXTRA: {}}
+    if not isinstance(value, dict):
+        return {"request": line.decode(errors="replace").strip(), WHERE: where, EXTRA: {}}
+    request = value.pop("request", None)
+    return {"request": request, WHERE: where, EXTRA: value}
+
+
+def output_line(row: dict[str, Any]) -> bytes:
+    """One line of predictions.jsonl for an answered (or failed) row."""
+    micros = int(row["processed_time"])
+    moment = datetime.fromtimestamp(micros / 1e6, UTC)
+    line: dict[str, Any] = {
+        "status": row["status"],
+        "processed_time": moment.isoformat(timespec="milliseconds"),
+        **row.get(EXTRA, {}),
+        "request": row["request"],
+    }
+    if row.get("response") is not None:
+        line["response"] = orjson.Fragment(row["response"])
+    return orjson.dumps(line) + b"\n"
