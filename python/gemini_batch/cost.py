@@ -8,6 +8,8 @@ prices. The estimate method, the tiers and the cap: docs/costs.md.
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -203,8 +205,24 @@ def estimate(
     the ledger's (answer, thoughts) tokens per answered request of this Gemini model.
     Requests in ``live_shards`` (live jobs) are not pending.
     """
+    return estimate_groups(
+        model.config.gemini_model,
+        _pending_groups(warehouse, model, live_shards),
+        prices=prices,
+        observed=observed,
+    )
+
+
+def estimate_groups(
+    gemini_model: str,
+    rows: Sequence[Any],
+    *,
+    prices: PriceTable | None = None,
+    observed: tuple[float, float] | None = None,
+) -> CostEstimate:
+    """The estimate from requests grouped as the estimate's query groups them (or one row
+    per request: ``request_price_row``, for requests outside BigQuery)."""
     prices = prices or PriceTable()
-    gemini_model = model.config.gemini_model
     price = prices.price_for(gemini_model)
     facts = catalog_model(gemini_model)
     # A model the catalog does not know: assume it thinks as Gemini 2.5+ models do.
@@ -215,7 +233,7 @@ def estimate(
     groups = [
         _Group.of(row, thinking, answer=answer, thoughts=thoughts,
                   max_output=facts.max_output_tokens if facts else UNKNOWN_MAX_OUTPUT_TOKENS)
-        for row in _pending_groups(warehouse, model, live_shards)
+        for row in rows
     ]
 
     def bill(output: Callable[[_Group], float]) -> float | None:
@@ -406,6 +424,50 @@ def check_budget(model: BatchModel, cost: CostEstimate) -> None:
 _TEXT_VALUE = r"""r'"text":"((?:[^"\\]|\\.)*)"'"""
 
 
+def request_price_row(request: Any) -> dict[str, Any]:
+    """One request as a row of the estimate's query, computed as that SQL computes it
+    (the same regular expressions over the compact JSON text), for ``estimate_groups``."""
+    body = json.dumps(request, separators=(",", ":"), ensure_ascii=False)
+    text_chars = sum(len(match) for match in re.findall(_TEXT_VALUE[2:-1], body))
+
+    def mime_count(prefix: str) -> int:
+        return len(re.findall(rf'"mime_?[tT]ype":"{prefix}', body))
+
+    file_parts = {prefix: mime_count(prefix) for prefix in FILE_PART_TOKENS}
+    other_parts = mime_count("") - sum(file_parts.values())
+    prompt_tokens = (
+        math.ceil(text_chars / CHARS_PER_TOKEN)
+        + sum(FILE_PART_TOKENS[prefix] * count for prefix, count in file_parts.items())
+        + OTHER_FILE_PART_TOKENS * other_parts
+    )
+    config = _first(request, "generationConfig", "generation_config") or {}
+    thinking = _first(config, "thinkingConfig", "thinking_config") or {}
+    return {
+        "requests": 1,
+        "input_tokens": prompt_tokens,
+        "audio_tokens": FILE_PART_TOKENS["audio/"] * file_parts["audio/"],
+        "long_context": prompt_tokens > LONG_CONTEXT_TOKENS,
+        "requested_budget": _lax_int(_first(thinking, "thinkingBudget", "thinking_budget")),
+        "max_output_tokens": _lax_int(_first(config, "maxOutputTokens", "max_output_tokens")),
+    }
+
+
+def _first(value: Any, *names: str) -> Any:
+    if not isinstance(value, dict):
+        return None
+    return next((value[name] for name in names if value.get(name) is not None), None)
+
+
+def _lax_int(value: Any) -> int | None:
+    """BigQuery's LAX_INT64 for the values a request holds: numbers and numeric text."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return round(float(value))
+    except (TypeError, ValueError):
+        return None
+
+
 def _mime_count(prefix: str) -> str:
     """SQL: how many file parts of the request JSON text ``body`` have a mime type
     starting with ``prefix`` (fileData/mimeType and file_data/mime_type alike)."""
@@ -436,5 +498,7 @@ __all__ = [
     "catalog_model",
     "check_budget",
     "estimate",
+    "estimate_groups",
     "model_problem",
+    "request_price_row",
 ]

@@ -13,7 +13,7 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -152,6 +152,8 @@ class JobStatus:
     create_time: datetime | None = None
     end_time: datetime | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    # A JSONL job's folder of prediction files (outputInfo.gcsOutputDirectory).
+    output_directory: str | None = None
 
     @property
     def job_id(self) -> str:
@@ -190,6 +192,7 @@ class JobStatus:
             create_time=job.create_time or None,
             end_time=job.end_time or None,
             labels=dict(job.labels),
+            output_directory=job.output_info.gcs_output_directory or None,
         )
 
     @classmethod
@@ -285,7 +288,6 @@ class VertexJobs:
         """
         from google.cloud import aiplatform_v1
 
-        submit_id = secrets.token_hex(8)
         job = aiplatform_v1.BatchPredictionJob(
             display_name=display_name,
             model=f"publishers/google/models/{gemini_model}",
@@ -299,8 +301,54 @@ class VertexJobs:
                     output_uri=_bq_uri(output_table)
                 ),
             ),
-            labels={**labels, SUBMIT_LABEL: submit_id},
         )
+        return self._create(job, labels, what=input_table, gemini_model=gemini_model)
+
+    def submit_jsonl(
+        self,
+        *,
+        display_name: str,
+        gemini_model: str,
+        input_uris: Sequence[str],
+        output_prefix: str,
+        labels: Mapping[str, str],
+        submit_id: str | None = None,
+    ) -> JobStatus:
+        """Create a job reading JSONL files in Cloud Storage and writing predictions under
+        ``output_prefix``; never two, as ``submit``. ``submit_id``: the label value to
+        use (one written down before the call, so a killed caller can look the job up)."""
+        from google.cloud import aiplatform_v1
+
+        job = aiplatform_v1.BatchPredictionJob(
+            display_name=display_name,
+            model=f"publishers/google/models/{gemini_model}",
+            input_config=aiplatform_v1.BatchPredictionJob.InputConfig(
+                instances_format="jsonl",
+                gcs_source=aiplatform_v1.GcsSource(uris=list(input_uris)),
+            ),
+            output_config=aiplatform_v1.BatchPredictionJob.OutputConfig(
+                predictions_format="jsonl",
+                gcs_destination=aiplatform_v1.GcsDestination(output_uri_prefix=output_prefix),
+            ),
+        )
+        return self._create(
+            job, labels, what=", ".join(input_uris), gemini_model=gemini_model,
+            submit_id=submit_id,
+        )
+
+    def _create(
+        self,
+        job: aiplatform_v1.BatchPredictionJob,
+        labels: Mapping[str, str],
+        *,
+        what: str,
+        gemini_model: str,
+        submit_id: str | None = None,
+    ) -> JobStatus:
+        """Send the create call, labelled with a submit id, until the service has the job."""
+        submit_id = submit_id or secrets.token_hex(8)
+        job.labels = {**labels, SUBMIT_LABEL: submit_id}
+        input_table = what
         backoff = Backoff(initial=1.0, maximum=30.0, factor=2.0)
         uncertain = False  # an earlier attempt may have made the job
         last_error: Exception | None = None
@@ -336,6 +384,10 @@ class VertexJobs:
             f"{self.parent}) after {CREATE_ATTEMPTS} attempts: {last_error}. No job was "
             "made (checked by its submit label); run the build again later."
         )
+
+    def made_by(self, submit_id: str) -> JobStatus | None:
+        """The job a create call labelled ``submit_id`` made, if the service has one."""
+        return self._made_by(submit_id)
 
     def _made_by(self, submit_id: str, fallback: JobStatus | None = None) -> JobStatus | None:
         """The job one create call made, found by its submit label (the oldest, if a
