@@ -558,3 +558,51 @@ def reset_command(model_name: str, yes: bool, **kwargs: Any) -> None:
         )
     reset_answers(ws, model)
     console.print(f"Dropped {model.responses_table}. The next dbt run creates it empty.")
+
+
+# --------------------------------------------------------------------------- submit (JSONL)
+
+
+@main.command("submit")
+@click.argument("input_file", metavar="INPUT")
+@click.option("--output", required=True, metavar="gs://BUCKET/PREFIX",
+              help="Where the job writes its results (and a local INPUT is uploaded).")
+@click.option("--model", required=True, help="Gemini model id, e.g. gemini-2.5-flash.")
+@click.option("--location", default="us-central1", show_default=True,
+              help="Region of the job (or global).")
+@click.option("--project", default=None, envvar="GEMINI_BATCH_PROJECT",
+              help="Google Cloud project (default: $GEMINI_BATCH_PROJECT, then ADC's).")
+@click.option("--no-wait", is_flag=True, help="Submit and exit 75; run again to collect.")
+@click.option("--download", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the result lines to this local file.")
+@click.option("--ledger", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path(".gemini_batch/submit-jobs.jsonl"), show_default=True,
+              help="The local file that remembers submitted jobs (a rerun resumes them).")
+@_reports_service_errors
+def submit_command(input_file: str, output: str, model: str, location: str,
+                   project: str | None, no_wait: bool, download: Path | None,
+                   ledger: Path) -> None:
+    """Run one batch job over a JSONL file of requests: INPUT is a local file or gs:// URI,
+    one {"request": {...}} per line (the tutorial's format).
+
+    Every line is checked before anything is paid for; the job is remembered in the
+    ledger file, so running the same command again resumes it instead of paying twice.
+    """
+    from gemini_batch.submit import SubmitOptions, run_submit, summary_lines
+
+    options = SubmitOptions(input=input_file, output=output, model=model, location=location,
+                            project=project, wait=not no_wait, download=download,
+                            ledger=ledger)
+
+    def say(line: str) -> None:
+        err_console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+    try:
+        result = run_submit(options, say=say)
+    except KeyboardInterrupt:
+        say("Interrupted: the job (if one was created) runs on; run the same command again "
+            "to follow it.")
+        sys.exit(ExitCode.INTERRUPTED)
+    for line in summary_lines(result, options):
+        click.echo(line)
+    sys.exit(result.exit_code)

@@ -37,6 +37,14 @@ class JobServiceError(GeminiBatchError):
     """Vertex AI refused a call; the message says which job and why."""
 
 
+class StorageError(GeminiBatchError):
+    """A Cloud Storage bucket or object a command needs is missing or cannot be used."""
+
+
+class InputError(GeminiBatchError):
+    """Lines of an input file cannot be sent (the message names each line and why)."""
+
+
 class LocalStackError(GeminiBatchError):
     """The local BigQuery or Vertex AI emulator could not be started, reached or stopped."""
 
@@ -51,8 +59,10 @@ __all__ = [
     "ConfigError",
     "DbtError",
     "GeminiBatchError",
+    "InputError",
     "JobServiceError",
     "LocalStackError",
     "LockedError",
+    "StorageError",
     "WarehouseError",
 ]

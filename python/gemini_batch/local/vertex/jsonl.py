@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,8 +25,8 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from gemini_batch.local.vertex.errors import JobFailure
+from gemini_batch.transport import GcsPath
 
-_GCS_URI = re.compile(r"^gs://(?P<bucket>[a-z0-9][a-z0-9._-]{1,220}[a-z0-9])(?:/(?P<name>.*))?$")
 _WILDCARD = re.compile(r"[*?\[]")
 # Keys of an input row that are not the line's own fields (a NUL never starts a JSON key
 # written by a user, and they are dropped from the output line).
@@ -35,26 +34,6 @@ WHERE = "\0where"
 EXTRA = "\0extra"
 # google.rpc.Code values.
 _INVALID_ARGUMENT, _NOT_FOUND, _INTERNAL = 3, 5, 13
-
-
-@dataclass(frozen=True)
-class GcsPath:
-    bucket: str
-    name: str = ""
-
-    @classmethod
-    def parse(cls, uri: str) -> GcsPath | None:
-        """``gs://bucket[/name]`` as a path, or None if it is not one."""
-        match = _GCS_URI.match(uri.strip())
-        if not match:
-            return None
-        return cls(match["bucket"], match["name"] or "")
-
-    def child(self, name: str) -> GcsPath:
-        return GcsPath(self.bucket, f"{self.name.rstrip('/')}/{name}".lstrip("/"))
-
-    def __str__(self) -> str:
-        return f"gs://{self.bucket}/{self.name}"
 
 
 def wildcard_pattern(name: str) -> re.Pattern[str]:

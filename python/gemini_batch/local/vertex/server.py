@@ -30,7 +30,6 @@ from gemini_batch.local.vertex.engines import Engine
 from gemini_batch.local.vertex.errors import ApiError
 from gemini_batch.local.vertex.faults import FaultError, Faults
 from gemini_batch.local.vertex.filters import job_filter
-from gemini_batch.local.vertex.jsonl import GcsPath
 from gemini_batch.local.vertex.models import (
     KNOWN_MODELS,
     check_served,
@@ -47,6 +46,7 @@ from gemini_batch.local.vertex.store import (
     timestamp,
 )
 from gemini_batch.local.vertex.tables import TableRef
+from gemini_batch.transport import GcsPath
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,137 @@
+"""Cloud Storage basics for JSONL batch jobs: ``gs://`` paths, the client, uploads that
+never overwrite, streamed lines, a job's prediction files.
+
+The client is google-cloud-storage with Application Default Credentials; on the local
+stack it follows ``STORAGE_EMULATOR_HOST`` (which `gemini-batch local start` prints),
+needing no credentials there. Talks to Cloud Storage only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gemini_batch.errors import ConfigError, StorageError
+
+if TYPE_CHECKING:
+    from google.cloud import storage
+
+_GCS_URI = re.compile(r"^gs://(?P<bucket>[a-z0-9][a-z0-9._-]{1,220}[a-z0-9])(?:/(?P<name>.*))?$")
+PREDICTION_FILE = re.compile(r"predictions(?:_\d+)?\.jsonl$")
+
+
+@dataclass(frozen=True)
+class GcsPath:
+    """``gs://bucket/name``: an object, or a prefix when ``name`` is a folder."""
+
+    bucket: str
+    name: str = ""
+
+    @classmethod
+    def parse(cls, uri: str) -> GcsPath | None:
+        """``gs://bucket[/name]`` as a path, or None if it is not one."""
+        match = _GCS_URI.match(uri.strip())
+        if not match:
+            return None
+        return cls(match["bucket"], match["name"] or "")
+
+    @classmethod
+    def of(cls, uri: str, what: str) -> GcsPath:
+        """Like ``parse``, raising ConfigError naming ``what`` (an option, a setting)."""
+        path = cls.parse(uri)
+        if path is None:
+            raise ConfigError(
+                f"{what} {uri!r} is not a Cloud Storage location: write gs://bucket/prefix "
+                "(bucket names are 3 to 63 lowercase letters, digits, dots, dashes and _)."
+            )
+        return path
+
+    def child(self, name: str) -> GcsPath:
+        return GcsPath(self.bucket, f"{self.name.rstrip('/')}/{name}".lstrip("/"))
+
+    def __str__(self) -> str:
+        return f"gs://{self.bucket}/{self.name}"
+
+
+def storage_client(project: str | None = None) -> storage.Client:
+    """google-cloud-storage: ADC, or the emulator of ``STORAGE_EMULATOR_HOST`` when set."""
+    import os
+
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    if os.environ.get("STORAGE_EMULATOR_HOST"):
+        return storage.Client(project=project or "local-project",
+                              credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
+    return storage.Client(project=project)
+
+
+def _storage_error(what: str, exc: Exception) -> StorageError:
+    return StorageError(f"Cloud Storage refused to {what}: {exc}")
+
+
+def require_bucket(client: storage.Client, path: GcsPath, what: str) -> None:
+    """Fail with what to do when ``path``'s bucket does not exist or cannot be read."""
+    from google.api_core import exceptions as google_errors
+
+    try:
+        found = client.lookup_bucket(path.bucket)
+    except google_errors.GoogleAPIError as exc:
+        raise _storage_error(f"read bucket gs://{path.bucket} ({what})", exc) from exc
+    if found is None:
+        raise StorageError(
+            f"The bucket gs://{path.bucket} ({what}) does not exist: create it in the "
+            "project and region of the batch jobs (gcloud storage buckets create "
+            f"gs://{path.bucket} --location=<region>), and give the Vertex AI service agent "
+            "access to it (README: Cloud Storage permissions)."
+        )
+
+
+def upload_file(client: storage.Client, source: Path, target: GcsPath) -> None:
+    """Upload ``source`` unless ``target`` exists (names carry the content's hash, so an
+    object already there is this file, uploaded by an earlier run)."""
+    from google.api_core import exceptions as google_errors
+
+    blob = client.bucket(target.bucket).blob(target.name)
+    try:
+        blob.upload_from_filename(str(source), content_type="application/jsonl",
+                                  if_generation_match=0)
+    except google_errors.PreconditionFailed:
+        return
+    except google_errors.GoogleAPIError as exc:
+        raise _storage_error(f"take {source} as {target}", exc) from exc
+
+
+def object_lines(client: storage.Client, path: GcsPath) -> Iterator[bytes]:
+    """The lines of one object, streamed (a few MB in memory whatever its size)."""
+    from google.api_core import exceptions as google_errors
+
+    blob = client.bucket(path.bucket).blob(path.name)
+    try:
+        with blob.open("rb") as stream:
+            yield from stream
+    except google_errors.NotFound as exc:
+        raise StorageError(f"{path} does not exist: check the URI, or upload the file.") from exc
+    except google_errors.GoogleAPIError as exc:
+        raise _storage_error(f"read {path}", exc) from exc
+
+
+def prediction_files(client: storage.Client, directory: str) -> list[GcsPath]:
+    """The prediction files of a JSONL job (``outputInfo.gcsOutputDirectory``), in order:
+    predictions.jsonl first, then predictions_<n>.jsonl by n."""
+    folder = GcsPath.of(directory, "the job's output directory")
+    prefix = folder.name.rstrip("/") + "/"
+    names = [
+        blob.name
+        for blob in client.list_blobs(folder.bucket, prefix=prefix)
+        if PREDICTION_FILE.fullmatch(blob.name.removeprefix(prefix))
+    ]
+
+    def order(name: str) -> int:
+        number = re.search(r"_(\d+)\.jsonl$", name)
+        return int(number.group(1)) if number else 0
+
+    return [GcsPath(folder.bucket, name) for name in sorted(names, key=order)]
