@@ -4,7 +4,8 @@
 #   2. gemini-batch build: seeds, request models, batch jobs, downstream models
 #   3. show a few answers
 #   4. build again: everything is cached, nothing is submitted
-#   5. stop the stack (also on failure or Ctrl-C)
+#   5. the tutorial's JSONL flow: gemini-batch submit of its two files (examples/tutorial)
+#   6. stop the stack (also on failure or Ctrl-C)
 set -euo pipefail
 cd "$(dirname "$0")/recipes"
 
@@ -19,7 +20,8 @@ trap 'step "Stopping the local stack"; gemini-batch local stop --data-dir "$data
 eval "$(gemini-batch local start --data-dir "$data_dir" 2>/dev/null)"
 echo "BigQuery emulator:  $BIGQUERY_ENDPOINT"
 echo "Vertex AI emulator: $GEMINI_BATCH_VERTEX_ENDPOINT"
-export BIGQUERY_ENDPOINT GEMINI_BATCH_VERTEX_ENDPOINT GEMINI_BATCH_PROJECT
+echo "Cloud Storage:      $STORAGE_EMULATOR_HOST"
+export BIGQUERY_ENDPOINT GEMINI_BATCH_VERTEX_ENDPOINT GEMINI_BATCH_PROJECT STORAGE_EMULATOR_HOST
 
 step "dbt deps (installs the gemini_batch package from this repository)"
 dbt deps --profiles-dir . --project-dir . --quiet
@@ -37,3 +39,7 @@ dbt show --profiles-dir . --project-dir . --quiet --limit 3 --inline \
 
 step "gemini-batch build again (nothing changed: nothing is submitted)"
 gemini-batch build --profiles-dir . --project-dir .
+
+step "The tutorial's flow: its two JSONL files through gemini-batch submit (Cloud Storage)"
+rm -rf ../tutorial/results
+bash ../tutorial/run.sh
