@@ -90,6 +90,9 @@ class BatchModel:
     project: str
     dataset: str
     config: BatchModelConfig
+    # transport_gcs.py's settings (meta keys the materialization does not read).
+    transport: str | None = None
+    staging_uri: str | None = None
 
     def _table(self, suffix: str) -> str:
         return f"{self.project}.{self.dataset}.{self.name}{suffix}"
@@ -140,14 +143,19 @@ class BatchModel:
             project=str(node["database"]),
             dataset=str(node["schema"]),
             config=config,
+            transport=raw.get("transport"),
+            staging_uri=raw.get("staging_uri"),
         )
 
     def job_location(self, dataset_location: str) -> str:
         """The region for this model's jobs, given the location of its dataset.
 
         Vertex AI reads and writes BigQuery tables only in the job's own region, and
-        refuses multi-region datasets (US, EU).
+        refuses multi-region datasets (US, EU). ``global`` is taken as it is: no table
+        crosses into a job there (it reads and writes Cloud Storage: transport_gcs.py).
         """
+        if (self.config.location or "").lower() == "global":
+            return "global"
         if dataset_location.lower() in MULTI_REGIONS:
             raise ConfigError(
                 f"Model {self.unique_id}: dataset {self.project}.{self.dataset} is in the "

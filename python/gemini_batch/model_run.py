@@ -24,6 +24,7 @@ from gemini_batch.display import ModelSummary, Reporter
 from gemini_batch.errors import BuildInterrupted, ConfigError, GeminiBatchError
 from gemini_batch.jobs import TOOL_LABEL, Backoff, JobStatus, job_labels, label_value
 from gemini_batch.ledger import LedgerEntry, LedgerUpdates, LockOwner
+from gemini_batch.transport_gcs import GcsStaging, workspace_staging
 from gemini_batch.warehouse import MergeResult, RequestCounts
 from gemini_batch.workspace import Workspace
 
@@ -84,6 +85,8 @@ class ModelRun:
         self.reporter: Reporter = ctx.reporter
         self.summary = ModelSummary(model=model.name)
         self._live_shards: list[str] = []
+        # Cloud Storage staging of transport: gcs (None: jobs read and write BigQuery).
+        self._staging: GcsStaging | None = None
 
     # -- helpers -------------------------------------------------------------------
 
@@ -130,6 +133,7 @@ class ModelRun:
                 f"{model.requests_table} does not exist: dbt did not build {model.unique_id}."
             )
         location = self._location()
+        self._staging = workspace_staging(self.ws, model, location)
         live = self.ws.ledger.live_jobs(model.unique_id)
         cached_before: int | None = None
         if live:
@@ -261,16 +265,25 @@ class ModelRun:
     def _submit(self, location: str, run_id: str, shard: Any, estimated_usd: float) -> _Tracked:
         ctx, model = self.ctx, self.model
         output_table = model.output_table(run_id, shard.index)
-        status = self.ws.vertex(location).submit(
-            display_name=shard.table.rsplit(".", 1)[-1],
-            gemini_model=model.config.gemini_model,
-            input_table=shard.table,
-            output_table=output_table,
-            labels=job_labels(
-                model_name=model.name, invocation_id=ctx.invocation_id,
-                extra=model.config.labels,
-            ),
+        labels = job_labels(
+            model_name=model.name, invocation_id=ctx.invocation_id, extra=model.config.labels,
         )
+        if self._staging is None:
+            status = self.ws.vertex(location).submit(
+                display_name=shard.table.rsplit(".", 1)[-1],
+                gemini_model=model.config.gemini_model,
+                input_table=shard.table,
+                output_table=output_table,
+                labels=labels,
+            )
+        else:  # the predictions are loaded into output_table when the job ends
+            status = self.ws.vertex(location).submit_jsonl(
+                display_name=shard.table.rsplit(".", 1)[-1],
+                gemini_model=model.config.gemini_model,
+                input_uris=[self._staging.export_shard(self.ws.bq, shard.table)],
+                output_prefix=self._staging.output_prefix(shard.table),
+                labels=labels,
+            )
         entry = LedgerEntry(
             job_name=status.name,
             job_id=status.job_id,
@@ -410,6 +423,8 @@ class ModelRun:
         model, entry = self.model, job.entry
         ended_at = status.end_time or entry.ended_at or datetime.now(UTC)
         merge: MergeResult | None = None
+        if self._staging is not None:
+            self._staging.load_predictions(self.ws.bq, entry.shard_table, entry.output_table)
         if self.ws.bq.table_exists(entry.output_table):
             # Even a FAILED or EXPIRED job may have answered some rows: they were paid.
             merge = self.ws.warehouse.merge_output(
@@ -445,6 +460,8 @@ class ModelRun:
         job.entry = replace(entry, state=status.state, merged_at=fields["merged_at"])
         if not model.config.keep_job_tables:
             self.ws.bq.drop_tables([entry.shard_table, entry.output_table])
+            if self._staging is not None:
+                self._staging.remove(entry.shard_table)
         self.reporter.job_finished(model.name, status, note)
 
 

@@ -1,0 +1,253 @@
+"""`transport: gcs`: a batch model's jobs travel through Cloud Storage as JSONL.
+
+Everything else stays as it is: the shard table is still what a job sends (the ledger,
+the live-shard rule and the counts read it), and the predictions are loaded into the
+job's BigQuery output table (``<model>__output_<run>_<n>``), which the usual MERGE folds
+into ``<model>__responses``. Only the way between the two changes:
+
+- shard table → ``<staging_uri>/<shard table>/input/*.jsonl``, one
+  ``{"request_id": ..., "request": {...}}`` per line: on BigQuery an ``EXPORT DATA``
+  statement (no request row passes through this process); on the local stack (whose
+  BigQuery cannot write to its Cloud Storage) pages of rows streamed by this process;
+- the job: ``instancesFormat``/``predictionsFormat`` ``jsonl``, output under
+  ``<staging_uri>/<shard table>/output/``;
+- predictions → the output table: on BigQuery a load job from the files; on the local
+  stack the files streamed a chunk at a time into a loading table, copied to the output
+  table at the end (so the output table exists only complete: a merge never sees half).
+
+Settings, per model (``config(meta={...})``) or for all (dbt vars
+``gemini_batch_transport`` / ``gemini_batch_staging_uri``): ``transport`` (``bigquery``,
+or ``gcs``; default ``gcs`` for a model whose location is ``global``, where batch takes
+no BigQuery tables, else ``bigquery``) and ``staging_uri`` (``gs://bucket/prefix``).
+They are the operator's alone: the materialization builds the same tables either way.
+Talks to BigQuery and Cloud Storage.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from gemini_batch import catalog
+from gemini_batch.bq import quote_table
+from gemini_batch.config import BatchModel
+from gemini_batch.errors import ConfigError, StorageError
+from gemini_batch.transport import PREDICTION_FILE, GcsPath, object_lines, storage_client
+
+if TYPE_CHECKING:
+    from google.cloud import bigquery, storage
+
+    from gemini_batch.bq import BigQuery
+    from gemini_batch.workspace import Workspace
+
+TRANSPORTS = ("bigquery", "gcs")
+TRANSPORT_VAR = "gemini_batch_transport"
+STAGING_VAR = "gemini_batch_staging_uri"
+# Rows per page read from a shard, and lines per load chunk, on the local stack.
+LOCAL_CHUNK_ROWS = 20_000
+
+
+def output_schema() -> list[bigquery.SchemaField]:
+    """The output table a JSONL job's predictions load into: what a BigQuery job writes
+    (request_id passes through from the input line)."""
+    from google.cloud import bigquery
+
+    return [
+        bigquery.SchemaField("request_id", "STRING"),
+        bigquery.SchemaField("request", "JSON"),
+        bigquery.SchemaField("response", "JSON"),
+        bigquery.SchemaField("status", "STRING"),
+        bigquery.SchemaField("processed_time", "TIMESTAMP"),
+    ]
+
+
+def model_transport(model: BatchModel, location: str, dbt_vars: Mapping[str, Any]) -> str:
+    """``bigquery`` or ``gcs`` for ``model`` (its setting, the var, else by location)."""
+    chosen = model.transport or dbt_vars.get(TRANSPORT_VAR)
+    global_needs_gcs = location == catalog.GLOBAL and not catalog.GLOBAL_BATCH_TAKES_BIGQUERY
+    if chosen is None:
+        return "gcs" if global_needs_gcs else "bigquery"
+    if chosen not in TRANSPORTS:
+        raise ConfigError(
+            f"Model {model.unique_id}: transport {chosen!r} is not one of "
+            f"{', '.join(TRANSPORTS)} (set in the model's meta, or var {TRANSPORT_VAR})."
+        )
+    if chosen == "bigquery" and global_needs_gcs:
+        raise ConfigError(
+            f"Model {model.unique_id}: batch jobs on 'global' take no BigQuery tables; "
+            "use transport 'gcs' (with a staging_uri) or a regional location."
+        )
+    return str(chosen)
+
+
+def staging_for(
+    model: BatchModel, location: str, dbt_vars: Mapping[str, Any], *, local: bool
+) -> GcsStaging | None:
+    """The model's Cloud Storage staging, or None for BigQuery transport.
+
+    ``local``: the BigQuery endpoint is the local emulator (rows are moved by this
+    process, a page at a time)."""
+    if model_transport(model, location, dbt_vars) != "gcs":
+        return None
+    uri = model.staging_uri or dbt_vars.get(STAGING_VAR)
+    if not uri:
+        raise ConfigError(
+            f"Model {model.unique_id} sends its jobs through Cloud Storage (transport gcs"
+            f"{', the default on global' if model.transport is None else ''}) but has no "
+            f"staging_uri: set meta staging_uri='gs://bucket/prefix' or var {STAGING_VAR}."
+        )
+    root = GcsPath.of(str(uri), f"Model {model.unique_id}: staging_uri")
+    return GcsStaging(root=root, project=model.project, local=local)
+
+
+def workspace_staging(ws: Workspace, model: BatchModel, location: str) -> GcsStaging | None:
+    """``staging_for`` with the workspace's vars and BigQuery endpoint."""
+    endpoint = ws.target.api_endpoint or ""
+    return staging_for(model, location, ws.dbt_vars, local=endpoint.startswith("http://"))
+
+
+@dataclass
+class GcsStaging:
+    """Where one model's jobs travel through Cloud Storage, and how rows get there."""
+
+    root: GcsPath
+    project: str
+    local: bool
+    _client: storage.Client | None = None
+
+    @property
+    def client(self) -> storage.Client:
+        if self._client is None:
+            self._client = storage_client(self.project)
+        return self._client
+
+    def job_folder(self, shard_table: str) -> GcsPath:
+        """``<staging_uri>/<project.dataset.shard>``: one job's input and output."""
+        return self.root.child(shard_table)
+
+    def input_uri(self, shard_table: str) -> str:
+        return f"{self.job_folder(shard_table).child('input')}/*.jsonl"
+
+    def output_prefix(self, shard_table: str) -> str:
+        return str(self.job_folder(shard_table).child("output"))
+
+    def shard_of(self, input_uris: list[str]) -> str | None:
+        """The shard table a job's input URIs name (how an unrecorded job is recognised)."""
+        prefix = f"{self.root}".rstrip("/") + "/"
+        for uri in input_uris:
+            if uri.startswith(prefix) and uri.endswith("/input/*.jsonl"):
+                return uri[len(prefix): -len("/input/*.jsonl")]
+        return None
+
+    # -- shard → JSONL --------------------------------------------------------------
+
+    def export_shard(self, bq: BigQuery, shard_table: str) -> str:
+        """Write the shard's requests as JSONL under its job folder; the input URI."""
+        from google.api_core import exceptions as google_errors
+
+        self._require_bucket()
+        uri = self.input_uri(shard_table)
+        if not self.local:
+            bq.query(
+                f"EXPORT DATA OPTIONS (uri = @uri, format = 'JSON', overwrite = true) AS "
+                f"SELECT request_id, request FROM {quote_table(shard_table)}",
+                {"uri": uri},
+            )
+            return uri
+        folder = self.job_folder(shard_table).child("input")
+        blob = self.client.bucket(folder.bucket).blob(folder.child("part-00000.jsonl").name)
+        try:
+            with blob.open("wb", content_type="application/jsonl") as out:
+                for rows in _pages(bq, shard_table):
+                    out.write(b"".join(
+                        _line({"request_id": row["request_id"], "request": row["request"]})
+                        for row in rows
+                    ))
+        except google_errors.GoogleAPIError as exc:
+            raise StorageError(f"Writing the requests of {shard_table} to {blob.name} "
+                               f"(gs://{folder.bucket}) failed: {exc}") from exc
+        return uri
+
+    # -- predictions → output table -------------------------------------------------
+
+    def prediction_uris(self, shard_table: str) -> list[GcsPath]:
+        """Every prediction file under the job's output prefix, in name order."""
+        prefix = GcsPath.of(self.output_prefix(shard_table), "output prefix")
+        return sorted(
+            (GcsPath(prefix.bucket, blob.name)
+             for blob in self.client.list_blobs(prefix.bucket, prefix=prefix.name + "/")
+             if PREDICTION_FILE.search(blob.name)),
+            key=lambda path: path.name,
+        )
+
+    def load_predictions(self, bq: BigQuery, shard_table: str, output_table: str) -> bool:
+        """Load the job's predictions into ``output_table`` (made only complete); False
+        when the job wrote none. A table already there was loaded by an earlier build."""
+        from google.cloud import bigquery
+
+        if bq.table_exists(output_table):
+            return True
+        files = self.prediction_uris(shard_table)
+        if not files:
+            return False
+        config = bigquery.LoadJobConfig(
+            source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
+            schema=output_schema(),
+            ignore_unknown_values=True,
+            write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
+        )
+        if not self.local:
+            bq.client.load_table_from_uri(
+                [str(path) for path in files], output_table, job_config=config
+            ).result()
+            return True
+        loading = f"{output_table}__loading"
+        bq.drop_tables([loading])
+        for chunk in self._chunks(files):
+            bq.client.load_table_from_file(io.BytesIO(chunk), loading,
+                                           job_config=config).result()
+        bq.query(f"CREATE TABLE {quote_table(output_table)} AS "
+                 f"SELECT * FROM {quote_table(loading)}")
+        bq.drop_tables([loading])
+        return True
+
+    def _chunks(self, files: list[GcsPath]) -> Iterator[bytes]:
+        chunk: list[bytes] = []
+        for path in files:
+            for line in object_lines(self.client, path):
+                if line.strip():
+                    chunk.append(line if line.endswith(b"\n") else line + b"\n")
+                if len(chunk) >= LOCAL_CHUNK_ROWS:
+                    yield b"".join(chunk)
+                    chunk = []
+        if chunk:
+            yield b"".join(chunk)
+
+    def remove(self, shard_table: str) -> None:
+        """Delete the job's objects (inputs and predictions), once merged."""
+        folder = self.job_folder(shard_table)
+        for blob in self.client.list_blobs(folder.bucket, prefix=folder.name + "/"):
+            blob.delete()
+
+    def _require_bucket(self) -> None:
+        from gemini_batch.transport import require_bucket
+
+        require_bucket(self.client, self.root, "staging_uri")
+
+
+def _pages(bq: BigQuery, table: str) -> Iterator[list[Any]]:
+    """The rows of ``table`` a page at a time (request as parsed JSON)."""
+    rows = bq.client.list_rows(table, page_size=LOCAL_CHUNK_ROWS)
+    for page in rows.pages:
+        yield list(page)
+
+
+def _line(value: dict[str, Any]) -> bytes:
+    request = value["request"]
+    if isinstance(request, str):  # a JSON column read as text
+        request = json.loads(request)
+    return (json.dumps({"request_id": value["request_id"], "request": request},
+                       separators=(",", ":"), ensure_ascii=False) + "\n").encode()
