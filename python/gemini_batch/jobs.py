@@ -152,7 +152,9 @@ class JobStatus:
     create_time: datetime | None = None
     end_time: datetime | None = None
     labels: dict[str, str] = field(default_factory=dict)
-    # A JSONL job's folder of prediction files (outputInfo.gcsOutputDirectory).
+    # A JSONL job's input files and folder of prediction files (gcsSource.uris,
+    # outputInfo.gcsOutputDirectory).
+    input_uris: tuple[str, ...] = ()
     output_directory: str | None = None
 
     @property
@@ -192,6 +194,7 @@ class JobStatus:
             create_time=job.create_time or None,
             end_time=job.end_time or None,
             labels=dict(job.labels),
+            input_uris=tuple(job.input_config.gcs_source.uris),
             output_directory=job.output_info.gcs_output_directory or None,
         )
 

@@ -184,7 +184,7 @@ class ModelRun:
             job for job in self.ws.vertex(location).list(
                 labels={"tool": TOOL_LABEL, "dbt_model": label_value(model.name)},
                 created_after=datetime.now(UTC) - ORPHAN_WINDOW, limit=1000)
-            if (job.input_table or "").startswith(prefix)
+            if self._shard_of(job).startswith(prefix)
         ]
         if not labelled:
             return False
@@ -192,12 +192,11 @@ class ModelRun:
             model.unique_id, limit=len(labelled) + 1000)}
         orphans = [
             job for job in labelled if job.name not in known
-            and (not job.terminal
-                 or bool(job.output_table and self.ws.bq.table_exists(job.output_table)))
+            and (not job.terminal or self._has_output(job))
         ]
         adopted = []
         for job in orphans:
-            shard = job.input_table or ""
+            shard = self._shard_of(job)
             if self.ws.bq.table_exists(shard):
                 requests = int(self.ws.bq.query(
                     f"SELECT COUNT(*) AS n FROM {quote_table(shard)}")[0]["n"])
@@ -206,7 +205,7 @@ class ModelRun:
             entry = LedgerEntry(
                 job_name=job.name, job_id=job.job_id, dbt_model=model.unique_id,
                 model_relation=model.view, invocation_id=job.labels.get("dbt_invocation_id"),
-                shard_table=shard, output_table=job.output_table or "",
+                shard_table=shard, output_table=self._output_of(job),
                 gemini_model=model.config.gemini_model, location=location, state=job.state,
                 request_count=requests, submitted_at=job.create_time,
             )
@@ -218,6 +217,27 @@ class ModelRun:
             self.summary.resumed += sum(entry.request_count for entry in adopted)
             self._wait([self._track(entry, announce=True) for entry in adopted], queue=[])
         return bool(adopted)
+
+    def _shard_of(self, job: JobStatus) -> str:
+        """The shard table a job sends: its input table, or the one its JSONL input
+        was exported from (transport: gcs)."""
+        if job.input_table:
+            return job.input_table
+        if self._staging is not None:
+            return self._staging.shard_of(list(job.input_uris)) or ""
+        return ""
+
+    def _output_of(self, job: JobStatus) -> str:
+        """The BigQuery table a job's answers are (or, for a JSONL job, get loaded) in."""
+        if job.output_table or self._staging is None:
+            return job.output_table or ""
+        return self._shard_of(job).replace("__shard_", "__output_", 1)
+
+    def _has_output(self, job: JobStatus) -> bool:
+        if job.output_table:
+            return self.ws.bq.table_exists(job.output_table)
+        return self._staging is not None and bool(
+            self._staging.prediction_uris(self._shard_of(job)))
 
     def _finish_summary(self, counts: RequestCounts, cached_before: int) -> None:
         self.summary.requests = counts.unique
