@@ -31,6 +31,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sqlglot import exp
+
 from gemini_batch import catalog
 from gemini_batch.bq import quote_table
 from gemini_batch.config import BatchModel
@@ -151,10 +153,11 @@ class GcsStaging:
         self._require_bucket()
         uri = self.input_uri(shard_table)
         if not self.local:
+            # OPTIONS take literals only (no query parameters): sqlglot quotes the URI.
+            literal = exp.Literal.string(uri).sql(dialect="bigquery")
             bq.query(
-                f"EXPORT DATA OPTIONS (uri = @uri, format = 'JSON', overwrite = true) AS "
-                f"SELECT request_id, request FROM {quote_table(shard_table)}",
-                {"uri": uri},
+                f"EXPORT DATA OPTIONS (uri = {literal}, format = 'JSON', overwrite = true) AS "
+                f"SELECT request_id, request FROM {quote_table(shard_table)}"
             )
             return uri
         folder = self.job_folder(shard_table).child("input")
