@@ -346,6 +346,14 @@ def _reusable_stack(
 ) -> StackState | None:
     """The stack already running from ``data_dir``, if any; refused on other ports."""
     running = read_state(data_dir)
+    if running is not None and not running.storage_pid and _alive(
+        running.bigquery_pid, "bqemulator"
+    ):
+        raise LocalStackError(
+            f"A stack started from {data_dir} by an earlier gemini-batch runs without Cloud "
+            f"Storage. Stop it (gemini-batch local stop --data-dir {data_dir}) and start "
+            "again: its data stays."
+        )
     if running is None or not stack_alive(running):
         return None
     # Ports are the settings a caller gives on purpose (the others have defaults):

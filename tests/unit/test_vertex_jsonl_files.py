@@ -1,0 +1,83 @@
+"""The Vertex emulator's JSONL side without a server: which objects a wildcard takes,
+how prediction files are named as a job exports, and the shape of an output line."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from gemini_batch.local.vertex.jsonl import (
+    EXTRA,
+    WHERE,
+    JsonlFiles,
+    output_directory_name,
+    output_line,
+    wildcard_pattern,
+)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "name", "matches"),
+    [
+        ("in/*.jsonl", "in/a.jsonl", True),
+        ("in/*.jsonl", "in/sub/a.jsonl", False),  # * stays within a folder
+        ("in/**.jsonl", "in/sub/a.jsonl", True),
+        ("in/part-?.jsonl", "in/part-1.jsonl", True),
+        ("in/part-[12].jsonl", "in/part-3.jsonl", False),
+        ("in/a.jsonl", "in/a.jsonlx", False),
+    ],
+)
+def test_wildcards_match_as_cloud_storage_wildcards(pattern, name, matches):
+    assert bool(wildcard_pattern(pattern).match(name)) is matches
+
+
+class Uploads:
+    """What a job's writes upload: object names and their lines."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    def bucket(self, name: str) -> Uploads:
+        return self
+
+    def blob(self, name: str) -> Uploads:
+        self._name = name
+        return self
+
+    def upload_from_string(self, data: bytes, **kwargs: Any) -> None:
+        assert kwargs["if_generation_match"] == 0  # never over an existing file
+        self.objects[self._name] = data
+
+
+def test_each_export_of_a_long_job_is_a_file_of_its_own():
+    uploads = Uploads()
+    job = {"inputConfig": {"gcsSource": {"uris": ["gs://bkt/in.jsonl"]}},
+           "outputConfig": {"gcsDestination": {"outputUriPrefix": "gs://bkt/out"}}}
+    files = JsonlFiles(uploads, job)  # type: ignore[arg-type]
+    moment = datetime(2026, 1, 2, tzinfo=UTC)
+    files.output_dir = files.output_dir.child(output_directory_name(moment))
+    row = {"request": {"contents": []}, "status": "", "processed_time": 1_767_312_000_000_000,
+           "response": '{"candidates":[]}', WHERE: "x", EXTRA: {"id": 7}}
+    files.write([row])
+    files.write([row, row])
+    folder = "out/prediction-model-2026-01-02T00:00:00.000000Z"
+    assert {name: data.count(b"\n") for name, data in uploads.objects.items()} == {
+        f"{folder}/predictions.jsonl": 1,
+        f"{folder}/predictions_1.jsonl": 2,
+    }
+    assert files.output_info == {"gcsOutputDirectory": f"gs://bkt/{folder}"}
+
+
+def test_an_output_line_is_shaped_like_the_services():
+    line = json.loads(output_line({
+        "request": {"contents": []}, "status": "", "processed_time": 1_730_821_703_527_000,
+        "response": '{"candidates": []}', WHERE: "gs://b/in.jsonl, line 1", EXTRA: {"id": 7},
+    }))
+    assert list(line) == ["status", "processed_time", "id", "request", "response"]
+    assert line["processed_time"] == "2024-11-05T15:48:23.527+00:00"  # as in the fixtures
+    failed = json.loads(output_line({"request": "x", "status": "Bad Request: ...",
+                                     "processed_time": 0, "response": None}))
+    assert "response" not in failed
