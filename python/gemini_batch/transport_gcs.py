@@ -206,16 +206,36 @@ class GcsStaging:
             bq.client.load_table_from_uri(
                 [str(path) for path in files], output_table, job_config=config
             ).result()
-            return True
-        loading = f"{output_table}__loading"
-        bq.drop_tables([loading])
-        for chunk in self._chunks(files):
-            bq.client.load_table_from_file(io.BytesIO(chunk), loading,
-                                           job_config=config).result()
-        bq.query(f"CREATE TABLE {quote_table(output_table)} AS "
-                 f"SELECT * FROM {quote_table(loading)}")
-        bq.drop_tables([loading])
+        else:
+            loading = f"{output_table}__loading"
+            bq.drop_tables([loading])
+            for chunk in self._chunks(files):
+                bq.client.load_table_from_file(io.BytesIO(chunk), loading,
+                                               job_config=config).result()
+            bq.query(f"CREATE TABLE {quote_table(output_table)} AS "
+                     f"SELECT * FROM {quote_table(loading)}")
+            bq.drop_tables([loading])
+        self._check_request_ids(bq, shard_table, output_table)
         return True
+
+    def _check_request_ids(self, bq: BigQuery, shard_table: str, output_table: str) -> None:
+        """Every prediction must name its request_id (the input line's field, passed
+        through): without it an answer could not be matched, its request would look
+        unanswered and be paid for again. Then the output table is dropped (the job stays
+        unmerged, its requests in flight) and the build says so."""
+        [row] = bq.query(
+            f"SELECT COUNTIF(request_id IS NULL) AS missing, COUNT(*) AS lines "
+            f"FROM {quote_table(output_table)}"
+        )
+        if row["missing"]:
+            bq.drop_tables([output_table])
+            raise StorageError(
+                f"{row['missing']} of {row['lines']} predictions under "
+                f"{self.output_prefix(shard_table)} have no request_id: the service did not "
+                "pass the input lines' request_id field through. They are kept there, and "
+                f"the requests of {shard_table} are not sent again; report this (with one "
+                "prediction line) and use transport 'bigquery' meanwhile."
+            )
 
     def _chunks(self, files: list[GcsPath]) -> Iterator[bytes]:
         chunk: list[bytes] = []
