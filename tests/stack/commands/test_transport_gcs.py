@@ -19,6 +19,8 @@ from google.cloud import storage
 from helpers.build_project import PROMPTS, batch_model_sql
 from helpers.dbt_projects import DbtProjects, DbtTestProject, cli_ok, environment
 
+pytestmark = pytest.mark.slow
+
 PROJECT_YML = """\
 name: transport
 version: "1.0"
