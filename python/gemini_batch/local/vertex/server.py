@@ -96,25 +96,16 @@ def _render(job: dict[str, Any], int_enums: bool) -> dict[str, Any]:
 
 
 class _Side(NamedTuple):
-    """Where a job's input or output is, in a BatchPredictionJob."""
+    """Where a job's BigQuery input or output is, in a BatchPredictionJob."""
 
     config: str
     format_field: str
     location: str
     uri_field: str
-    gcs_location: str
-    gcs_field: str
 
 
-_INPUT = _Side("inputConfig", "instancesFormat", "bigquerySource", "inputUri", "gcsSource", "uris")
-_OUTPUT = _Side(
-    "outputConfig",
-    "predictionsFormat",
-    "bigqueryDestination",
-    "outputUri",
-    "gcsDestination",
-    "outputUriPrefix",
-)
+_INPUT = _Side("inputConfig", "instancesFormat", "bigquerySource", "inputUri")
+_OUTPUT = _Side("outputConfig", "predictionsFormat", "bigqueryDestination", "outputUri")
 _LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 
 
