@@ -530,7 +530,7 @@ def cancel_command(what: str | None, yes: bool, **kwargs: Any) -> None:
         return
     for entry, status in cancel_jobs(ws, chosen):
         console.print(f"{entry.job_id or entry.job_name}: {status.state} "
-                      f"({entry.dbt_model.rsplit('.', 1)[-1]}, {entry.request_count:,} requests)")
+                      f"({entry.model_name}, {entry.request_count:,} requests)")
 
 
 @main.command("reset")
@@ -571,34 +571,51 @@ def reset_command(model_name: str, yes: bool, **kwargs: Any) -> None:
 @click.option("--location", default="us-central1", show_default=True,
               help="Region of the job (or global).")
 @click.option("--project", default=None, envvar="GEMINI_BATCH_PROJECT",
-              help="Google Cloud project (default: $GEMINI_BATCH_PROJECT, then ADC's).")
+              help="Google Cloud project (default: $GEMINI_BATCH_PROJECT, then the dbt "
+              "target's with a profile, then ADC's).")
 @click.option("--no-wait", is_flag=True, help="Submit and exit 75; run again to collect.")
 @click.option("--download", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the result lines to this local file.")
-@click.option("--ledger", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path(".gemini_batch/submit-jobs.jsonl"), show_default=True,
-              help="The local file that remembers submitted jobs (a rerun resumes them).")
+@click.option("--ledger", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The local file that remembers submitted jobs (a rerun resumes them); "
+              "default .gemini_batch/submit-jobs.jsonl, unless a dbt profile is given.")
+@_project_options
 @_reports_service_errors
 def submit_command(input_file: str, output: str, model: str, location: str,
                    project: str | None, no_wait: bool, download: Path | None,
-                   ledger: Path) -> None:
+                   ledger: Path | None, **kwargs: Any) -> None:
     """Run one batch job over a JSONL file of requests: INPUT is a local file or gs:// URI,
     one {"request": {...}} per line (the tutorial's format).
 
-    Every line is checked before anything is paid for; the job is remembered in the
-    ledger file, so running the same command again resumes it instead of paying twice.
+    Every line is checked before anything is paid for; the job is remembered in a ledger
+    (the dbt target's gemini_batch_jobs when --project-dir, --profiles-dir, --target or
+    --profile is given, otherwise a local file), so running the same command again
+    resumes it instead of paying twice.
     """
     from gemini_batch.submit import SubmitOptions, run_submit, summary_lines
+    from gemini_batch.submit_ledger import DEFAULT_LEDGER, SubmissionStore
 
+    store: SubmissionStore | None = None
+    profile_options = ("project_dir", "profiles_dir", "target", "profile")
+    if any(kwargs.get(name) for name in profile_options):
+        if ledger is not None:
+            raise GeminiBatchError(
+                "--ledger is the local ledger file; with a dbt profile the job goes in the "
+                "target's gemini_batch_jobs. Give one or the other.")
+        from gemini_batch.submit_ledger import TargetSubmitLedger
+
+        _, ws = _open_workspace(kwargs)
+        store = TargetSubmitLedger(ws.ledger)
+        project = project or ws.target.project
     options = SubmitOptions(input=input_file, output=output, model=model, location=location,
                             project=project, wait=not no_wait, download=download,
-                            ledger=ledger)
+                            ledger=ledger or DEFAULT_LEDGER)
 
     def say(line: str) -> None:
         err_console.print(line, highlight=False, markup=False, soft_wrap=True)
 
     try:
-        result = run_submit(options, say=say)
+        result = run_submit(options, say=say, store=store)
     except KeyboardInterrupt:
         say("Interrupted: the job (if one was created) runs on; run the same command again "
             "to follow it.")

@@ -322,7 +322,7 @@ def jobs_table(
             status.failed, entry.failed_count or 0)
         table.add_row(
             entry.job_id or _short(entry.job_name),
-            entry.dbt_model.rsplit(".", 1)[-1],
+            entry.model_name,
             state,
             f"{entry.request_count:,}",
             "-" if succeeded is None else f"{succeeded:,}",

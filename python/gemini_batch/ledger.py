@@ -1,7 +1,8 @@
 """The job ledger ``gemini_batch_jobs`` and the build locks ``gemini_batch_locks`` (BigQuery).
 
 One ledger row per Vertex AI batch job, written right after the job is created and
-before anything waits on it; state and count changes are written together
+before anything waits on it (a ``gemini-batch submit`` row: before the create, see
+:data:`SUBMIT_PREFIX`); state and count changes are written together
 (:class:`LedgerUpdates`, one statement for many jobs), and ``merged_at`` is set once the
 job's output is in ``<model>__responses``. A killed build finds its jobs again with
 :meth:`Ledger.live_jobs`. Columns and why concurrent writes are safe: docs/ledger.md.
@@ -36,6 +37,15 @@ from gemini_batch.jobs import NOT_FOUND_STATE, TERMINAL_STATES
 
 LEDGER_TABLE = "gemini_batch_jobs"
 LOCKS_TABLE = "gemini_batch_locks"
+
+# `dbt_model` of a `gemini-batch submit` row: this prefix and the submission's key. No
+# dbt unique_id starts so (they start with `model.`), so a build never takes one for its
+# model's job, and the commands over the whole ledger can tell them apart.
+SUBMIT_PREFIX = "submit."
+# State of a submit row written before its job was created: `job_name` is then a
+# placeholder no service knows (`CREATING_JOB`), never asked of Vertex AI.
+CREATING_STATE = "CREATING"
+CREATING_JOB = "projects/{project}/locations/{location}/batchPredictionJobs/creating-{submit_id}"
 
 # States after which a job never changes again (NOT_FOUND: the service lost it).
 ENDED_STATES = TERMINAL_STATES | {NOT_FOUND_STATE}
@@ -80,6 +90,21 @@ class LedgerEntry:
     @property
     def is_terminal(self) -> bool:
         return self.state in ENDED_STATES
+
+    @property
+    def is_created(self) -> bool:
+        """Whether Vertex AI has the job (a submit row may be written before the create)."""
+        return self.state != CREATING_STATE
+
+    @property
+    def is_submission(self) -> bool:
+        """A `gemini-batch submit` job, not a batch model's."""
+        return self.dbt_model.startswith(SUBMIT_PREFIX)
+
+    @property
+    def model_name(self) -> str:
+        """What the tables show as the job's model: the batch model's name, or (submit)."""
+        return "(submit)" if self.is_submission else self.dbt_model.rsplit(".", 1)[-1]
 
     @property
     def is_live(self) -> bool:
@@ -234,6 +259,22 @@ WHEN MATCHED THEN UPDATE SET {assignments}""",
                 timeout=SMALL_STATEMENT_TIMEOUT,
             )
 
+    def rename(self, placeholder: str, job_name: str, /, **fields: Any) -> None:
+        """Set columns of the row recorded as ``placeholder`` or as ``job_name`` (a submit
+        row written before its job existed, or after), giving it ``job_name``; one
+        UPDATE, safe to send again."""
+        unknown = set(fields) - set(LEDGER_SCHEMA) | ({"job_name", "updated_at"} & set(fields))
+        if unknown:
+            raise ValueError(f"Not ledger columns that can be updated: {sorted(unknown)}")
+        values = {"job_name": job_name, **fields, "updated_at": _now()}
+        assignments = ", ".join(f"`{name}` = @{name}" for name in values)
+        self.bq.query(
+            f"UPDATE {quote_table(self.table)} SET {assignments} "
+            "WHERE job_name = @placeholder OR job_name = @job_name",
+            {**_typed(values), "placeholder": placeholder},
+            timeout=SMALL_STATEMENT_TIMEOUT,
+        )
+
     def get(self, job_name: str) -> LedgerEntry | None:
         """The row of one job, or None."""
         rows = self._select("WHERE job_name = @job_name", {"job_name": job_name})
@@ -315,11 +356,7 @@ WHERE gemini_model = @gemini_model AND succeeded_count > 0 AND candidates_tokens
         """
         dbt_model = _model_id(model)
         owner = owner or LockOwner.current()
-        holder = self._claim(dbt_model, owner, ttl, stale_token=None)
-        if holder.token != owner.token and holder.host == owner.host and not _pid_alive(holder.pid):
-            # A build on this host that was killed: take its lock over, atomically (only
-            # if that dead build still holds it).
-            holder = self._claim(dbt_model, owner, ttl, stale_token=holder.token)
+        holder = self.claim(dbt_model, owner, ttl=ttl)
         if holder.token != owner.token:
             raise LockedError(
                 f"Model {dbt_model} is being built by another gemini-batch process "
@@ -327,6 +364,19 @@ WHERE gemini_model = @gemini_model AND succeeded_count > 0 AND candidates_tokens
                 f"a killed process on another host expires {_ttl_text(ttl)} after its last "
                 "refresh."
             )
+        return holder
+
+    def claim(
+        self, key: str, owner: LockOwner, *, ttl: timedelta = DEFAULT_LOCK_TTL
+    ) -> LockOwner:
+        """Claim lock ``key`` (a model's unique_id, or a submission's ``submit.<key>``)
+        and return who holds it then: ``owner`` if the claim succeeded. Free, expired,
+        ours, or held by a dead process on this host: the claim succeeds."""
+        holder = self._claim(key, owner, ttl, stale_token=None)
+        if holder.token != owner.token and holder.host == owner.host and not _pid_alive(holder.pid):
+            # A process on this host that was killed: take its lock over, atomically
+            # (only if that dead process still holds it).
+            holder = self._claim(key, owner, ttl, stale_token=holder.token)
         return holder
 
     def refresh_lock(
@@ -501,6 +551,8 @@ def _now() -> datetime:
 
 
 __all__ = [
+    "CREATING_JOB",
+    "CREATING_STATE",
     "DEFAULT_LOCK_TTL",
     "LEDGER_SCHEMA",
     "LEDGER_TABLE",
@@ -512,4 +564,5 @@ __all__ = [
     "LedgerEntry",
     "LedgerUpdates",
     "LockOwner",
+    "SUBMIT_PREFIX",
 ]

@@ -19,19 +19,27 @@ from gemini_batch.workspace import Workspace
 
 
 def service_statuses(ws: Workspace, entries: list[LedgerEntry]) -> dict[str, JobStatus]:
-    """What Vertex AI says now of each of ``entries``, by job name."""
-    return {entry.job_name: ws.vertex(entry.location).get(entry.job_name) for entry in entries}
+    """What Vertex AI says now of each of ``entries``, by job name (a submit row whose
+    job is still being created has no job to ask about)."""
+    return {entry.job_name: ws.vertex(entry.location).get(entry.job_name)
+            for entry in entries if entry.is_created}
 
 
 def _names(entry: LedgerEntry) -> tuple[str, ...]:
     return (entry.job_name, entry.job_id or "", entry.job_name.rsplit("/", 1)[-1])
 
 
+def _running(ws: Workspace) -> list[LedgerEntry]:
+    """Jobs of the ledger that run (batch models' and submits'), created ones only."""
+    return [entry for entry in ws.ledger.live_jobs()
+            if not entry.is_terminal and entry.is_created]
+
+
 def jobs_to_cancel(ws: Workspace, project: DbtProject, what: str | None) -> list[LedgerEntry]:
     """The running jobs ``what`` names: a job (id or full name), a batch model (name or
     unique_id), or, for None, every running job. A job that already ended, or a name
     that is neither, is a GeminiBatchError saying so."""
-    running = [entry for entry in ws.ledger.live_jobs() if not entry.is_terminal]
+    running = _running(ws)
     if what is None:
         return running
     chosen = [entry for entry in running if what in _names(entry)]
@@ -70,7 +78,7 @@ def wait_for_jobs(
     merging is the next build's (it knows the models). Returns the jobs it watched and
     what the service said last of each; a job still running is in flight.
     """
-    watched = [entry for entry in ws.ledger.live_jobs() if not entry.is_terminal]
+    watched = _running(ws)
     statuses: dict[str, JobStatus] = {}
     deadline = None if timeout is None else time.monotonic() + timeout
     backoff = Backoff(poll_initial, poll_max)

@@ -4,7 +4,8 @@ tutorial's flow (JSONL in Cloud Storage → predictions in Cloud Storage), done 
 Every line is checked before anything is paid for (``request_checks``: the checks of
 ``gemini_batch.request_problems``, with line numbers), the cost is estimated (``cost``),
 a local input is uploaded under the output prefix, and the job is written to the submit
-ledger (``submit_ledger``) before it is created, with the label its create call carries:
+ledger (``submit_ledger``: a local file, or the dbt target's ``gemini_batch_jobs``)
+before it is created, with the label its create call carries:
 a submit killed anywhere resumes its job, never making a second one. Waiting shows the
 job's progress; the end says what was answered, what it cost and where the results are.
 Talks to Cloud Storage and Vertex AI.
@@ -18,6 +19,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +29,12 @@ from gemini_batch.errors import ConfigError, InputError
 from gemini_batch.exit_codes import ExitCode
 from gemini_batch.jobs import TOOL_LABEL, Backoff, JobStatus, VertexJobs, label_value
 from gemini_batch.request_checks import request_problems
-from gemini_batch.submit_ledger import DEFAULT_LEDGER, Submission, SubmitLedger
+from gemini_batch.submit_ledger import (
+    DEFAULT_LEDGER,
+    Submission,
+    SubmissionStore,
+    SubmitLedger,
+)
 from gemini_batch.transport import (
     GcsPath,
     object_lines,
@@ -202,8 +209,12 @@ def run_submit(
     jobs: VertexJobs | None = None,
     client: storage.Client | None = None,
     poll: Backoff | None = None,
+    store: SubmissionStore | None = None,
 ) -> SubmitResult:
-    """Check, estimate, upload, submit (or resume), wait if asked, and summarise."""
+    """Check, estimate, upload, submit (or resume), wait if asked, and summarise.
+
+    ``store``: where the job is remembered (the dbt target's ledger, or by default the
+    file ``options.ledger``); both resume alike, as this function is the only logic."""
     project = _project(options)
     output = GcsPath.of(options.output, "--output")
     _model_problem(options.model, options.location)
@@ -214,45 +225,69 @@ def run_submit(
         f"{_usd(estimate.usd)} (worst case {_usd(estimate.worst_case_usd)}), model "
         f"{options.model} in {options.location}.")
     jobs = jobs or VertexJobs(project=project, location=options.location)
-    ledger = SubmitLedger(options.ledger)
+    store = store or SubmitLedger(options.ledger)
     key = submission_key(options, project, checked.sha256)
-    with ledger.locked(key):
-        known = ledger.find(key)
-        if known is not None and known.job_name:
-            status = jobs.get(known.job_name)
-            if status.state not in RESUBMIT_STATES:
-                say(f"Resuming job {status.name} ({status.state}) from {ledger.path}: "
-                    "nothing is submitted again.")
-                return _follow(options, jobs, ledger, known, status, estimate, client,
-                               say=say, poll=poll, resumed=True)
-            say(f"Job {known.job_name} ended {status.state} without processing anything: "
-                "submitting a new one.")
-            known = None
-        require_bucket(client, output, "--output")
-        input_uri = _uploaded_input(client, options.input, output, checked.sha256, say)
-        submission = known or Submission(
-            key=key, submit_id=secrets.token_hex(8), input_uri=input_uri,
-            output=str(output).rstrip("/"), model=options.model, project=project,
-            location=options.location, requests=checked.requests,
-        )
-        resumed = known is not None
-        status = jobs.made_by(submission.submit_id) if resumed else None
-        if status is None:
-            ledger.write(submission)  # before the create: a kill after it finds the job
-            status = jobs.submit_jsonl(
-                display_name=f"gemini-batch submit {Path(input_uri).name}"[:128],
-                gemini_model=options.model,
-                input_uris=[input_uri],
-                output_prefix=submission.output,
-                labels={"tool": TOOL_LABEL, "submit": label_value(key[:16])},
-                submit_id=submission.submit_id,
-            )
-            say(f"Submitted job {status.name}.")
-        else:
-            say(f"Found job {status.name}, created by an earlier submit: not creating another.")
-        submission = ledger.write(submission.with_job(job_name=status.name, state=status.state))
-    return _follow(options, jobs, ledger, submission, status, estimate, client, say=say,
+    # Held while deciding and creating only: once the job is written down, a second
+    # submit of the same input follows the same job.
+    with store.locked(key):
+        submission, status, resumed = _job_of(
+            options, store, jobs, client, key=key, project=project, output=output,
+            checked=checked, estimate=estimate, say=say)
+    return _follow(options, jobs, store, submission, status, estimate, client, say=say,
                    poll=poll, resumed=resumed)
+
+
+def _job_of(
+    options: SubmitOptions,
+    store: SubmissionStore,
+    jobs: VertexJobs,
+    client: storage.Client,
+    *,
+    key: str,
+    project: str,
+    output: GcsPath,
+    checked: CheckedInput,
+    estimate: CostEstimate,
+    say: Callable[[str], None],
+) -> tuple[Submission, JobStatus, bool]:
+    """The submission's job: the one written down (unless it ended having processed
+    nothing), the one a lost create made, or a new one, written down before its create."""
+    known = store.find(key)
+    if known is not None and known.job_name:
+        status = jobs.get(known.job_name)
+        if status.state not in RESUBMIT_STATES:
+            say(f"Resuming job {status.name} ({status.state}) from {store.where}: "
+                "nothing is submitted again.")
+            return known, status, True
+        say(f"Job {known.job_name} ended {status.state} without processing anything: "
+            "submitting a new one.")
+        store.write(known.with_job(state=status.state,
+                                   collected_at=datetime.now(UTC).isoformat()))
+        known = None
+    require_bucket(client, output, "--output")
+    input_uri = _uploaded_input(client, options.input, output, checked.sha256, say)
+    submission = known or Submission(
+        key=key, submit_id=secrets.token_hex(8), input_uri=input_uri,
+        output=str(output).rstrip("/"), model=options.model, project=project,
+        location=options.location, requests=checked.requests, estimated_usd=estimate.usd,
+    )
+    resumed = known is not None
+    status = jobs.made_by(submission.submit_id) if resumed else None
+    if status is None:
+        store.write(submission)  # before the create: a kill after it finds the job
+        status = jobs.submit_jsonl(
+            display_name=f"gemini-batch submit {Path(input_uri).name}"[:128],
+            gemini_model=options.model,
+            input_uris=[input_uri],
+            output_prefix=submission.output,
+            labels={"tool": TOOL_LABEL, "submit": label_value(key[:16])},
+            submit_id=submission.submit_id,
+        )
+        say(f"Submitted job {status.name}.")
+    else:
+        say(f"Found job {status.name}, created by an earlier submit: not creating another.")
+    submission = store.write(submission.with_job(job_name=status.name, state=status.state))
+    return submission, status, resumed
 
 
 def _uploaded_input(client: storage.Client, source: str, output: GcsPath, sha256: str,
@@ -270,7 +305,7 @@ def _uploaded_input(client: storage.Client, source: str, output: GcsPath, sha256
 def _follow(
     options: SubmitOptions,
     jobs: VertexJobs,
-    ledger: SubmitLedger,
+    store: SubmissionStore,
     submission: Submission,
     status: JobStatus,
     estimate: CostEstimate,
@@ -282,15 +317,18 @@ def _follow(
 ) -> SubmitResult:
     if options.wait:
         status = _wait(jobs, status, say=say, poll=poll or Backoff(initial=0.5, maximum=30.0))
-    if status.state != submission.state:
-        submission = ledger.write(submission.with_job(
-            state=status.state, output_directory=status.output_directory))
     result = SubmitResult(submission, status, estimate, resumed)
     if status.terminal and status.output_directory:
         result.files = prediction_files(client, status.output_directory)
         usage = _read_predictions(client, result.files, options.download)
         result.cost_usd = actual_cost(options.model, usage)
         result.downloaded = usage.succeeded + usage.failed if options.download else 0
+    if status.state != submission.state or (status.terminal and not submission.collected_at):
+        result.submission = store.write(submission.with_job(
+            state=status.state, output_directory=status.output_directory,
+            succeeded=status.succeeded, failed=status.failed, cost_usd=result.cost_usd,
+            error=status.error or None,
+            collected_at=datetime.now(UTC).isoformat() if status.terminal else None))
     return result
 
 
