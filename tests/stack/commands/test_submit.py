@@ -1,6 +1,7 @@
 """`gemini-batch submit`: the tutorial's two JSONL files through one command on the local
 stack, as a user runs it: what it prints, its exit code, the result files, the jobs the
-Vertex emulator was given (never one too many)."""
+Vertex emulator was given (never one too many); with a dbt profile, the rows of the
+target's ledger, what `status` / `jobs` show, and a build beside it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,9 +20,12 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import aiplatform_v1, storage
 
+from gemini_batch.bq import BigQuery, bigquery_client
 from gemini_batch.cli import main
+from gemini_batch.ledger import Ledger, LockOwner
 from gemini_batch.local.stack import DEFAULT_LOCATION
-from helpers.dbt_projects import environment
+from helpers.build_project import new_build_project
+from helpers.dbt_projects import DbtProjects, DbtTestProject, cli_ok, environment
 from helpers.paths import FIXTURES
 
 TEXT = FIXTURES / "batch_request_text_input.jsonl"
@@ -47,6 +52,15 @@ def vertex(local_stack) -> aiplatform_v1.JobServiceClient:
         credentials=AnonymousCredentials(),
         client_options=ClientOptions(api_endpoint=local_stack.vertex_endpoint),
     )
+
+
+@pytest.fixture(scope="module")
+def dbt_project(dbt_projects: DbtProjects) -> Iterator[DbtTestProject]:
+    """prompts → questions (a batch model) → answers: the target whose ledger a submit
+    with a profile writes to, and a build beside it."""
+    project = new_build_project(dbt_projects)
+    yield project
+    project.drop()
 
 
 def jobs_made(vertex, project: str) -> int:
@@ -144,3 +158,66 @@ def test_a_killed_submit_resumes_its_job(local_stack, bucket, vertex, tmp_path, 
     assert "Resuming job" in resumed.stderr
     assert "ended SUCCEEDED: 3 answered" in resumed.stdout
     assert jobs_made(vertex, local_stack.project) == before + 1
+
+
+def test_with_a_profile_the_targets_ledger_resumes_the_job_and_a_build_leaves_it(
+    local_stack, bucket, vertex, dbt_project, faults
+):
+    output = ["--output", f"gs://{bucket}/target", "--model", "gemini-2.5-flash"]
+    before = jobs_made(vertex, local_stack.project)
+    faults.put("/emulator/faults", json={"hold": True}).raise_for_status()
+    stopped = dbt_project.cli("submit", str(MULTIMODAL), *output, "--no-wait")
+    assert stopped.exit_code == 75, stopped.output
+
+    # The row is the target's, with the label value the job carries.
+    (row,) = dbt_project.rows(
+        "select * from `{ds}.gemini_batch_jobs` where starts_with(dbt_model, 'submit.')")
+    job = dbt_project.vertex().get(row["job_name"])
+    assert job.labels["gemini_batch_submit"] == row["invocation_id"]
+    assert (row["state"], row["request_count"], row["gemini_model"]) == (
+        "QUEUED", 3, "gemini-2.5-flash")
+    assert row["shard_table"].startswith(f"gs://{bucket}/target/inputs/")
+    assert row["merged_at"] is None
+
+    status = cli_ok(dbt_project.cli("status"))
+    line = next(line for line in status.splitlines() if job.job_id in line)
+    assert "(submit)" in line and "QUEUED" in line
+
+    # A build beside it neither adopts nor cancels the submit's job.
+    built = dbt_project.cli("build", "--no-wait", "-s", "+questions")
+    cli_ok(built, code=75)
+    assert "adopting" not in built.output
+    assert dbt_project.vertex().get(job.name).state == "QUEUED"
+    (model_job,) = dbt_project.jobs()
+    assert {entry["dbt_model"]: entry["job_name"] for entry in dbt_project.rows(
+        "select dbt_model, job_name from `{ds}.gemini_batch_jobs`")} == {
+        "model.e2e.questions": model_job.name, row["dbt_model"]: job.name}
+
+    # Another process holding the submission: refused, saying who.
+    ledger = Ledger(BigQuery(bigquery_client(
+        local_stack.project, api_endpoint=local_stack.bigquery_endpoint)),
+        local_stack.project, dbt_project.dataset)
+    other = LockOwner(host="other-host", pid=4242)
+    ledger.claim(row["dbt_model"], other)
+    try:
+        refused = dbt_project.cli("submit", str(MULTIMODAL), *output)
+    finally:
+        ledger.unlock(row["dbt_model"], other)
+    assert refused.exit_code == 1, refused.output
+    assert "Another `gemini-batch submit` of the same input (pid 4242 on other-host" in (
+        refused.stderr)
+
+    faults.put("/emulator/faults", json={}).raise_for_status()
+    resumed = dbt_project.cli("submit", str(MULTIMODAL), *output)
+    assert resumed.exit_code == 0, resumed.output
+    assert f"Resuming job {job.name} (" in resumed.stderr
+    assert f"from {ledger.table}: nothing is submitted again." in resumed.stderr
+    assert "ended SUCCEEDED: 3 answered, 0 failed of 3." in resumed.stdout
+    assert jobs_made(vertex, local_stack.project) == before + 2  # the submit's, the build's
+    (row,) = dbt_project.rows(
+        "select * from `{ds}.gemini_batch_jobs` where starts_with(dbt_model, 'submit.')")
+    assert (row["state"], row["succeeded_count"], row["failed_count"]) == ("SUCCEEDED", 3, 0)
+    assert row["merged_at"] is not None  # handled: no longer in flight
+    listed = cli_ok(dbt_project.cli("jobs"))
+    line = next(line for line in listed.splitlines() if job.job_id in line)
+    assert "(submit)" in line and "SUCCEEDED" in line
