@@ -146,11 +146,11 @@ class TargetSubmitLedger:
         from gemini_batch.ledger import SUBMIT_PREFIX
 
         rows = self.ledger.entries(SUBMIT_PREFIX + key, limit=1)
-        return _submission(key, rows[0]) if rows else None
+        return submission_of(key, rows[0]) if rows else None
 
     def write(self, submission: Submission) -> Submission:
         written = replace(submission, written_at=datetime.now(UTC).isoformat())
-        entry = _entry(written)
+        entry = ledger_row(written)
         if written.job_name is None:
             self.ledger.record_submitted(entry)
         else:  # the row may still hold the placeholder name it had before the create
@@ -183,7 +183,7 @@ def _placeholder(submission: Submission) -> str:
                                submit_id=submission.submit_id)
 
 
-def _entry(submission: Submission) -> LedgerEntry:
+def ledger_row(submission: Submission) -> LedgerEntry:
     """The ledger row of a submission: its input in ``shard_table``, its output prefix
     in ``model_relation``, the create call's label value in ``invocation_id``."""
     from gemini_batch.ledger import CREATING_STATE, SUBMIT_PREFIX, LedgerEntry
@@ -211,7 +211,8 @@ def _entry(submission: Submission) -> LedgerEntry:
     )
 
 
-def _submission(key: str, row: LedgerEntry) -> Submission:
+def submission_of(key: str, row: LedgerEntry) -> Submission:
+    """The submission ``key`` as its ledger row holds it (``ledger_row`` read back)."""
     created = row.is_created
     return Submission(
         key=key, submit_id=row.invocation_id or "", input_uri=row.shard_table,

@@ -1,15 +1,19 @@
 """A submit killed between writing its ledger line and hearing back from the create call
 finds the job by its label instead of making another; without one it creates with the
-label it wrote down. Fakes stand in for Vertex AI and Cloud Storage (no server)."""
+label it wrote down. Fakes stand in for Vertex AI and Cloud Storage (no server). The
+target's ledger keeps what the file keeps (its rows, read back)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from click.testing import CliRunner
+
+from gemini_batch.cli import main
 from gemini_batch.jobs import JobStatus
 from gemini_batch.submit import SubmitOptions, check_lines, run_submit, submission_key
-from gemini_batch.submit_ledger import Submission, SubmitLedger
+from gemini_batch.submit_ledger import Submission, SubmitLedger, ledger_row, submission_of
 
 LINE = b'{"request": {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}}\n'
 JOB = "projects/p/locations/us-central1/batchPredictionJobs/42"
@@ -88,3 +92,32 @@ def test_without_a_job_the_create_carries_the_label_written_down(tmp_path):
     [created] = jobs.created
     assert created["submit_id"] == "feedc0de"
     assert ledger.find(written.key).job_name == JOB
+
+
+def test_a_row_of_the_targets_ledger_gives_back_the_submission_written():
+    written = Submission(
+        key="ab" * 32, submit_id="feedc0de", input_uri="gs://bucket/out/inputs/x-in.jsonl",
+        output="gs://bucket/out", model="gemini-2.5-flash", project="p",
+        location="us-central1", requests=3, estimated_usd=0.01,
+    )
+    row = ledger_row(written)  # before the create: no job to ask Vertex AI about
+    assert (row.state, row.is_created, row.model_name) == ("CREATING", False, "(submit)")
+    assert row.job_name == (
+        "projects/p/locations/us-central1/batchPredictionJobs/creating-feedc0de")
+    assert row.invocation_id == "feedc0de" and not row.dbt_model.startswith("model.")
+    assert submission_of(written.key, row) == written
+
+    collected = written.with_job(
+        job_name=JOB, state="SUCCEEDED", output_directory="gs://bucket/out/prediction-model-1",
+        succeeded=3, failed=0, cost_usd=0.002, collected_at="2026-12-02T04:00:00+00:00")
+    row = ledger_row(collected)
+    assert row.is_created and not row.is_live  # handled: out of `status`'s in-flight jobs
+    assert submission_of(collected.key, row) == collected
+
+
+def test_a_profile_and_a_ledger_file_are_refused_together():
+    refused = CliRunner().invoke(main, [
+        "submit", "in.jsonl", "--output", "gs://bucket/out", "--model", "gemini-2.5-flash",
+        "--target", "dev", "--ledger", "ledger.jsonl"])
+    assert refused.exit_code == 1
+    assert "--ledger is the local ledger file; with a dbt profile" in refused.stderr
