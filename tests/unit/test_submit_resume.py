@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from gemini_batch.cli import main
@@ -17,11 +18,13 @@ from gemini_batch.submit_ledger import Submission, SubmitLedger, ledger_row, sub
 
 LINE = b'{"request": {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}}\n'
 JOB = "projects/p/locations/us-central1/batchPredictionJobs/42"
+EARLIER = "projects/p/locations/us-central1/batchPredictionJobs/41"
 
 
 class FakeJobs:
-    def __init__(self, made: JobStatus | None) -> None:
+    def __init__(self, made: JobStatus | None, state: str = "RUNNING") -> None:
         self.made = made
+        self.state = state  # of every job asked about
         self.looked_up: list[str] = []
         self.created: list[dict[str, Any]] = []
 
@@ -34,7 +37,7 @@ class FakeJobs:
         return JobStatus(name=JOB, state="QUEUED")
 
     def get(self, name: str) -> JobStatus:
-        return JobStatus(name=name, state="RUNNING")
+        return JobStatus(name=name, state=self.state)
 
 
 class FakeStorage:
@@ -92,6 +95,33 @@ def test_without_a_job_the_create_carries_the_label_written_down(tmp_path):
     [created] = jobs.created
     assert created["submit_id"] == "feedc0de"
     assert ledger.find(written.key).job_name == JOB
+
+
+@pytest.mark.parametrize("state", ["EXPIRED", "NOT_FOUND"])
+def test_a_job_that_processed_nothing_is_submitted_again(tmp_path, state):
+    options, ledger, written = killed_submit(tmp_path)
+    ledger.write(written.with_job(job_name=EARLIER, state="QUEUED"))
+    jobs = FakeJobs(made=None, state=state)
+    said: list[str] = []
+    run_submit(options, say=said.append, jobs=jobs, client=FakeStorage())
+    assert (f"Job {EARLIER} ended {state} without processing anything: "
+            "submitting a new one.") in said
+    [created] = jobs.created
+    assert created["submit_id"] != written.submit_id
+    assert ledger.find(written.key).job_name == JOB
+
+
+@pytest.mark.parametrize("state", ["FAILED", "CANCELLED"])
+def test_a_failed_or_cancelled_job_is_reported_and_nothing_is_submitted(tmp_path, state):
+    options, ledger, written = killed_submit(tmp_path)
+    ledger.write(written.with_job(job_name=EARLIER, state="RUNNING"))
+    jobs = FakeJobs(made=None, state=state)
+    said: list[str] = []
+    result = run_submit(options, say=said.append, jobs=jobs, client=FakeStorage())
+    assert (f"Resuming job {EARLIER} ({state}) from {ledger.where}: "
+            "nothing is submitted again.") in said
+    assert jobs.created == [] and result.exit_code == 3
+    assert ledger.find(written.key).state == state
 
 
 def test_a_row_of_the_targets_ledger_gives_back_the_submission_written():
