@@ -48,6 +48,10 @@ _TRANSIENT = (
 )
 
 
+# The first wait before a failed read is tried again, in seconds (then doubling, to 30).
+READ_RETRY_INITIAL = 1.0
+
+
 def job_location(job_name: str) -> str:
     """``us-central1`` of ``projects/P/locations/us-central1/batchPredictionJobs/ID``."""
     match = JOB_NAME.match(job_name)
@@ -66,22 +70,23 @@ def resolved_endpoint(endpoint: str | None) -> str | None:
 
 class _AsyncAdc(aio_credentials.Credentials):
     """Application Default Credentials for the async REST transport: google-auth's aio
-    package has no ADC of its own, so the sync credentials refresh in a thread when the
-    token runs out, and their token goes on each request."""
+    package has no ADC of its own, so the sync credentials (found on first use) refresh
+    in a thread when the token runs out, and their token goes on each request."""
 
     def __init__(self) -> None:
-        import google.auth
-
         super().__init__()
-        self._credentials, _ = google.auth.default(
-            scopes=["https://www.googleapis.com/auth/cloud-platform"]
-        )
+        self._credentials: Any = None
         self._lock = asyncio.Lock()
 
     async def before_request(self, request: Any, method: str, url: str, headers: dict) -> None:
+        import google.auth
         from google.auth.transport.requests import Request
 
         async with self._lock:
+            if self._credentials is None:
+                self._credentials, _ = await asyncio.to_thread(
+                    google.auth.default, scopes=["https://www.googleapis.com/auth/cloud-platform"]
+                )
             if not self._credentials.valid:
                 await asyncio.to_thread(self._credentials.refresh, Request())
         headers["authorization"] = f"Bearer {self._credentials.token}"
@@ -160,7 +165,8 @@ class GeminiBatchJobTrigger(BaseTrigger):
     def _retry(self) -> retry_async.AsyncRetry:
         return retry_async.AsyncRetry(
             predicate=retry_async.if_exception_type(*_TRANSIENT),
-            initial=1.0, maximum=30.0, multiplier=2.0, timeout=self.unreadable_timeout,
+            initial=READ_RETRY_INITIAL, maximum=30.0, multiplier=2.0,
+            timeout=self.unreadable_timeout,
         )
 
     def _clients(self) -> dict[str, Any]:
@@ -207,7 +213,7 @@ class GeminiBatchJobTrigger(BaseTrigger):
                 if running:
                     if moved:
                         backoff.reset()
-                    await asyncio.sleep(backoff.next_delay())
+                    await _sleep(backoff.next_delay())
         finally:
             await _close(clients)
         yield TriggerEvent(self._event("ended", statuses, f"{len(statuses)} job(s) ended"))
@@ -243,6 +249,10 @@ class GeminiBatchJobTrigger(BaseTrigger):
                     pass  # gone, or ended already (400 over REST)
         finally:
             await _close(clients)
+
+
+# The trigger's waits between polls (a unit test records them instead of waiting).
+_sleep = asyncio.sleep
 
 
 def _progress(status: JobStatus) -> tuple[str, int, int]:
