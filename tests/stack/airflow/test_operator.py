@@ -4,6 +4,10 @@ What a user of Airflow sees: the task deferred (a trigger row in Airflow's datab
 no worker slot) while the Vertex AI jobs are held by the emulator's ``hold`` fault, the
 task and its downstream task done once the jobs end, the build's summary in XCom, the
 dbt models built, and no request sent twice, even when the worker is killed.
+
+One story, to build the project as few times as the assertions need: a worker killed
+while its task is deferred, the task run again resuming the job, a retry round that
+makes it defer a second time, then the downstream model.
 """
 
 from __future__ import annotations
@@ -129,64 +133,18 @@ def _check_built(project: DbtTestProject, dag_run: Any, deferred: int) -> dict[s
     return summary
 
 
-def test_the_task_defers_while_jobs_run_and_again_for_a_retry_round(
+def test_a_deferred_task_outlives_its_worker_and_defers_again_for_a_retry_round(
     project: DbtTestProject, faults: httpx.Client, airflow_dags: Path, watcher: Watcher
 ) -> None:
     # The first job's rows all come back 429 (retried); the retry job is not throttled.
     faults.put("/emulator/faults", json={
         "hold": True, "row_failure_rate": 1.0, "row_failure_codes": [429],
     }).raise_for_status()
+    logical_date = datetime(2026, 1, 2, tzinfo=UTC)
     before = deferrals()
 
-    def look_then_release_the_first_job_only() -> tuple[list[str], list[str]]:
-        seen = (_job_states(project), project.table_ids())
-        # The held job goes on once `hold` is off; the retry job, made after the task
-        # resumes from this deferral (a dbt run later), finds `hold` on again.
-        faults.put("/emulator/faults", json={}).raise_for_status()
-        deadline = time.monotonic() + 600
-        while _job_states(project) in (["QUEUED"], ["PENDING"]):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        faults.put("/emulator/faults", json={"hold": True}).raise_for_status()
-        return seen
-
-    def release_the_retry_job() -> list[str]:
-        states = _job_states(project)
-        faults.put("/emulator/faults", json={}).raise_for_status()
-        return states
-
-    first = watcher.when_deferred(before + 1, look_then_release_the_first_job_only)
-    second = watcher.when_deferred(before + 2, release_the_retry_job)
-    dag_run = run_dag(project, datetime(2026, 1, 2, tzinfo=UTC))
-    watcher.close()
-
-    # Deferred with the job held by the emulator, the downstream model not built yet;
-    # then again with the retry job held.
-    states, tables = first.result()
-    assert states in (["QUEUED"], ["PENDING"])
-    assert "answers" not in tables
-    ended, retry = second.result()
-    assert ended == "FAILED" and retry in ("QUEUED", "PENDING")  # every row of it failed
-    summary = _check_built(project, dag_run, deferred=2)
-    assert deferrals() - before == 2
-    # The last step's counts: it collected the retry job the step before submitted.
-    [model] = summary["models"]
-    assert (model["model"], model["resumed"], model["succeeded"]) == ("questions", 3, 3)
-    jobs = project.jobs()
-    assert len(jobs) == 2  # the first round and one retry round: nothing sent twice
-    assert [job.succeeded + job.failed for job in jobs] == [3, 3]
-    rows = project.rows("select attempts from `{ds}.questions`")
-    assert [row["attempts"] for row in rows] == [2, 2, 2]
-
-
-def test_a_killed_worker_s_task_resumes_its_jobs_when_run_again(
-    project: DbtTestProject, faults: httpx.Client, airflow_dags: Path, watcher: Watcher
-) -> None:
-    faults.put("/emulator/faults", json={"hold": True}).raise_for_status()
-    logical_date = datetime(2026, 1, 3, tzinfo=UTC)
-    before = deferrals()
-
-    # A worker of its own (a process running the DAG), killed while its task is deferred.
+    # A worker of its own (a process running the DAG): its task submits the job and
+    # defers while the emulator holds it; then the worker is killed.
     worker = subprocess.Popen(
         [sys.executable, str(RUN_DAG), DAG_ID, logical_date.isoformat()],
         env={**os.environ, **dag_environment(project)},
@@ -203,21 +161,42 @@ def test_a_killed_worker_s_task_resumes_its_jobs_when_run_again(
         worker.communicate()
     [job] = project.jobs()
     assert job.state in ("QUEUED", "PENDING")
+    assert "answers" not in project.table_ids()  # downstream waits for the answers
 
-    # Run again (dag.test clears the task first, as a retry or a clear would): the task
-    # resumes the job from the ledger and defers on it; nothing is submitted.
-    def look_then_release() -> list[str]:
-        names = [job.name for job in project.jobs()]
+    # Run again (dag.test clears the task first, as a retry or a clear does): the task
+    # resumes the held job from the ledger, submitting nothing, and defers on it.
+    def release_the_first_job_only() -> list[str]:
+        names = [j.name for j in project.jobs()]
+        # The held job goes on once `hold` is off; the retry job, made after the task
+        # resumes from this deferral (a dbt run later), finds `hold` on again.
         faults.put("/emulator/faults", json={}).raise_for_status()
+        deadline = time.monotonic() + 600
+        while _job_states(project) in (["QUEUED"], ["PENDING"]):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        faults.put("/emulator/faults", json={"hold": True}).raise_for_status()
         return names
 
-    seen = watcher.when_deferred(before + 2, look_then_release)
+    def release_the_retry_job() -> list[str]:
+        states = _job_states(project)
+        faults.put("/emulator/faults", json={}).raise_for_status()
+        return states
+
+    first = watcher.when_deferred(before + 2, release_the_first_job_only)
+    second = watcher.when_deferred(before + 3, release_the_retry_job)
     dag_run = run_dag(project, logical_date)
     watcher.close()
 
-    assert seen.result() == [job.name]
-    summary = _check_built(project, dag_run, deferred=1)
+    assert first.result() == [job.name]  # deferred on the killed worker's job
+    # Every row of it failed (429): a retry round, and a second deferral on it.
+    assert second.result()[0] == "FAILED" and second.result()[1] in ("QUEUED", "PENDING")
+    summary = _check_built(project, dag_run, deferred=2)
+    assert deferrals() - before == 3
+    # The last step's counts: it collected the retry job the step before submitted.
     [model] = summary["models"]
-    assert (model["submitted"], model["resumed"], model["succeeded"]) == (0, 3, 3)
-    assert [entry["job_name"] for entry in summary["jobs"]] == [job.name]
-    assert [j.name for j in project.jobs()] == [job.name]  # nothing sent twice
+    assert (model["model"], model["resumed"], model["succeeded"]) == ("questions", 3, 3)
+    jobs = project.jobs()
+    assert jobs[0].name == job.name and len(jobs) == 2  # nothing sent twice
+    assert [j.succeeded + j.failed for j in jobs] == [3, 3]
+    rows = project.rows("select attempts from `{ds}.questions`")
+    assert [row["attempts"] for row in rows] == [2, 2, 2]
