@@ -75,7 +75,7 @@ class GeminiBatchBuildOperator(BaseOperator):
         select: Selection = (),
         exclude: Selection = (),
         selector: str | None = None,
-        vars: Mapping[str, Any] | str | None = None,  # noqa: A002 - dbt's own name
+        vars: Mapping[str, Any] | str | None = None,
         command: Literal["build", "run"] = "build",
         full_refresh: bool = False,
         threads: int | None = None,
