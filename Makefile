@@ -10,10 +10,10 @@ STAMP  := $(VENV)/.installed
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
-	@echo "Setting up $(VENV): dbt-gemini-batch with its local stack and test tools (about a minute, once)"
+	@echo "Setting up $(VENV): dbt-gemini-batch with its local stack, Airflow and test tools (about a minute, once)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -qq --upgrade pip
-	@$(BIN)/python -m pip install -qq -c constraints.txt -e '.[local,test]'
+	@$(BIN)/python -m pip install -qq -c constraints.txt -e '.[local,test,airflow]'
 	@touch $(STAMP)
 
 demo: $(STAMP)

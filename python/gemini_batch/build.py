@@ -112,10 +112,14 @@ def build(
     command: str,
     reporter_factory: Callable[[], Reporter],
     settings: BatchSettings | None = None,
+    on_locked: Callable[[Workspace, Sequence[BatchModel]], None] | None = None,
 ) -> BuildResult:
     """`gemini-batch build|run`: stages of dbt with the batch jobs in between.
 
     ``reporter_factory()`` makes the progress reporter for one level's jobs.
+    ``on_locked(workspace, models)`` is called once the build holds the locks of its
+    batch models: from then on their live jobs are this build's (the Airflow operator
+    cancels them when its task is killed).
     """
     settings = settings or BatchSettings()
     project = DbtProject(options)
@@ -143,6 +147,8 @@ def build(
     summaries: list[ModelSummary] = []
     errors: list[str] = []
     try:
+        if on_locked is not None:
+            on_locked(workspace, locked)
         for stage in stages:
             project.run_stage(command, stage, total=len(stages))
             if not stage.batch_ids:
