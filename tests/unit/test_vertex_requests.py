@@ -12,7 +12,7 @@ from gemini_batch.local.vertex.clock import Stopwatch
 from gemini_batch.local.vertex.engines.openai import chat_request, json_schema
 from gemini_batch.local.vertex.engines.simulate import SimulateEngine
 from gemini_batch.local.vertex.errors import Cancelled
-from gemini_batch.local.vertex.faults import FaultError, Faults
+from gemini_batch.local.vertex.faults import FaultError, Faults, setting_from_text
 from gemini_batch.local.vertex.requests import RequestError, parse_request
 from gemini_batch.local.vertex.runner import JobRunner
 
@@ -163,7 +163,7 @@ def test_hold_keeps_a_job_queued_until_released_or_cancelled():
     def queue(cancel: threading.Event) -> None:
         try:
             # The snapshot a job took when it started, and its clock.
-            runner._queued(cancel, current, Stopwatch(current.time_scale))
+            runner._queued("job-1", cancel, current, Stopwatch(current.time_scale))
             outcomes.append("released")
         except Cancelled:
             outcomes.append("cancelled")
@@ -184,6 +184,14 @@ def test_hold_keeps_a_job_queued_until_released_or_cancelled():
     assert Faults.from_dict({"hold": "true"}).hold is True  # as flags and env give it
     with pytest.raises(FaultError, match="hold is true or false"):
         Faults.from_dict({"hold": "maybe"})
+
+
+def test_released_lets_one_job_go_while_hold_holds_the_others():
+    faults = Faults.from_dict({"hold": True, "released": ["123"]})
+    assert not faults.holds("123") and faults.holds("124")
+    assert Faults.from_dict({"released": ["123", "124"]}).released == ("123", "124")
+    assert Faults.from_dict({"released": ["123"]}).holds("124") is False  # hold is off
+    assert setting_from_text("released", "7,8") == ["7", "8"]  # flag / env form
 
 
 def test_chat_request_maps_json_mode_without_schema():

@@ -78,9 +78,11 @@ SETTINGS = {
     "answer lost on its way, as after a timeout).",
     "hold": "true: jobs stay QUEUED until it is set false (read live: a test holds a job "
     "open exactly as long as it needs).",
+    "released": "Job ids, comma separated, that go on while hold stays true for every other "
+    "job (one job let go, the next one made still held).",
 }
 SETTING_NAMES = tuple(SETTINGS)
-_LISTS = {"row_failure_codes": int, "empty_answer_kinds": str}
+_LISTS = {"row_failure_codes": int, "empty_answer_kinds": str, "released": str}
 _FLOATS = frozenset(
     {"row_failure_rate", "empty_answer_rate", "queue_delay", "row_latency", "run_seconds",
      "time_scale"}
@@ -147,6 +149,13 @@ class Faults:
     # a job open for exactly as long as it needs, on a fast machine or a slow one. Read
     # live while a job waits, not from the job's snapshot.
     hold: bool = False
+    # Job ids (the last segment of the name) let go while `hold` stays on: a test
+    # releases one job and the next job made, whenever it comes, is still held.
+    released: tuple[str, ...] = ()
+
+    def holds(self, job_id: str) -> bool:
+        """Whether job ``job_id`` waits in the queue now (``hold`` on, not released)."""
+        return self.hold and job_id not in self.released
 
     def __post_init__(self) -> None:
         for name in ("row_failure_rate", "empty_answer_rate"):

@@ -161,7 +161,7 @@ class JobRunner:
         queued = Stopwatch(faults.time_scale)
         bigquery = BigQueryRest(self._bigquery_endpoint, grpc_endpoint=self._bigquery_grpc_endpoint)
         try:
-            self._queued(cancel, faults, queued)
+            self._queued(job_id, cancel, faults, queued)
             self._take_slot(cancel, queued)
             try:
                 self._check_cancel(cancel)
@@ -221,12 +221,15 @@ class JobRunner:
                 self._cancel_events.pop(job_id, None)
                 self._threads.pop(job_id, None)
 
-    def _queued(self, cancel: threading.Event, faults: Faults, clock: Stopwatch) -> None:
+    def _queued(
+        self, job_id: str, cancel: threading.Event, faults: Faults, clock: Stopwatch
+    ) -> None:
         """Wait out the queue delay (emulated seconds): 72 hours of it and the job expires."""
         if clock.wait_until(min(faults.queue_delay, QUEUE_LIMIT_SECONDS), cancel):
             raise Cancelled
-        # Read live, not from the snapshot: clearing `hold` releases the jobs it holds.
-        while self._faults().hold:
+        # Read live, not from the snapshot: clearing `hold` (or naming the job in
+        # `released`) lets the jobs it holds go on.
+        while self._faults().holds(job_id):
             if cancel.wait(0.05):
                 raise Cancelled
         if faults.job_outcome == "EXPIRED":
