@@ -71,7 +71,9 @@ class ModelSummary:
 class Reporter(Protocol):
     def message(self, model: str, text: str) -> None: ...
 
-    def job_started(self, model: str, job_name: str, requests: int) -> None: ...
+    def job_started(
+        self, model: str, job_name: str, requests: int, *, resumed: bool = False
+    ) -> None: ...
 
     def job_update(self, model: str, status: JobStatus) -> None: ...
 
@@ -107,10 +109,16 @@ class PlainReporter:
     def message(self, model: str, text: str) -> None:
         self._line(model, text)
 
-    def job_started(self, model: str, job_name: str, requests: int) -> None:
+    def job_started(
+        self, model: str, job_name: str, requests: int, *, resumed: bool = False
+    ) -> None:
         self._requests[job_name] = requests
         self._started[job_name] = time.monotonic()
-        self._line(model, f"job {_short(job_name)} submitted ({requests:,} requests)")
+        if resumed:
+            text = f"resumed ({requests:,} requests, submitted by an earlier build)"
+        else:
+            text = f"submitted ({requests:,} requests)"
+        self._line(model, f"job {_short(job_name)} {text}")
 
     def job_update(self, model: str, status: JobStatus) -> None:
         key = (status.state, status.succeeded, status.failed)
@@ -153,7 +161,9 @@ class RichReporter:
     def message(self, model: str, text: str) -> None:
         self.progress.console.print(f"[bold]{model}[/]: {text}", highlight=False)
 
-    def job_started(self, model: str, job_name: str, requests: int) -> None:
+    def job_started(
+        self, model: str, job_name: str, requests: int, *, resumed: bool = False
+    ) -> None:
         self._tasks[job_name] = self.progress.add_task(
             "", total=max(requests, 1), model=model, job=_short(job_name),
             state="QUEUED", failed=0,

@@ -337,7 +337,8 @@ class ModelRun:
         """Start waiting on a job; ``announce`` one this build did not submit."""
         self.summary.job_names.append(entry.job_name)
         if announce:
-            self.reporter.job_started(self.model.name, entry.job_name, entry.request_count)
+            self.reporter.job_started(self.model.name, entry.job_name, entry.request_count,
+                                      resumed=True)
         settings = self.ctx.settings
         return _Tracked(entry=entry, backoff=Backoff(settings.poll_initial, settings.poll_max))
 
