@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gemini_batch import __version__
-from gemini_batch.errors import GeminiBatchError
+from gemini_batch.errors import GeminiBatchError, service_errors
 from gemini_batch.exit_codes import ExitCode
 
 if TYPE_CHECKING:
@@ -185,14 +185,8 @@ def _selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _split(values: tuple[tuple[str, ...] | str, ...]) -> tuple[str, ...]:
-    """`-s a b`, `-s "a b"` and `-s a -s b` mean the same, as in dbt."""
-    flat = [item for value in values for item in ((value,) if isinstance(value, str) else value)]
-    return tuple(part for item in flat for part in item.split())
-
-
 def _dbt_options(kwargs: dict[str, Any], extra: tuple[str, ...] = ()) -> DbtOptions:
-    from gemini_batch.dbt_project import DbtOptions
+    from gemini_batch.dbt_project import DbtOptions, split_selection
 
     return DbtOptions(
         project_dir=kwargs.get("project_dir"),
@@ -200,38 +194,18 @@ def _dbt_options(kwargs: dict[str, Any], extra: tuple[str, ...] = ()) -> DbtOpti
         target=kwargs.get("target"),
         profile=kwargs.get("profile"),
         vars=kwargs.get("vars"),
-        select=_split(kwargs.get("select", ())),
-        exclude=_split(kwargs.get("exclude", ())),
+        select=split_selection(kwargs.get("select", ())),
+        exclude=split_selection(kwargs.get("exclude", ())),
         selector=kwargs.get("selector"),
         state=kwargs.get("state"),
         extra=extra,
     )
 
 
-@contextlib.contextmanager
-def _service_errors() -> Iterator[None]:
-    """BigQuery or Vertex AI unreachable or refusing: a message, not a traceback."""
-    from google.api_core.exceptions import GoogleAPICallError
-    from requests.exceptions import ConnectionError as RequestsConnectionError
-
-    try:
-        yield
-    except GoogleAPICallError as exc:
-        raise GeminiBatchError(
-            f"Google Cloud refused a call ({type(exc).__name__}): {exc.message or exc}"
-        ) from exc
-    except (RequestsConnectionError, ConnectionError) as exc:
-        raise GeminiBatchError(
-            f"Could not reach BigQuery or Vertex AI: {exc}. On the local stack, is it "
-            "running (`gemini-batch local status`) and are BIGQUERY_ENDPOINT and "
-            "GEMINI_BATCH_VERTEX_ENDPOINT set?"
-        ) from exc
-
-
 def _reports_service_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with _service_errors():
+        with service_errors():
             return func(*args, **kwargs)
 
     return wrapper

@@ -24,6 +24,12 @@ PACKAGE = "gemini_batch"  # the dbt package's name, which scopes its vars
 BUILD_RESOURCE_TYPES = frozenset({"model", "seed", "snapshot", "test", "unit_test", "function"})
 
 
+def split_selection(values: tuple[tuple[str, ...] | str, ...]) -> tuple[str, ...]:
+    """`-s a b`, `-s "a b"` and `-s a -s b` mean the same, as in dbt."""
+    flat = [item for value in values for item in ((value,) if isinstance(value, str) else value)]
+    return tuple(part for item in flat for part in item.split())
+
+
 @dataclass(frozen=True)
 class DbtOptions:
     """The dbt arguments a gemini-batch command was given."""

@@ -5,8 +5,14 @@ prints a ``GeminiBatchError`` as it is, without a traceback, and exits 1.
 
 ``BuildInterrupted`` is not an error: it is how a waiting job loop learns that the user
 pressed Ctrl-C, and it is kept out of the hierarchy so that ``except GeminiBatchError``
-never swallows it.
+never swallows it. ``service_errors`` turns a refused or unreachable Google Cloud call
+into a ``GeminiBatchError`` with what to check.
 """
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 
 class GeminiBatchError(Exception):
@@ -66,3 +72,23 @@ __all__ = [
     "StorageError",
     "WarehouseError",
 ]
+
+
+@contextlib.contextmanager
+def service_errors() -> Iterator[None]:
+    """BigQuery or Vertex AI unreachable or refusing: a message, not a traceback."""
+    from google.api_core.exceptions import GoogleAPICallError
+    from requests.exceptions import ConnectionError as RequestsConnectionError
+
+    try:
+        yield
+    except GoogleAPICallError as exc:
+        raise GeminiBatchError(
+            f"Google Cloud refused a call ({type(exc).__name__}): {exc.message or exc}"
+        ) from exc
+    except (RequestsConnectionError, ConnectionError) as exc:
+        raise GeminiBatchError(
+            f"Could not reach BigQuery or Vertex AI: {exc}. On the local stack, is it "
+            "running (`gemini-batch local status`) and are BIGQUERY_ENDPOINT and "
+            "GEMINI_BATCH_VERTEX_ENDPOINT set?"
+        ) from exc

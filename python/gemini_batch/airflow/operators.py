@@ -158,14 +158,14 @@ class GeminiBatchBuildOperator(BaseOperator):
         from rich.console import Console
 
         from gemini_batch.build import build
-        from gemini_batch.cli import _service_errors
         from gemini_batch.display import make_reporter, print_table, summary_notes, summary_table
+        from gemini_batch.errors import service_errors
         from gemini_batch.model_run import BatchSettings
 
         console = Console(highlight=False, soft_wrap=True)
         settings = BatchSettings(fail_on_failed_rows=self.fail_on_failed_rows, wait=False)
         try:
-            with _service_errors():
+            with service_errors():
                 result = build(
                     self.dbt_options(), command=self.command,
                     reporter_factory=lambda: make_reporter(console, plain=True),
@@ -187,8 +187,7 @@ class GeminiBatchBuildOperator(BaseOperator):
 
     def dbt_options(self) -> DbtOptions:
         """The dbt arguments of the build, as `gemini-batch build` would get them."""
-        from gemini_batch.cli import _split
-        from gemini_batch.dbt_project import DbtOptions
+        from gemini_batch.dbt_project import DbtOptions, split_selection
 
         extra = list(self.dbt_args)
         if self.full_refresh:
@@ -201,8 +200,8 @@ class GeminiBatchBuildOperator(BaseOperator):
             target=self.target or None,
             profile=self.profile,
             vars=_vars_text(self.vars),
-            select=_split(_as_tuple(self.select)),
-            exclude=_split(_as_tuple(self.exclude)),
+            select=split_selection(_as_tuple(self.select)),
+            exclude=split_selection(_as_tuple(self.exclude)),
             selector=self.selector or None,
             extra=tuple(extra),
         )
