@@ -78,6 +78,22 @@ def exception_chain(result: dbtRunnerResult) -> list[str]:
     return errors
 
 
+# The commands that wait on jobs, and how often a test's call polls unless it says: a
+# job of the emulator ends within a second, and a held one is released at once, so the
+# CLI's defaults (1 s, growing to 60 s) only leave the test waiting for the next poll.
+_POLLING_COMMANDS = frozenset({"build", "run", "wait"})
+FAST_POLLS = {"--poll-interval": "0.2", "--max-poll-interval": "1"}
+
+
+def with_fast_polls(command: str, args: tuple[str, ...]) -> list[str]:
+    """``args`` of a `gemini-batch <command>`, with FAST_POLLS for any not given."""
+    if command not in _POLLING_COMMANDS:
+        return list(args)
+    missing = [item for flag, value in FAST_POLLS.items() if flag not in args
+               for item in (flag, value)]
+    return [*args, *missing]
+
+
 def cli_ok(result: Result, code: int = 0) -> str:
     """The output of a CLI run that exited ``code``; fails with the output otherwise."""
     assert result.exit_code == code, (
@@ -154,12 +170,13 @@ class DbtTestProject:
         """`gemini-batch <command> <project args> <args>` in this process."""
         as_in_a_new_process()
         with environment(self.environment()):
-            return CliRunner().invoke(main, [command, *self.args(), *args], input=input)
+            return CliRunner().invoke(
+                main, [command, *self.args(), *with_fast_polls(command, args)], input=input)
 
     def spawn(self, command: str, *args: str) -> subprocess.Popen[str]:
         """`gemini-batch <command> ...` as a subprocess, output on its stdout."""
         return subprocess.Popen(
-            [str(BIN / "gemini-batch"), command, *self.args(), *args],
+            [str(BIN / "gemini-batch"), command, *self.args(), *with_fast_polls(command, args)],
             env={**os.environ, **self.environment()},
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )

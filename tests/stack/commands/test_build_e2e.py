@@ -135,8 +135,11 @@ def test_budget_cap_refuses_before_anything_is_submitted(project: DbtTestProject
     )
 
 
-def test_plan_shows_what_would_be_submitted_and_submits_nothing(project: DbtTestProject) -> None:
-    project.seed([*PROMPTS, None])
+def test_plan_shows_what_would_be_submitted_then_invalid_rows_end_failed_with_the_reason(
+    project: DbtTestProject,
+) -> None:
+    # One invalid request (an empty prompt) among valid ones.
+    project.seed([PROMPTS[0], None, PROMPTS[1], PROMPTS[2]])
     project.dbt_ok("build")  # a plain dbt build: requests and views, no job
     output = _ok(project.cli("plan"))
     line = next(line for line in output.splitlines() if "questions" in line)
@@ -144,7 +147,16 @@ def test_plan_shows_what_would_be_submitted_and_submits_nothing(project: DbtTest
     assert cells[:8] == ["questions", "4", "0", "3", "1", "1", "0", "1"], line
     assert "$" in line
     assert project.jobs() == []
-    _ok(project.cli("build"), code=3)  # the invalid row ends failed
+
+    # The build sends the valid requests only; the invalid row ends failed, with why.
+    output = _ok(project.cli("build"), code=3)
+    assert "1 invalid requests are not submitted" in output
+    assert "contents[0].parts[0]" in output  # the example names the field
+    (job,) = project.jobs()
+    assert job.succeeded + job.failed == 3
+    rows = project.rows("select id, batch_state, last_error from `{ds}.questions` order by id")
+    assert [r["batch_state"] for r in rows] == ["succeeded", "failed", "succeeded", "succeeded"]
+    assert "contents[0].parts[0]" in rows[1]["last_error"]
     output = _ok(project.cli("plan"))
     assert "nothing to submit" in output
 
@@ -154,20 +166,6 @@ def test_bad_config_names_the_model_and_the_setting(project: DbtTestProject) -> 
     output = _ok(project.cli("build"), code=1)
     assert "questions" in output and "shard_size" in output
     assert project.jobs() == []
-
-
-def test_invalid_rows_are_not_submitted_and_end_failed_with_the_reason(
-    project: DbtTestProject,
-) -> None:
-    project.seed([PROMPTS[0], None, PROMPTS[2]])
-    output = _ok(project.cli("build"), code=3)
-    assert "1 invalid requests are not submitted" in output
-    assert "contents[0].parts[0]" in output  # the example names the field
-    (job,) = project.jobs()
-    assert job.succeeded + job.failed == 2
-    rows = project.rows("select id, batch_state, last_error from `{ds}.questions` order by id")
-    assert [r["batch_state"] for r in rows] == ["succeeded", "failed", "succeeded"]
-    assert "contents[0].parts[0]" in rows[1]["last_error"]
 
 
 def test_second_build_refuses_and_a_killed_build_resumes_without_paying_twice(

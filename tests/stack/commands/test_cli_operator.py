@@ -67,16 +67,15 @@ def test_status_jobs_and_cancel_a_running_build(
     assert "No live job to cancel." in _ok(project.cli("cancel", "--yes"))
 
 
-def test_cancel_and_jobs_name_unknown_models(project: DbtTestProject) -> None:
+def test_unknown_models_are_named_then_reset_asks_and_drops_the_answers(
+    project: DbtTestProject,
+) -> None:
     _ok(project.cli("build"))
     output = _ok(project.cli("jobs", "--model", "nope"), code=1)
     assert "No batch model" in output and "questions" in output
     output = _ok(project.cli("cancel", "nope"), code=1)
     assert "No batch model" in output
 
-
-def test_reset_asks_then_drops_the_answers(project: DbtTestProject) -> None:
-    _ok(project.cli("build"))
     responses = project.table("questions__responses")
 
     output = _ok(project.cli("reset", "questions", input="n\n"), code=1)

@@ -3,7 +3,9 @@
 The example is copied to a temporary directory (its package entry pointed at this
 checkout), built twice with the `gemini-batch` command on the local stack, and checked
 the way a user would: exit codes, the closing summary, the rows of the downstream
-models, and the jobs the Vertex emulator was given.
+models, and the jobs the Vertex emulator was given. The first build runs the installed
+console script in a process of its own, as `make demo` does; deps and the second build
+run in this process, as the other tests do.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import pytest
 from google.cloud import bigquery
 
 from gemini_batch.local.stack import StackState
-from helpers.dbt_projects import DbtProjects
+from helpers.dbt_projects import DbtProjects, cli_ok
 from helpers.paths import REPO_ROOT
 
 pytestmark = pytest.mark.slow
@@ -26,7 +28,7 @@ def test_recipes_example_answers_everything_then_resubmits_nothing(
     project = dbt_projects.copy(EXAMPLE, dataset_variable="RECIPES_DATASET")
     dataset = project.dataset
 
-    project.run("dbt", "deps")
+    project.dbt_ok("deps")
     first = project.run("gemini-batch", "build")
     # Settings under meta, read the way dbt 1.10+ wants: no warning about custom keys.
     assert "custom config" not in first and "CustomKeyInConfigDeprecation" not in first
@@ -74,7 +76,7 @@ def test_recipes_example_answers_everything_then_resubmits_nothing(
             if (job.input_table or "").startswith(f"{table}.")]
     assert len(mine) == 3
 
-    second = project.run("gemini-batch", "build")
+    second = cli_ok(project.cli("build"))
     assert "all 10 answerable requests were cached; no job submitted" in second
     assert len([job for job in jobs.list(limit=1000)
                 if (job.input_table or "").startswith(f"{table}.")]) == 3
