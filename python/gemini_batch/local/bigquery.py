@@ -195,3 +195,22 @@ class DmlConflicts:
         with self._lock:
             return {**asdict(self.faults), "dml_statements": self.statements,
                     "dml_conflicts": self.conflicts}
+
+
+# -- DuckDB settings -----------------------------------------------------------------
+
+# GEMINI_BATCH_BQ_MEMORY_LIMIT: DuckDB's memory limit (default 2GB; DuckDB's own default
+# is 80% of the machine). Past it DuckDB spills to its temp directory, next to the
+# database file (<data dir>/bigquery/bqemulator.duckdb.tmp), instead of growing.
+MEMORY_LIMIT_ENV = "GEMINI_BATCH_BQ_MEMORY_LIMIT"
+DEFAULT_MEMORY_LIMIT = "2GB"
+
+
+def duckdb_settings(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The DuckDB settings bqemulator_main applies at start (name: value)."""
+    environ = os.environ if environ is None else environ
+    settings = {"memory_limit": environ.get(MEMORY_LIMIT_ENV, DEFAULT_MEMORY_LIMIT)}
+    for name, value in settings.items():
+        if "'" in value or "\n" in value:
+            raise ValueError(f"DuckDB setting {name}: {value!r} is not a valid value")
+    return settings
