@@ -71,7 +71,9 @@ from gemini_batch.local.bigquery import (
     FAULTS_PATH,
     BigQueryFaults,
     DmlConflicts,
+    TableList,
     duckdb_settings,
+    with_tables_view,
 )
 
 # The module reads the tuple at each upload, so extending it here is enough.
@@ -157,12 +159,22 @@ dml_conflicts = DmlConflicts(BigQueryFaults.from_env())
 _execute_query_job = job_routes.execute_query_job
 
 
+def _tables_of(ctx: Any, project: str, dataset: str) -> TableList:
+    """The tables of a dataset as __TABLES__ lists them (``with_tables_view``)."""
+    return [
+        (table.table_id, table.table_type, int(table.creation_time.timestamp() * 1000),
+         table.num_rows, table.num_bytes)
+        for table in ctx.catalog.list_tables(project, dataset)
+    ]
+
+
 async def _execute_with_faults(project_id: str, job_id: str, bq_sql: str, *args: Any,
                                **kwargs: Any) -> Any:
     """Run a query job, unless the fault mode picks it to fail as a concurrent update:
     then it fails before running, as a DML statement on BigQuery changes nothing when it
     fails. The routes turn the error into a job with ``status.errorResult`` (reason
     invalidQuery), which google-cloud-bigquery raises as BadRequest from ``result()``."""
+    bq_sql = with_tables_view(bq_sql, project_id, functools.partial(_tables_of, args[1]))
     message = dml_conflicts.conflict(bq_sql, project_id)
     if message is not None:
         raise InvalidQueryError(message)
