@@ -146,19 +146,21 @@ class BigQueryFaults:
 # -- __TABLES__ ----------------------------------------------------------------------
 
 # BigQuery's legacy per-dataset table list, which dbt-bigquery's catalog (`dbt docs
-# generate`) reads beside INFORMATION_SCHEMA.MATERIALIZED_VIEWS. bqemulator has no
-# __TABLES__, and with no materialized view its MATERIALIZED_VIEWS is a list of rows
-# without column names (and, when a query reads two INFORMATION_SCHEMA views, it reads
-# one in place of the other). So both are written into the statement as rows, from the
-# emulator's catalog when the statement runs. Types as BigQuery numbers them: 1 table,
-# 2 view, 3 external.
+# generate`) reads beside INFORMATION_SCHEMA.MATERIALIZED_VIEWS, COLUMNS and
+# COLUMN_FIELD_PATHS. bqemulator has no __TABLES__ and no COLUMN_FIELD_PATHS, and in a
+# query that joins them its MATERIALIZED_VIEWS and COLUMNS come as rows without column
+# names (or one is read in place of the other). So these four are
+# written into the statement as rows, from the emulator's catalog when the statement
+# runs. Types as BigQuery numbers them: 1 table, 2 view, 3 external.
 _TABLE_TYPES = {"TABLE": 1, "VIEW": 2, "MATERIALIZED_VIEW": 2, "EXTERNAL": 3}
-# (table_id, table_type, creation time in ms, rows, bytes) of each table of a dataset.
-TableList = list[tuple[str, str, int, int, int]]
+# (table_id, table_type, creation time in ms, rows, bytes, columns) of each table of a
+# dataset; columns: (field path, type, description) of each field, nested ones included.
+TableList = list[tuple[str, str, int, int, int, list[tuple[str, str, str | None]]]]
 
 # A reference to a dataset's __TABLES__ or INFORMATION_SCHEMA.MATERIALIZED_VIEWS, with
 # any quoting BigQuery takes (each part, the whole path, none), the project optional.
-_VIEW = r"(?P<view>__TABLES__|INFORMATION_SCHEMA\.MATERIALIZED_VIEWS)"
+_VIEW = (r"(?P<view>__TABLES__|INFORMATION_SCHEMA\.MATERIALIZED_VIEWS"
+         r"|INFORMATION_SCHEMA\.COLUMN_FIELD_PATHS|INFORMATION_SCHEMA\.COLUMNS\b)")
 _REFERENCE = re.compile(
     r"`(?P<whole>[^`]+)\." + _VIEW + r"`"
     r"|(?:(?P<project>`[^`]+`|[A-Za-z0-9_-]+)\.)?(?P<dataset>`[^`]+`|[A-Za-z0-9_]+)"
@@ -181,8 +183,8 @@ def _rows_sql(columns: list[tuple[str, str]], rows: list[list[object]]) -> str:
 
 
 def tables_rows_sql(view: str, project: str, dataset: str, tables: TableList) -> str:
-    """The rows of ``view`` (__TABLES__ or INFORMATION_SCHEMA.MATERIALIZED_VIEWS) for
-    the ``tables`` of ``project.dataset``."""
+    """The rows of ``view`` (__TABLES__, INFORMATION_SCHEMA.MATERIALIZED_VIEWS, COLUMNS
+    or COLUMN_FIELD_PATHS) for the ``tables`` of ``project.dataset``."""
     if view.upper() == "__TABLES__":
         return _rows_sql(
             [("project_id", "string"), ("dataset_id", "string"), ("table_id", "string"),
@@ -190,7 +192,26 @@ def tables_rows_sql(view: str, project: str, dataset: str, tables: TableList) ->
              ("row_count", "int64"), ("size_bytes", "int64"), ("type", "int64")],
             [[project, dataset, table_id, created, created, row_count, size_bytes,
               _TABLE_TYPES.get(table_type.upper(), 1)]
-             for table_id, table_type, created, row_count, size_bytes in tables])
+             for table_id, table_type, created, row_count, size_bytes, _ in tables])
+    if view.upper().endswith(".COLUMNS"):
+        return _rows_sql(
+            [("table_catalog", "string"), ("table_schema", "string"), ("table_name", "string"),
+             ("column_name", "string"), ("ordinal_position", "int64"),
+             ("is_nullable", "string"), ("data_type", "string"),
+             ("is_partitioning_column", "string"), ("clustering_ordinal_position", "int64")],
+            [[project, dataset, table_id, path, position, "YES", kind, "NO", None]
+             for table_id, *_, columns in tables
+             for position, (path, kind, _) in enumerate(
+                 [column for column in columns if "." not in column[0]], start=1)])
+    if view.upper().endswith("COLUMN_FIELD_PATHS"):
+        return _rows_sql(
+            [("table_catalog", "string"), ("table_schema", "string"), ("table_name", "string"),
+             ("column_name", "string"), ("field_path", "string"), ("data_type", "string"),
+             ("description", "string"), ("collation_name", "string"),
+             ("rounding_mode", "string")],
+            [[project, dataset, table_id, path.split(".")[0], path, kind, description,
+              None, None]
+             for table_id, *_, columns in tables for path, kind, description in columns])
     return _rows_sql(
         [("table_catalog", "string"), ("table_schema", "string"), ("table_name", "string"),
          ("last_refresh_time", "timestamp"), ("refresh_watermark", "timestamp")],

@@ -163,9 +163,18 @@ def _tables_of(ctx: Any, project: str, dataset: str) -> TableList:
     """The tables of a dataset as __TABLES__ lists them (``with_tables_view``)."""
     return [
         (table.table_id, table.table_type, int(table.creation_time.timestamp() * 1000),
-         table.num_rows, table.num_bytes)
+         table.num_rows, table.num_bytes, list(_field_paths(table.schema_.fields)))
         for table in ctx.catalog.list_tables(project, dataset)
     ]
+
+
+def _field_paths(fields: Any, prefix: str = "") -> Any:
+    """(path, type, description) of each field, nested STRUCT fields after their parent."""
+    for field in fields:
+        path = f"{prefix}{field.name}"
+        kind = f"ARRAY<{field.type}>" if field.mode == "REPEATED" else field.type
+        yield path, kind, field.description
+        yield from _field_paths(field.fields, f"{path}.")
 
 
 async def _execute_with_faults(project_id: str, job_id: str, bq_sql: str, *args: Any,
