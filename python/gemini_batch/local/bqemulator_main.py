@@ -138,12 +138,14 @@ DuckDBEngine.write_lock = _thread_safe_write_lock  # type: ignore[assignment, me
 
 def _trim_results() -> None:
     """Forget the oldest query results once the kept ones pass RESULTS_KEPT_BYTES."""
-    results = executor.JOB_RESULTS
-    kept = sum(table.nbytes for table in results.values())
-    for job_id in list(results)[:-_RESULTS_ALWAYS_KEPT]:
+    # A copy first (one C call, atomic under the GIL): worker threads add results.
+    results = list(executor.JOB_RESULTS.items())
+    kept = sum(table.nbytes for _, table in results)
+    for job_id, table in results[:-_RESULTS_ALWAYS_KEPT]:
         if kept <= RESULTS_KEPT_BYTES:
             break
-        kept -= results.pop(job_id).nbytes
+        kept -= table.nbytes
+        executor.JOB_RESULTS.pop(job_id, None)
         executor.JOB_SCHEMAS.pop(job_id, None)
 
 
