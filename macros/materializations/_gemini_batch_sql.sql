@@ -16,36 +16,106 @@
 {#- Columns the package adds to the model's own: a model may not select them. -#}
 {% macro _gemini_batch_reserved_columns() -%}
   {{ return(gemini_batch._gemini_batch_responses_columns() | map(attribute=0) | list
-            + ['request_problem', 'batch_state']) }}
+            + ['request_problem', 'batch_state', '_gemini_batch_raw_request']) }}
 {%- endmacro %}
 
 
 {#- SELECT of <model>__requests: the model's columns (`request` as JSON; a STRING
     request is parsed, NULL when it does not parse), request_id (hex SHA-256 of the Gemini
     model name and the canonical request JSON) and request_problem (NULL when valid,
-    else the reason, from gemini_batch.request_problems). -#}
-{% macro _gemini_batch_requests_sql(model_sql, columns, request_type, gemini_model) -%}
+    else the reason, from gemini_batch.request_problems). The check runs only for the
+    request_ids `checks_relation` has no result for under `rules` (the hash of the
+    check's SQL): on a rerun, for the new and changed requests (ADR 0010). -#}
+{% macro _gemini_batch_requests_sql(model_sql, columns, request_type, gemini_model,
+                                    checks_relation, rules) -%}
   {%- set from_string = request_type == 'STRING' -%}
   {%- set parsed = 'safe.parse_json(request)' if from_string else 'request' -%}
   {#- Text that does not parse keeps an id of its own (its raw text), so its reason shows. -#}
   {%- set canonical = 'coalesce(to_json_string(' ~ parsed ~ ')'
         ~ (', request' if from_string else '') ~ ", 'null')" -%}
-{#- A CTE and unqualified column names: the emulator cannot resolve an outer table alias
-    inside the correlated subqueries of request_problems (docs/local-stack.md). -#}
 with model_rows as (
 {{ model_sql }}
-)
+), hashed as (
+  select
+    {%- for column in columns %}
+    {% if column.name | lower == 'request' -%}
+    {{ parsed }} as request,
+    {%- else -%}
+    {{ adapter.quote(column.name) }},
+    {%- endif %}
+    {%- endfor %}
+    request as _gemini_batch_raw_request,
+    to_hex(sha256(concat({{ gemini_batch._sql_string(gemini_model) }}, '\n', {{ canonical }}))) as request_id
+  from model_rows
+), known_checks as (
+  select request_id, request_problem
+  from {{ checks_relation }}
+  where checked_with = {{ gemini_batch._sql_string(rules) }}
+), unchecked as (
+  select request_key, raw_request
+  from (
+    select hashed.request_id as request_key, hashed._gemini_batch_raw_request as raw_request,
+      row_number() over (partition by hashed.request_id) as copy
+    from hashed
+    left join known_checks on known_checks.request_id = hashed.request_id
+    where known_checks.request_id is null
+  )
+  where copy = 1
+), {{ gemini_batch._request_problems_ctes('unchecked', request_type) }}
 select
   {%- for column in columns %}
-  {% if column.name | lower == 'request' -%}
-  {{ parsed }} as request,
-  {%- else -%}
-  {{ adapter.quote(column.name) }},
-  {%- endif %}
+  hashed.{{ adapter.quote(column.name) }},
   {%- endfor %}
-  to_hex(sha256(concat({{ gemini_batch._sql_string(gemini_model) }}, '\n', {{ canonical }}))) as request_id,
-  {{ gemini_batch.request_problems('request', request_type) }} as request_problem
-from model_rows
+  hashed.request_id,
+  if(known_checks.request_id is null, rp_problems.request_problem,
+     known_checks.request_problem) as request_problem
+from hashed
+left join known_checks on known_checks.request_id = hashed.request_id
+left join rp_problems on rp_problems.request_key = hashed.request_id
+{%- endmacro %}
+
+
+{#- The rules hash of the request check for requests of `request_type`: a check kept
+    in <model>__checks under another hash (another package version) is run again. -#}
+{% macro _gemini_batch_check_rules(request_type) -%}
+  {{ return(local_md5(gemini_batch._request_problems_ctes('unchecked', request_type))) }}
+{%- endmacro %}
+
+
+{#- CREATE TABLE IF NOT EXISTS of <model>__checks: the request check's result per
+    request_id, kept across runs so that a rerun checks only what is new. -#}
+{% macro _gemini_batch_checks_ddl(relation) -%}
+create table if not exists {{ relation }} (
+  request_id STRING,
+  request_problem STRING,
+  checked_with STRING,
+  checked_at TIMESTAMP
+)
+cluster by request_id
+{%- endmacro %}
+
+
+{#- MERGE of the requests just checked (no result under `rules` yet) into
+    <model>__checks: reads only the request_id and request_problem columns. -#}
+{% macro _gemini_batch_checks_merge(checks_relation, requests_relation, rules) -%}
+merge {{ checks_relation }} as checks
+using (
+  select request_id, min(request_problem) as request_problem
+  from {{ requests_relation }}
+  where request_id not in (
+    select request_id from {{ checks_relation }}
+    where checked_with = {{ gemini_batch._sql_string(rules) }}
+  )
+  group by request_id
+) as checked
+on checks.request_id = checked.request_id
+when matched then
+  update set request_problem = checked.request_problem,
+    checked_with = {{ gemini_batch._sql_string(rules) }}, checked_at = current_timestamp()
+when not matched then
+  insert (request_id, request_problem, checked_with, checked_at)
+  values (checked.request_id, checked.request_problem,
+          {{ gemini_batch._sql_string(rules) }}, current_timestamp())
 {%- endmacro %}
 
 

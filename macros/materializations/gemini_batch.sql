@@ -1,6 +1,8 @@
 {#- materialized='gemini_batch': the model's SQL selects key columns and `request` (a
     Gemini GenerateContentRequest as JSON). Builds, in the model's dataset:
       <model>__requests   the model's rows + request_id + request_problem (replaced)
+      <model>__checks     the request check's result per request_id (kept: a rerun
+                          checks only the new requests; rebuilt by --full-refresh)
       <model>__responses  the answers, one row per request_id (created if missing; never
                           dropped, except with var gemini_batch_reset)
       <model>             a view: each request with its latest answer and batch_state
@@ -14,6 +16,9 @@
   {%- set requests_relation = api.Relation.create(
         database=this.database, schema=this.schema,
         identifier=this.identifier ~ '__requests', type='table') -%}
+  {%- set checks_relation = api.Relation.create(
+        database=this.database, schema=this.schema,
+        identifier=this.identifier ~ '__checks', type='table') -%}
   {%- set responses_relation = api.Relation.create(
         database=this.database, schema=this.schema,
         identifier=this.identifier ~ '__responses', type='table') -%}
@@ -56,9 +61,26 @@
     {%- do adapter.drop_relation(existing_responses) -%}
   {%- endif -%}
 
+  {#- The request check runs once per request_id and is kept (ADR 0010); a full
+      refresh checks every request again (answers are kept all the same). -#}
+  {%- set existing_checks = adapter.get_relation(
+        database=this.database, schema=this.schema, identifier=this.identifier ~ '__checks') -%}
+  {%- if existing_checks is not none and should_full_refresh() -%}
+    {%- do adapter.drop_relation(existing_checks) -%}
+  {%- endif -%}
+  {%- set check_rules = gemini_batch._gemini_batch_check_rules(request_type) -%}
+  {%- call statement('checks') -%}
+    {{ gemini_batch._gemini_batch_checks_ddl(checks_relation) }}
+  {%- endcall -%}
+
   {%- call statement('requests') -%}
     {{ create_table_as(false, requests_relation,
-         gemini_batch._gemini_batch_requests_sql(sql, columns, request_type, batch.gemini_model)) }}
+         gemini_batch._gemini_batch_requests_sql(sql, columns, request_type, batch.gemini_model,
+                                                 checks_relation, check_rules)) }}
+  {%- endcall -%}
+
+  {%- call statement('checks_merge') -%}
+    {{ gemini_batch._gemini_batch_checks_merge(checks_relation, requests_relation, check_rules) }}
   {%- endcall -%}
 
   {%- call statement('responses') -%}
@@ -85,5 +107,5 @@
 
   {{ run_hooks(post_hooks) }}
 
-  {{ return({'relations': [target_relation, requests_relation, responses_relation]}) }}
+  {{ return({'relations': [target_relation, requests_relation, checks_relation, responses_relation]}) }}
 {%- endmaterialization %}

@@ -12,12 +12,101 @@
 {%- endmacro %}
 
 {% macro bigquery__request_problems(request, input_type) -%}
+  {#- The request of the caller's row as a one-row table: the check is one correlated
+      subquery. The materialization checks many requests in one pass with
+      _request_problems_ctes: the same SQL, over a table. -#}
+  {%- set fields = '(' ~ gemini_batch._request_problems_fields(
+        "(select " ~ gemini_batch._sql_value(request) ~ " as raw_request)", input_type, '0') ~ ')' -%}
+  {#- No WITH clause: a CTE may not reference the outer query (BigQuery and most
+      engines), so each relation is written out where it is used. -#}
+  (
+    select {{ gemini_batch._request_problems_joined() }}
+    from (
+{{ gemini_batch._request_problem_rows(fields, '(' ~ gemini_batch._request_problems_contents(fields) ~ ')') }}
+    )
+  )
+{%- endmacro %}
+
+
+{#- The check of every request of `source` in one pass, as CTE definitions for the
+    caller's WITH clause (`with ..., <these> select ...`). `source` names a relation
+    with columns request_key (one row per key) and raw_request (JSON, or STRING with
+    input_type='STRING'). The last CTE, rp_problems, has one row per request_key with
+    its request_problem (NULL for a valid request), as request_problems says it. No
+    correlated subquery: each list in a request (turns, parts, keys) is unnested once,
+    beside its request. -#}
+{% macro _request_problems_ctes(source, input_type='JSON') -%}
+  rp_fields as (
+{{ gemini_batch._request_problems_fields(source, input_type, 'request_key') }}
+  ),
+  rp_contents as (
+{{ gemini_batch._request_problems_contents('rp_fields') }}
+  ),
+  rp_problems as (
+    select request_key, {{ gemini_batch._request_problems_joined() }} as request_problem
+    from (
+{{ gemini_batch._request_problem_rows('rp_fields', 'rp_contents') }}
+    )
+    group by request_key
+  )
+{%- endmacro %}
+
+
+{#- The problems of a request in the order they are listed, joined by "; " (NULL when
+    there is none): an aggregate over the rows of _request_problem_rows. -#}
+{% macro _request_problems_joined() -%}
+  string_agg(problem, '; ' order by section, item, sub_item)
+{%- endmacro %}
+
+
+{#- One row per request of `source` (columns raw_request and, when `key` names it,
+    request_key): request_key (`key`), is_null, r (the request as JSON) and its members
+    contents, content_list, generation_config, system_instruction, system_parts,
+    cached_content. -#}
+{% macro _request_problems_fields(source, input_type, key) -%}
   {%- if input_type | upper not in ['JSON', 'STRING'] -%}
     {{ exceptions.raise_compiler_error(
         "gemini_batch.request_problems: input_type is 'JSON' or 'STRING' (the type of the "
         ~ "request expression); got " ~ input_type) }}
   {%- endif -%}
-  {%- set from_string = input_type | upper == 'STRING' -%}
+      select *,
+        if(json_type(contents) = 'array', json_query_array(contents), null) as content_list,
+        {{ gemini_batch._parts_of(gemini_batch._json_member('system_instruction', ['parts'])) }} as system_parts
+      from (
+        select request_key, is_null, r,
+          {{ gemini_batch._json_member('r', ['contents']) }} as contents,
+          {{ gemini_batch._json_member('r', ['generationConfig', 'generation_config']) }} as generation_config,
+          {{ gemini_batch._json_member('r', ['systemInstruction', 'system_instruction']) }} as system_instruction,
+          {{ gemini_batch._json_member('r', ['cachedContent', 'cached_content']) }} as cached_content
+        from (
+          select {{ key }} as request_key, raw_request is null as is_null,
+            {{ 'safe.parse_json(raw_request)' if input_type | upper == 'STRING' else 'raw_request' }} as r
+          from {{ source }}
+        )
+      )
+{%- endmacro %}
+
+
+{#- One row per turn of each request of `fields`: request_key, item (its index),
+    content, turns (how many the request has), role, parts. The offset is renamed on
+    its way out: the emulator rewrites references to a WITH OFFSET name in outer
+    queries. -#}
+{% macro _request_problems_contents(fields) -%}
+      select request_key, content_offset as item, content,
+        array_length(content_list) as turns,
+        {{ gemini_batch._json_member('content', ['role']) }} as role,
+        {{ gemini_batch._json_member('content', ['parts']) }} as parts
+      from {{ fields }} as request_fields, unnest(request_fields.content_list) as content
+        with offset as content_offset
+{%- endmacro %}
+
+
+{#- A UNION ALL of (request_key, section, item, sub_item, problem) rows: what is wrong
+    with each request of `fields` and each turn of `contents`, problem NULL for what
+    is good; every request has a row of section 0. Sections, in the order problems are
+    listed: 0 the request itself, 1 unknown request fields, 2 turns and their parts,
+    3 systemInstruction parts, 4 cachedContent, 5 and 6 generationConfig. -#}
+{% macro _request_problem_rows(fields, contents) -%}
   {%- set config_keys = [] -%}
   {%- for key in gemini_batch._generation_config_keys() -%}
     {%- do config_keys.append(key) -%}
@@ -26,117 +115,76 @@
   {%- set request_keys = ['contents', 'systemInstruction', 'system_instruction', 'generationConfig',
       'generation_config', 'safetySettings', 'safety_settings', 'tools', 'toolConfig', 'tool_config',
       'labels', 'cachedContent', 'cached_content'] -%}
-  {#- One row per turn (item = its index), written out where it is used. The offset is
-      renamed on its way out: the emulator rewrites references to a WITH OFFSET name in
-      outer queries. -#}
-  {%- set content_rows -%}
-      (select content_offset as item, content,
-        {{ gemini_batch._json_member('content', ['role']) }} as role,
-        {{ gemini_batch._json_member('content', ['parts']) }} as parts
-      from unnest(content_list) as content with offset as content_offset)
-  {%- endset -%}
-  {#- No WITH clause: the request expression is correlated to the caller's row, and a
-      CTE may not reference the outer query (BigQuery and most engines). Each section
-      is an ARRAY subquery over the one-row derived table of the request's fields. -#}
-  (
-    select nullif(array_to_string(array_concat(
-      array(
-        select problem
-        from unnest([
-          case
-            when is_null then 'request: is NULL'
-            when r is null then 'request: is not valid JSON'
-            when json_type(r) != 'object' then 'request: is not a JSON object'
-            when contents is null then 'contents: is missing'
-            when json_type(contents) != 'array' then 'contents: is not a list'
-            when array_length(content_list) = 0 then 'contents: is empty'
-          end
-        ]) as problem
-        where problem is not null
-      ),
-      array(
-        select concat(key, ': unknown field of a GenerateContentRequest')
-        from unnest(json_keys(r, 1)) as key with offset as key_index
-        where key not in ({% for key in request_keys %}'{{ key }}'{{ ', ' if not loop.last }}{% endfor %})
-        order by key_index
-      ),
-      array(
-        select problem
-        from (
-          select item, -1 as sub_item,
-            case
-              when json_type(content) != 'object' then format('contents[%d]: is not an object', item)
-              when role is not null and coalesce(json_value(role), '') not in ('user', 'model')
-                then format('contents[%d].role: "%s" is not user or model', item,
-                            coalesce(json_value(role), to_json_string(role)))
-              when role is null and array_length(content_list) > 1
-                then format('contents[%d].role: is missing (in a conversation of several '
-                            || 'turns each names its role, user or model)', item)
-              when parts is null then format('contents[%d].parts: is missing', item)
-              when json_type(parts) not in ('array', 'object')
-                then format('contents[%d].parts: is not a list of parts', item)
-              when json_type(parts) = 'array' and array_length(json_query_array(parts)) = 0
-                then format('contents[%d].parts: is empty', item)
-            end as problem
-          from {{ content_rows }}
-          union all
+      select request_key, 0 as section, 0 as item, 0 as sub_item,
+        case
+          when is_null then 'request: is NULL'
+          when r is null then 'request: is not valid JSON'
+          when json_type(r) != 'object' then 'request: is not a JSON object'
+          when contents is null then 'contents: is missing'
+          when json_type(contents) != 'array' then 'contents: is not a list'
+          when array_length(content_list) = 0 then 'contents: is empty'
+        end as problem
+      from {{ fields }}
+      union all
+      select request_key, 1 as section, key_offset as item, 0 as sub_item,
+        concat(key, ': unknown field of a GenerateContentRequest') as problem
+      from {{ fields }} as request_fields, unnest(json_keys(request_fields.r, 1)) as key
+        with offset as key_offset
+      where key not in ({% for key in request_keys %}'{{ key }}'{{ ', ' if not loop.last }}{% endfor %})
+      union all
+      select request_key, 2 as section, item, -1 as sub_item,
+        case
+          when json_type(content) != 'object' then format('contents[%d]: is not an object', item)
+          when role is not null and coalesce(json_value(role), '') not in ('user', 'model')
+            then format('contents[%d].role: "%s" is not user or model', item,
+                        coalesce(json_value(role), to_json_string(role)))
+          when role is null and turns > 1
+            then format('contents[%d].role: is missing (in a conversation of several '
+                        || 'turns each names its role, user or model)', item)
+          when parts is null then format('contents[%d].parts: is missing', item)
+          when json_type(parts) not in ('array', 'object')
+            then format('contents[%d].parts: is not a list of parts', item)
+          when json_type(parts) = 'array' and array_length(json_query_array(parts)) = 0
+            then format('contents[%d].parts: is empty', item)
+        end as problem
+      from {{ contents }}
+      union all
 {{ gemini_batch._part_problem(
-    "(select item, part_offset as sub_item, part from " ~ content_rows ~ ", unnest("
-      ~ gemini_batch._parts_of('parts') ~ ") as part with offset as part_offset)",
-    "format('contents[%d].parts[%d]', item, sub_item)") }}
-        )
-        where problem is not null
-        order by item, sub_item
-      ),
-      array(
-        select problem
-        from (
+    "(select request_key, item, part_offset as sub_item, part from " ~ contents
+      ~ " as request_contents, unnest(" ~ gemini_batch._parts_of('request_contents.parts')
+      ~ ") as part with offset as part_offset)",
+    2, "format('contents[%d].parts[%d]', item, sub_item)") }}
+      union all
 {{ gemini_batch._part_problem(
-    "(select 0 as item, part_offset as sub_item, part from unnest(system_parts) as part with offset as part_offset)",
-    "format('systemInstruction.parts[%d]', sub_item)") }}
-        )
-        where problem is not null
-        order by sub_item
-      ),
-      if(cached_content is not null, ['cachedContent: batch prediction does not take a '
-         || 'context cache (remove it; repeated prompt prefixes are cached implicitly)'], []),
-      if(json_type(generation_config) != 'object', ['generationConfig: is not an object'], []),
-      array(
-        select concat('generationConfig.', key, ': unknown field of a GenerationConfig')
-        from unnest(json_keys(generation_config, 1)) as key with offset as key_index
-        where key not in ({% for key in config_keys %}'{{ key }}'{{ ', ' if not loop.last }}{% endfor %})
-        order by key_index
-      )
-    ), '; '), '')
-    from (
-      select *,
-        if(json_type(contents) = 'array', json_query_array(contents), null) as content_list,
-        {{ gemini_batch._parts_of(gemini_batch._json_member('system_instruction', ['parts'])) }} as system_parts
-      from (
-        select is_null, r,
-          {{ gemini_batch._json_member('r', ['contents']) }} as contents,
-          {{ gemini_batch._json_member('r', ['generationConfig', 'generation_config']) }} as generation_config,
-          {{ gemini_batch._json_member('r', ['systemInstruction', 'system_instruction']) }} as system_instruction,
-          {{ gemini_batch._json_member('r', ['cachedContent', 'cached_content']) }} as cached_content
-        from (
-          select raw_request is null as is_null,
-            {{ 'safe.parse_json(raw_request)' if from_string else 'raw_request' }} as r
-          from (select {{ gemini_batch._sql_value(request) }} as raw_request)
-        )
-      )
-    )
-  )
+    "(select request_key, 0 as item, part_offset as sub_item, part from " ~ fields
+      ~ " as request_fields, unnest(request_fields.system_parts) as part with offset as part_offset)",
+    3, "format('systemInstruction.parts[%d]', sub_item)") }}
+      union all
+      select request_key, 4 as section, 0 as item, 0 as sub_item,
+        if(cached_content is not null, 'cachedContent: batch prediction does not take a '
+           || 'context cache (remove it; repeated prompt prefixes are cached implicitly)', null) as problem
+      from {{ fields }}
+      union all
+      select request_key, 5 as section, 0 as item, 0 as sub_item,
+        if(json_type(generation_config) != 'object', 'generationConfig: is not an object', null) as problem
+      from {{ fields }}
+      union all
+      select request_key, 6 as section, key_offset as item, 0 as sub_item,
+        concat('generationConfig.', key, ': unknown field of a GenerationConfig') as problem
+      from {{ fields }} as request_fields, unnest(json_keys(request_fields.generation_config, 1)) as key
+        with offset as key_offset
+      where key not in ({% for key in config_keys %}'{{ key }}'{{ ', ' if not loop.last }}{% endfor %})
 {%- endmacro %}
 
 
-{#- A SELECT of (item, sub_item, problem) with what is wrong with each part
-    that `part_rows` gives (a FROM clause with columns item, sub_item, part), `path` a
-    SQL STRING expression over them naming the part ('contents[0].parts[1]'). problem is
-    NULL for a good part. A part holds exactly one of text, fileData, inlineData,
-    functionCall, functionResponse; both the camelCase and snake_case spellings count,
-    as the service accepts both. Fields are read once, in inner selects, to keep the
-    query small. -#}
-{% macro _part_problem(part_rows, path) -%}
+{#- A SELECT of (request_key, section, item, sub_item, problem) with what is wrong
+    with each part that `part_rows` gives (a FROM clause with columns request_key,
+    item, sub_item, part), `path` a SQL STRING expression over them naming the part
+    ('contents[0].parts[1]'). problem is NULL for a good part. A part holds exactly one
+    of text, fileData, inlineData, functionCall, functionResponse; both the camelCase
+    and snake_case spellings count, as the service accepts both. Fields are read once,
+    in inner selects, to keep the query small. -#}
+{% macro _part_problem(part_rows, section, path) -%}
   {%- set kinds = {
       'text': ['text'],
       'fileData': ['fileData', 'file_data'],
@@ -149,7 +197,7 @@
     {%- do counted.append("if(" ~ gemini_batch._json_member('part', names) ~ " is null, 0, 1)") -%}
   {%- endfor -%}
   {%- set kind_list = kinds.keys() | join(', ') -%}
-      select item, sub_item,
+      select request_key, {{ section }} as section, item, sub_item,
         case
           when json_type(part) != 'object' then concat(path, ': is not an object')
           when kind_count = 0 then concat(path, ': has none of {{ kind_list }}')
@@ -172,7 +220,7 @@
           json_value({{ gemini_batch._json_member('file_data', ['mimeType', 'mime_type']) }}) as file_mime_type,
           json_value({{ gemini_batch._json_member('inline_data', ['mimeType', 'mime_type']) }}) as inline_mime_type
         from (
-          select item, sub_item, part, {{ path }} as path,
+          select request_key, item, sub_item, part, {{ path }} as path,
             {{ counted | join(' + ') }} as kind_count,
             {{ gemini_batch._json_member('part', ['text']) }} as text,
             {{ gemini_batch._json_member('part', ['fileData', 'file_data']) }} as file_data,

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,103 @@ class BigQueryFaults:
         })
 
 
+# -- __TABLES__ ----------------------------------------------------------------------
+
+# BigQuery's legacy per-dataset table list, which dbt-bigquery's catalog (`dbt docs
+# generate`) reads beside INFORMATION_SCHEMA.MATERIALIZED_VIEWS, COLUMNS and
+# COLUMN_FIELD_PATHS. bqemulator has no __TABLES__ and no COLUMN_FIELD_PATHS, and in a
+# query that joins them its MATERIALIZED_VIEWS and COLUMNS come as rows without column
+# names (or one is read in place of the other). So these four are
+# written into the statement as rows, from the emulator's catalog when the statement
+# runs. Types as BigQuery numbers them: 1 table, 2 view, 3 external.
+_TABLE_TYPES = {"TABLE": 1, "VIEW": 2, "MATERIALIZED_VIEW": 2, "EXTERNAL": 3}
+# (table_id, table_type, creation time in ms, rows, bytes, columns) of each table of a
+# dataset; columns: (field path, type, description) of each field, nested ones included.
+TableList = list[tuple[str, str, int, int, int, list[tuple[str, str, str | None]]]]
+
+# A reference to a dataset's __TABLES__ or INFORMATION_SCHEMA.MATERIALIZED_VIEWS, with
+# any quoting BigQuery takes (each part, the whole path, none), the project optional.
+_VIEW = (r"(?P<view>__TABLES__|INFORMATION_SCHEMA\.MATERIALIZED_VIEWS"
+         r"|INFORMATION_SCHEMA\.COLUMN_FIELD_PATHS|INFORMATION_SCHEMA\.COLUMNS\b)")
+_REFERENCE = re.compile(
+    r"`(?P<whole>[^`]+)\." + _VIEW + r"`"
+    r"|(?:(?P<project>`[^`]+`|[A-Za-z0-9_-]+)\.)?(?P<dataset>`[^`]+`|[A-Za-z0-9_]+)"
+    r"\.`?" + _VIEW.replace("?P<view>", "?P<view2>") + r"`?",
+    re.IGNORECASE,
+)
+
+
+def _rows_sql(columns: list[tuple[str, str]], rows: list[list[object]]) -> str:
+    """A subquery of ``rows`` with ``columns`` (name, BigQuery type): typed, named."""
+    def value(item: object, kind: str) -> str:
+        return f"cast({exp.convert(item).sql(dialect='bigquery')} as {kind})"
+
+    structs = [
+        "struct(" + ", ".join(f"{value(item, kind)} as {name}"
+                              for (name, kind), item in zip(columns, row, strict=True)) + ")"
+        for row in rows or [[None] * len(columns)]
+    ]
+    return f"(select * from unnest([{', '.join(structs)}]){'' if rows else ' where false'})"
+
+
+def tables_rows_sql(view: str, project: str, dataset: str, tables: TableList) -> str:
+    """The rows of ``view`` (__TABLES__, INFORMATION_SCHEMA.MATERIALIZED_VIEWS, COLUMNS
+    or COLUMN_FIELD_PATHS) for the ``tables`` of ``project.dataset``."""
+    if view.upper() == "__TABLES__":
+        return _rows_sql(
+            [("project_id", "string"), ("dataset_id", "string"), ("table_id", "string"),
+             ("creation_time", "int64"), ("last_modified_time", "int64"),
+             ("row_count", "int64"), ("size_bytes", "int64"), ("type", "int64")],
+            [[project, dataset, table_id, created, created, row_count, size_bytes,
+              _TABLE_TYPES.get(table_type.upper(), 1)]
+             for table_id, table_type, created, row_count, size_bytes, _ in tables])
+    if view.upper().endswith(".COLUMNS"):
+        return _rows_sql(
+            [("table_catalog", "string"), ("table_schema", "string"), ("table_name", "string"),
+             ("column_name", "string"), ("ordinal_position", "int64"),
+             ("is_nullable", "string"), ("data_type", "string"),
+             ("is_partitioning_column", "string"), ("clustering_ordinal_position", "int64")],
+            [[project, dataset, table_id, path, position, "YES", kind, "NO", None]
+             for table_id, *_, columns in tables
+             for position, (path, kind, _) in enumerate(
+                 [column for column in columns if "." not in column[0]], start=1)])
+    if view.upper().endswith("COLUMN_FIELD_PATHS"):
+        return _rows_sql(
+            [("table_catalog", "string"), ("table_schema", "string"), ("table_name", "string"),
+             ("column_name", "string"), ("field_path", "string"), ("data_type", "string"),
+             ("description", "string"), ("collation_name", "string"),
+             ("rounding_mode", "string")],
+            [[project, dataset, table_id, path.split(".")[0], path, kind, description,
+              None, None]
+             for table_id, *_, columns in tables for path, kind, description in columns])
+    return _rows_sql(
+        [("table_catalog", "string"), ("table_schema", "string"), ("table_name", "string"),
+         ("last_refresh_time", "timestamp"), ("refresh_watermark", "timestamp")],
+        [[project, dataset, table_id, None, None]
+         for table_id, table_type, *_ in tables if table_type.upper() == "MATERIALIZED_VIEW"])
+
+
+def with_tables_view(sql: str, default_project: str,
+                     list_tables: Callable[[str, str], TableList]) -> str:
+    """``sql`` with each ``project.dataset.__TABLES__`` (and the dataset's
+    INFORMATION_SCHEMA.MATERIALIZED_VIEWS beside it) replaced by rows of the dataset's
+    tables (``list_tables(project, dataset)``); any other SQL is returned as it is."""
+    if "__tables__" not in sql.lower():
+        return sql
+
+    def rows(match: re.Match[str]) -> str:
+        if match["whole"]:
+            parts = match["whole"].split(".")
+            project, dataset = (parts[0] if len(parts) > 1 else default_project), parts[-1]
+        else:
+            project = (match["project"] or default_project).strip("`")
+            dataset = match["dataset"].strip("`")
+        view = match["view"] or match["view2"]
+        return tables_rows_sql(view, project, dataset, list_tables(project, dataset))
+
+    return _REFERENCE.sub(rows, sql)
+
+
 def concurrent_update_message(table: str) -> str:
     """BigQuery's words for a DML statement that lost a race (``table``: project:dataset.t)."""
     return f"Could not serialize access to table {table} due to concurrent update"
@@ -195,3 +293,22 @@ class DmlConflicts:
         with self._lock:
             return {**asdict(self.faults), "dml_statements": self.statements,
                     "dml_conflicts": self.conflicts}
+
+
+# -- DuckDB settings -----------------------------------------------------------------
+
+# GEMINI_BATCH_BQ_MEMORY_LIMIT: DuckDB's memory limit (default 2GB; DuckDB's own default
+# is 80% of the machine). Past it DuckDB spills to its temp directory, next to the
+# database file (<data dir>/bigquery/bqemulator.duckdb.tmp), instead of growing.
+MEMORY_LIMIT_ENV = "GEMINI_BATCH_BQ_MEMORY_LIMIT"
+DEFAULT_MEMORY_LIMIT = "2GB"
+
+
+def duckdb_settings(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The DuckDB settings bqemulator_main applies at start (name: value)."""
+    environ = os.environ if environ is None else environ
+    settings = {"memory_limit": environ.get(MEMORY_LIMIT_ENV, DEFAULT_MEMORY_LIMIT)}
+    for name, value in settings.items():
+        if "'" in value or "\n" in value:
+            raise ValueError(f"DuckDB setting {name}: {value!r} is not a valid value")
+    return settings

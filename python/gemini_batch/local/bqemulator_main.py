@@ -15,6 +15,24 @@ The same as ``python -m bqemulator``, with two fixes for bqemulator 1.4:
   database: tables, macros and functions are shared; session settings are not, so
   the time zone is set again).
 
+- A statement ran on the server's event loop, inside the ``jobs.insert`` call, however
+  long it took: the server answered nothing else meanwhile, a client's 60 s read
+  timeout fired, the client sent ``jobs.insert`` again with the same job id, and the
+  emulator ran the statement a second time (and a third...), holding each run's
+  memory. Now a statement runs on a worker thread of its own; ``jobs.insert`` answers
+  within ``INSERT_WAIT_SECONDS`` (the job DONE, or RUNNING as BigQuery says it for a
+  long one); ``jobs.get`` says RUNNING until it ends; ``getQueryResults`` waits up to
+  its ``timeoutMs`` (at most ``RESULTS_WAIT_SECONDS``) and says ``jobComplete: false``;
+  a second ``jobs.insert`` of a job id it knows is refused with 409 "Already Exists",
+  as BigQuery does, which the clients (dbt-bigquery, google-cloud-bigquery) answer
+  by reading the job they already made. A statement runs once.
+- Every query result was kept in memory for the life of the server; now the oldest go
+  once the kept ones pass ``RESULTS_KEPT_BYTES`` (a client reads a result right
+  after its job; BigQuery keeps them a day).
+- DuckDB may use 80% of the machine's memory by default and spills nothing; the
+  launcher sets its ``memory_limit`` and a ``temp_directory`` under the data dir
+  (``local/bigquery.py``: ``duckdb_settings``), so a big statement spills to disk.
+
 And one addition, a fault mode: ``GET|PUT|PATCH /emulator/faults`` (and
 ``GEMINI_BATCH_BQ_FAULT_*`` at start) make a share of MERGE, UPDATE and DELETE statements
 fail as BigQuery fails one that lost a race (``local/bigquery.py``: ``DmlConflicts``).
@@ -22,20 +40,41 @@ fail as BigQuery fails one that lost a race (``local/bigquery.py``: ``DmlConflic
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import os
 import threading
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import duckdb
 from bqemulator import server
 from bqemulator.api.routes import jobs as job_routes
 from bqemulator.api.routes import upload
+from bqemulator.catalog.etag import generate_etag
+from bqemulator.catalog.models import JobMeta
 from bqemulator.cli import main
-from bqemulator.domain.errors import InternalError, InvalidQueryError
+from bqemulator.domain.errors import (
+    AlreadyExistsError,
+    DomainError,
+    InternalError,
+    InvalidQueryError,
+)
+from bqemulator.jobs import executor
 from bqemulator.storage.engine import DuckDBEngine
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 
-from gemini_batch.local.bigquery import FAULTS_PATH, BigQueryFaults, DmlConflicts
+from gemini_batch.local.bigquery import (
+    FAULTS_PATH,
+    BigQueryFaults,
+    DmlConflicts,
+    TableList,
+    duckdb_settings,
+    with_tables_view,
+)
 
 # The module reads the tuple at each upload, so extending it here is enough.
 upload._PERMITTED_MEDIA_CONTENT_TYPES = (*upload._PERMITTED_MEDIA_CONTENT_TYPES, "*/*")
@@ -58,8 +97,86 @@ def _thread_connection(engine: DuckDBEngine) -> duckdb.DuckDBPyConnection:
 
 DuckDBEngine.connection = property(_thread_connection)  # type: ignore[assignment, method-assign]
 
+_apply_session_pragmas = DuckDBEngine._apply_session_pragmas
+
+
+def _apply_settings(engine: DuckDBEngine) -> None:
+    """DuckDB's memory limit and spill directory (``duckdb_settings``), then the engine's own."""
+    _apply_session_pragmas(engine)
+    for name, value in duckdb_settings().items():
+        engine.connection.execute(f"SET {name} = '{value}'")
+
+
+DuckDBEngine._apply_session_pragmas = _apply_settings  # type: ignore[method-assign]
+
+# -- statements off the event loop, once each ---------------------------------------
+
+# jobs.insert answers within this (BigQuery: at once); GEMINI_BATCH_BQ_INSERT_WAIT_SECONDS.
+INSERT_WAIT_SECONDS = float(os.environ.get("GEMINI_BATCH_BQ_INSERT_WAIT_SECONDS", "5"))
+RESULTS_WAIT_SECONDS = 10.0  # the longest a getQueryResults call waits
+RESULTS_KEPT_BYTES = 512 * 2**20  # query results kept for clients to read
+_RESULTS_ALWAYS_KEPT = 16  # the newest ones, whatever their size
+
+_workers = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="statement")
+_write_lock = threading.Lock()
+
+
+@contextlib.asynccontextmanager
+async def _thread_safe_write_lock(self: DuckDBEngine) -> AsyncIterator[None]:
+    """The engine's write lock, held across the event loops of the worker threads (an
+    asyncio.Lock belongs to one loop)."""
+    while not _write_lock.acquire(blocking=False):
+        await asyncio.sleep(0.005)
+    try:
+        yield
+    finally:
+        _write_lock.release()
+
+
+DuckDBEngine.write_lock = _thread_safe_write_lock  # type: ignore[assignment, method-assign]
+
+
+def _trim_results() -> None:
+    """Forget the oldest query results once the kept ones pass RESULTS_KEPT_BYTES."""
+    # A copy first (one C call, atomic under the GIL): worker threads add results.
+    results = list(executor.JOB_RESULTS.items())
+    kept = sum(table.nbytes for _, table in results)
+    for job_id, table in results[:-_RESULTS_ALWAYS_KEPT]:
+        if kept <= RESULTS_KEPT_BYTES:
+            break
+        kept -= table.nbytes
+        executor.JOB_RESULTS.pop(job_id, None)
+        executor.JOB_SCHEMAS.pop(job_id, None)
+
+
+async def _on_a_worker(run: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    """Run the coroutine ``run()`` makes on a worker thread, in an event loop of its
+    own: DuckDB holds the thread for the whole statement, and the server's loop stays
+    free to answer other calls (jobs.get, tabledata.list...)."""
+    _trim_results()
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_workers, lambda: asyncio.run(run()))
+
 dml_conflicts = DmlConflicts(BigQueryFaults.from_env())
 _execute_query_job = job_routes.execute_query_job
+
+
+def _tables_of(ctx: Any, project: str, dataset: str) -> TableList:
+    """The tables of a dataset as __TABLES__ lists them (``with_tables_view``)."""
+    return [
+        (table.table_id, table.table_type, int(table.creation_time.timestamp() * 1000),
+         table.num_rows, table.num_bytes, list(_field_paths(table.schema_.fields)))
+        for table in ctx.catalog.list_tables(project, dataset)
+    ]
+
+
+def _field_paths(fields: Any, prefix: str = "") -> Any:
+    """(path, type, description) of each field, nested STRUCT fields after their parent."""
+    for field in fields:
+        path = f"{prefix}{field.name}"
+        kind = f"ARRAY<{field.type}>" if field.mode == "REPEATED" else field.type
+        yield path, kind, field.description
+        yield from _field_paths(field.fields, f"{path}.")
 
 
 async def _execute_with_faults(project_id: str, job_id: str, bq_sql: str, *args: Any,
@@ -68,14 +185,107 @@ async def _execute_with_faults(project_id: str, job_id: str, bq_sql: str, *args:
     then it fails before running, as a DML statement on BigQuery changes nothing when it
     fails. The routes turn the error into a job with ``status.errorResult`` (reason
     invalidQuery), which google-cloud-bigquery raises as BadRequest from ``result()``."""
+    bq_sql = with_tables_view(bq_sql, project_id, functools.partial(_tables_of, args[1]))
     message = dml_conflicts.conflict(bq_sql, project_id)
     if message is not None:
         raise InvalidQueryError(message)
-    return await _execute_query_job(project_id, job_id, bq_sql, *args, **kwargs)
+    return await _on_a_worker(
+        lambda: _execute_query_job(project_id, job_id, bq_sql, *args, **kwargs))
 
 
 # jobs.insert and jobs.query both call the name in the routes module.
 job_routes.execute_query_job = _execute_with_faults
+
+# Query jobs inserted and still running (or ended, until their end is in the catalog).
+_running: dict[tuple[str, str], asyncio.Task[Any]] = {}
+_handle_query_job = job_routes._handle_query_job
+
+
+async def _handle_query_job_once(
+    project_id: str, job_id: str, config: dict[str, Any], *, dry_run: bool, ctx: Any,
+    **kwargs: Any,
+) -> Any:
+    """jobs.insert of a query: refused (409) for a job id already known; the job DONE
+    if it ends within INSERT_WAIT_SECONDS, else RUNNING (its end reaches the catalog
+    when it comes)."""
+    handle = functools.partial(_handle_query_job, project_id, job_id, config,
+                               dry_run=dry_run, ctx=ctx, **kwargs)
+    if dry_run:
+        return await handle()
+    key = (project_id, job_id)
+    if key in _running or ctx.catalog.get_job(project_id, job_id) is not None:
+        raise AlreadyExistsError(f"Already Exists: Job {project_id}:US.{job_id}")
+    task = asyncio.ensure_future(handle())
+    _running[key] = task
+    done, _ = await asyncio.wait({task}, timeout=INSERT_WAIT_SECONDS)
+    if done:
+        _running.pop(key, None)
+        return task.result()
+    now = ctx.clock.now()
+    running = JobMeta(
+        project_id=project_id, job_id=job_id, job_type="QUERY", state="RUNNING",
+        configuration=config, creation_time=now, start_time=now,
+        etag=generate_etag(project_id, job_id, f"{now}-running"),
+    )
+    # After insert_job has written the RUNNING job (it does so as this returns, without
+    # yielding): the end is written when the statement ends.
+    asyncio.get_running_loop().call_soon(
+        task.add_done_callback, functools.partial(_record_end, ctx, key, config))
+    return running
+
+
+def _record_end(ctx: Any, key: tuple[str, str], config: dict[str, Any],
+                task: asyncio.Task[Any]) -> None:
+    project_id, job_id = key
+    try:
+        meta = task.result()
+    except DomainError as exc:
+        meta = job_routes._failed_job_meta(
+            project_id=project_id, job_id=job_id, job_type="QUERY", config=config,
+            error_result={"reason": exc.bq_reason, "message": exc.message},
+            now=ctx.clock.now())
+    except Exception as exc:  # noqa: BLE001 - the job's error, as BigQuery reports one
+        meta = job_routes._failed_job_meta(
+            project_id=project_id, job_id=job_id, job_type="QUERY", config=config,
+            error_result={"reason": "internalError", "message": str(exc)},
+            now=ctx.clock.now())
+    ctx.catalog.upsert_job(meta)
+    _running.pop(key, None)
+
+
+job_routes._handle_query_job = _handle_query_job_once
+
+statements_router = APIRouter(prefix="/bigquery/v2")
+
+
+@statements_router.get("/projects/{project_id}/queries/{job_id}")
+async def get_query_results(
+    project_id: str,
+    job_id: str,
+    ctx: job_routes._Ctx,
+    maxResults: int = Query(default=10000, alias="maxResults"),  # noqa: N803
+    startIndex: int = Query(default=0, alias="startIndex"),  # noqa: N803
+    pageToken: str | None = Query(default=None, alias="pageToken"),  # noqa: N803
+    timeoutMs: int = Query(default=10000, alias="timeoutMs"),  # noqa: N803
+) -> Any:
+    """getQueryResults: waits up to ``timeoutMs`` for a running job, then says
+    ``jobComplete: false`` (the client asks again); an ended job with an error says
+    so (the client reads the error from jobs.get)."""
+    task = _running.get((project_id, job_id))
+    if task is not None:
+        await asyncio.wait({task}, timeout=min(timeoutMs / 1000, RESULTS_WAIT_SECONDS))
+        if (project_id, job_id) in _running:  # its end is not in the catalog yet
+            return {"kind": "bigquery#getQueryResultsResponse",
+                    "jobReference": {"projectId": project_id, "jobId": job_id},
+                    "jobComplete": False}
+    if job_id not in executor.JOB_RESULTS:
+        meta = ctx.catalog.get_job(project_id, job_id)
+        if meta is not None and meta.error_result:
+            return {"kind": "bigquery#getQueryResultsResponse",
+                    "jobReference": {"projectId": project_id, "jobId": job_id},
+                    "jobComplete": True, "errors": [meta.error_result]}
+    return job_routes.get_query_results(project_id, job_id, ctx, maxResults, startIndex,
+                                        pageToken)
 
 faults_router = APIRouter()
 
@@ -100,6 +310,9 @@ _create_app = server.create_app
 def _create_app_with_faults(context: Any) -> FastAPI:
     app = _create_app(context)
     app.include_router(faults_router)
+    # Before bqemulator's own getQueryResults route: the first route that matches serves.
+    app.include_router(statements_router)
+    app.router.routes.insert(0, app.router.routes.pop())
     return app
 
 

@@ -1,0 +1,58 @@
+"""What the local BigQuery's launcher changes in a statement or a setting, without a
+server: __TABLES__ and the catalog views dbt's `docs generate` reads, DuckDB's memory."""
+
+from __future__ import annotations
+
+import pytest
+import sqlglot
+
+from gemini_batch.local.bigquery import duckdb_settings, with_tables_view
+
+TABLES = [
+    ("recipes", "VIEW", 1_700_000_000_000, 0, 0, [("request_id", "STRING", None)]),
+    ("recipes__requests", "TABLE", 1_700_000_000_001, 10, 2048,
+     [("request_id", "STRING", "the id"), ("request", "JSON", None)]),
+]
+
+
+def _listed(project: str, dataset: str) -> list:
+    assert (project, dataset) == ("local-project", "recipes")
+    return TABLES
+
+
+@pytest.mark.parametrize("reference", [
+    "`local-project`.`recipes`.__TABLES__",
+    "`local-project.recipes.__TABLES__`",
+    "recipes.__TABLES__",
+])
+def test_tables_become_rows_of_the_catalog(reference: str) -> None:
+    sql = f"""select tables.table_id, tables.type, c.field_path
+    from {reference} as tables
+    left join `local-project`.`recipes`.INFORMATION_SCHEMA.MATERIALIZED_VIEWS mv
+      on mv.table_name = tables.table_id
+    join `local-project`.`recipes`.INFORMATION_SCHEMA.COLUMN_FIELD_PATHS c
+      on c.table_name = tables.table_id"""
+    rewritten = with_tables_view(sql, "local-project", _listed)
+    assert "__TABLES__" not in rewritten and "INFORMATION_SCHEMA" not in rewritten
+    assert "'recipes__requests' as string) as table_id" in rewritten
+    assert "cast(2 as int64) as type" in rewritten  # the view
+    assert "'request' as string) as field_path" in rewritten
+    sqlglot.parse_one(rewritten, read="bigquery")  # still BigQuery SQL
+
+
+def test_other_sql_is_left_as_it_is() -> None:
+    sql = "select * from `p`.`d`.INFORMATION_SCHEMA.COLUMNS where table_name = 't'"
+    assert with_tables_view(sql, "p", _listed) is sql
+
+
+def test_an_empty_dataset_gives_no_rows_with_the_columns() -> None:
+    rewritten = with_tables_view("select * from `p`.`d`.__TABLES__", "p", lambda p, d: [])
+    assert "where false" in rewritten and "as table_id" in rewritten
+    sqlglot.parse_one(rewritten, read="bigquery")
+
+
+def test_duckdb_memory_limit_from_the_environment() -> None:
+    assert duckdb_settings({}) == {"memory_limit": "2GB"}
+    assert duckdb_settings({"GEMINI_BATCH_BQ_MEMORY_LIMIT": "4GB"}) == {"memory_limit": "4GB"}
+    with pytest.raises(ValueError, match="memory_limit"):
+        duckdb_settings({"GEMINI_BATCH_BQ_MEMORY_LIMIT": "1GB'; drop"})
