@@ -1,20 +1,27 @@
-"""The recipes example (examples/recipes) end to end, as `make demo` runs it.
+"""The recipes example (examples/recipes) end to end, as `make demo` runs it, and then
+every common dbt command a user runs next, on the same built project.
 
 The example is copied to a temporary directory (its package entry pointed at this
-checkout), built twice with the `gemini-batch` command on the local stack, and checked
-the way a user would: exit codes, the closing summary, the rows of the downstream
-models, and the jobs the Vertex emulator was given. The first build runs the installed
-console script in a process of its own, as `make demo` does; deps and the second build
-run in this process, as the other tests do.
+checkout), built with the `gemini-batch` command on the local stack, and checked the way
+a user would: exit codes, the closing summary, the rows of the downstream models, and
+the jobs the Vertex emulator was given. The first build runs the installed console
+script in a process of its own, as `make demo` does; everything after it runs in this
+process, as the other tests do: a second build that submits nothing, then `dbt docs
+generate` (a catalog of every relation: bqemulator has no ``__TABLES__``, the launcher
+answers it from its catalog), `dbt show`, `dbt test`, `dbt snapshot` and `dbt source
+freshness` (the job ledger as a source).
 """
 
 from __future__ import annotations
+
+import json
+from dataclasses import dataclass
 
 import pytest
 from google.cloud import bigquery
 
 from gemini_batch.local.stack import StackState
-from helpers.dbt_projects import DbtProjects, cli_ok
+from helpers.dbt_projects import DbtProjects, DbtTestProject, cli_ok
 from helpers.paths import REPO_ROOT
 
 pytestmark = pytest.mark.slow
@@ -22,14 +29,26 @@ pytestmark = pytest.mark.slow
 EXAMPLE = REPO_ROOT / "examples" / "recipes"
 
 
-def test_recipes_example_answers_everything_then_resubmits_nothing(
-    dbt_projects: DbtProjects, local_stack: StackState, bq: bigquery.Client
-) -> None:
+@dataclass(frozen=True)
+class Built:
+    project: DbtTestProject
+    first_build: str  # what the first `gemini-batch build` printed
+
+
+@pytest.fixture(scope="module")
+def recipes(dbt_projects: DbtProjects) -> Built:
+    """The example, built once by the installed console script."""
     project = dbt_projects.copy(EXAMPLE, dataset_variable="RECIPES_DATASET")
+    project.dbt_ok("deps")
+    return Built(project, project.run("gemini-batch", "build"))
+
+
+def test_recipes_example_answers_everything_then_resubmits_nothing(
+    recipes: Built, local_stack: StackState, bq: bigquery.Client
+) -> None:
+    project, first = recipes.project, recipes.first_build
     dataset = project.dataset
 
-    project.dbt_ok("deps")
-    first = project.run("gemini-batch", "build")
     # Settings under meta, read the way dbt 1.10+ wants: no warning about custom keys.
     assert "custom config" not in first and "CustomKeyInConfigDeprecation" not in first
 
@@ -80,3 +99,58 @@ def test_recipes_example_answers_everything_then_resubmits_nothing(
     assert "all 10 answerable requests were cached; no job submitted" in second
     assert len([job for job in jobs.list(limit=1000)
                 if (job.input_table or "").startswith(f"{table}.")]) == 3
+
+
+# -- the dbt commands a user runs next, on the built example -----------------------------
+
+
+def _results(result) -> dict[str, object]:
+    """Node name -> its result, of an invocation that succeeded."""
+    assert result.success, result.exception or result.result
+    return {r.node.name: r for r in result.result.results}
+
+
+def test_docs_generate_catalogs_every_relation(recipes: Built) -> None:
+    project = recipes.project
+    project.dbt_ok("docs", "generate")
+    catalog = json.loads((project.path / "target" / "catalog.json").read_text())
+    assert not catalog.get("errors"), catalog["errors"]
+    nodes = {key.rsplit(".", 1)[-1]: node for key, node in catalog["nodes"].items()}
+    assert {"recipes", "recipe_texts", "desserts", "structured_recipe_fields"} <= set(nodes)
+    assert nodes["recipes"]["metadata"]["type"] == "view"
+    assert nodes["recipe_texts"]["metadata"]["type"] == "table"
+    assert "batch_state" in {name.lower() for name in nodes["recipes"]["columns"]}
+    # Tables carry their statistics, as BigQuery's catalog gives them.
+    assert nodes["recipe_texts"]["stats"]["num_rows"]["value"] == 10
+
+
+def test_show_prints_the_answers(recipes: Built) -> None:
+    result = recipes.project.dbt_ok("show", "--select", "recipe_texts", "--limit", "3")
+    [shown] = [r for r in result.result.results if r.node.name == "recipe_texts"]
+    rows = [dict(zip(shown.agate_table.column_names, row, strict=True))
+            for row in shown.agate_table.rows]
+    assert len(rows) == 3 and {row["batch_state"] for row in rows} == {"succeeded"}
+    assert any("banana bread" in row["dessert"] for row in rows)
+
+
+def test_test_passes_every_data_test(recipes: Built) -> None:
+    results = _results(recipes.project.dbt_ok("test"))
+    assert len(results) >= 10
+    assert {str(r.status) for r in results.values()} == {"pass"}
+
+
+def test_snapshot_keeps_each_recipe_once(recipes: Built) -> None:
+    project = recipes.project
+    project.dbt_ok("snapshot")
+    rows = project.rows("select dessert_id, dbt_valid_to from `{ds}.recipe_text_history`")
+    assert len(rows) == 10 and all(row["dbt_valid_to"] is None for row in rows)
+    project.dbt_ok("snapshot")  # nothing changed: no new version
+    assert len(project.rows("select 1 from `{ds}.recipe_text_history`")) == 10
+
+
+def test_source_freshness_reads_the_job_ledger(recipes: Built) -> None:
+    result = recipes.project.dbt("source", "freshness")
+    assert result.success, result.exception
+    [ledger] = result.result.results
+    assert ledger.node.unique_id.endswith("gemini_batch.gemini_batch_jobs")
+    assert str(ledger.status) == "pass" and ledger.max_loaded_at is not None
