@@ -4,18 +4,35 @@
 
 {#- The columns of <model>__responses, in table order: the Jinja side of
     python/gemini_batch/warehouse.py's RESPONSES_SCHEMA, which fills the table
-    (tests/unit/test_rules_agree.py holds the two together). -#}
+    (tests/unit/test_rules_agree.py holds the two together). The last two are the
+    answer flags (ADR 0011), with the rule that fills them in a table made before them. -#}
 {% macro _gemini_batch_responses_columns() -%}
   {{ return([
     ('request_id', 'STRING'), ('response', 'JSON'), ('status', 'STRING'),
     ('processed_time', 'TIMESTAMP'), ('attempts', 'INT64'), ('last_error', 'STRING'),
-    ('job_name', 'STRING'), ('updated_at', 'TIMESTAMP')]) }}
+    ('job_name', 'STRING'), ('updated_at', 'TIMESTAMP')]
+    + gemini_batch._gemini_batch_answer_flags() | map(attribute='column') | list) }}
 {%- endmacro %}
 
 
-{#- Columns the package adds to the model's own: a model may not select them. -#}
+{#- The answer flags of <model>__responses: (name, type) with the rule that computes
+    each from status and response. -#}
+{% macro _gemini_batch_answer_flags() -%}
+  {{ return([
+    {'column': ('answered', 'BOOL'),
+     'rule': gemini_batch._answered('status', 'response')},
+    {'column': ('empty_answer', 'BOOL'),
+     'rule': gemini_batch._empty_answer('status', 'response')}]) }}
+{%- endmacro %}
+
+
+{#- Columns the package adds to the model's own in the view: a model may not select
+    them. (The answer flags stay in <model>__responses: a model may have an `answered`.) -#}
 {% macro _gemini_batch_reserved_columns() -%}
-  {{ return(gemini_batch._gemini_batch_responses_columns() | map(attribute=0) | list
+  {%- set flags = gemini_batch._gemini_batch_answer_flags() | map(attribute='column')
+        | map(attribute=0) | list -%}
+  {{ return(gemini_batch._gemini_batch_responses_columns() | map(attribute=0)
+            | reject('in', flags) | list
             + ['request_problem', 'batch_state', '_gemini_batch_raw_request']) }}
 {%- endmacro %}
 
@@ -131,6 +148,35 @@ cluster by request_id
 {%- endmacro %}
 
 
+{#- The answer flags a <model>__responses made by an older version lacks (names), from
+    its `existing_columns` (dbt Columns). -#}
+{% macro _gemini_batch_missing_flags(existing_columns) -%}
+  {%- set have = existing_columns | map(attribute='name') | map('lower') | list -%}
+  {{ return(gemini_batch._gemini_batch_answer_flags() | map(attribute='column')
+            | map(attribute=0) | reject('in', have) | list) }}
+{%- endmacro %}
+
+
+{#- ALTER TABLE adding the answer flag `name` to <model>__responses (one statement per
+    column: the local emulator's DuckDB takes one action per ALTER). -#}
+{% macro _gemini_batch_responses_add_flag(relation, name) -%}
+  {%- for flag in gemini_batch._gemini_batch_answer_flags() if flag.column[0] == name -%}
+alter table {{ relation }} add column if not exists {{ flag.column[0] }} {{ flag.column[1] }}
+  {%- endfor -%}
+{%- endmacro %}
+
+
+{#- UPDATE filling every answer flag from the answers kept: once, when added. -#}
+{% macro _gemini_batch_responses_fill_flags(relation) -%}
+update {{ relation }}
+set
+  {%- for flag in gemini_batch._gemini_batch_answer_flags() %}
+  {{ flag.column[0] }} = {{ flag.rule }}{{ ',' if not loop.last }}
+  {%- endfor %}
+where true
+{%- endmacro %}
+
+
 {#- SELECT of the model view: every requests row with its latest answer and batch_state. -#}
 {% macro _gemini_batch_view_sql(requests_relation, responses_relation, columns, max_retries,
                                 retry_empty_answers=false) -%}
@@ -146,10 +192,10 @@ select
   coalesce(responses.last_error, requests.request_problem) as last_error,
   responses.job_name,
   case
-    when {{ gemini_batch._answered('responses.status', 'responses.response') }} then 'succeeded'
+    when coalesce(responses.answered, false) then 'succeeded'
     when requests.request_problem is not null then 'failed'
     when coalesce(responses.attempts, 0) > {{ max_retries }} then 'failed'
-    when {{ gemini_batch._final_failure('responses.status', 'responses.response',
+    when {{ gemini_batch._final_failure('responses.status', 'responses.empty_answer',
                                         retry_empty_answers) }} then 'failed'
     else 'pending'
   end as batch_state

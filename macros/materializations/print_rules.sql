@@ -7,8 +7,9 @@
       responses_columns  [[name, type], ...] of <model>__responses
                          (warehouse.RESPONSES_SCHEMA)
       answered_sql       the rule "answered" for a table aliased t (answers.answered_sql)
+      empty_answer_sql   the rule "an answer with nothing usable" (answers.empty_answer_sql)
       final_failure_sql  the rule "failed for good", and with retry_empty_answers
-                         (answers.final_failure_sql)
+                         (answers.final_failure_sql), over the stored flag t.empty_answer
     `dbt --quiet run-operation gemini_batch.print_rules` prints the JSON alone; no query
     runs. tests/unit/test_rules_agree.py compares it with the Python side. -#}
 {% macro print_rules() -%}
@@ -18,9 +19,10 @@
       'multi_regions': gemini_batch._gemini_batch_multi_regions(),
       'responses_columns': gemini_batch._gemini_batch_responses_columns(),
       'answered_sql': gemini_batch._answered('t.status', 't.response') | trim,
+      'empty_answer_sql': gemini_batch._empty_answer('t.status', 't.response') | trim,
       'error_code_sql': gemini_batch._status_error('t.status')['code'] | trim,
-      'final_failure_sql': gemini_batch._final_failure('t.status', 't.response') | trim,
+      'final_failure_sql': gemini_batch._final_failure('t.status', 't.empty_answer') | trim,
       'final_failure_retry_empty_sql':
-          gemini_batch._final_failure('t.status', 't.response', true) | trim,
+          gemini_batch._final_failure('t.status', 't.empty_answer', true) | trim,
   })) -%}
 {%- endmacro %}

@@ -1,6 +1,7 @@
-{#- The rules "this request is answered" and "it failed for good" (BOOL, never NULL),
-    as the view's batch_state and is_success read them. The Python operator writes the
-    same predicates (python/gemini_batch/answers.py: answered_sql, final_failure_sql);
+{#- The rules "this request is answered", "its answer is empty" and "it failed for
+    good" (BOOL, never NULL), as is_success, the view's batch_state and the filling of
+    an older responses table read them. The Python operator writes the same predicates
+    (python/gemini_batch/answers.py: answered_sql, empty_answer_sql, final_failure_sql);
     tests/unit/test_rules_agree.py holds the two together.
 
     Answered: status '' and a candidate with a non-empty text part that is not a
@@ -30,15 +31,25 @@
 {%- endmacro %}
 
 
+{#- An answer with nothing usable in it (status '', a response, no usable part): paid
+    for. <model>__responses keeps it in its empty_answer column, as it keeps _answered
+    in `answered` (ADR 0011); the materialization fills both for a table made by an
+    older version. -#}
+{% macro _empty_answer(status, response) -%}
+  coalesce({{ status }} = '' and {{ response }} is not null
+    and not {{ gemini_batch._usable_answer(response) }}, false)
+{%- endmacro %}
+
+
 {#- Failed for good: sending the same request again cannot succeed. An invalid request,
     a row error 4xx other than 429 (its code read as error_code reads it), or (unless
-    retry_empty_answers) an answer with nothing usable in it, which was paid for. -#}
-{% macro _final_failure(status, response, retry_empty_answers=false) -%}
+    retry_empty_answers) an answer with nothing usable in it, which was paid for:
+    `empty_answer` is the stored flag (see _empty_answer), so no response JSON is read. -#}
+{% macro _final_failure(status, empty_answer, retry_empty_answers=false) -%}
   {%- set code = gemini_batch._status_error(status)['code'] | trim -%}
   coalesce({{ status }} = 'INVALID_REQUEST'
     or ({{ code }} between 400 and 499 and {{ code }} != 429)
     {%- if not retry_empty_answers %}
-    or ({{ status }} = '' and {{ response }} is not null
-        and not {{ gemini_batch._usable_answer(response) }})
+    or {{ empty_answer }}
     {%- endif %}, false)
 {%- endmacro %}

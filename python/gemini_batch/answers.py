@@ -16,8 +16,12 @@ an output row (or a ``<model>__responses`` row) into what a user pays for:
   (thinking used 512 of 512 tokens; ...)`` or ``400 INVALID_ARGUMENT: ...``.
 
 Each function takes SQL expressions for the columns and returns a BigQuery expression.
-The dbt package writes the same two rules the view needs in macros/utils/_answered.sql
-(``_answered``, ``_final_failure``); tests/unit/test_rules_agree.py holds them together.
+The first two are evaluated once per answer, when a job's output is merged, and kept in
+``<model>__responses`` (columns ``answered`` and ``empty_answer``): counts, the pending
+query and the view read the flags, not the response JSON. The dbt package writes the
+same rules in macros/utils/_answered.sql (``_answered``, ``_empty_answer``, which fill
+the flags of a table made by an older version, and ``_final_failure``, which the view
+reads); tests/unit/test_rules_agree.py holds them together.
 Talks to no service.
 """
 
@@ -46,8 +50,18 @@ def usable_answer_sql(response: str) -> str:
 
 
 def answered_sql(status: str, response: str) -> str:
-    """TRUE (never NULL) when the row holds an answer: never sent again."""
+    """TRUE (never NULL) when the row holds an answer: never sent again. Evaluated once
+    per answer, when a job's output is merged: ``<model>__responses`` keeps it in its
+    ``answered`` column (docs/decisions/0011-answer-flags-stored-with-the-answer.md)."""
     return f"COALESCE({status} = '' AND {usable_answer_sql(response)}, FALSE)"
+
+
+def empty_answer_sql(status: str, response: str) -> str:
+    """TRUE (never NULL) when the model answered (status '', a response) with nothing
+    usable in it: paid for, and final unless the model sets ``retry_empty_answers``.
+    Kept in the ``empty_answer`` column of ``<model>__responses``."""
+    return (f"COALESCE({status} = '' AND {response} IS NOT NULL"
+            f" AND NOT {usable_answer_sql(response)}, FALSE)")
 
 
 # gRPC status codes: (name, number, the HTTP code Google APIs map it to).
@@ -104,15 +118,13 @@ def error_code_sql(status: str) -> str:
     )
 
 
-def final_failure_sql(status: str, response: str, *, retry_empty_answers: bool) -> str:
+def final_failure_sql(status: str, empty_answer: str, *, retry_empty_answers: bool) -> str:
     """TRUE (never NULL) when sending the request again cannot succeed: it is failed
-    for good whatever attempts are left."""
+    for good whatever attempts are left. ``empty_answer`` is the stored flag (a
+    ``<model>__responses`` column, see :func:`empty_answer_sql`): the rule reads no
+    response JSON."""
     code = error_code_sql(status)
-    empty = (
-        "" if retry_empty_answers
-        else f"\n  OR ({status} = '' AND {response} IS NOT NULL"
-             f" AND NOT {usable_answer_sql(response)})"
-    )
+    empty = "" if retry_empty_answers else f"\n  OR {empty_answer}"
     return (
         f"COALESCE({status} = '{INVALID_STATUS}'\n"
         f"  OR ({code} BETWEEN 400 AND 499 AND {code} != 429){empty}, FALSE)"
@@ -172,6 +184,7 @@ __all__ = [
     "EMPTY_ANSWER",
     "INVALID_STATUS",
     "answered_sql",
+    "empty_answer_sql",
     "error_code_sql",
     "failure_class_sql",
     "failure_reason_sql",

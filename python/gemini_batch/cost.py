@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gemini_batch import catalog
+from gemini_batch.bq import quote_table
 from gemini_batch.catalog import LONG_CONTEXT_TOKENS, Price
 from gemini_batch.config import BatchModel
 from gemini_batch.errors import BudgetExceededError, ConfigError
@@ -195,8 +196,10 @@ def estimate(
     live_shards: Sequence[str] = (),
     prices: PriceTable | None = None,
     observed: tuple[float, float] | None = None,
+    pending_snapshot: str | None = None,
 ) -> CostEstimate:
-    """Estimate tokens and cost of ``model``'s pending requests, in one BigQuery query.
+    """Estimate tokens and cost of ``model``'s pending requests, in one BigQuery query
+    (over ``pending_snapshot``, a :meth:`Warehouse.pending_snapshot` table, when given).
 
     Input: text characters / 4 plus FILE_PART_TOKENS per file part. Output per request:
     thinking (its thinkingBudget as the catalog model takes it; a dynamic budget spends
@@ -207,7 +210,7 @@ def estimate(
     """
     return estimate_groups(
         model.config.gemini_model,
-        _pending_groups(warehouse, model, live_shards),
+        _pending_groups(warehouse, model, live_shards, pending_snapshot),
         prices=prices,
         observed=observed,
     )
@@ -301,12 +304,17 @@ class _Group:
 
 
 def _pending_groups(
-    warehouse: Warehouse, model: BatchModel, live_shards: Sequence[str]
+    warehouse: Warehouse, model: BatchModel, live_shards: Sequence[str],
+    pending_snapshot: str | None = None,
 ) -> list[Any]:
     """The one query of the estimate: the pending requests grouped by what prices them
     (requested thinkingBudget, maxOutputTokens, over the long-context threshold), with
     their count, input tokens and audio input tokens."""
-    pending, params = warehouse.pending_query(model, live_shards)
+    if pending_snapshot is not None:
+        pending = f"SELECT request_id, request FROM {quote_table(pending_snapshot)}"
+        params: dict[str, Any] = {}
+    else:
+        pending, params = warehouse.pending_query(model, live_shards)
     file_kinds = {f"file_parts_{n}": prefix for n, prefix in enumerate(FILE_PART_TOKENS)}
     part_counts = ",\n        ".join(
         f"{_mime_count(prefix)} AS {column}" for column, prefix in file_kinds.items()

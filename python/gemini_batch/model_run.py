@@ -128,10 +128,7 @@ class ModelRun:
 
     def _run(self) -> None:
         model = self.model
-        if not self.ws.bq.table_exists(model.requests_table):
-            raise GeminiBatchError(
-                f"{model.requests_table} does not exist: dbt did not build {model.unique_id}."
-            )
+        self.ws.warehouse.check_tables(model)
         location = self._location()
         self._staging = workspace_staging(self.ws, model, location)
         live = self.ws.ledger.live_jobs(model.unique_id)
@@ -256,15 +253,17 @@ class ModelRun:
         problem = cost.model_problem(model, location, ws.prices)
         if problem:  # before any job is created: the service would refuse every one
             raise ConfigError(problem)
-        estimate = cost.estimate(
-            ws.warehouse, model, live_shards=self._live_shards, prices=ws.prices,
-            observed=ws.ledger.observed_tokens(model.config.gemini_model),
-        )
-        cost.check_budget(model, estimate)
-        if self.summary.estimated_cost_usd is None:
-            self.summary.estimated_cost_usd = estimate.usd
         run_id = new_run_id()
-        shards = ws.warehouse.create_shards(model, run_id, self._live_shards)
+        # One read of the pending requests: the estimate is of exactly what is cut.
+        with ws.warehouse.pending_snapshot(model, run_id, self._live_shards) as snapshot:
+            estimate = cost.estimate(
+                ws.warehouse, model, prices=ws.prices, pending_snapshot=snapshot,
+                observed=ws.ledger.observed_tokens(model.config.gemini_model),
+            )
+            cost.check_budget(model, estimate)
+            if self.summary.estimated_cost_usd is None:
+                self.summary.estimated_cost_usd = estimate.usd
+            shards = ws.warehouse.cut_shards(model, run_id, snapshot)
         if not shards:
             return True
         usd = f", est. ${estimate.usd:,.4f}" if estimate.usd is not None else ""

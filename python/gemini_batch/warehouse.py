@@ -8,8 +8,9 @@ tables of the ledger's live jobs, read once per round): this module reads no led
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -19,6 +20,7 @@ from google.cloud import bigquery
 from gemini_batch.answers import (
     INVALID_STATUS,
     answered_sql,
+    empty_answer_sql,
     failure_class_sql,
     failure_reason_sql,
     final_failure_sql,
@@ -30,6 +32,8 @@ from gemini_batch.errors import WarehouseError
 
 # Columns of <model>__responses, in table order: the materialization creates the table
 # (_gemini_batch_responses_ddl); tests/unit/test_rules_agree.py holds the two together.
+# `answered` and `empty_answer` are the rules of answers.py evaluated when the row was
+# written (ADR 0011): what reads the table reads them, not the response JSON.
 RESPONSES_SCHEMA: dict[str, str] = {
     "request_id": "STRING",
     "response": "JSON",
@@ -39,6 +43,8 @@ RESPONSES_SCHEMA: dict[str, str] = {
     "last_error": "STRING",
     "job_name": "STRING",
     "updated_at": "TIMESTAMP",
+    "answered": "BOOL",
+    "empty_answer": "BOOL",
 }
 
 
@@ -111,6 +117,32 @@ class Warehouse:
 
     # -- batch model statements -----------------------------------------------------
 
+    def check_tables(self, model: BatchModel) -> None:
+        """WarehouseError naming what to run when dbt has not built the model's tables,
+        or built ``<model>__responses`` with an older package that lacks columns this
+        operator writes (the model's next ``dbt run`` adds and fills them)."""
+        if not self.bq.table_exists(model.requests_table):
+            raise WarehouseError(
+                f"{model.requests_table} does not exist: dbt did not build {model.unique_id}. "
+                f"Run `dbt run --select {model.name}` first (it builds the batch model's tables)."
+            )
+        try:
+            columns = {f.name for f in self.bq.client.get_table(model.responses_table).schema}
+        except NotFound as exc:
+            raise WarehouseError(
+                f"{model.responses_table} does not exist: dbt did not build "
+                f"{model.unique_id}. Run `dbt run --select {model.name}` first."
+            ) from exc
+        missing = [name for name in RESPONSES_SCHEMA if name not in columns]
+        if missing:
+            raise WarehouseError(
+                f"Model {model.unique_id}: {model.responses_table} has no column "
+                f"{', '.join(missing)}: an older version of the gemini_batch dbt package "
+                f"made it. Install the package version of this gemini-batch (packages.yml, "
+                f"then `dbt deps`) and run `dbt run --select {model.name}`: it adds the "
+                "columns and fills them from the answers kept. Nothing was submitted."
+            )
+
     def counts(self, model: BatchModel, live_shards: Sequence[str] = ()) -> RequestCounts:
         """Requests of ``model`` by state (one query); ``live_shards`` are the shard
         tables of its live jobs (their requests count as in flight)."""
@@ -125,7 +157,7 @@ WITH ids AS (
   SELECT
     r.copies,
     CASE
-      WHEN {answered_sql("s.status", "s.response")} THEN 'cached'
+      WHEN {_answered("s")} THEN 'cached'
       WHEN r.invalid THEN 'invalid'
       WHEN COALESCE(s.attempts, 0) > @max_retries OR {_final(model, "s")} THEN 'failed'
       WHEN {in_live} THEN 'in_flight'
@@ -163,7 +195,7 @@ FROM (
     GROUP BY request_id
   ) AS r
   LEFT JOIN {quote_table(model.responses_table)} AS s ON s.request_id = r.request_id
-  WHERE NOT {answered_sql("s.status", "s.response")}
+  WHERE NOT {_answered("s")}
     AND (r.invalid OR COALESCE(s.attempts, 0) > @max_retries OR {_final(model, "s")})
 )
 GROUP BY reason
@@ -181,30 +213,25 @@ ORDER BY requests DESC, reason""",
   FROM {quote_table(model.requests_table)}
   WHERE request_problem IS NOT NULL
   GROUP BY request_id"""
-        # Whether the target row is answered is read in the source: a MERGE condition
-        # holds no subquery.
         self._query_model(
             model,
             f"""
 MERGE {quote_table(model.responses_table)} AS t
-USING (
-  SELECT i.request_id, i.reason, {answered_sql("old.status", "old.response")} AS answered
-  FROM ({invalid}
-  ) AS i
-  LEFT JOIN {quote_table(model.responses_table)} AS old ON old.request_id = i.request_id
+USING ({invalid}
 ) AS s
 ON t.request_id = s.request_id
-WHEN MATCHED AND NOT s.answered
+WHEN MATCHED AND NOT {_answered("t")}
   AND (COALESCE(t.status, '') != @invalid_status OR COALESCE(t.last_error, '') != s.reason
        OR COALESCE(t.attempts, 0) <= @max_retries) THEN
   UPDATE SET status = @invalid_status, last_error = s.reason,
     attempts = GREATEST(COALESCE(t.attempts, 0), @max_retries + 1),
-    updated_at = CURRENT_TIMESTAMP()
+    answered = FALSE, empty_answer = FALSE, updated_at = CURRENT_TIMESTAMP()
 WHEN NOT MATCHED THEN
   {_insert_responses_row(
       request_id="s.request_id", response="NULL", status="@invalid_status",
       processed_time="NULL", attempts="@max_retries + 1", last_error="s.reason",
-      job_name="NULL", updated_at="CURRENT_TIMESTAMP()")}""",
+      job_name="NULL", updated_at="CURRENT_TIMESTAMP()", answered="FALSE",
+      empty_answer="FALSE")}""",
             {"max_retries": model.config.max_retries, "invalid_status": INVALID_STATUS},
         )
         rows = self._query_model(
@@ -220,23 +247,29 @@ WHEN NOT MATCHED THEN
     def create_shards(
         self, model: BatchModel, run_id: str, live_shards: Sequence[str] = ()
     ) -> list[Shard]:
-        """Write the pending requests into shard tables of at most ``shard_size`` rows.
+        """Write the pending requests into shard tables of at most ``shard_size`` rows
+        (:meth:`pending_snapshot`, then :meth:`cut_shards`). No pending request: []."""
+        with self.pending_snapshot(model, run_id, live_shards) as snapshot:
+            return self.cut_shards(model, run_id, snapshot)
 
-        Tables are ``<model>__shard_<run_id>_<n>`` (n from 0) with columns request_id and
-        request, built with CREATE TABLE ... AS SELECT. Requests in ``live_shards`` (the
-        shard tables of live jobs) are left out. No pending request: [].
-        """
+    @contextlib.contextmanager
+    def pending_snapshot(
+        self, model: BatchModel, run_id: str, live_shards: Sequence[str] = ()
+    ) -> Iterator[str]:
+        """A table of the pending requests as they are now (request_id, request, shard:
+        numbered by request_id and cut every ``shard_size``), dropped on exit; it expires
+        by itself if this process dies first. One read of the pending set serves the
+        estimate and the shards, which are then disjoint and exactly sized even if
+        responses change meanwhile. Requests in ``live_shards`` (the shard tables of
+        live jobs) are left out."""
         if not _RUN_ID.match(run_id):
             raise ValueError(f"run_id {run_id!r}: use lowercase letters, digits and '_'")
         pending, params = self.pending_query(model, live_shards)
-        # One snapshot of the pending set, numbered, so that the shards are disjoint and
-        # exactly sized even if responses change meanwhile; dropped below, and expires by
-        # itself if this process dies first.
-        staging = f"{model.project}.{model.dataset}.{model.name}__pending_{run_id}"
+        snapshot = f"{model.project}.{model.dataset}.{model.name}__pending_{run_id}"
         self._query_model(
             model,
             f"""
-CREATE OR REPLACE TABLE {quote_table(staging)}
+CREATE OR REPLACE TABLE {quote_table(snapshot)}
 OPTIONS (expiration_timestamp = TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL 1 DAY))
 AS
 SELECT request_id, request, DIV(position, @shard_size) AS shard
@@ -247,22 +280,28 @@ FROM (
             {**params, "shard_size": model.config.shard_size},
         )
         try:
-            sizes = self.bq.query(
-                f"SELECT shard, COUNT(*) AS row_count FROM {quote_table(staging)} "
-                "GROUP BY shard ORDER BY shard"
-            )
-            shards = []
-            for row in sizes:
-                index = int(row["shard"])
-                table = model.shard_table(run_id, index)
-                self.bq.query(
-                    f"CREATE TABLE {quote_table(table)} AS "
-                    f"SELECT request_id, request FROM {quote_table(staging)} WHERE shard = @shard",
-                    {"shard": index},
-                )
-                shards.append(Shard(table=table, rows=int(row["row_count"]), index=index))
+            yield snapshot
         finally:
-            self.bq.drop_tables([staging])
+            self.bq.drop_tables([snapshot])
+
+    def cut_shards(self, model: BatchModel, run_id: str, snapshot: str) -> list[Shard]:
+        """The shard tables ``<model>__shard_<run_id>_<n>`` (n from 0; columns request_id
+        and request) of a :meth:`pending_snapshot`, each made with CREATE TABLE ... AS
+        SELECT. An empty snapshot: []."""
+        sizes = self.bq.query(
+            f"SELECT shard, COUNT(*) AS row_count FROM {quote_table(snapshot)} "
+            "GROUP BY shard ORDER BY shard"
+        )
+        shards = []
+        for row in sizes:
+            index = int(row["shard"])
+            table = model.shard_table(run_id, index)
+            self.bq.query(
+                f"CREATE TABLE {quote_table(table)} AS "
+                f"SELECT request_id, request FROM {quote_table(snapshot)} WHERE shard = @shard",
+                {"shard": index},
+            )
+            shards.append(Shard(table=table, rows=int(row["row_count"]), index=index))
         return shards
 
     def merge_output(
@@ -320,27 +359,24 @@ FROM (
             model,
             f"""
 MERGE {quote_table(model.responses_table)} AS t
-USING (
-  SELECT a.*, {answered_sql("old.status", "old.response")} AS answered_before
-  FROM ({answers}) AS a
-  LEFT JOIN {quote_table(model.responses_table)} AS old ON old.request_id = a.request_id
-) AS s
+USING ({answers}) AS s
 ON t.request_id = s.request_id
 WHEN MATCHED AND COALESCE(t.job_name, '') != @job_name AND s.succeeded THEN
   UPDATE SET response = s.response, status = '', processed_time = s.processed_time,
     attempts = COALESCE(t.attempts, 0) + 1, last_error = NULL, job_name = @job_name,
-    updated_at = CURRENT_TIMESTAMP()
+    updated_at = CURRENT_TIMESTAMP(), answered = TRUE, empty_answer = FALSE
 WHEN MATCHED AND COALESCE(t.job_name, '') != @job_name AND NOT s.succeeded
-  AND NOT s.answered_before THEN
+  AND NOT {_answered("t")} THEN
   UPDATE SET response = s.response, status = s.status, processed_time = s.processed_time,
     attempts = COALESCE(t.attempts, 0) + 1, last_error = s.error, job_name = @job_name,
-    updated_at = CURRENT_TIMESTAMP()
+    updated_at = CURRENT_TIMESTAMP(), answered = FALSE, empty_answer = s.empty_answer
 WHEN NOT MATCHED THEN
   {_insert_responses_row(
       request_id="s.request_id", response="s.response",
       status="s.status", processed_time="s.processed_time", attempts="1",
       last_error="IF(s.succeeded, NULL, s.error)", job_name="@job_name",
-      updated_at="CURRENT_TIMESTAMP()")}""",
+      updated_at="CURRENT_TIMESTAMP()", answered="s.succeeded",
+      empty_answer="s.empty_answer")}""",
             {"job_name": job_name},
         )
         return MergeResult(**{name: int(stats[name] or 0) for name in _MERGE_FIELDS})
@@ -361,7 +397,7 @@ WHEN NOT MATCHED THEN
     FROM {quote_table(model.requests_table)} AS r
     LEFT JOIN {quote_table(model.responses_table)} AS s ON s.request_id = r.request_id
     WHERE r.request_problem IS NULL
-      AND NOT {answered_sql("s.status", "s.response")}
+      AND NOT {_answered("s")}
       AND COALESCE(s.attempts, 0) <= @max_retries
       AND NOT {_final(model, "s")}
       {not_live}
@@ -419,6 +455,7 @@ WHEN NOT MATCHED THEN
         )
         return f"""
   SELECT request_id, response, status, processed_time, succeeded,
+    {empty_answer_sql("status", "response")} AS empty_answer,
     IF(succeeded, NULL, {failure_reason_sql("status", "response", "request")}) AS error
   FROM (
     SELECT request_id, response, request, status, processed_time, succeeded,
@@ -444,10 +481,15 @@ _COUNT_FIELDS = [f.name for f in fields(RequestCounts)]
 _MERGE_FIELDS = [f.name for f in fields(MergeResult)]
 
 
+def _answered(alias: str) -> str:
+    """A responses row (``alias``, NULL when there is none) holds an answer: its flag."""
+    return f"COALESCE({alias}.answered, FALSE)"
+
+
 def _final(model: BatchModel, alias: str) -> str:
     """The model's rule for a responses row (``alias``) failed for good."""
     return final_failure_sql(
-        f"{alias}.status", f"{alias}.response",
+        f"{alias}.status", f"{alias}.empty_answer",
         retry_empty_answers=model.config.retry_empty_answers,
     )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import sqlglot
 
-from gemini_batch.local.bigquery import duckdb_settings, with_tables_view
+from gemini_batch.local.bigquery import altered_table, duckdb_settings, with_tables_view
 
 TABLES = [
     ("recipes", "VIEW", 1_700_000_000_000, 0, 0, [("request_id", "STRING", None)]),
@@ -56,3 +56,18 @@ def test_duckdb_memory_limit_from_the_environment() -> None:
     assert duckdb_settings({"GEMINI_BATCH_BQ_MEMORY_LIMIT": "4GB"}) == {"memory_limit": "4GB"}
     with pytest.raises(ValueError, match="memory_limit"):
         duckdb_settings({"GEMINI_BATCH_BQ_MEMORY_LIMIT": "1GB'; drop"})
+
+
+@pytest.mark.parametrize(("sql", "table"), [
+    ("alter table `p`.`d`.`t` add column if not exists answered BOOL", ("p", "d", "t")),
+    ("/* dbt */\nALTER TABLE d.t DROP COLUMN x", ("default-project", "d", "t")),
+    ("alter table `p.d.t` add column a INT64, add column b STRING", ("p", "d", "t")),
+    ("alter table d.t set options (description='x')", None),  # no column changes
+    ("select 'alter table d.t add column a INT64'", None),
+    ("not sql at all (", None),
+])
+def test_an_alter_table_changing_columns_names_its_table(
+    sql: str, table: tuple[str, str, str] | None,
+) -> None:
+    """The launcher reads such a table's schema again after the statement."""
+    assert altered_table(sql, "default-project") == table

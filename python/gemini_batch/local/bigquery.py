@@ -260,6 +260,35 @@ def mutated_table(sql: str, default_project: str) -> str | None:
     return f"{table.catalog or default_project}:{table.db}.{table.name}"
 
 
+# An ALTER TABLE, after any leading comments (a cheap test before parsing).
+_ALTER_TABLE = re.compile(r"\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*alter\s+table\b",
+                          re.IGNORECASE | re.DOTALL)
+
+
+def altered_table(sql: str, default_project: str) -> tuple[str, str, str] | None:
+    """(project, dataset, table) whose columns a single ``ALTER TABLE ... ADD COLUMN``
+    or ``DROP COLUMN`` statement changes; None for anything else."""
+    if not _ALTER_TABLE.match(sql):
+        return None
+    try:
+        statements = sqlglot.parse(sql, read="bigquery")
+    except sqlglot.errors.SqlglotError:
+        return None
+    if len(statements) != 1 or not isinstance(statements[0], exp.Alter):
+        return None
+    alter = statements[0]
+    actions = alter.args.get("actions") or []
+    columns = any(
+        isinstance(action, exp.ColumnDef)
+        or (isinstance(action, exp.Drop) and str(action.args.get("kind", "")).upper() == "COLUMN")
+        for action in actions
+    )
+    table = alter.this
+    if not columns or not isinstance(table, exp.Table) or not table.db:
+        return None
+    return table.catalog or default_project, table.db, table.name
+
+
 class DmlConflicts:
     """Which mutating DML statements fail as concurrent updates: a seeded draw per
     statement, in the order they arrive. Thread-safe; counts what it saw."""

@@ -32,6 +32,9 @@ The same as ``python -m bqemulator``, with two fixes for bqemulator 1.4:
 - DuckDB may use 80% of the machine's memory by default and spills nothing; the
   launcher sets its ``memory_limit`` and a ``temp_directory`` under the data dir
   (``local/bigquery.py``: ``duckdb_settings``), so a big statement spills to disk.
+- ``ALTER TABLE ... ADD COLUMN`` / ``DROP COLUMN`` changed the DuckDB table but not the
+  catalog: ``tables.get`` kept the old schema, where BigQuery shows the new column at
+  once. The catalog's schema is read again from DuckDB after such a statement.
 
 And one addition, a fault mode: ``GET|PUT|PATCH /emulator/faults`` (and
 ``GEMINI_BATCH_BQ_FAULT_*`` at start) make a share of MERGE, UPDATE and DELETE statements
@@ -53,6 +56,7 @@ import duckdb
 from bqemulator import server
 from bqemulator.api.routes import jobs as job_routes
 from bqemulator.api.routes import upload
+from bqemulator.catalog import ddl_sync
 from bqemulator.catalog.etag import generate_etag
 from bqemulator.catalog.models import JobMeta
 from bqemulator.cli import main
@@ -72,6 +76,7 @@ from gemini_batch.local.bigquery import (
     BigQueryFaults,
     DmlConflicts,
     TableList,
+    altered_table,
     duckdb_settings,
     with_tables_view,
 )
@@ -195,6 +200,30 @@ async def _execute_with_faults(project_id: str, job_id: str, bq_sql: str, *args:
 
 # jobs.insert and jobs.query both call the name in the routes module.
 job_routes.execute_query_job = _execute_with_faults
+
+_sync_created_table = executor.sync_created_table
+
+
+def _sync_created_or_altered_table(bq_sql: str, project_id: str, ctx: Any) -> None:
+    """After a statement: bqemulator's catalog sync of CREATE TABLE, and of ALTER TABLE
+    adding or dropping columns (the new schema, from DuckDB)."""
+    _sync_created_table(bq_sql, project_id, ctx)
+    target = altered_table(bq_sql, project_id)
+    if target is None:
+        return
+    meta = ctx.catalog.get_table(*target)
+    if meta is None:
+        return
+    now = ctx.clock.now()
+    ctx.catalog.update_table(meta.model_copy(update={
+        "schema_": ddl_sync._introspect_schema(*target, ctx),
+        "last_modified_time": now,
+        "etag": generate_etag(*target, meta.table_type, str(now)),
+    }))
+
+
+# The statement path calls the name in the executor module.
+executor.sync_created_table = _sync_created_or_altered_table
 
 # Query jobs inserted and still running (or ended, until their end is in the catalog).
 _running: dict[tuple[str, str], asyncio.Task[Any]] = {}

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from google.cloud import bigquery
 
+from gemini_batch.answers import answered_sql, empty_answer_sql
 from gemini_batch.bq import BigQuery
 from gemini_batch.ledger import Ledger, LedgerEntry
 from helpers.dbt_projects import DbtProjects, DbtTestProject, dbt_messages
@@ -92,10 +93,12 @@ def _insert_responses(bq: bigquery.Client, project: DbtTestProject, rows: list[d
         bq.query(
             f"""insert into {project.quoted("questions__responses")}
             (request_id, response, status, processed_time, attempts, last_error, job_name,
-             updated_at)
+             updated_at, answered, empty_answer)
             values (@request_id, safe.parse_json(@response), @status, current_timestamp(),
                     @attempts, @last_error, 'projects/p/locations/l/batchPredictionJobs/1',
-                    current_timestamp())""",
+                    current_timestamp(),
+                    {answered_sql("@status", "safe.parse_json(@response)")},
+                    {empty_answer_sql("@status", "safe.parse_json(@response)")})""",
             job_config=bigquery.QueryJobConfig(
                 query_parameters=[
                     bigquery.ScalarQueryParameter("request_id", "STRING", row["request_id"]),
@@ -223,6 +226,47 @@ def test_full_refresh_keeps_answers_and_reset_drops_them(bq, dbt_project: DbtTes
     dbt_project.dbt_ok("run", "--select", "questions", "--vars", "{gemini_batch_reset: true}")
     assert _rows(bq, f"select request_id from {responses}") == []
     assert _view(bq, dbt_project)[1]["batch_state"] == "pending"
+
+
+def test_a_responses_table_made_before_the_answer_flags_gets_them_filled(
+    bq, dbt_project: DbtTestProject
+) -> None:
+    """An older package made <model>__responses without `answered` and `empty_answer`:
+    the next run adds them and fills them from the answers kept (ADR 0011), so an answer
+    paid for stays answered and an empty one stays failed for good."""
+    ids = {row["id"]: row["request_id"] for row in _view(bq, dbt_project).values()}
+    responses = dbt_project.quoted("questions__responses")
+    empty = json.dumps({"candidates": [{"finishReason": "RECITATION"}]})
+    bq.query(f"drop table {responses}").result()
+    bq.query(
+        f"""create table {responses} (request_id STRING, response JSON, status STRING,
+        processed_time TIMESTAMP, attempts INT64, last_error STRING, job_name STRING,
+        updated_at TIMESTAMP)"""
+    ).result()
+    bq.query(
+        f"""insert into {responses} (request_id, response, status, attempts)
+        values ('{ids[1]}', parse_json(@answer), '', 1), ('{ids[2]}', parse_json(@empty), '', 1),
+               ('{ids[3]}', null, '429 quota', 1)""",
+        job_config=bigquery.QueryJobConfig(query_parameters=[
+            bigquery.ScalarQueryParameter("answer", "STRING", _sample_response()),
+            bigquery.ScalarQueryParameter("empty", "STRING", empty),
+        ]),
+    ).result()
+
+    dbt_project.dbt_ok("run", "--select", "questions")
+
+    columns = [f.name for f in bq.get_table(dbt_project.table("questions__responses")).schema]
+    assert columns[-2:] == ["answered", "empty_answer"]
+    flags = {
+        row["request_id"]: (row["answered"], row["empty_answer"])
+        for row in _rows(bq, f"select request_id, answered, empty_answer from {responses}")
+    }
+    assert flags == {ids[1]: (True, False), ids[2]: (False, True), ids[3]: (False, False)}
+    view = _view(bq, dbt_project)
+    assert [view[i]["batch_state"] for i in (1, 2, 3)] == ["succeeded", "failed", "pending"]
+    # Filled once: a later run finds the columns and changes nothing.
+    dbt_project.dbt_ok("run", "--select", "questions")
+    assert _rows(bq, f"select count(*) as n from {responses}") == [{"n": 3}]
 
 
 def test_string_requests_are_parsed_and_bad_json_fails(bq, dbt_project: DbtTestProject) -> None:

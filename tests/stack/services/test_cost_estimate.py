@@ -19,7 +19,7 @@ from gemini_batch.catalog import MODELS
 from gemini_batch.config import BatchModel, BatchModelConfig
 from gemini_batch.cost import DEFAULT_ANSWER_TOKENS, FILE_PART_TOKENS, PriceTable, estimate
 from gemini_batch.ledger import Ledger, LedgerEntry
-from gemini_batch.warehouse import Warehouse
+from gemini_batch.warehouse import RESPONSES_SCHEMA, Warehouse
 from helpers.samples import SAMPLES, sample_requests
 
 # -- the estimate, in SQL ---------------------------------------------------------------
@@ -72,11 +72,8 @@ def model(bq: bigquery.Client) -> BatchModel:
             ]
         ),
     ).result()
-    bq.query(
-        f"""create table {quote_table(model.responses_table)} (request_id STRING,
-        response JSON, status STRING, processed_time TIMESTAMP, attempts INT64,
-        last_error STRING, job_name STRING, updated_at TIMESTAMP)"""
-    ).result()
+    bq.create_table(bigquery.Table(model.responses_table, schema=[
+        bigquery.SchemaField(name, kind) for name, kind in RESPONSES_SCHEMA.items()]))
     return model
 
 

@@ -21,6 +21,7 @@ from gemini_batch.config import BatchModel, BatchModelConfig
 from gemini_batch.errors import WarehouseError
 from gemini_batch.ledger import Ledger, LedgerEntry
 from gemini_batch.warehouse import (
+    RESPONSES_SCHEMA,
     MergeResult,
     RequestCounts,
     Warehouse,
@@ -84,12 +85,8 @@ def _build_tables(
         requests=[_request(rid) for rid, _ in rows],
         problems=[problem or "" for _, problem in rows],
     )
-    _run(
-        bq,
-        f"""create or replace table {quote_table(model.responses_table)} (
-        request_id STRING, response JSON, status STRING, processed_time TIMESTAMP,
-        attempts INT64, last_error STRING, job_name STRING, updated_at TIMESTAMP)""",
-    )
+    columns = ", ".join(f"{name} {kind}" for name, kind in RESPONSES_SCHEMA.items())
+    _run(bq, f"create or replace table {quote_table(model.responses_table)} ({columns})")
 
 
 def _answer(
@@ -98,10 +95,11 @@ def _answer(
     _run(
         bq,
         f"""insert into {quote_table(model.responses_table)}
-        (request_id, response, status, attempts, last_error, job_name, updated_at)
+        (request_id, response, status, attempts, last_error, job_name, updated_at,
+         answered, empty_answer)
         values (@request_id, if(@ok = 1, parse_json(@answer), null),
                 if(@ok = 1, '', 'boom'), @attempts, if(@ok = 1, null, 'boom'), 'j',
-                current_timestamp())""",
+                current_timestamp(), @ok = 1, false)""",
         request_id=request_id,
         ok=int(ok),
         attempts=attempts,
