@@ -4,35 +4,39 @@
 
 {#- The columns of <model>__responses, in table order: the Jinja side of
     python/gemini_batch/warehouse.py's RESPONSES_SCHEMA, which fills the table
-    (tests/unit/test_rules_agree.py holds the two together). The last two are the
-    answer flags (ADR 0011), with the rule that fills them in a table made before them. -#}
+    (tests/unit/test_rules_agree.py holds the two together). The last three are
+    derived from status and response when a row is written (ADR 0011). -#}
 {% macro _gemini_batch_responses_columns() -%}
   {{ return([
     ('request_id', 'STRING'), ('response', 'JSON'), ('status', 'STRING'),
     ('processed_time', 'TIMESTAMP'), ('attempts', 'INT64'), ('last_error', 'STRING'),
     ('job_name', 'STRING'), ('updated_at', 'TIMESTAMP')]
-    + gemini_batch._gemini_batch_answer_flags() | map(attribute='column') | list) }}
+    + gemini_batch._gemini_batch_derived_columns() | map(attribute='column') | list) }}
 {%- endmacro %}
 
 
-{#- The answer flags of <model>__responses: (name, type) with the rule that computes
-    each from status and response. -#}
-{% macro _gemini_batch_answer_flags() -%}
+{#- The derived columns of <model>__responses: (name, type) and the rule that computes
+    each from the row's status and response (answers.py writes the same when it merges;
+    here they fill a table made before them). -#}
+{% macro _gemini_batch_derived_columns() -%}
   {{ return([
     {'column': ('answered', 'BOOL'),
      'rule': gemini_batch._answered('status', 'response')},
     {'column': ('empty_answer', 'BOOL'),
-     'rule': gemini_batch._empty_answer('status', 'response')}]) }}
+     'rule': gemini_batch._empty_answer('status', 'response')},
+    {'column': ('error_code', 'INT64'),
+     'rule': gemini_batch._status_error('status')['code'] | trim}]) }}
 {%- endmacro %}
 
 
 {#- Columns the package adds to the model's own in the view: a model may not select
-    them. (The answer flags stay in <model>__responses: a model may have an `answered`.) -#}
+    them. (The derived columns stay in <model>__responses: a model may have an
+    `answered` or an `error_code`.) -#}
 {% macro _gemini_batch_reserved_columns() -%}
-  {%- set flags = gemini_batch._gemini_batch_answer_flags() | map(attribute='column')
+  {%- set derived = gemini_batch._gemini_batch_derived_columns() | map(attribute='column')
         | map(attribute=0) | list -%}
   {{ return(gemini_batch._gemini_batch_responses_columns() | map(attribute=0)
-            | reject('in', flags) | list
+            | reject('in', derived) | list
             + ['request_problem', 'batch_state', '_gemini_batch_raw_request']) }}
 {%- endmacro %}
 
@@ -148,30 +152,30 @@ cluster by request_id
 {%- endmacro %}
 
 
-{#- The answer flags a <model>__responses made by an older version lacks (names), from
+{#- The derived columns a <model>__responses made by an older version lacks (names), from
     its `existing_columns` (dbt Columns). -#}
-{% macro _gemini_batch_missing_flags(existing_columns) -%}
+{% macro _gemini_batch_missing_derived(existing_columns) -%}
   {%- set have = existing_columns | map(attribute='name') | map('lower') | list -%}
-  {{ return(gemini_batch._gemini_batch_answer_flags() | map(attribute='column')
+  {{ return(gemini_batch._gemini_batch_derived_columns() | map(attribute='column')
             | map(attribute=0) | reject('in', have) | list) }}
 {%- endmacro %}
 
 
-{#- ALTER TABLE adding the answer flag `name` to <model>__responses (one statement per
-    column: the local emulator's DuckDB takes one action per ALTER). -#}
-{% macro _gemini_batch_responses_add_flag(relation, name) -%}
-  {%- for flag in gemini_batch._gemini_batch_answer_flags() if flag.column[0] == name -%}
-alter table {{ relation }} add column if not exists {{ flag.column[0] }} {{ flag.column[1] }}
+{#- ALTER TABLE adding the derived column `name` to <model>__responses (one statement
+    per column: the local emulator's DuckDB takes one action per ALTER). -#}
+{% macro _gemini_batch_responses_add_derived(relation, name) -%}
+  {%- for derived in gemini_batch._gemini_batch_derived_columns() if derived.column[0] == name -%}
+alter table {{ relation }} add column if not exists {{ derived.column[0] }} {{ derived.column[1] }}
   {%- endfor -%}
 {%- endmacro %}
 
 
-{#- UPDATE filling every answer flag from the answers kept: once, when added. -#}
-{% macro _gemini_batch_responses_fill_flags(relation) -%}
+{#- UPDATE filling every derived column from the answers kept: once, when added. -#}
+{% macro _gemini_batch_responses_fill_derived(relation) -%}
 update {{ relation }}
 set
-  {%- for flag in gemini_batch._gemini_batch_answer_flags() %}
-  {{ flag.column[0] }} = {{ flag.rule }}{{ ',' if not loop.last }}
+  {%- for derived in gemini_batch._gemini_batch_derived_columns() %}
+  {{ derived.column[0] }} = {{ derived.rule }}{{ ',' if not loop.last }}
   {%- endfor %}
 where true
 {%- endmacro %}
@@ -195,8 +199,9 @@ select
     when coalesce(responses.answered, false) then 'succeeded'
     when requests.request_problem is not null then 'failed'
     when coalesce(responses.attempts, 0) > {{ max_retries }} then 'failed'
-    when {{ gemini_batch._final_failure('responses.status', 'responses.empty_answer',
-                                        retry_empty_answers) }} then 'failed'
+    when {{ gemini_batch._final_failure('responses.status', 'responses.error_code',
+                                        'responses.empty_answer', retry_empty_answers) }}
+      then 'failed'
     else 'pending'
   end as batch_state
 from {{ requests_relation }} as requests

@@ -86,21 +86,21 @@
   {%- call statement('responses') -%}
     {{ gemini_batch._gemini_batch_responses_ddl(responses_relation) }}
   {%- endcall -%}
-  {#- A responses table kept from an older version gets the answer flags, filled once
-      from its answers (ADR 0011): nothing paid for is asked again. -#}
+  {#- A responses table kept from an older version gets the derived columns, filled
+      once from its answers (ADR 0011): nothing paid for is asked again. -#}
   {%- if existing_responses is not none and not gemini_batch._gemini_batch_reset_requested() -%}
-    {%- set missing_flags = gemini_batch._gemini_batch_missing_flags(
+    {%- set missing_derived = gemini_batch._gemini_batch_missing_derived(
           adapter.get_columns_in_relation(responses_relation)) -%}
-    {%- if missing_flags -%}
-      {{ log("gemini_batch: adding " ~ missing_flags | join(', ') ~ " to "
+    {%- if missing_derived -%}
+      {{ log("gemini_batch: adding " ~ missing_derived | join(', ') ~ " to "
              ~ responses_relation ~ " and filling them from its answers", info=true) }}
-      {%- for name in missing_flags -%}
+      {%- for name in missing_derived -%}
         {%- call statement('responses_add_' ~ name) -%}
-          {{ gemini_batch._gemini_batch_responses_add_flag(responses_relation, name) }}
+          {{ gemini_batch._gemini_batch_responses_add_derived(responses_relation, name) }}
         {%- endcall -%}
       {%- endfor -%}
-      {%- call statement('responses_fill_flags') -%}
-        {{ gemini_batch._gemini_batch_responses_fill_flags(responses_relation) }}
+      {%- call statement('responses_fill_derived') -%}
+        {{ gemini_batch._gemini_batch_responses_fill_derived(responses_relation) }}
       {%- endcall -%}
     {%- endif -%}
   {%- endif -%}

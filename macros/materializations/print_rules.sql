@@ -9,7 +9,7 @@
       answered_sql       the rule "answered" for a table aliased t (answers.answered_sql)
       empty_answer_sql   the rule "an answer with nothing usable" (answers.empty_answer_sql)
       final_failure_sql  the rule "failed for good", and with retry_empty_answers
-                         (answers.final_failure_sql), over the stored flag t.empty_answer
+                         (answers.final_failure_sql), over the kept t.error_code and t.empty_answer
     `dbt --quiet run-operation gemini_batch.print_rules` prints the JSON alone; no query
     runs. tests/unit/test_rules_agree.py compares it with the Python side. -#}
 {% macro print_rules() -%}
@@ -21,8 +21,10 @@
       'answered_sql': gemini_batch._answered('t.status', 't.response') | trim,
       'empty_answer_sql': gemini_batch._empty_answer('t.status', 't.response') | trim,
       'error_code_sql': gemini_batch._status_error('t.status')['code'] | trim,
-      'final_failure_sql': gemini_batch._final_failure('t.status', 't.empty_answer') | trim,
+      'final_failure_sql':
+          gemini_batch._final_failure('t.status', 't.error_code', 't.empty_answer') | trim,
       'final_failure_retry_empty_sql':
-          gemini_batch._final_failure('t.status', 't.empty_answer', true) | trim,
+          gemini_batch._final_failure('t.status', 't.error_code', 't.empty_answer', true)
+          | trim,
   })) -%}
 {%- endmacro %}

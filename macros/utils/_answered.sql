@@ -42,11 +42,12 @@
 
 
 {#- Failed for good: sending the same request again cannot succeed. An invalid request,
-    a row error 4xx other than 429 (its code read as error_code reads it), or (unless
-    retry_empty_answers) an answer with nothing usable in it, which was paid for:
-    `empty_answer` is the stored flag (see _empty_answer), so no response JSON is read. -#}
-{% macro _final_failure(status, empty_answer, retry_empty_answers=false) -%}
-  {%- set code = gemini_batch._status_error(status)['code'] | trim -%}
+    a row error 4xx other than 429, or (unless retry_empty_answers) an answer with
+    nothing usable in it, which was paid for. `error_code` and `empty_answer` are the
+    columns of <model>__responses that keep the row's error code (as error_code reads
+    it) and _empty_answer: neither status nor response is parsed here. -#}
+{% macro _final_failure(status, error_code, empty_answer, retry_empty_answers=false) -%}
+  {%- set code = error_code -%}
   coalesce({{ status }} = 'INVALID_REQUEST'
     or ({{ code }} between 400 and 499 and {{ code }} != 429)
     {%- if not retry_empty_answers %}

@@ -16,12 +16,14 @@ an output row (or a ``<model>__responses`` row) into what a user pays for:
   (thinking used 512 of 512 tokens; ...)`` or ``400 INVALID_ARGUMENT: ...``.
 
 Each function takes SQL expressions for the columns and returns a BigQuery expression.
-The first two are evaluated once per answer, when a job's output is merged, and kept in
-``<model>__responses`` (columns ``answered`` and ``empty_answer``): counts, the pending
-query and the view read the flags, not the response JSON. The dbt package writes the
-same rules in macros/utils/_answered.sql (``_answered``, ``_empty_answer``, which fill
-the flags of a table made by an older version, and ``_final_failure``, which the view
-reads); tests/unit/test_rules_agree.py holds them together.
+Whether a row is answered, whether its answer is empty and the HTTP code of its error
+are evaluated once per answer, when a job's output is merged, and kept in
+``<model>__responses`` (columns ``answered``, ``empty_answer``, ``error_code``): counts,
+the pending query and the view read those, not the response JSON or the status text.
+The dbt package writes the same rules in macros/utils/_answered.sql (``_answered``,
+``_empty_answer``, which with ``_status_error`` fill the columns of a table made by an
+older version, and ``_final_failure``, which the view reads);
+tests/unit/test_rules_agree.py holds them together.
 Talks to no service.
 """
 
@@ -52,7 +54,7 @@ def usable_answer_sql(response: str) -> str:
 def answered_sql(status: str, response: str) -> str:
     """TRUE (never NULL) when the row holds an answer: never sent again. Evaluated once
     per answer, when a job's output is merged: ``<model>__responses`` keeps it in its
-    ``answered`` column (docs/decisions/0011-answer-flags-stored-with-the-answer.md)."""
+    ``answered`` column (docs/decisions/0011-derived-columns-kept-with-the-answer.md)."""
     return f"COALESCE({status} = '' AND {usable_answer_sql(response)}, FALSE)"
 
 
@@ -118,16 +120,17 @@ def error_code_sql(status: str) -> str:
     )
 
 
-def final_failure_sql(status: str, empty_answer: str, *, retry_empty_answers: bool) -> str:
+def final_failure_sql(
+    status: str, error_code: str, empty_answer: str, *, retry_empty_answers: bool
+) -> str:
     """TRUE (never NULL) when sending the request again cannot succeed: it is failed
-    for good whatever attempts are left. ``empty_answer`` is the stored flag (a
-    ``<model>__responses`` column, see :func:`empty_answer_sql`): the rule reads no
-    response JSON."""
-    code = error_code_sql(status)
+    for good whatever attempts are left. ``error_code`` and ``empty_answer`` are the
+    columns of ``<model>__responses`` that keep :func:`error_code_sql` and
+    :func:`empty_answer_sql` of the row: the rule parses neither status nor response."""
     empty = "" if retry_empty_answers else f"\n  OR {empty_answer}"
     return (
         f"COALESCE({status} = '{INVALID_STATUS}'\n"
-        f"  OR ({code} BETWEEN 400 AND 499 AND {code} != 429){empty}, FALSE)"
+        f"  OR ({error_code} BETWEEN 400 AND 499 AND {error_code} != 429){empty}, FALSE)"
     )
 
 

@@ -21,6 +21,7 @@ from gemini_batch.answers import (
     INVALID_STATUS,
     answered_sql,
     empty_answer_sql,
+    error_code_sql,
     failure_class_sql,
     failure_reason_sql,
     final_failure_sql,
@@ -32,8 +33,8 @@ from gemini_batch.errors import WarehouseError
 
 # Columns of <model>__responses, in table order: the materialization creates the table
 # (_gemini_batch_responses_ddl); tests/unit/test_rules_agree.py holds the two together.
-# `answered` and `empty_answer` are the rules of answers.py evaluated when the row was
-# written (ADR 0011): what reads the table reads them, not the response JSON.
+# `answered`, `empty_answer` and `error_code` are the rules of answers.py evaluated when
+# the row was written (ADR 0011): what reads the table reads them, not the response JSON.
 RESPONSES_SCHEMA: dict[str, str] = {
     "request_id": "STRING",
     "response": "JSON",
@@ -45,6 +46,7 @@ RESPONSES_SCHEMA: dict[str, str] = {
     "updated_at": "TIMESTAMP",
     "answered": "BOOL",
     "empty_answer": "BOOL",
+    "error_code": "INT64",
 }
 
 
@@ -225,13 +227,14 @@ WHEN MATCHED AND NOT {_answered("t")}
        OR COALESCE(t.attempts, 0) <= @max_retries) THEN
   UPDATE SET status = @invalid_status, last_error = s.reason,
     attempts = GREATEST(COALESCE(t.attempts, 0), @max_retries + 1),
-    answered = FALSE, empty_answer = FALSE, updated_at = CURRENT_TIMESTAMP()
+    answered = FALSE, empty_answer = FALSE, error_code = NULL,
+    updated_at = CURRENT_TIMESTAMP()
 WHEN NOT MATCHED THEN
   {_insert_responses_row(
       request_id="s.request_id", response="NULL", status="@invalid_status",
       processed_time="NULL", attempts="@max_retries + 1", last_error="s.reason",
       job_name="NULL", updated_at="CURRENT_TIMESTAMP()", answered="FALSE",
-      empty_answer="FALSE")}""",
+      empty_answer="FALSE", error_code="NULL")}""",
             {"max_retries": model.config.max_retries, "invalid_status": INVALID_STATUS},
         )
         rows = self._query_model(
@@ -364,19 +367,20 @@ ON t.request_id = s.request_id
 WHEN MATCHED AND COALESCE(t.job_name, '') != @job_name AND s.succeeded THEN
   UPDATE SET response = s.response, status = '', processed_time = s.processed_time,
     attempts = COALESCE(t.attempts, 0) + 1, last_error = NULL, job_name = @job_name,
-    updated_at = CURRENT_TIMESTAMP(), answered = TRUE, empty_answer = FALSE
+    updated_at = CURRENT_TIMESTAMP(), answered = TRUE, empty_answer = FALSE, error_code = NULL
 WHEN MATCHED AND COALESCE(t.job_name, '') != @job_name AND NOT s.succeeded
   AND NOT {_answered("t")} THEN
   UPDATE SET response = s.response, status = s.status, processed_time = s.processed_time,
     attempts = COALESCE(t.attempts, 0) + 1, last_error = s.error, job_name = @job_name,
-    updated_at = CURRENT_TIMESTAMP(), answered = FALSE, empty_answer = s.empty_answer
+    updated_at = CURRENT_TIMESTAMP(), answered = FALSE, empty_answer = s.empty_answer,
+    error_code = s.error_code
 WHEN NOT MATCHED THEN
   {_insert_responses_row(
       request_id="s.request_id", response="s.response",
       status="s.status", processed_time="s.processed_time", attempts="1",
       last_error="IF(s.succeeded, NULL, s.error)", job_name="@job_name",
       updated_at="CURRENT_TIMESTAMP()", answered="s.succeeded",
-      empty_answer="s.empty_answer")}""",
+      empty_answer="s.empty_answer", error_code="s.error_code")}""",
             {"job_name": job_name},
         )
         return MergeResult(**{name: int(stats[name] or 0) for name in _MERGE_FIELDS})
@@ -456,6 +460,7 @@ WHEN NOT MATCHED THEN
         return f"""
   SELECT request_id, response, status, processed_time, succeeded,
     {empty_answer_sql("status", "response")} AS empty_answer,
+    {error_code_sql("status")} AS error_code,
     IF(succeeded, NULL, {failure_reason_sql("status", "response", "request")}) AS error
   FROM (
     SELECT request_id, response, request, status, processed_time, succeeded,
@@ -482,14 +487,14 @@ _MERGE_FIELDS = [f.name for f in fields(MergeResult)]
 
 
 def _answered(alias: str) -> str:
-    """A responses row (``alias``, NULL when there is none) holds an answer: its flag."""
+    """A responses row (``alias``, NULL when there is none) holds an answer (its kept rule)."""
     return f"COALESCE({alias}.answered, FALSE)"
 
 
 def _final(model: BatchModel, alias: str) -> str:
     """The model's rule for a responses row (``alias``) failed for good."""
     return final_failure_sql(
-        f"{alias}.status", f"{alias}.empty_answer",
+        f"{alias}.status", f"{alias}.error_code", f"{alias}.empty_answer",
         retry_empty_answers=model.config.retry_empty_answers,
     )
 

@@ -154,7 +154,8 @@ def test_empty_answer_rule_agrees(jinja_rules: dict[str, Any]) -> None:
 def test_final_failure_rule_agrees(jinja_rules: dict[str, Any], retry_empty: bool) -> None:
     key = "final_failure_retry_empty_sql" if retry_empty else "final_failure_sql"
     assert _normalised(jinja_rules[key]) == _normalised(
-        answers.final_failure_sql("t.status", "t.empty_answer", retry_empty_answers=retry_empty)
+        answers.final_failure_sql(
+            "t.status", "t.error_code", "t.empty_answer", retry_empty_answers=retry_empty)
     )
 
 

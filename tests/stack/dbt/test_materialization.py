@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from google.cloud import bigquery
 
-from gemini_batch.answers import answered_sql, empty_answer_sql
+from gemini_batch.answers import answered_sql, empty_answer_sql, error_code_sql
 from gemini_batch.bq import BigQuery
 from gemini_batch.ledger import Ledger, LedgerEntry
 from helpers.dbt_projects import DbtProjects, DbtTestProject, dbt_messages
@@ -93,12 +93,13 @@ def _insert_responses(bq: bigquery.Client, project: DbtTestProject, rows: list[d
         bq.query(
             f"""insert into {project.quoted("questions__responses")}
             (request_id, response, status, processed_time, attempts, last_error, job_name,
-             updated_at, answered, empty_answer)
+             updated_at, answered, empty_answer, error_code)
             values (@request_id, safe.parse_json(@response), @status, current_timestamp(),
                     @attempts, @last_error, 'projects/p/locations/l/batchPredictionJobs/1',
                     current_timestamp(),
                     {answered_sql("@status", "safe.parse_json(@response)")},
-                    {empty_answer_sql("@status", "safe.parse_json(@response)")})""",
+                    {empty_answer_sql("@status", "safe.parse_json(@response)")},
+                    {error_code_sql("@status")})""",
             job_config=bigquery.QueryJobConfig(
                 query_parameters=[
                     bigquery.ScalarQueryParameter("request_id", "STRING", row["request_id"]),
@@ -228,12 +229,13 @@ def test_full_refresh_keeps_answers_and_reset_drops_them(bq, dbt_project: DbtTes
     assert _view(bq, dbt_project)[1]["batch_state"] == "pending"
 
 
-def test_a_responses_table_made_before_the_answer_flags_gets_them_filled(
+def test_a_responses_table_made_before_the_derived_columns_gets_them_filled(
     bq, dbt_project: DbtTestProject
 ) -> None:
-    """An older package made <model>__responses without `answered` and `empty_answer`:
-    the next run adds them and fills them from the answers kept (ADR 0011), so an answer
-    paid for stays answered and an empty one stays failed for good."""
+    """An older package made <model>__responses without the derived columns (`answered`,
+    `empty_answer`, `error_code`): the next run adds them and fills them from the answers
+    kept (ADR 0011), so an answer paid for stays answered and an empty one stays failed
+    for good."""
     ids = {row["id"]: row["request_id"] for row in _view(bq, dbt_project).values()}
     responses = dbt_project.quoted("questions__responses")
     empty = json.dumps({"candidates": [{"finishReason": "RECITATION"}]})
@@ -256,12 +258,15 @@ def test_a_responses_table_made_before_the_answer_flags_gets_them_filled(
     dbt_project.dbt_ok("run", "--select", "questions")
 
     columns = [f.name for f in bq.get_table(dbt_project.table("questions__responses")).schema]
-    assert columns[-2:] == ["answered", "empty_answer"]
-    flags = {
-        row["request_id"]: (row["answered"], row["empty_answer"])
-        for row in _rows(bq, f"select request_id, answered, empty_answer from {responses}")
+    assert columns[-3:] == ["answered", "empty_answer", "error_code"]
+    derived = {
+        row["request_id"]: (row["answered"], row["empty_answer"], row["error_code"])
+        for row in _rows(
+            bq, f"select request_id, answered, empty_answer, error_code from {responses}")
     }
-    assert flags == {ids[1]: (True, False), ids[2]: (False, True), ids[3]: (False, False)}
+    assert derived == {
+        ids[1]: (True, False, None), ids[2]: (False, True, None), ids[3]: (False, False, 429),
+    }
     view = _view(bq, dbt_project)
     assert [view[i]["batch_state"] for i in (1, 2, 3)] == ["succeeded", "failed", "pending"]
     # Filled once: a later run finds the columns and changes nothing.

@@ -96,10 +96,10 @@ def _answer(
         bq,
         f"""insert into {quote_table(model.responses_table)}
         (request_id, response, status, attempts, last_error, job_name, updated_at,
-         answered, empty_answer)
+         answered, empty_answer, error_code)
         values (@request_id, if(@ok = 1, parse_json(@answer), null),
                 if(@ok = 1, '', 'boom'), @attempts, if(@ok = 1, null, 'boom'), 'j',
-                current_timestamp(), @ok = 1, false)""",
+                current_timestamp(), @ok = 1, false, null)""",
         request_id=request_id,
         ok=int(ok),
         attempts=attempts,
