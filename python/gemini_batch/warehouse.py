@@ -315,12 +315,16 @@ FROM (
         *,
         shard_table: str | None = None,
     ) -> MergeResult:
-        """MERGE a job's output table into ``<model>__responses`` on request_id.
+        """Fold a job's output table into ``<model>__responses`` on request_id.
 
         A success replaces response/status/processed_time; a failure bumps attempts and
         sets status/last_error (never over an earlier success); requests the job did not
         answer stay as they were (pending). Merging the same job twice changes nothing.
         With ``shard_table``, ``unanswered`` counts its requests absent from the output.
+
+        When no answer's request_id has a responses row yet (a first build, the changed
+        rows of a rerun), the answers are inserted: BigQuery bills an INSERT for what it
+        reads, a MERGE that may update for the whole target table too (ADR 0011).
         """
         answers = self._answers_sql(model, output_table)
         unanswered = (
@@ -346,7 +350,9 @@ SELECT
   {_usage_sum("candidatesTokenCount", "long_context")}
     + {_usage_sum("thoughtsTokenCount", "long_context")} AS long_output_tokens,
   {_usage_sum("cachedContentTokenCount", "long_context")} AS long_cached_tokens,
-  COALESCE(SUM(IF(long_context, audio_prompt_tokens, 0)), 0) AS long_audio_tokens
+  COALESCE(SUM(IF(long_context, audio_prompt_tokens, 0)), 0) AS long_audio_tokens,
+  (SELECT COUNT(*) FROM answers WHERE request_id IN (
+     SELECT request_id FROM {quote_table(model.responses_table)})) AS known
 FROM (
   SELECT succeeded, response,
     (SELECT SUM(LAX_INT64(JSON_QUERY(detail, '$.tokenCount')))
@@ -358,6 +364,24 @@ FROM (
 )""",
             {"long_context_tokens": LONG_CONTEXT_TOKENS},
         )[0]
+        new_row = _responses_row(
+            request_id="s.request_id", response="s.response",
+            status="s.status", processed_time="s.processed_time", attempts="1",
+            last_error="IF(s.succeeded, NULL, s.error)", job_name="@job_name",
+            updated_at="CURRENT_TIMESTAMP()", answered="s.succeeded",
+            empty_answer="s.empty_answer", error_code="s.error_code")
+        if not stats["known"]:
+            # NOT IN keeps it idempotent, and safe if a row appeared since the count.
+            self._query_model(
+                model,
+                f"""
+INSERT INTO {quote_table(model.responses_table)} ({", ".join(RESPONSES_SCHEMA)})
+SELECT {new_row}
+FROM ({answers}) AS s
+WHERE s.request_id NOT IN (SELECT request_id FROM {quote_table(model.responses_table)})""",
+                {"job_name": job_name},
+            )
+            return MergeResult(**{name: int(stats[name] or 0) for name in _MERGE_FIELDS})
         self._query_model(
             model,
             f"""
@@ -375,12 +399,8 @@ WHEN MATCHED AND COALESCE(t.job_name, '') != @job_name AND NOT s.succeeded
     updated_at = CURRENT_TIMESTAMP(), answered = FALSE, empty_answer = s.empty_answer,
     error_code = s.error_code
 WHEN NOT MATCHED THEN
-  {_insert_responses_row(
-      request_id="s.request_id", response="s.response",
-      status="s.status", processed_time="s.processed_time", attempts="1",
-      last_error="IF(s.succeeded, NULL, s.error)", job_name="@job_name",
-      updated_at="CURRENT_TIMESTAMP()", answered="s.succeeded",
-      empty_answer="s.empty_answer", error_code="s.error_code")}""",
+  INSERT ({", ".join(RESPONSES_SCHEMA)})
+  VALUES ({new_row})""",
             {"job_name": job_name},
         )
         return MergeResult(**{name: int(stats[name] or 0) for name in _MERGE_FIELDS})
@@ -499,14 +519,17 @@ def _final(model: BatchModel, alias: str) -> str:
     )
 
 
-def _insert_responses_row(**values: str) -> str:
-    """The INSERT clause of a MERGE into <model>__responses: one SQL value per column of
-    RESPONSES_SCHEMA, in its order (a missing or unknown column is a bug: ValueError)."""
+def _responses_row(**values: str) -> str:
+    """A new <model>__responses row: one SQL value per column of RESPONSES_SCHEMA, in its
+    order (a missing or unknown column is a bug: ValueError)."""
     if set(values) != set(RESPONSES_SCHEMA):
         raise ValueError(f"responses columns {sorted(values)} != {sorted(RESPONSES_SCHEMA)}")
-    columns = ", ".join(RESPONSES_SCHEMA)
-    row = ", ".join(values[name] for name in RESPONSES_SCHEMA)
-    return f"INSERT ({columns})\n  VALUES ({row})"
+    return ", ".join(values[name] for name in RESPONSES_SCHEMA)
+
+
+def _insert_responses_row(**values: str) -> str:
+    """The INSERT clause of a MERGE into <model>__responses (see _responses_row)."""
+    return f"INSERT ({', '.join(RESPONSES_SCHEMA)})\n  VALUES ({_responses_row(**values)})"
 
 
 def _union_request_ids(tables: list[str]) -> str:

@@ -285,6 +285,15 @@ def _vertex_output(bq: bigquery.Client, model: BatchModel, table: str, answers: 
     )
 
 
+def _writes_to(bq: bigquery.Client, table: str) -> list[str]:
+    """The kinds (INSERT, MERGE, ...) of the statements that wrote ``table``, oldest first."""
+    name = quote_table(table)
+    jobs = [job for job in bq.list_jobs(max_results=1000)
+            if job.job_type == "query" and name in (job.query or "")]
+    kinds = [(job.created, job.query.split(None, 1)[0].upper()) for job in jobs]
+    return [kind for _, kind in sorted(kinds) if kind in ("INSERT", "MERGE", "UPDATE")]
+
+
 def _real_answers(sample: str) -> list[dict]:
     path = FIXTURES / f"batch_request_{sample}_output.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -346,6 +355,15 @@ def test_merge_output_success_failure_and_unanswered(bq: bigquery.Client, datase
     # The paid empty answer is kept, with the reason; it is failed for good.
     assert responses[recited[0]]["response"] == real[ids.index(recited[0])]["response"]
     assert responses[recited[0]]["last_error"] == "EMPTY_ANSWER: RECITATION (no text in the answer)"
+    # What the rules say of each answer is kept with it (ADR 0011).
+    assert (responses["q0"]["answered"], responses["q0"]["empty_answer"]) == (True, False)
+    assert (responses[recited[0]]["answered"], responses[recited[0]]["empty_answer"]) == (
+        False, True)
+    assert (responses["failing"]["answered"], responses["failing"]["empty_answer"]) == (
+        False, False)
+    # Every answer was new: inserted, not merged (BigQuery bills a MERGE that may update
+    # for the whole table).
+    assert _writes_to(bq, model.responses_table) == ["INSERT"]
 
     # The same job merged again (a crash before merged_at was recorded): no change.
     warehouse.merge_output(model, output, job, shard_table=shard)
@@ -380,6 +398,7 @@ def test_merge_retries_and_never_overwrites_a_success(bq: bigquery.Client, datas
 
     job(1, {"a": real, "b": failure})
     job(2, {"a": failure, "b": failure})  # a failure after a success changes nothing
+    assert _writes_to(bq, model.responses_table) == ["INSERT", "MERGE"]  # job 2 retried
     responses = _responses(bq, model)
     assert (responses["a"]["status"], responses["a"]["attempts"]) == ("", 1)
     assert responses["a"]["response"] == real["response"]
