@@ -171,6 +171,7 @@ _KINDS = [
     ("shards", ("__pending_",)),
     ("shards", ("__shard_", "create table")),
     ("merges", ("__responses", "merge")),
+    ("merges", ("__responses", "insert into")),
     ("counts", ("with ids as",)),
     ("ledger and locks", ("gemini_batch_jobs",)),
     ("ledger and locks", ("gemini_batch_locks",)),

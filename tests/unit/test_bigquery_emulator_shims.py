@@ -6,7 +6,12 @@ from __future__ import annotations
 import pytest
 import sqlglot
 
-from gemini_batch.local.bigquery import altered_table, duckdb_settings, with_tables_view
+from gemini_batch.local.bigquery import (
+    altered_table,
+    duckdb_settings,
+    time_travel_enabled,
+    with_tables_view,
+)
 
 TABLES = [
     ("recipes", "VIEW", 1_700_000_000_000, 0, 0, [("request_id", "STRING", None)]),
@@ -71,3 +76,11 @@ def test_an_alter_table_changing_columns_names_its_table(
 ) -> None:
     """The launcher reads such a table's schema again after the statement."""
     assert altered_table(sql, "default-project") == table
+
+
+@pytest.mark.parametrize(("value", "enabled"), [
+    (None, False), ("", False), ("0", False), ("1", True), ("true", True), (" Yes ", True),
+])
+def test_time_travel_copies_only_when_asked(value: str | None, enabled: bool) -> None:
+    environ = {} if value is None else {"GEMINI_BATCH_BQ_TIME_TRAVEL": value}
+    assert time_travel_enabled(environ) is enabled
