@@ -5,10 +5,13 @@ then 30 rows change. What a user (and the bill) sees: the request check ran on t
 new requests only (``<model>__checks`` got 30 rows, the others were not checked again),
 exactly 30 requests were sent, a rerun with nothing changed sends nothing and checks
 nothing, and `--full-refresh` checks again but keeps every answer. Counts, not times.
+And the answers kept are not read again (ADR 0011): the only statements that look into
+an answer's JSON are those over a job's output table.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -60,6 +63,17 @@ def _checks(project: DbtTestProject) -> dict[str, Any]:
         from `{ds}.questions__checks`""")
 
 
+def _statements_since(project: DbtTestProject, since: datetime) -> list[str]:
+    """The SQL of the BigQuery statements created since ``since``."""
+    return [job.query for job in project.bq.list_jobs(max_results=5000)
+            if job.job_type == "query" and job.created and job.created >= since]
+
+
+def _reads_answers(sql: str) -> bool:
+    """The statement applies the "answered" rule to a response's JSON."""
+    return "'$.candidates'" in sql
+
+
 def _states(project: DbtTestProject) -> dict[str, int]:
     return {row["batch_state"]: row["n"] for row in project.rows(
         "select batch_state, count(*) as n from `{ds}.questions` group by batch_state")}
@@ -76,9 +90,14 @@ def test_a_rerun_checks_and_sends_only_what_changed(project: DbtTestProject) -> 
     sent, checks = _sent(project), _checks(project)
     responses = _one(project, "select count(*) as n from `{ds}.questions__responses`")["n"]
 
+    started = datetime.now(UTC)
     output = cli_ok(project.cli("build", "--vars", f"{{changed: {CHANGED}}}"))
 
     assert _sent(project) - sent == CHANGED, output
+    # The rules ran over the new answers only, where they came in (the job's output).
+    statements = _statements_since(project, started)
+    assert any(_reads_answers(sql) for sql in statements)
+    assert all("__output_" in sql for sql in statements if _reads_answers(sql))
     after = _checks(project)
     assert after["rows"] - checks["rows"] == CHANGED  # the 30 new requests, once each
     newly_checked = _one(project, f"""select count(*) as n from `{{ds}}.questions__checks`
@@ -92,9 +111,11 @@ def test_a_rerun_checks_and_sends_only_what_changed(project: DbtTestProject) -> 
     assert _one(project, "select count(*) as n from `{ds}.questions__responses`")["n"] \
         == responses + CHANGED
 
-    # Nothing changed: nothing checked, nothing sent.
+    # Nothing changed: nothing checked, nothing sent, no answer read.
+    started = datetime.now(UTC)
     again = cli_ok(project.cli("build", "--vars", f"{{changed: {CHANGED}}}"))
     assert "no job submitted" in again
+    assert not [sql for sql in _statements_since(project, started) if _reads_answers(sql)]
     assert _sent(project) - sent == CHANGED
     assert _checks(project) == after
 
