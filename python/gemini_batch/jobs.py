@@ -9,14 +9,18 @@ waiting is the caller's loop over ``VertexJobs.get`` with a ``Backoff``.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 import re
 import secrets
+import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import requests
 from google.api_core import exceptions as api_exceptions
@@ -29,8 +33,6 @@ from gemini_batch.config import MULTI_REGIONS
 from gemini_batch.errors import ConfigError, JobServiceError
 
 if TYPE_CHECKING:
-    # Imported where a job is touched: it costs a second and ~50 MB, and a build with
-    # everything cached never talks to Vertex AI.
     from google.cloud import aiplatform_v1
 
 ENDPOINT_ENV = "GEMINI_BATCH_VERTEX_ENDPOINT"
@@ -121,11 +123,62 @@ def job_labels(
     return labels
 
 
+# The Vertex AI client is imported where a job is touched (a build with everything
+# cached never talks to Vertex AI), and only the Job Service's part of it:
+# google.cloud.aiplatform_v1's __init__ imports every service and message type of Vertex
+# AI, 65 MB where the Job Service needs 7 (they are the `__lazy_modules__` it declares,
+# which Python 3.15 would leave unimported).
+_AIPLATFORM = "google.cloud.aiplatform_v1"
+_lazy_packages_lock = threading.Lock()
+
+
+def _install_lazy_package(name: str) -> None:
+    """Put package ``name`` in ``sys.modules`` without running its ``__init__``: a
+    submodule asked for is imported on its own; any other attribute (``__all__``, a
+    name the package re-exports) runs the real ``__init__`` first, so other code in the
+    process sees the whole package as usual. A package already imported is left as it is.
+    """
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None or spec.submodule_search_locations is None:
+        importlib.import_module(name)  # not a package we know: the usual import, or its error
+        return
+    package = importlib.util.module_from_spec(spec)
+    loader = spec.loader
+    state = {"loaded": False}
+    load_lock = threading.Lock()
+
+    def lazy_attribute(attribute: str) -> object:
+        if not attribute.startswith("__") and importlib.util.find_spec(
+            f"{name}.{attribute}"
+        ) is not None:
+            return importlib.import_module(f"{name}.{attribute}")
+        with load_lock:
+            if not state["loaded"]:
+                state["loaded"] = True
+                loader.exec_module(package)
+        if attribute in package.__dict__:
+            return package.__dict__[attribute]
+        raise AttributeError(f"module {name!r} has no attribute {attribute!r}")
+
+    package.__getattr__ = lazy_attribute  # type: ignore[method-assign]
+    sys.modules[name] = package
+
+
+def _aiplatform(module: str) -> Any:
+    """``google.cloud.aiplatform_v1.<module>`` (``services.job_service``, ``types.io``...),
+    imported without the rest of Vertex AI's client."""
+    with _lazy_packages_lock:
+        _install_lazy_package(_AIPLATFORM)
+        _install_lazy_package(f"{_AIPLATFORM}.types")
+    return importlib.import_module(f"{_AIPLATFORM}.{module}")
+
+
 def state_name(state: int | aiplatform_v1.JobState) -> str:
     """``RUNNING`` for ``JobState.JOB_STATE_RUNNING`` (the ledger's spelling)."""
-    from google.cloud import aiplatform_v1
-
-    return aiplatform_v1.JobState(state).name.removeprefix("JOB_STATE_")
+    job_state = _aiplatform("types.job_state")
+    return str(job_state.JobState(state).name).removeprefix("JOB_STATE_")
 
 
 def _bq_uri(table: str) -> str:
@@ -221,17 +274,16 @@ def vertex_job_client(
     uses gRPC. None: Google's endpoint of the location, ``{location}-aiplatform.
     googleapis.com``, or ``aiplatform.googleapis.com`` for ``global``.
     """
-    from google.cloud import aiplatform_v1
-
+    job_service_client = _aiplatform("services.job_service").JobServiceClient
     endpoint = (endpoint or os.environ.get(ENDPOINT_ENV) or "").strip().rstrip("/") or None
     if endpoint and endpoint.startswith("http://"):
-        return aiplatform_v1.JobServiceClient(
+        return job_service_client(
             transport="rest",
             credentials=AnonymousCredentials(),
             client_options=ClientOptions(api_endpoint=endpoint),
         )
     if endpoint and endpoint.startswith("https://"):
-        return aiplatform_v1.JobServiceClient(
+        return job_service_client(
             transport="rest", credentials=credentials,
             client_options=ClientOptions(api_endpoint=endpoint),
         )
@@ -241,7 +293,7 @@ def vertex_job_client(
             "set the model's `location` config or use a regional dataset."
         )
     api_endpoint = endpoint or google_endpoint(location)
-    return aiplatform_v1.JobServiceClient(
+    return job_service_client(
         credentials=credentials, client_options=ClientOptions(api_endpoint=api_endpoint)
     )
 
@@ -289,20 +341,18 @@ class VertexJobs:
         is looked up by that label before the create is sent again. A 429 is sent again
         after a backoff (the service took nothing).
         """
-        from google.cloud import aiplatform_v1
-
-        job = aiplatform_v1.BatchPredictionJob(
+        batch_prediction_job = _aiplatform("types.batch_prediction_job").BatchPredictionJob
+        io = _aiplatform("types.io")
+        job = batch_prediction_job(
             display_name=display_name,
             model=f"publishers/google/models/{gemini_model}",
-            input_config=aiplatform_v1.BatchPredictionJob.InputConfig(
+            input_config=batch_prediction_job.InputConfig(
                 instances_format="bigquery",
-                bigquery_source=aiplatform_v1.BigQuerySource(input_uri=_bq_uri(input_table)),
+                bigquery_source=io.BigQuerySource(input_uri=_bq_uri(input_table)),
             ),
-            output_config=aiplatform_v1.BatchPredictionJob.OutputConfig(
+            output_config=batch_prediction_job.OutputConfig(
                 predictions_format="bigquery",
-                bigquery_destination=aiplatform_v1.BigQueryDestination(
-                    output_uri=_bq_uri(output_table)
-                ),
+                bigquery_destination=io.BigQueryDestination(output_uri=_bq_uri(output_table)),
             ),
         )
         return self._create(job, labels, what=input_table, gemini_model=gemini_model)
@@ -320,18 +370,18 @@ class VertexJobs:
         """Create a job reading JSONL files in Cloud Storage and writing predictions under
         ``output_prefix``; never two, as ``submit``. ``submit_id``: the label value to
         use (one written down before the call, so a killed caller can look the job up)."""
-        from google.cloud import aiplatform_v1
-
-        job = aiplatform_v1.BatchPredictionJob(
+        batch_prediction_job = _aiplatform("types.batch_prediction_job").BatchPredictionJob
+        io = _aiplatform("types.io")
+        job = batch_prediction_job(
             display_name=display_name,
             model=f"publishers/google/models/{gemini_model}",
-            input_config=aiplatform_v1.BatchPredictionJob.InputConfig(
+            input_config=batch_prediction_job.InputConfig(
                 instances_format="jsonl",
-                gcs_source=aiplatform_v1.GcsSource(uris=list(input_uris)),
+                gcs_source=io.GcsSource(uris=list(input_uris)),
             ),
-            output_config=aiplatform_v1.BatchPredictionJob.OutputConfig(
+            output_config=batch_prediction_job.OutputConfig(
                 predictions_format="jsonl",
-                gcs_destination=aiplatform_v1.GcsDestination(output_uri_prefix=output_prefix),
+                gcs_destination=io.GcsDestination(output_uri_prefix=output_prefix),
             ),
         )
         return self._create(

@@ -3,6 +3,8 @@ that answers 429 before it answers), terminal states, label rules, poll delays."
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from http.server import ThreadingHTTPServer
 
@@ -88,3 +90,31 @@ def test_backoff_grows_to_its_cap_and_resets() -> None:
     assert backoff.next_delay() == 1.0
     with pytest.raises(ConfigError):
         Backoff(initial=0)
+
+
+# In a new interpreter: this process may have imported the whole client already.
+_JOB_CLIENT_ALONE = """
+import sys
+from gemini_batch.jobs import state_name, vertex_job_client
+
+vertex_job_client("us-central1", endpoint="http://127.0.0.1:9")
+print(state_name(4))
+print(sorted(m for m in sys.modules if m.startswith("google.cloud.aiplatform_v1.services.")
+             and m.count(".") == 4))
+print("google.cloud.aiplatform_v1.types.tensorboard_service" in sys.modules)
+from google.cloud import aiplatform_v1  # what other code in the process may do next
+print(aiplatform_v1.ModelServiceClient.__name__, len(aiplatform_v1.__all__) > 1000)
+"""
+
+
+def test_the_job_client_comes_without_the_rest_of_vertex_ai() -> None:
+    """Only the Job Service's modules are imported (aiplatform_v1's __init__ imports every
+    service, about 60 MB more), and the package still works whole for other code."""
+    run = subprocess.run([sys.executable, "-c", _JOB_CLIENT_ALONE], capture_output=True,
+                         text=True, check=True)
+    assert run.stdout.splitlines() == [
+        "SUCCEEDED",
+        "['google.cloud.aiplatform_v1.services.job_service']",
+        "False",
+        "ModelServiceClient True",
+    ]
