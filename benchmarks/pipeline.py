@@ -172,6 +172,7 @@ _KINDS = [
     ("shards", ("__shard_", "create table")),
     ("merges", ("__responses", "merge")),
     ("merges", ("__responses", "insert into")),
+    ("merges", ("__answers",)),  # the job's answers with the rules applied, then stats
     ("counts", ("with ids as",)),
     ("ledger and locks", ("gemini_batch_jobs",)),
     ("ledger and locks", ("gemini_batch_locks",)),

@@ -326,7 +326,27 @@ FROM (
         rows of a rerun), the answers are inserted: BigQuery bills an INSERT for what it
         reads, a MERGE that may update for the whole target table too (ADR 0011).
         """
-        answers = self._answers_sql(model, output_table)
+        # The rules run once per answer, into a table both statements below read (the
+        # output's JSON is read once; on BigQuery, billed once). Dropped at the end; it
+        # expires by itself if this process dies first.
+        answers_table = f"{output_table}__answers"
+        self._query_model(
+            model,
+            f"""
+CREATE OR REPLACE TABLE {quote_table(answers_table)}
+OPTIONS (expiration_timestamp = TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL 1 DAY))
+AS {self._answers_sql(model, output_table)}""",
+        )
+        try:
+            return self._merge_answers(
+                model, f"SELECT * FROM {quote_table(answers_table)}", job_name, shard_table)
+        finally:
+            self.bq.drop_tables([answers_table])
+
+    def _merge_answers(
+        self, model: BatchModel, answers: str, job_name: str, shard_table: str | None
+    ) -> MergeResult:
+        """merge_output's statements over ``answers`` (a SELECT of the job's answers)."""
         unanswered = (
             f"""(SELECT COUNT(DISTINCT request_id) FROM {quote_table(shard_table)}
    WHERE request_id NOT IN (SELECT request_id FROM answers))"""
