@@ -268,24 +268,18 @@ WHEN NOT MATCHED THEN
         if not _RUN_ID.match(run_id):
             raise ValueError(f"run_id {run_id!r}: use lowercase letters, digits and '_'")
         pending, params = self.pending_query(model, live_shards)
-        snapshot = f"{model.project}.{model.dataset}.{model.name}__pending_{run_id}"
-        self._query_model(
+        with self._transient_table(
             model,
+            f"{model.project}.{model.dataset}.{model.name}__pending_{run_id}",
             f"""
-CREATE OR REPLACE TABLE {quote_table(snapshot)}
-OPTIONS (expiration_timestamp = TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL 1 DAY))
-AS
 SELECT request_id, request, DIV(position, @shard_size) AS shard
 FROM (
   SELECT request_id, request, ROW_NUMBER() OVER (ORDER BY request_id) - 1 AS position
   FROM ({pending})
 )""",
             {**params, "shard_size": model.config.shard_size},
-        )
-        try:
+        ) as snapshot:
             yield snapshot
-        finally:
-            self.bq.drop_tables([snapshot])
 
     def cut_shards(self, model: BatchModel, run_id: str, snapshot: str) -> list[Shard]:
         """The shard tables ``<model>__shard_<run_id>_<n>`` (n from 0; columns request_id
@@ -327,21 +321,12 @@ FROM (
         reads, a MERGE that may update for the whole target table too (ADR 0011).
         """
         # The rules run once per answer, into a table both statements below read (the
-        # output's JSON is read once; on BigQuery, billed once). Dropped at the end; it
-        # expires by itself if this process dies first.
-        answers_table = f"{output_table}__answers"
-        self._query_model(
-            model,
-            f"""
-CREATE OR REPLACE TABLE {quote_table(answers_table)}
-OPTIONS (expiration_timestamp = TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL 1 DAY))
-AS {self._answers_sql(model, output_table)}""",
-        )
-        try:
+        # output's JSON is read once; on BigQuery, billed once).
+        with self._transient_table(
+            model, f"{output_table}__answers", self._answers_sql(model, output_table)
+        ) as answers_table:
             return self._merge_answers(
                 model, f"SELECT * FROM {quote_table(answers_table)}", job_name, shard_table)
-        finally:
-            self.bq.drop_tables([answers_table])
 
     def _merge_answers(
         self, model: BatchModel, answers: str, job_name: str, shard_table: str | None
@@ -450,6 +435,26 @@ WHEN NOT MATCHED THEN
         return sql, {"max_retries": model.config.max_retries}
 
     # -- helpers --------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _transient_table(
+        self, model: BatchModel, table: str, select: str,
+        params: Mapping[str, Any] | None = None,
+    ) -> Iterator[str]:
+        """``table`` made from ``select`` for the statements of the block, dropped at its
+        end; it expires after a day by itself if this process dies first."""
+        self._query_model(
+            model,
+            f"""
+CREATE OR REPLACE TABLE {quote_table(table)}
+OPTIONS (expiration_timestamp = TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL 1 DAY))
+AS {select}""",
+            params,
+        )
+        try:
+            yield table
+        finally:
+            self.bq.drop_tables([table])
 
     def _query_model(
         self, model: BatchModel, sql: str, params: Mapping[str, Any] | None = None
