@@ -181,6 +181,22 @@ def state_name(state: int | aiplatform_v1.JobState) -> str:
     return str(job_state.JobState(state).name).removeprefix("JOB_STATE_")
 
 
+def _batch_prediction_job(
+    display_name: str, gemini_model: str, data_format: str, *,
+    source: Mapping[str, Any], destination: Mapping[str, Any],
+) -> Any:
+    """A BatchPredictionJob of a Gemini model reading and writing ``data_format``
+    ("bigquery" or "jsonl"); ``source`` / ``destination``: the InputConfig's and
+    OutputConfig's location field (``bigquery_source=...``, ``gcs_destination=...``)."""
+    job_type = _aiplatform("types.batch_prediction_job").BatchPredictionJob
+    return job_type(
+        display_name=display_name,
+        model=f"publishers/google/models/{gemini_model}",
+        input_config=job_type.InputConfig(instances_format=data_format, **source),
+        output_config=job_type.OutputConfig(predictions_format=data_format, **destination),
+    )
+
+
 def _bq_uri(table: str) -> str:
     return table if table.startswith("bq://") else f"bq://{table}"
 
@@ -341,19 +357,12 @@ class VertexJobs:
         is looked up by that label before the create is sent again. A 429 is sent again
         after a backoff (the service took nothing).
         """
-        batch_prediction_job = _aiplatform("types.batch_prediction_job").BatchPredictionJob
         io = _aiplatform("types.io")
-        job = batch_prediction_job(
-            display_name=display_name,
-            model=f"publishers/google/models/{gemini_model}",
-            input_config=batch_prediction_job.InputConfig(
-                instances_format="bigquery",
-                bigquery_source=io.BigQuerySource(input_uri=_bq_uri(input_table)),
-            ),
-            output_config=batch_prediction_job.OutputConfig(
-                predictions_format="bigquery",
-                bigquery_destination=io.BigQueryDestination(output_uri=_bq_uri(output_table)),
-            ),
+        job = _batch_prediction_job(
+            display_name, gemini_model, "bigquery",
+            source={"bigquery_source": io.BigQuerySource(input_uri=_bq_uri(input_table))},
+            destination={"bigquery_destination": io.BigQueryDestination(
+                output_uri=_bq_uri(output_table))},
         )
         return self._create(job, labels, what=input_table, gemini_model=gemini_model)
 
@@ -370,19 +379,11 @@ class VertexJobs:
         """Create a job reading JSONL files in Cloud Storage and writing predictions under
         ``output_prefix``; never two, as ``submit``. ``submit_id``: the label value to
         use (one written down before the call, so a killed caller can look the job up)."""
-        batch_prediction_job = _aiplatform("types.batch_prediction_job").BatchPredictionJob
         io = _aiplatform("types.io")
-        job = batch_prediction_job(
-            display_name=display_name,
-            model=f"publishers/google/models/{gemini_model}",
-            input_config=batch_prediction_job.InputConfig(
-                instances_format="jsonl",
-                gcs_source=io.GcsSource(uris=list(input_uris)),
-            ),
-            output_config=batch_prediction_job.OutputConfig(
-                predictions_format="jsonl",
-                gcs_destination=io.GcsDestination(output_uri_prefix=output_prefix),
-            ),
+        job = _batch_prediction_job(
+            display_name, gemini_model, "jsonl",
+            source={"gcs_source": io.GcsSource(uris=list(input_uris))},
+            destination={"gcs_destination": io.GcsDestination(output_uri_prefix=output_prefix)},
         )
         return self._create(
             job, labels, what=", ".join(input_uris), gemini_model=gemini_model,
