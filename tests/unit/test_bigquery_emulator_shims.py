@@ -1,5 +1,6 @@
 """What the local BigQuery's launcher changes in a statement or a setting, without a
-server: __TABLES__ and the catalog views dbt's `docs generate` reads, DuckDB's memory."""
+server: __TABLES__ and the catalog views dbt's `docs generate` reads, DuckDB's memory,
+the parses it keeps."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 import sqlglot
 
 from gemini_batch.local.bigquery import (
+    ParseCache,
     altered_table,
     duckdb_settings,
     time_travel_enabled,
@@ -84,3 +86,51 @@ def test_an_alter_table_changing_columns_names_its_table(
 def test_time_travel_copies_only_when_asked(value: str | None, enabled: bool) -> None:
     environ = {} if value is None else {"GEMINI_BATCH_BQ_TIME_TRAVEL": value}
     assert time_travel_enabled(environ) is enabled
+
+
+def _bigquery_of_its_own() -> type:
+    """A BigQuery dialect class whose parse a test may replace (named so that sqlglot's
+    registry keeps it apart from its own dialects)."""
+    return type("CacheTestBigQuery", (type(sqlglot.Dialect.get_or_raise("bigquery")),), {})
+
+
+def test_a_kept_parse_is_a_fresh_copy_of_the_same_trees():
+    Dialect = _bigquery_of_its_own()
+    cache = ParseCache(Dialect.parse)
+    cache.install(Dialect)
+    bigquery = Dialect()
+    sql = "SELECT SAFE_DIVIDE(a, b) AS r FROM `p.d.t` WHERE x = 1; SELECT 2"
+    first = bigquery.parse(sql)
+    again = bigquery.parse(sql)
+    assert (cache.misses, cache.hits) == (1, 1)
+    assert [tree.sql("bigquery") for tree in again] == [tree.sql("bigquery") for tree in first]
+    # A caller rewrites the trees it gets: the next caller still gets the text's own.
+    again[0].find(sqlglot.exp.Where).pop()
+    assert "WHERE" in bigquery.parse(sql)[0].sql("bigquery")
+    assert first[0] is not again[0]
+    # Another text, other options or a dialect with other settings are parses of their own.
+    bigquery.parse("SELECT 3")
+    bigquery.parse(sql, error_level=sqlglot.ErrorLevel.IGNORE)
+    Dialect(normalization_strategy="case_sensitive").parse(sql)
+    assert (cache.misses, cache.hits) == (4, 2)
+
+
+def test_a_text_that_does_not_parse_fails_each_time():
+    Dialect = _bigquery_of_its_own()
+    cache = ParseCache(Dialect.parse)
+    cache.install(Dialect)
+    for _ in range(2):
+        with pytest.raises(sqlglot.ParseError):
+            Dialect().parse("SELECT (")
+    assert cache.hits == 0
+
+
+def test_the_oldest_parse_goes_first():
+    Dialect = _bigquery_of_its_own()
+    cache = ParseCache(Dialect.parse, max_entries=2)
+    cache.install(Dialect)
+    bigquery = Dialect()
+    for sql in ("SELECT 1", "SELECT 2", "SELECT 1", "SELECT 3", "SELECT 1", "SELECT 2"):
+        bigquery.parse(sql)
+    # 1, 2 parsed; 1 kept; 3 pushes out 2; 1 kept; 2 parsed again.
+    assert (cache.misses, cache.hits) == (4, 2)

@@ -49,6 +49,11 @@ The same as ``python -m bqemulator``, with two fixes for bqemulator 1.4:
   ``time_travel_enabled``); without them ``FOR SYSTEM_TIME AS OF`` reads the table as it
   is. The change event (which marks materialized views stale) is still published.
 
+- bqemulator parses a statement's text again in each of its checks and rewriters
+  (about 60 times for a 7 KB statement: 70% of its time in the emulator, 0.3 s for the
+  rules of a 1,000-row job's answers). The parses are kept by text (``local/bigquery.py``:
+  ``ParseCache``) and handed out as copies.
+
 And one addition, a fault mode: ``GET|PUT|PATCH /emulator/faults`` (and
 ``GEMINI_BATCH_BQ_FAULT_*`` at start) make a share of MERGE, UPDATE and DELETE statements
 fail as BigQuery fails one that lost a race (``local/bigquery.py``: ``DmlConflicts``).
@@ -90,17 +95,22 @@ from fastapi import APIRouter, FastAPI, Query, Request, routing
 from fastapi.dependencies import utils as dependency_utils
 from fastapi.responses import JSONResponse
 from google.cloud.bigquery_storage_v1 import types
+from sqlglot.dialects.dialect import Dialect
 
 from gemini_batch.local.bigquery import (
     FAULTS_PATH,
     BigQueryFaults,
     DmlConflicts,
+    ParseCache,
     TableList,
     altered_table,
     duckdb_settings,
     time_travel_enabled,
     with_tables_view,
 )
+
+# One statement is parsed again by each of bqemulator's checks and rewriters.
+ParseCache(Dialect.parse).install(Dialect)
 
 # The module reads the tuple at each upload, so extending it here is enough.
 upload._PERMITTED_MEDIA_CONTENT_TYPES = (*upload._PERMITTED_MEDIA_CONTENT_TYPES, "*/*")
