@@ -36,6 +36,9 @@ if TYPE_CHECKING:
     from google.cloud import aiplatform_v1
 
 ENDPOINT_ENV = "GEMINI_BATCH_VERTEX_ENDPOINT"
+# The first poll's delay of `gemini-batch build|run` when --poll-interval is not given
+# (the local stack sets it: its jobs end in moments, and polling it costs nothing).
+POLL_INTERVAL_ENV = "GEMINI_BATCH_POLL_INTERVAL"
 TOOL_LABEL = "gemini-batch"
 # Label naming one create call: after a create whose answer was lost, the job it may
 # have made is found by it instead of being created twice.

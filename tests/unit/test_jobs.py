@@ -118,3 +118,38 @@ def test_the_job_client_comes_without_the_rest_of_vertex_ai() -> None:
         "False",
         "ModelServiceClient True",
     ]
+
+
+@pytest.mark.parametrize(("environment", "flags", "first_poll"), [
+    ({}, [], 1.0),  # Vertex AI: jobs take minutes at least
+    ({"GEMINI_BATCH_POLL_INTERVAL": "0.2"}, [], 0.2),  # what `local start` exports
+    ({"GEMINI_BATCH_POLL_INTERVAL": "0.2"}, ["--poll-interval", "3"], 3.0),  # the flag wins
+])
+def test_the_first_poll_of_a_build(monkeypatch, environment, flags, first_poll):
+    from click.testing import CliRunner
+
+    from gemini_batch import build
+    from gemini_batch.build import BuildResult
+    from gemini_batch.cli import main
+    from gemini_batch.exit_codes import ExitCode
+
+    seen = []
+
+    def recorded_build(options, *, settings, **_):
+        seen.append(settings)
+        return BuildResult(summaries=[], errors=[], exit_code=ExitCode.OK)
+
+    monkeypatch.setattr(build, "build", recorded_build)
+    monkeypatch.delenv("GEMINI_BATCH_POLL_INTERVAL", raising=False)
+    result = CliRunner().invoke(main, ["build", *flags], env=environment)
+    assert result.exit_code == 0, result.output
+    assert [settings.poll_initial for settings in seen] == [first_poll]
+
+
+def test_the_local_stack_polls_its_jobs_at_once():
+    from gemini_batch.local.stack import StackState
+
+    state = StackState(data_dir="d", project="p", engine="simulate", bigquery_port=1,
+                       bigquery_grpc_port=2, vertex_port=3, bigquery_pid=4, vertex_pid=5)
+    first_poll = float(state.environment()["GEMINI_BATCH_POLL_INTERVAL"])
+    assert first_poll < Backoff().initial  # Vertex AI's default stays as it is

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from gemini_batch.errors import LocalStackError
+from gemini_batch.jobs import ENDPOINT_ENV, POLL_INTERVAL_ENV
 from gemini_batch.local.bigquery import (
     BIGQUERY_SERVER_ENV,
     bigquery_server_command,
@@ -39,6 +40,8 @@ DEFAULT_PROJECT = "local-project"
 DEFAULT_LOCATION = "us-central1"
 STATE_FILE = "stack.json"
 ENGINES = ("simulate", "openai")
+# Seconds before the first poll of a job on this stack (exported as POLL_INTERVAL_ENV).
+LOCAL_POLL_INTERVAL = 0.2
 
 
 def _endpoint(port: int) -> str:
@@ -90,7 +93,10 @@ class StackState:
             # Read by google-cloud-bigquery itself: clients built without an endpoint
             # (pandas-gbq builds its own) come here too.
             "BIGQUERY_EMULATOR_HOST": self.bigquery_endpoint,
-            "GEMINI_BATCH_VERTEX_ENDPOINT": self.vertex_endpoint,
+            ENDPOINT_ENV: self.vertex_endpoint,
+            # The emulator's jobs end within moments of their create, and a poll of it
+            # is free: the first poll comes at once, not after Vertex AI's second.
+            POLL_INTERVAL_ENV: str(LOCAL_POLL_INTERVAL),
             # Read by google-cloud-storage itself (and by the Vertex emulator's jobs).
             "STORAGE_EMULATOR_HOST": self.storage_endpoint,
             "GEMINI_BATCH_PROJECT": self.project,

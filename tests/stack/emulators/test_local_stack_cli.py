@@ -71,6 +71,7 @@ def test_start_status_reuse_stop_and_data_survives(data_dir: Path) -> None:
     assert env["BIGQUERY_ENDPOINT"] == f"http://127.0.0.1:{bq_port}"
     assert env["GEMINI_BATCH_VERTEX_ENDPOINT"] == f"http://127.0.0.1:{vertex_port}"
     assert env["GEMINI_BATCH_PROJECT"] == "local-project"
+    assert float(env["GEMINI_BATCH_POLL_INTERVAL"]) < 1.0  # its jobs end in moments
     assert env["BIGQUERY_EMULATOR_HOST"] == env["BIGQUERY_ENDPOINT"]
 
     # The profile printed on stderr is valid YAML that points dbt-bigquery here.
