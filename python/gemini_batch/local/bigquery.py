@@ -359,7 +359,6 @@ def time_travel_enabled(environ: Mapping[str, str] | None = None) -> bool:
     return environ.get(TIME_TRAVEL_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
-
 # -- parses kept -----------------------------------------------------------------------
 
 # Statements longer than this are parsed each time (a generated INSERT ... VALUES).
