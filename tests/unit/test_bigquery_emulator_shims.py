@@ -1,6 +1,6 @@
 """What the local BigQuery's launcher changes in a statement or a setting, without a
 server: __TABLES__ and the catalog views dbt's `docs generate` reads, DuckDB's memory,
-the parses it keeps."""
+the parses and query results it keeps."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sqlglot
 
 from gemini_batch.local.bigquery import (
     ParseCache,
+    ResultSizes,
     altered_table,
     duckdb_settings,
     time_travel_enabled,
@@ -134,3 +135,58 @@ def test_the_oldest_parse_goes_first():
         bigquery.parse(sql)
     # 1, 2 parsed; 1 kept; 3 pushes out 2; 1 kept; 2 parsed again.
     assert (cache.misses, cache.hits) == (4, 2)
+
+
+def test_a_kept_parse_hands_out_token_positions_of_its_own():
+    Dialect = _bigquery_of_its_own()
+    cache = ParseCache(Dialect.parse)
+    cache.install(Dialect)
+    bigquery = Dialect()
+    sql = "SELECT a\nFROM `p.d.t` WHERE b = 1"
+    parsed = bigquery.parse(sql)[0].find(sqlglot.exp.Identifier).meta
+    positions = dict(parsed)
+    assert {"line", "col", "start", "end"} <= set(positions)
+    identifier = bigquery.parse(sql)[0].find(sqlglot.exp.Identifier)
+    assert identifier.meta == positions
+    # A caller that writes into a node's meta writes into its own copy only...
+    identifier.meta["line"] = 99
+    marker = ["kept apart"]
+    identifier.meta["mark"] = marker
+    assert bigquery.parse(sql)[0].find(sqlglot.exp.Identifier).meta == positions
+    # ...and copies of its tree copy what it put there, as sqlglot's own copy does.
+    copied = identifier.parent_select.copy().find(sqlglot.exp.Identifier).meta
+    assert copied["line"] == 99 and copied["mark"] == marker and copied["mark"] is not marker
+
+
+class _Result:
+    """An Arrow table's stand-in that counts how often it is measured."""
+
+    def __init__(self, nbytes: int) -> None:
+        self._nbytes = nbytes
+        self.measured = 0
+
+    @property
+    def nbytes(self) -> int:
+        self.measured += 1
+        return self._nbytes
+
+
+def test_the_oldest_results_go_once_the_kept_ones_pass_the_limit():
+    sizes = ResultSizes()
+    results = [(f"job{n}", _Result(100)) for n in range(6)]
+    assert sizes.oldest_over(results, limit=600, always_kept=2) == []
+    assert sizes.oldest_over(results, limit=350, always_kept=2) == ["job0", "job1", "job2"]
+    # The newest always_kept stay, whatever their size.
+    assert sizes.oldest_over(results[3:], limit=0, always_kept=2) == ["job3"]
+
+
+def test_a_result_is_measured_once_unless_its_table_is_replaced():
+    sizes = ResultSizes()
+    first, second = _Result(10), _Result(10)
+    for _ in range(3):
+        sizes.oldest_over([("job0", first), ("job1", second)], limit=100, always_kept=0)
+    assert (first.measured, second.measured) == (1, 1)
+    bigger = _Result(1_000)  # a load's read-back replaces job1's result
+    assert sizes.oldest_over([("job0", first), ("job1", bigger)], limit=100,
+                             always_kept=1) == ["job0"]
+    assert bigger.measured == 1

@@ -4,6 +4,7 @@ for how long; the ledger's batched writes; the local BigQuery's fault mode."""
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ from gemini_batch.ledger import FLUSH_SECONDS, Ledger, LedgerUpdates, LockOwner
 from gemini_batch.local.bigquery import (
     BigQueryFaults,
     DmlConflicts,
+    DmlQueues,
     concurrent_update_message,
     mutated_table,
 )
@@ -370,7 +372,7 @@ def test_the_fault_mode_fails_the_chosen_share_the_same_way_for_the_same_seed() 
 
     def draws(faults: BigQueryFaults) -> list[str | None]:
         conflicts = DmlConflicts(faults)
-        return [conflicts.conflict(statement, "p") for _ in range(1000)]
+        return [conflicts.conflict(mutated_table(statement, "p")) for _ in range(1000)]
 
     first = draws(BigQueryFaults(dml_conflict_rate=0.2, seed=7))
     assert first == draws(BigQueryFaults(dml_conflict_rate=0.2, seed=7))
@@ -385,8 +387,8 @@ def test_the_fault_mode_fails_the_chosen_share_the_same_way_for_the_same_seed() 
 
 def test_the_fault_mode_counts_what_it_saw_and_starts_again_when_set() -> None:
     conflicts = DmlConflicts(BigQueryFaults(dml_conflict_rate=1.0))
-    conflicts.conflict("SELECT 1", "p")
-    conflicts.conflict("DELETE FROM d.t WHERE TRUE", "p")
+    conflicts.conflict(mutated_table("SELECT 1", "p"))
+    conflicts.conflict(mutated_table("DELETE FROM d.t WHERE TRUE", "p"))
     assert conflicts.state() == {"dml_conflict_rate": 1.0, "seed": 0, "dml_statements": 1,
                                  "dml_conflicts": 1}
     conflicts.set(BigQueryFaults.from_dict({"dml_conflict_rate": "0.5"}, conflicts.faults))
@@ -403,3 +405,35 @@ def test_fault_settings_come_from_the_environment_and_are_checked() -> None:
         BigQueryFaults.from_dict({"dml_conflict_rate": 2})
     with pytest.raises(ValueError, match="bad BigQuery fault setting"):
         BigQueryFaults.from_dict({"seed": "seven"})
+
+
+def test_mutating_statements_on_one_table_take_turns() -> None:
+    queues = DmlQueues()
+    entered, release = threading.Event(), threading.Event()
+    second_in = threading.Event()
+
+    def first() -> None:
+        with queues.turn("p:d.t"):
+            entered.set()
+            release.wait()
+
+    def second() -> None:
+        with queues.turn("p:d.t"):
+            second_in.set()
+
+    holder = threading.Thread(target=first, daemon=True)
+    holder.start()
+    entered.wait()
+    waiter = threading.Thread(target=second, daemon=True)
+    waiter.start()
+    try:
+        # Other tables, and statements that mutate none, do not wait...
+        with queues.turn("p:d.other"), queues.turn(None):
+            pass
+        # ...the second on the table does (were it let in, it would be in at once).
+        assert not second_in.wait(timeout=0.5)
+    finally:
+        release.set()
+    waiter.join()
+    holder.join()
+    assert second_in.is_set()

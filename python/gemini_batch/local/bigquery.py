@@ -12,12 +12,14 @@ statements the way BigQuery fails one that lost a race with another on the same 
 from __future__ import annotations
 
 import collections
+import contextlib
+import copy
 import os
 import random
 import re
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -261,6 +263,29 @@ def mutated_table(sql: str, default_project: str) -> str | None:
     return f"{table.catalog or default_project}:{table.db}.{table.name}"
 
 
+class DmlQueues:
+    """Mutating DML statements (:func:`mutated_table`) on one table run one at a time,
+    as BigQuery's do: it queues them, and fails one that ran beside another as a
+    concurrent update (the fault mode's part). In DuckDB two MERGEs running at once
+    each read the table without the other's rows: both insert where BigQuery would
+    have inserted once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tables: dict[str, threading.Lock] = {}
+
+    @contextlib.contextmanager
+    def turn(self, table: str | None) -> Iterator[None]:
+        """Hold ``table``'s turn for the block (blocks the thread); None: no wait."""
+        if table is None:
+            yield
+            return
+        with self._lock:
+            queue = self._tables.setdefault(table, threading.Lock())
+        with queue:
+            yield
+
+
 # An ALTER TABLE, after any leading comments (a cheap test before parsing).
 _ALTER_TABLE = re.compile(r"\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*alter\s+table\b",
                           re.IGNORECASE | re.DOTALL)
@@ -306,9 +331,9 @@ class DmlConflicts:
             self.statements = 0
             self.conflicts = 0
 
-    def conflict(self, sql: str, default_project: str) -> str | None:
-        """The error message ``sql`` must fail with, or None to run it."""
-        table = mutated_table(sql, default_project)
+    def conflict(self, table: str | None) -> str | None:
+        """The error message a statement must fail with, or None to run it; ``table``:
+        what it mutates (:func:`mutated_table`; None, never refused)."""
         if table is None:
             return None
         with self._lock:
@@ -359,10 +384,68 @@ def time_travel_enabled(environ: Mapping[str, str] | None = None) -> bool:
     return environ.get(TIME_TRAVEL_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
+# -- query results kept ----------------------------------------------------------------
+
+
+class ResultSizes:
+    """The sizes of the query results the local BigQuery keeps, each measured once:
+    measuring a table walks its buffers, results pile up by the thousand, and the
+    check runs before every statement."""
+
+    def __init__(self) -> None:
+        # job id -> (id of its table, bytes): a job's result can be replaced (a load's
+        # read-back), and the new one is measured again.
+        self._sizes: dict[str, tuple[int, int]] = {}
+
+    def oldest_over(self, results: Sequence[tuple[str, Any]], limit: int,
+                    always_kept: int) -> list[str]:
+        """The job ids of the oldest ``results`` (job id, Arrow table; oldest first) to
+        forget so that the rest come within ``limit`` bytes; the newest ``always_kept``
+        stay whatever their size."""
+        sizes = {}
+        for job_id, table in results:
+            known = self._sizes.get(job_id)
+            if known is None or known[0] != id(table):
+                known = (id(table), int(table.nbytes))
+            sizes[job_id] = known
+        kept = sum(size for _, size in sizes.values())
+        forget = []
+        for job_id, _ in results[:max(len(results) - always_kept, 0)]:
+            if kept <= limit:
+                break
+            kept -= sizes.pop(job_id)[1]
+            forget.append(job_id)
+        self._sizes = sizes  # the results forgotten, here or elsewhere, drop out
+        return forget
+
+
 # -- parses kept -----------------------------------------------------------------------
 
 # Statements longer than this are parsed each time (a generated INSERT ... VALUES).
 PARSE_CACHE_MAX_CHARS = 200_000
+
+
+class _Positions(dict):  # type: ignore[type-arg]
+    """A node's ``meta`` (its token's line, col, start, end), copied as a new dict
+    while its values are plain: sqlglot's tree copy otherwise hands each one to the
+    generic ``copy.deepcopy``, which was 85% of the time a copy takes."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Positions:
+        if all(type(value) in _PLAIN for value in self.values()):
+            return _Positions(self)
+        return _Positions({key: copy.deepcopy(value, memo) for key, value in self.items()})
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _with_fast_positions(tree: Any) -> Any:
+    """``tree`` with each plain ``meta`` dict a :class:`_Positions` (in place)."""
+    for node in tree.walk():
+        meta = node._meta  # the dict behind sqlglot's `meta`, None until used
+        if type(meta) is dict and all(type(v) in _PLAIN for v in meta.values()):
+            node._meta = _Positions(meta)
+    return tree
 
 
 class ParseCache:
@@ -370,8 +453,10 @@ class ParseCache:
 
     bqemulator parses one statement again in each of its checks and rewriters: about 60
     parses of a 7 KB statement, 70% of its time in the emulator. A kept parse is handed
-    out as a copy of its trees (a quarter of a parse's time): callers rewrite the trees
-    they get. A text that fails to parse is not kept, so its error comes each time.
+    out as a copy of its trees: callers rewrite the trees they get. The nodes' token
+    positions are copied as plain dicts (:class:`_Positions`), which makes a copy about
+    a third of a parse's time. A text that fails to parse is not kept, so its error
+    comes each time.
     """
 
     def __init__(self, parse: Callable[..., list[Any]], max_entries: int = 512) -> None:
@@ -398,8 +483,9 @@ class ParseCache:
             trees = self._parse(dialect, sql, **opts)
             with self._lock:
                 self.misses += 1
-                self._kept[key] = [tree.copy() if tree is not None else None
-                                   for tree in trees]
+                self._kept[key] = [
+                    _with_fast_positions(tree.copy()) if tree is not None else None
+                    for tree in trees]
                 while len(self._kept) > self._max_entries:
                     self._kept.popitem(last=False)
             return trees

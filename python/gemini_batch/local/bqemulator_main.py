@@ -26,9 +26,13 @@ The same as ``python -m bqemulator``, with two fixes for bqemulator 1.4:
   a second ``jobs.insert`` of a job id it knows is refused with 409 "Already Exists",
   as BigQuery does, which the clients (dbt-bigquery, google-cloud-bigquery) answer
   by reading the job they already made. A statement runs once.
+- Two MERGEs into one table at once, each on its own cursor, both inserted the row they
+  did not find (DuckDB's snapshot isolation), where BigQuery queues mutating DML on a
+  table and inserts it once. A MERGE, UPDATE or DELETE now waits for the one before it
+  on the same table (``local/bigquery.py``: ``DmlQueues``).
 - Every query result was kept in memory for the life of the server; now the oldest go
   once the kept ones pass ``RESULTS_KEPT_BYTES`` (a client reads a result right
-  after its job; BigQuery keeps them a day).
+  after its job; BigQuery keeps them a day), each measured once (``ResultSizes``).
 - A result read in part (``fetchone()``) kept its transaction open until its thread's
   cursor ran another statement, and DuckDB checkpoints only when no other transaction is
   open: the WAL and the tables written since, in memory, grew without end. Each unit of
@@ -52,7 +56,7 @@ The same as ``python -m bqemulator``, with two fixes for bqemulator 1.4:
 - bqemulator parses a statement's text again in each of its checks and rewriters
   (about 60 times for a 7 KB statement: 70% of its time in the emulator, 0.3 s for the
   rules of a 1,000-row job's answers). The parses are kept by text (``local/bigquery.py``:
-  ``ParseCache``) and handed out as copies.
+  ``ParseCache``) and handed out as copies, their token positions copied as plain dicts.
 
 And one addition, a fault mode: ``GET|PUT|PATCH /emulator/faults`` (and
 ``GEMINI_BATCH_BQ_FAULT_*`` at start) make a share of MERGE, UPDATE and DELETE statements
@@ -101,10 +105,13 @@ from gemini_batch.local.bigquery import (
     FAULTS_PATH,
     BigQueryFaults,
     DmlConflicts,
+    DmlQueues,
     ParseCache,
+    ResultSizes,
     TableList,
     altered_table,
     duckdb_settings,
+    mutated_table,
     time_travel_enabled,
     with_tables_view,
 )
@@ -280,28 +287,35 @@ async def _thread_safe_write_lock(self: DuckDBEngine) -> AsyncIterator[None]:
 DuckDBEngine.write_lock = _thread_safe_write_lock  # type: ignore[assignment, method-assign]
 
 
+_result_sizes = ResultSizes()
+
+
 def _trim_results() -> None:
     """Forget the oldest query results once the kept ones pass RESULTS_KEPT_BYTES."""
     # A copy first (one C call, atomic under the GIL): worker threads add results.
     results = list(executor.JOB_RESULTS.items())
-    kept = sum(table.nbytes for _, table in results)
-    for job_id, table in results[:-_RESULTS_ALWAYS_KEPT]:
-        if kept <= RESULTS_KEPT_BYTES:
-            break
-        kept -= table.nbytes
+    for job_id in _result_sizes.oldest_over(results, RESULTS_KEPT_BYTES, _RESULTS_ALWAYS_KEPT):
         executor.JOB_RESULTS.pop(job_id, None)
         executor.JOB_SCHEMAS.pop(job_id, None)
 
 
-async def _on_a_worker(run: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+async def _on_a_worker(run: Callable[[], Coroutine[Any, Any, Any]],
+                       mutates: str | None = None) -> Any:
     """Run the coroutine ``run()`` makes on a worker thread, in an event loop of its
     own: DuckDB holds the thread for the whole statement, and the server's loop stays
-    free to answer other calls (jobs.get, tabledata.list...)."""
+    free to answer other calls (jobs.get, tabledata.list...). A statement that
+    ``mutates`` a table waits there for the ones before it on that table."""
     _trim_results()
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_workers, _releasing(lambda: asyncio.run(run())))
+
+    def work() -> Any:
+        with dml_queues.turn(mutates):
+            return asyncio.run(run())
+
+    return await loop.run_in_executor(_workers, _releasing(work))
 
 dml_conflicts = DmlConflicts(BigQueryFaults.from_env())
+dml_queues = DmlQueues()
 _execute_query_job = job_routes.execute_query_job
 
 
@@ -330,11 +344,12 @@ async def _execute_with_faults(project_id: str, job_id: str, bq_sql: str, *args:
     fails. The routes turn the error into a job with ``status.errorResult`` (reason
     invalidQuery), which google-cloud-bigquery raises as BadRequest from ``result()``."""
     bq_sql = with_tables_view(bq_sql, project_id, functools.partial(_tables_of, args[1]))
-    message = dml_conflicts.conflict(bq_sql, project_id)
+    mutates = mutated_table(bq_sql, project_id)
+    message = dml_conflicts.conflict(mutates)
     if message is not None:
         raise InvalidQueryError(message)
     return await _on_a_worker(
-        lambda: _execute_query_job(project_id, job_id, bq_sql, *args, **kwargs))
+        lambda: _execute_query_job(project_id, job_id, bq_sql, *args, **kwargs), mutates)
 
 
 # jobs.insert and jobs.query both call the name in the routes module.

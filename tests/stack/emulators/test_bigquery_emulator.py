@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -230,6 +231,37 @@ def test_concurrent_reads_each_get_their_own_rows(bq: bigquery.Client, dataset: 
     with ThreadPoolExecutor(max_workers=8) as pool:
         answers = list(pool.map(read, [n % 4 for n in range(16)]))
     assert answers == [{n % 4} for n in range(16)]
+
+
+def test_merges_into_one_table_at_once_insert_a_missing_row_once(
+    bq: bigquery.Client, dataset: str
+) -> None:
+    """Builds claim a lock with a MERGE that inserts its row when there is none. Two at
+    once in DuckDB each read the table without the other's row, and both inserted;
+    BigQuery queues mutating DML on a table (or refuses one), so the row goes in once.
+    The emulator runs them one at a time per table (local/bigquery.py: DmlQueues)."""
+    table = f"{dataset}.claims"
+    bq.query(f"create table `{table}` (key string, owner int64)").result()
+    claim = (
+        f"merge `{table}` as t using (select @key as key) as s on t.key = s.key "
+        "when matched and t.owner = @owner then update set owner = @owner "
+        "when not matched then insert (key, owner) values (s.key, @owner)"
+    )
+    keys, claimants = [f"model_{n}" for n in range(8)], 4
+    start = threading.Barrier(claimants)
+
+    def claim_all(owner: int) -> None:
+        for key in keys:
+            start.wait()
+            bq.query(claim, job_config=bigquery.QueryJobConfig(query_parameters=[
+                bigquery.ScalarQueryParameter("key", "STRING", key),
+                bigquery.ScalarQueryParameter("owner", "INT64", owner),
+            ])).result()
+
+    with ThreadPoolExecutor(max_workers=claimants) as pool:
+        list(pool.map(claim_all, range(claimants)))
+    rows = bq.query(f"select key, count(*) as n from `{table}` group by key order by key")
+    assert [(row["key"], row["n"]) for row in rows.result()] == [(key, 1) for key in keys]
 
 
 def test_writes_are_checkpointed_while_requests_come_and_go(
