@@ -2,8 +2,9 @@
 
 Orchestration only: parse and cut the selection into stages (``dbt_project``), lock the
 batch models (``ledger``), run each stage with dbt, then the jobs of its batch models
-side by side (``model_run``, one thread per model), and decide the exit code. A lock
-keeper pushes the locks' expiry forward while dbt stages and jobs run for hours.
+side by side (``model_run``, one thread per model), and decide the exit code. The
+closing counts of a stage's batch models run beside the next stage. A lock keeper
+pushes the locks' expiry forward while dbt stages and jobs run for hours.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from gemini_batch.config import BatchModel
@@ -35,19 +36,23 @@ class BuildResult:
     jobs: list[LedgerEntry] = field(default_factory=list)  # the ledger rows it handled
 
 
-def run_batch_models(ctx: BatchContext, models: Sequence[BatchModel]) -> list[ModelSummary]:
-    """Jobs of several batch models in flight together (one thread per model)."""
+def run_batch_models(ctx: BatchContext, models: Sequence[BatchModel]) -> list[ModelRun]:
+    """Jobs of several batch models in flight together (one thread per model). Each
+    run's closing counts are left to its ``report()``."""
     if not models:
         return []
-    with ThreadPoolExecutor(max_workers=len(models), thread_name_prefix="batch") as pool:
-        futures = [pool.submit(ModelRun(ctx, model).run) for model in models]
+    runs = [ModelRun(ctx, model) for model in models]
+    with ThreadPoolExecutor(max_workers=len(runs), thread_name_prefix="batch") as pool:
+        futures = [pool.submit(run.run) for run in runs]
         try:
             while not all(f.done() for f in futures):
                 time.sleep(0.1)
         except KeyboardInterrupt:
             ctx.stop.set()
             raise
-        return [f.result() for f in futures]
+        for future in futures:
+            future.result()
+    return runs
 
 
 def _lock_all(ctx: BatchContext, models: Sequence[BatchModel]) -> list[BatchModel]:
@@ -145,7 +150,9 @@ def build(
     keeper = _LockKeeper(ctx, locked)
     keeper.start()
     summaries: list[ModelSummary] = []
-    errors: list[str] = []
+    # The closing counts of each stage's batch models, counted beside the next stage.
+    reports = ThreadPoolExecutor(max_workers=4, thread_name_prefix="report")
+    reported: list[Future[ModelSummary]] = []
     try:
         if on_locked is not None:
             on_locked(workspace, locked)
@@ -156,16 +163,21 @@ def build(
             ctx.invocation_id = project.invocation_id or ctx.invocation_id
             ctx.reporter = reporter_factory()
             try:
-                level = run_batch_models(ctx, [models[uid] for uid in stage.batch_ids])
+                runs = run_batch_models(ctx, [models[uid] for uid in stage.batch_ids])
             finally:
                 ctx.reporter.close()
+            level = [run.summary for run in runs]
             summaries.extend(level)
-            errors = [f"{s.model}: {s.error}" for s in level if s.error]
-            if errors or any(s.in_flight_jobs for s in level):
+            reported.extend(reports.submit(run.report) for run in runs)
+            if any(s.error or s.in_flight_jobs for s in level):
                 break  # downstream models would read answers that are not there (yet)
     finally:
+        reports.shutdown(wait=True)
         keeper.stop()
         _unlock_all(ctx, locked)
+    for future in reported:
+        future.result()  # a model's error is in its summary; anything else goes on up
+    errors = [f"{s.model}: {s.error}" for s in summaries if s.error]
     configs = {m.name: m.config.fail_on_failed_rows for m in models.values()}
     return BuildResult(summaries=summaries, errors=errors,
                        exit_code=_exit_code(summaries, settings, configs),

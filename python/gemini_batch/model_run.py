@@ -3,14 +3,18 @@
 Talks to BigQuery (through the workspace's ledger and warehouse) and Vertex AI
 (through ``jobs``). Every job is written to the ledger right after it is created and
 before anything waits on it; answers are merged into ``<model>__responses`` as each job
-ends. Several ``ModelRun``s of one stage run side by side, one thread each.
+ends. Several ``ModelRun``s of one stage run side by side, one thread each. The
+closing counts (:meth:`ModelRun.report`) come after the jobs, and the build runs them
+beside the next dbt stage: the downstream models need the answers, not the counts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -60,6 +64,7 @@ class _Tracked:
     next_poll: float = 0.0
     status: JobStatus | None = None
     rows_back: int = 0  # rows of its output merged (answers and row errors)
+    answered: int = 0  # of them, answers
 
 
 @dataclass
@@ -85,6 +90,10 @@ class ModelRun:
         self.reporter: Reporter = ctx.reporter
         self.summary = ModelSummary(model=model.name)
         self._live_shards: list[str] = []
+        # What report() needs: the answers before this build's jobs, and the counts if
+        # nothing changed since they were taken (None: count again).
+        self._cached_before = 0
+        self._counts: RequestCounts | None = None
         # Cloud Storage staging of transport: gcs (None: jobs read and write BigQuery).
         self._staging: GcsStaging | None = None
 
@@ -99,10 +108,11 @@ class ModelRun:
         )
         return self.model.job_location(dataset_location)
 
-    def _count(self) -> RequestCounts:
-        """Counts of the model's requests; reads the live jobs' shard tables once, and
-        keeps them for the round that follows (nothing is submitted in between)."""
-        self._live_shards = self.ws.ledger.live_shard_tables(self.model.unique_id)
+    def _count(self, live: list[LedgerEntry] | None = None) -> RequestCounts:
+        """Counts of the model's requests; reads the live jobs' shard tables once (of
+        ``live``, the live jobs if just read), and keeps them for the round that follows
+        (nothing is submitted in between)."""
+        self._live_shards = self.ws.ledger.live_shard_tables(self.model.unique_id, live)
         return self.ws.warehouse.counts(self.model, self._live_shards)
 
     def _sleep(self, seconds: float) -> None:
@@ -112,9 +122,26 @@ class ModelRun:
     # -- the flow ------------------------------------------------------------------
 
     def run(self) -> ModelSummary:
+        """The model's jobs: resume, submit rounds, wait, merge. Then :meth:`report`."""
+        with self._noted():
+            self._run()
+        return self.summary
+
+    def report(self) -> ModelSummary:
+        """The summary's closing counts and failure reasons, once the jobs are merged
+        (nothing if :meth:`run` stopped on an error)."""
+        if self.summary.error is None:
+            with self._noted():
+                self._finish_summary(self._counts or self._count(), self._cached_before)
+        return self.summary
+
+    @contextlib.contextmanager
+    def _noted(self) -> Iterator[None]:
+        """An error of the model goes to its summary (an interruption goes on up); the
+        time it took adds to its wall time."""
         started = time.monotonic()
         try:
-            self._run()
+            yield
         except BuildInterrupted:
             self.summary.error = "interrupted: live jobs stay in the ledger; rerun to resume"
             raise
@@ -123,8 +150,7 @@ class ModelRun:
         except GoogleAPICallError as exc:
             self.summary.error = f"{type(exc).__name__} from Google Cloud: {exc.message or exc}"
         finally:
-            self.summary.wall_seconds = time.monotonic() - started
-        return self.summary
+            self.summary.wall_seconds += time.monotonic() - started
 
     def _run(self) -> None:
         model = self.model
@@ -139,8 +165,10 @@ class ModelRun:
             self._say(f"resuming {len(live)} job(s) of an earlier build ({resumed:,} requests)")
             self.summary.resumed = resumed
             self._wait([self._track(entry, announce=True) for entry in live], queue=[])
+            # Waited on, each one is merged; --no-wait leaves some running.
+            live = [] if self.ctx.settings.wait else self.ws.ledger.live_jobs(model.unique_id)
 
-        counts = self._count()
+        counts = self._count(live)
         if counts.invalid:  # marking scans every request: only when there is one to mark
             invalid = self.ws.warehouse.mark_invalid(model)
             examples = "; ".join(f"{rid[:12]}: {reason}" for rid, reason in invalid.examples)
@@ -151,6 +179,7 @@ class ModelRun:
         if cached_before is None:
             cached_before = counts.cached
 
+        final: RequestCounts | None = counts
         for attempt in range(model.config.max_retries + 1):
             if counts.pending == 0:
                 break
@@ -158,14 +187,19 @@ class ModelRun:
                 break  # every slot holds a running job: the next build submits
             if attempt:
                 self._say(f"retry round {attempt}: {counts.pending:,} requests still pending")
-            round_ok = self._submit_round(location, counts)
-            counts = self._count()
+            round_ok, all_answered = self._submit_round(location, counts)
+            if all_answered and self.ctx.settings.wait:
+                # Every request the round cut (all that were pending) has its answer:
+                # no retry to decide; report() counts.
+                final = None
+                break
+            counts = final = self._count()
             if not round_ok or not self.ctx.settings.wait:
                 # Nothing came back from a job (another round would fail alike), or the
                 # build does not wait: a later build merges this round and retries.
                 break
 
-        self._finish_summary(counts, cached_before)
+        self._counts, self._cached_before = final, cached_before
 
     def _adopt_orphans(self, location: str) -> bool:
         """Merge jobs of this model the ledger does not know, waiting on live ones.
@@ -246,9 +280,10 @@ class ModelRun:
         if counts.failed:
             self.summary.failure_reasons = self.ws.warehouse.failure_reasons(self.model)
 
-    def _submit_round(self, location: str, counts: RequestCounts) -> bool:
-        """One round: shards of the pending requests, jobs, wait, merge. False if a job
-        brought no row back (failed before answering, cancelled, expired...)."""
+    def _submit_round(self, location: str, counts: RequestCounts) -> tuple[bool, bool]:
+        """One round: shards of the pending requests, jobs, wait, merge. Whether every
+        job brought rows back (False: one failed before answering, was cancelled,
+        expired...), and whether every request cut has its answer."""
         model, ws = self.model, self.ws
         problem = cost.model_problem(model, location, ws.prices)
         if problem:  # before any job is created: the service would refuse every one
@@ -265,7 +300,7 @@ class ModelRun:
                 self.summary.estimated_cost_usd = estimate.usd
             shards = ws.warehouse.cut_shards(model, run_id, snapshot)
         if not shards:
-            return True
+            return True, False
         usd = f", est. ${estimate.usd:,.4f}" if estimate.usd is not None else ""
         self._say(
             f"{sum(s.rows for s in shards):,} requests in {len(shards)} job(s) "
@@ -277,7 +312,8 @@ class ModelRun:
             for shard in shards
         ]
         jobs = self._wait([], queue=queue, location=location, run_id=run_id)
-        return all(job.rows_back for job in jobs)
+        answered = sum(job.answered for job in jobs) == sum(shard.rows for shard in shards)
+        return all(job.rows_back for job in jobs), answered
 
     # -- submit and wait -----------------------------------------------------------
 
@@ -467,6 +503,7 @@ class ModelRun:
                     f"{merge.failed:,} failed rows, {merge.unanswered:,} unanswered")
         if merge is not None:
             job.rows_back = merge.succeeded + merge.failed
+            job.answered = merge.succeeded
         if not status.answered:
             reason = status.error or "no error given"
             note = f"{note} ({reason})"
