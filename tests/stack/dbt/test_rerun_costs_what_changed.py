@@ -11,6 +11,7 @@ an answer's JSON are those over a job's output table.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -91,9 +92,16 @@ def test_a_rerun_checks_and_sends_only_what_changed(project: DbtTestProject) -> 
     responses = _one(project, "select count(*) as n from `{ds}.questions__responses`")["n"]
 
     started = datetime.now(UTC)
-    output = cli_ok(project.cli("build", "--vars", f"{{changed: {CHANGED}}}"))
+    result = project.cli("build", "--vars", f"{{changed: {CHANGED}}}", "--json")
+    output = cli_ok(result)
 
     assert _sent(project) - sent == CHANGED, output
+    # The summary's counts, taken once the round's answers were all in.
+    [model] = json.loads(result.stdout)["models"]
+    assert {name: model[name] for name in (
+        "requests", "cached", "submitted", "succeeded", "failed", "invalid", "pending")} == {
+        "requests": ROWS, "cached": ROWS - 3 - CHANGED, "submitted": CHANGED,
+        "succeeded": CHANGED, "failed": 3, "invalid": 3, "pending": 0}
     # The rules ran over the new answers only, where they came in (the job's output).
     statements = _statements_since(project, started)
     assert any(_reads_answers(sql) for sql in statements)
