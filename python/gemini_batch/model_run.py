@@ -132,7 +132,8 @@ class ModelRun:
         (nothing if :meth:`run` stopped on an error)."""
         if self.summary.error is None:
             with self._noted():
-                self._finish_summary(self._counts or self._count(), self._cached_before)
+                counts = self._count() if self._counts is None else self._counts
+                self._finish_summary(counts, self._cached_before)
         return self.summary
 
     @contextlib.contextmanager
