@@ -41,7 +41,7 @@ DEFAULT_LOCATION = "us-central1"
 STATE_FILE = "stack.json"
 ENGINES = ("simulate", "openai")
 # Seconds before the first poll of a job on this stack (exported as POLL_INTERVAL_ENV).
-LOCAL_POLL_INTERVAL = 0.2
+LOCAL_POLL_INTERVAL = 0.1
 
 
 def _endpoint(port: int) -> str:
@@ -95,7 +95,7 @@ class StackState:
             "BIGQUERY_EMULATOR_HOST": self.bigquery_endpoint,
             ENDPOINT_ENV: self.vertex_endpoint,
             # The emulator's jobs end within moments of their create, and a poll of it
-            # is free: the first poll comes after 0.2 s, not after Vertex AI's 1 s.
+            # is free: the first poll comes after 0.1 s, not after Vertex AI's 1 s.
             POLL_INTERVAL_ENV: str(LOCAL_POLL_INTERVAL),
             # Read by google-cloud-storage itself (and by the Vertex emulator's jobs).
             "STORAGE_EMULATOR_HOST": self.storage_endpoint,
