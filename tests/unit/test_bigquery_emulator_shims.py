@@ -95,10 +95,16 @@ def _bigquery_of_its_own() -> type:
     return type("CacheTestBigQuery", (type(sqlglot.Dialect.get_or_raise("bigquery")),), {})
 
 
+def _cached(max_entries: int = 512) -> tuple[type, ParseCache]:
+    """A BigQuery dialect class of its own whose parses go through a new ParseCache."""
+    dialect = _bigquery_of_its_own()
+    cache = ParseCache(dialect.parse, max_entries=max_entries)
+    cache.install(dialect)
+    return dialect, cache
+
+
 def test_a_kept_parse_is_a_fresh_copy_of_the_same_trees():
-    Dialect = _bigquery_of_its_own()
-    cache = ParseCache(Dialect.parse)
-    cache.install(Dialect)
+    Dialect, cache = _cached()
     bigquery = Dialect()
     sql = "SELECT SAFE_DIVIDE(a, b) AS r FROM `p.d.t` WHERE x = 1; SELECT 2"
     first = bigquery.parse(sql)
@@ -117,9 +123,7 @@ def test_a_kept_parse_is_a_fresh_copy_of_the_same_trees():
 
 
 def test_a_text_that_does_not_parse_fails_each_time():
-    Dialect = _bigquery_of_its_own()
-    cache = ParseCache(Dialect.parse)
-    cache.install(Dialect)
+    Dialect, cache = _cached()
     for _ in range(2):
         with pytest.raises(sqlglot.ParseError):
             Dialect().parse("SELECT (")
@@ -127,9 +131,7 @@ def test_a_text_that_does_not_parse_fails_each_time():
 
 
 def test_the_oldest_parse_goes_first():
-    Dialect = _bigquery_of_its_own()
-    cache = ParseCache(Dialect.parse, max_entries=2)
-    cache.install(Dialect)
+    Dialect, cache = _cached(max_entries=2)
     bigquery = Dialect()
     for sql in ("SELECT 1", "SELECT 2", "SELECT 1", "SELECT 3", "SELECT 1", "SELECT 2"):
         bigquery.parse(sql)
@@ -138,9 +140,7 @@ def test_the_oldest_parse_goes_first():
 
 
 def test_a_kept_parse_hands_out_token_positions_of_its_own():
-    Dialect = _bigquery_of_its_own()
-    cache = ParseCache(Dialect.parse)
-    cache.install(Dialect)
+    Dialect, cache = _cached()
     bigquery = Dialect()
     sql = "SELECT a\nFROM `p.d.t` WHERE b = 1"
     parsed = bigquery.parse(sql)[0].find(sqlglot.exp.Identifier).meta
