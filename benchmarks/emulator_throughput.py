@@ -24,7 +24,7 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import aiplatform_v1, bigquery
 
-from gemini_batch.bq import bigquery_client
+from gemini_batch.clients.bigquery import bigquery_client
 from gemini_batch.local.stack import DEFAULT_LOCATION, start_stack, stop_stack
 from gemini_batch.local.vertex.runner import PAGE_SIZE
 

@@ -48,7 +48,7 @@ from pathlib import Path
 
 from google.cloud import bigquery
 
-from gemini_batch.bq import bigquery_client
+from gemini_batch.clients.bigquery import bigquery_client
 from gemini_batch.local.stack import DEFAULT_LOCATION, start_stack, stop_stack
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

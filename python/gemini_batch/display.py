@@ -14,9 +14,8 @@ import json
 import os
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -28,58 +27,14 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from gemini_batch.build.plan import ModelPlan
+from gemini_batch.build.summary import ModelSummary, Reporter
+from gemini_batch.clients.vertex import JobStatus
 from gemini_batch.exit_codes import ExitCode
-from gemini_batch.jobs import JobStatus
-from gemini_batch.ledger import LedgerEntry
-from gemini_batch.plan import ModelPlan
+from gemini_batch.state.ledger import LedgerEntry
 
 # Off a terminal rich assumes 80 columns and would cut the numbers of a wide table.
 LOG_WIDTH = 200
-
-
-@dataclass
-class ModelSummary:
-    """One batch model's outcome in one build: the row of the closing table."""
-
-    model: str  # dbt model name
-    requests: int = 0  # distinct requests in <model>__requests
-    cached: int = 0  # answered before this build started submitting
-    submitted: int = 0  # requests sent in new jobs by this build
-    resumed: int = 0  # requests in jobs of an earlier build this one waited on
-    succeeded: int = 0  # answered by this build's (or resumed) jobs
-    failed: int = 0  # rows that end failed (retries used up, or invalid)
-    invalid: int = 0  # subset of failed: never submitted, the request is not valid
-    pending: int = 0  # still without an answer at the end (e.g. a job failed)
-    jobs: int = 0
-    # Jobs still running when the build left (--no-wait): the next build collects them.
-    in_flight_jobs: list[str] = field(default_factory=list)
-    job_names: list[str] = field(default_factory=list)  # every job this build handled
-    failed_jobs: list[str] = field(default_factory=list)  # "job id: state: error"
-    # Requests that ended failed, by class of reason ("EMPTY_ANSWER: MAX_TOKENS": 3).
-    failure_reasons: dict[str, int] = field(default_factory=dict)
-    tokens: int = 0
-    cost_usd: float = 0.0
-    estimated_cost_usd: float | None = None
-    wall_seconds: float = 0.0
-    error: str | None = None  # why the model stopped early (budget, config, service)
-
-    @property
-    def all_cached(self) -> bool:
-        return self.error is None and self.submitted == 0 and self.resumed == 0
-
-
-class Reporter(Protocol):
-    def message(self, model: str, text: str) -> None: ...
-
-    def job_started(
-        self, model: str, job_name: str, requests: int, *, resumed: bool = False
-    ) -> None: ...
-
-    def job_update(self, model: str, status: JobStatus) -> None: ...
-
-    def job_finished(self, model: str, status: JobStatus, note: str) -> None: ...
-
-    def close(self) -> None: ...
 
 
 def _short(job_name: str) -> str:

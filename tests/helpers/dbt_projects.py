@@ -34,7 +34,7 @@ from dbt.cli.main import dbtRunner, dbtRunnerResult
 from google.cloud import bigquery
 
 from gemini_batch.cli import main
-from gemini_batch.jobs import JobStatus, VertexJobs, vertex_job_client
+from gemini_batch.clients.vertex import JobStatus, VertexJobs, vertex_job_client
 from gemini_batch.local.stack import DEFAULT_LOCATION, StackState
 from helpers.paths import PACKAGE_DIR
 

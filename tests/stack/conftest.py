@@ -13,7 +13,7 @@ import httpx
 import pytest
 from google.cloud import bigquery
 
-from gemini_batch.bq import bigquery_client
+from gemini_batch.clients.bigquery import bigquery_client
 from gemini_batch.local.stack import StackState, start_stack, stop_stack
 from helpers.dbt_projects import DbtProjects, as_in_a_new_process
 

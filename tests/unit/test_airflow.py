@@ -276,7 +276,7 @@ def test_the_async_client_goes_where_the_sync_client_goes(
     import google.auth
     from google.auth.credentials import AnonymousCredentials
 
-    from gemini_batch.jobs import ENDPOINT_ENV, vertex_job_client
+    from gemini_batch.clients.vertex import ENDPOINT_ENV, vertex_job_client
 
     monkeypatch.delenv(ENDPOINT_ENV, raising=False)
     # No Google account here: the clients are made, never used.

@@ -13,7 +13,7 @@ import pytest
 from google.api_core import exceptions
 from google.cloud import bigquery
 
-from gemini_batch.bq import (
+from gemini_batch.clients.bigquery import (
     RETRY_WAIT_MAX,
     RETRY_WAIT_MIN,
     BigQuery,
@@ -23,7 +23,6 @@ from gemini_batch.bq import (
     statement_retry,
 )
 from gemini_batch.errors import LockedError, WarehouseError
-from gemini_batch.ledger import FLUSH_SECONDS, Ledger, LedgerUpdates, LockOwner
 from gemini_batch.local.bigquery import (
     BigQueryFaults,
     DmlConflicts,
@@ -31,6 +30,7 @@ from gemini_batch.local.bigquery import (
     concurrent_update_message,
     mutated_table,
 )
+from gemini_batch.state.ledger import FLUSH_SECONDS, Ledger, LedgerUpdates, LockOwner
 
 CONFLICT = ("Could not serialize access to table my-project:shop.gemini_batch_jobs due to "
             "concurrent update")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gemini_batch.config import MAX_SHARD_SIZE, BatchModel, ledger_dataset
 from gemini_batch.errors import ConfigError
+from gemini_batch.rules.config import MAX_SHARD_SIZE, BatchModel, ledger_dataset
 
 
 def _node(**config: object) -> dict:

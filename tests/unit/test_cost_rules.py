@@ -13,10 +13,7 @@ from typing import Any
 
 import pytest
 
-from gemini_batch import catalog
-from gemini_batch.catalog import LONG_CONTEXT_TOKENS, Price
-from gemini_batch.config import BatchModel, BatchModelConfig
-from gemini_batch.cost import (
+from gemini_batch.build.cost import (
     DEFAULT_ANSWER_TOKENS,
     UNKNOWN_MAX_OUTPUT_TOKENS,
     CostEstimate,
@@ -28,7 +25,10 @@ from gemini_batch.cost import (
     model_problem,
 )
 from gemini_batch.errors import BudgetExceededError, ConfigError
-from gemini_batch.warehouse import MergeResult
+from gemini_batch.rules import catalog
+from gemini_batch.rules.catalog import LONG_CONTEXT_TOKENS, Price
+from gemini_batch.rules.config import BatchModel, BatchModelConfig
+from gemini_batch.state.warehouse import MergeResult
 
 FLASH = catalog.MODELS["gemini-2.5-flash"]
 PRO = catalog.MODELS["gemini-2.5-pro"]

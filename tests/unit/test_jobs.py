@@ -1,4 +1,4 @@
-"""gemini_batch.jobs without a service: retries of a busy endpoint (a tiny HTTP server
+"""gemini_batch.clients.vertex without a service: retries of a busy endpoint (a tiny HTTP server
 that answers 429 before it answers), terminal states, label rules, poll delays."""
 
 from __future__ import annotations
@@ -10,8 +10,7 @@ from http.server import ThreadingHTTPServer
 
 import pytest
 
-from gemini_batch.errors import ConfigError
-from gemini_batch.jobs import (
+from gemini_batch.clients.vertex import (
     TERMINAL_STATES,
     Backoff,
     JobStatus,
@@ -20,6 +19,7 @@ from gemini_batch.jobs import (
     label_value,
     vertex_job_client,
 )
+from gemini_batch.errors import ConfigError
 from helpers.fake_http import JsonHandler
 
 
@@ -95,7 +95,7 @@ def test_backoff_grows_to_its_cap_and_resets() -> None:
 # In a new interpreter: this process may have imported the whole client already.
 _JOB_CLIENT_ALONE = """
 import sys
-from gemini_batch.jobs import state_name, vertex_job_client
+from gemini_batch.clients.vertex import state_name, vertex_job_client
 
 vertex_job_client("us-central1", endpoint="http://127.0.0.1:9")
 print(state_name(4))
@@ -128,8 +128,8 @@ def test_the_job_client_comes_without_the_rest_of_vertex_ai() -> None:
 def test_the_first_poll_of_a_build(monkeypatch, environment, flags, first_poll):
     from click.testing import CliRunner
 
-    from gemini_batch import build
-    from gemini_batch.build import BuildResult
+    from gemini_batch.build import stages as build
+    from gemini_batch.build.stages import BuildResult
     from gemini_batch.cli import main
     from gemini_batch.exit_codes import ExitCode
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gemini_batch.bq import quote_table
+from gemini_batch.clients.bigquery import quote_table
 
 
 def test_quote_table() -> None:

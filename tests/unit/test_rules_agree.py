@@ -24,7 +24,8 @@ import sqlglot
 from dbt.cli.main import dbtRunner
 from pydantic.fields import FieldInfo
 
-from gemini_batch import answers, config, ledger, warehouse
+from gemini_batch.rules import answers, config
+from gemini_batch.state import ledger, warehouse
 from helpers.offline_profile import offline_profile
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

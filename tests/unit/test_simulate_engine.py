@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from gemini_batch import catalog
 from gemini_batch.local.vertex.answers import EMPTY_KINDS, empty_answer
 from gemini_batch.local.vertex.engines.simulate import SimulateEngine
 from gemini_batch.local.vertex.errors import ApiError
@@ -17,6 +16,7 @@ from gemini_batch.local.vertex.faults import FaultError, Faults
 from gemini_batch.local.vertex.models import KNOWN_MODELS, check_served
 from gemini_batch.local.vertex.requests import batch_refusal, parse_request
 from gemini_batch.local.vertex.store import JobStore
+from gemini_batch.rules import catalog
 
 ENGINE = SimulateEngine()
 

@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from gemini_batch.request_checks import GENERATION_CONFIG_KEYS, request_problems
+from gemini_batch.rules.request_checks import GENERATION_CONFIG_KEYS, request_problems
 from helpers.paths import REPO_ROOT
 
 SEED = REPO_ROOT / "integration_tests" / "seeds" / "requests" / "request_problem_inputs.csv"

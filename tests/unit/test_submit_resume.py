@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from gemini_batch.cli import main
-from gemini_batch.jobs import JobStatus
-from gemini_batch.submit import SubmitOptions, check_lines, run_submit, submission_key
-from gemini_batch.submit_ledger import Submission, SubmitLedger, ledger_row, submission_of
+from gemini_batch.clients.vertex import JobStatus
+from gemini_batch.submit.command import SubmitOptions, check_lines, run_submit, submission_key
+from gemini_batch.submit.ledger import Submission, SubmitLedger, ledger_row, submission_of
 
 LINE = b'{"request": {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}}\n'
 JOB = "projects/p/locations/us-central1/batchPredictionJobs/42"

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import sqlglot
 
-from gemini_batch.config import BatchModel, BatchModelConfig
+from gemini_batch.clients.storage import GcsPath
 from gemini_batch.errors import ConfigError
-from gemini_batch.transport import GcsPath
-from gemini_batch.transport_gcs import GcsStaging, model_transport, staging_for
+from gemini_batch.routes.gcs import GcsStaging, model_transport, staging_for
+from gemini_batch.rules.config import BatchModel, BatchModelConfig
 
 SHARD = "p.ds.reviews__shard_20260101t000000_ab12_0"
 

@@ -17,9 +17,9 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from gemini_batch import jobs
+from gemini_batch.clients import vertex as jobs
+from gemini_batch.clients.vertex import SUBMIT_LABEL, VertexJobs, vertex_job_client
 from gemini_batch.errors import JobServiceError
-from gemini_batch.jobs import SUBMIT_LABEL, VertexJobs, vertex_job_client
 from helpers.fake_http import JsonHandler
 
 PARENT = "projects/p/locations/us-central1"

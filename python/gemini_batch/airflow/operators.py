@@ -1,6 +1,6 @@
 """``GeminiBatchBuildOperator``: `gemini-batch build` as a deferrable Airflow task.
 
-In the worker it runs the submit step in this process (``gemini_batch.build.build`` with
+In the worker it runs the submit step in this process (``gemini_batch.build.stages.build`` with
 ``wait=False``, what `gemini-batch build --no-wait` does): dbt stages, then the pending
 requests of the first batch models submitted (ledger first) and every ended job merged.
 While jobs run it defers to ``GeminiBatchJobTrigger`` (the worker slot is free), then
@@ -25,15 +25,15 @@ except ImportError:  # Airflow 3.0
     from airflow.exceptions import AirflowException, AirflowFailException
 
 from gemini_batch.airflow.triggers import GeminiBatchJobTrigger
+from gemini_batch.clients.vertex import ENDPOINT_ENV, Backoff
 from gemini_batch.errors import ConfigError, GeminiBatchError
 from gemini_batch.exit_codes import ExitCode
-from gemini_batch.jobs import ENDPOINT_ENV, Backoff
 
 if TYPE_CHECKING:
-    from gemini_batch.build import BuildResult
-    from gemini_batch.config import BatchModel
-    from gemini_batch.dbt_project import DbtOptions
-    from gemini_batch.workspace import Workspace
+    from gemini_batch.build.dbt_project import DbtOptions
+    from gemini_batch.build.stages import BuildResult
+    from gemini_batch.build.workspace import Workspace
+    from gemini_batch.rules.config import BatchModel
 
 Selection = str | Sequence[str]
 
@@ -157,10 +157,10 @@ class GeminiBatchBuildOperator(BaseOperator):
     def _build(self) -> BuildResult:
         from rich.console import Console
 
-        from gemini_batch.build import build
+        from gemini_batch.build.model_run import BatchSettings
+        from gemini_batch.build.stages import build
         from gemini_batch.display import make_reporter, print_table, summary_notes, summary_table
         from gemini_batch.errors import service_errors
-        from gemini_batch.model_run import BatchSettings
 
         console = Console(highlight=False, soft_wrap=True)
         settings = BatchSettings(fail_on_failed_rows=self.fail_on_failed_rows, wait=False)
@@ -187,7 +187,7 @@ class GeminiBatchBuildOperator(BaseOperator):
 
     def dbt_options(self) -> DbtOptions:
         """The dbt arguments of the build, as `gemini-batch build` would get them."""
-        from gemini_batch.dbt_project import DbtOptions, split_selection
+        from gemini_batch.build.dbt_project import DbtOptions, split_selection
 
         extra = list(self.dbt_args)
         if self.full_refresh:
@@ -229,7 +229,7 @@ class GeminiBatchBuildOperator(BaseOperator):
             self.log.info("Killed: the Vertex AI jobs keep running; the next run of this "
                           "task collects them (`gemini-batch cancel` stops them).")
             return
-        from gemini_batch.ledger_commands import cancel_jobs
+        from gemini_batch.build.ledger_commands import cancel_jobs
 
         workspace, models = running
         live = [entry for model in models for entry in workspace.ledger.live_jobs(model.unique_id)

@@ -3,7 +3,7 @@
 Talks to the Vertex AI Job Service through its async client
 (``aiplatform_v1.JobServiceAsyncClient``), all jobs of the build polled together in the
 triggerer's event loop: no thread is held per job, nor per build. The endpoint follows
-the rule of ``gemini_batch.jobs.vertex_job_client``: ``$GEMINI_BATCH_VERTEX_ENDPOINT``
+the rule of ``gemini_batch.clients.vertex.vertex_job_client``: ``$GEMINI_BATCH_VERTEX_ENDPOINT``
 given as ``http://...`` (the local emulator) is REST over aiohttp with anonymous
 credentials, ``https://...`` REST with Application Default Credentials, anything else
 (or nothing: Google's regional endpoint) gRPC with Application Default Credentials.
@@ -27,8 +27,14 @@ from google.api_core.client_options import ClientOptions
 from google.auth import exceptions as auth_exceptions
 from google.auth.aio import credentials as aio_credentials
 
+from gemini_batch.clients.vertex import (
+    ENDPOINT_ENV,
+    READ_TIMEOUT,
+    Backoff,
+    JobStatus,
+    google_endpoint,
+)
 from gemini_batch.errors import ConfigError
-from gemini_batch.jobs import ENDPOINT_ENV, READ_TIMEOUT, Backoff, JobStatus, google_endpoint
 
 CLASSPATH = "gemini_batch.airflow.triggers.GeminiBatchJobTrigger"
 

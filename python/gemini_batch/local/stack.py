@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from gemini_batch.clients.vertex import ENDPOINT_ENV, POLL_INTERVAL_ENV
 from gemini_batch.errors import LocalStackError
-from gemini_batch.jobs import ENDPOINT_ENV, POLL_INTERVAL_ENV
 from gemini_batch.local.bigquery import (
     BIGQUERY_SERVER_ENV,
     bigquery_server_command,

@@ -217,10 +217,10 @@ def test_a_job_missing_from_the_ledger_is_adopted_not_submitted_again(
 ) -> None:
     """A build killed between creating a job and writing its ledger row: the job ends
     on its own (before the next build looks, here), and its paid answers are merged."""
-    from gemini_batch.bq import BigQuery
-    from gemini_batch.config import BatchModel, BatchModelConfig
-    from gemini_batch.jobs import job_labels
-    from gemini_batch.warehouse import Warehouse
+    from gemini_batch.clients.bigquery import BigQuery
+    from gemini_batch.clients.vertex import job_labels
+    from gemini_batch.rules.config import BatchModel, BatchModelConfig
+    from gemini_batch.state.warehouse import Warehouse
 
     project.dbt_ok("build")  # requests and responses tables, no job
     model = BatchModel(unique_id="model.e2e.questions", name="questions",
@@ -267,7 +267,7 @@ def test_stages_put_tests_after_the_answers_and_chained_models_after_their_input
     project: DbtTestProject,
 ) -> None:
     """Stage planning from the manifest alone (no BigQuery, no job)."""
-    from gemini_batch.dbt_project import DbtOptions, DbtProject
+    from gemini_batch.build.dbt_project import DbtOptions, DbtProject
 
     project.write("models/summaries.sql", batch_model_sql(prompt="concat('Summarise: ', prompt)"))
     project.write("models/follow_ups.sql", batch_model_sql(source="ref('answers')"))

@@ -16,10 +16,10 @@ import httpx
 import pytest
 from google.cloud import bigquery
 
-from gemini_batch.bq import BigQuery
+from gemini_batch.clients.bigquery import BigQuery
 from gemini_batch.errors import LockedError
-from gemini_batch.ledger import Ledger, LockOwner
 from gemini_batch.local.bigquery import FAULTS_PATH
+from gemini_batch.state.ledger import Ledger, LockOwner
 from helpers.build_project import E2E_PROJECT_YML
 from helpers.dbt_projects import DbtProjects, DbtTestProject
 

@@ -20,10 +20,10 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import aiplatform_v1, storage
 
-from gemini_batch.bq import BigQuery, bigquery_client
 from gemini_batch.cli import main
-from gemini_batch.ledger import Ledger, LockOwner
+from gemini_batch.clients.bigquery import BigQuery, bigquery_client
 from gemini_batch.local.stack import DEFAULT_LOCATION
+from gemini_batch.state.ledger import Ledger, LockOwner
 from helpers.build_project import new_build_project
 from helpers.dbt_projects import DbtProjects, DbtTestProject, cli_ok, environment
 from helpers.paths import FIXTURES

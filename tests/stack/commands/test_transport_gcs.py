@@ -108,11 +108,11 @@ def test_the_jobs_read_and_wrote_cloud_storage_and_left_nothing_there(built, gcs
 def test_a_rerun_sends_nothing_and_adopts_a_job_a_dead_build_left(built):
     """A build killed between creating a JSONL job and writing its ledger row: the next
     build finds the job by its labels and staging path, merges it, and sends nothing."""
-    from gemini_batch.bq import BigQuery
-    from gemini_batch.config import BatchModel, BatchModelConfig
-    from gemini_batch.jobs import job_labels
-    from gemini_batch.transport_gcs import staging_for
-    from gemini_batch.warehouse import Warehouse
+    from gemini_batch.clients.bigquery import BigQuery
+    from gemini_batch.clients.vertex import job_labels
+    from gemini_batch.routes.gcs import staging_for
+    from gemini_batch.rules.config import BatchModel, BatchModelConfig
+    from gemini_batch.state.warehouse import Warehouse
 
     project, bucket = built
     project.write("seeds/prompts_gcs.csv", seed_csv([*PROMPTS, "Name a river."]))

@@ -15,9 +15,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from google.cloud import bigquery
 
-from gemini_batch.answers import answered_sql, empty_answer_sql, error_code_sql
-from gemini_batch.bq import BigQuery
-from gemini_batch.ledger import Ledger, LedgerEntry
+from gemini_batch.clients.bigquery import BigQuery
+from gemini_batch.rules.answers import answered_sql, empty_answer_sql, error_code_sql
+from gemini_batch.state.ledger import Ledger, LedgerEntry
 from helpers.dbt_projects import DbtProjects, DbtTestProject, dbt_messages
 from helpers.paths import FIXTURES
 

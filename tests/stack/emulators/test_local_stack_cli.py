@@ -18,7 +18,7 @@ import pytest
 import yaml
 from google.cloud import bigquery
 
-from gemini_batch.bq import bigquery_client
+from gemini_batch.clients.bigquery import bigquery_client
 from gemini_batch.local.stack import free_port, read_state
 
 pytestmark = pytest.mark.slow

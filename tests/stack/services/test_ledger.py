@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from google.cloud import bigquery
 
-from gemini_batch.bq import BigQuery, quote_table
+from gemini_batch.clients.bigquery import BigQuery, quote_table
 from gemini_batch.errors import LockedError
-from gemini_batch.ledger import Ledger, LedgerEntry, LockOwner
+from gemini_batch.state.ledger import Ledger, LedgerEntry, LockOwner
 
 MODEL = "model.shop.product_summaries"
 

@@ -1,4 +1,4 @@
-"""gemini_batch.jobs against the Vertex AI emulator, with the real JobServiceClient.
+"""gemini_batch.clients.vertex against the Vertex AI emulator, with the real JobServiceClient.
 
 Each test writes a small requests table to a dataset of its own, submits it as a batch
 prediction job and reads what the service reports (retries, labels and poll delays,
@@ -16,8 +16,8 @@ import httpx
 import pytest
 from google.cloud import bigquery
 
+from gemini_batch.clients.vertex import SUBMIT_LABEL, Backoff, JobStatus, VertexJobs, job_labels
 from gemini_batch.errors import JobServiceError
-from gemini_batch.jobs import SUBMIT_LABEL, Backoff, JobStatus, VertexJobs, job_labels
 from gemini_batch.local.stack import DEFAULT_LOCATION, StackState
 
 pytestmark = pytest.mark.slow

@@ -15,12 +15,12 @@ from datetime import UTC, datetime
 import pytest
 from google.cloud import bigquery
 
-from gemini_batch.answers import INVALID_STATUS
-from gemini_batch.bq import BigQuery, quote_table
-from gemini_batch.config import BatchModel, BatchModelConfig
+from gemini_batch.clients.bigquery import BigQuery, quote_table
 from gemini_batch.errors import WarehouseError
-from gemini_batch.ledger import Ledger, LedgerEntry
-from gemini_batch.warehouse import (
+from gemini_batch.rules.answers import INVALID_STATUS
+from gemini_batch.rules.config import BatchModel, BatchModelConfig
+from gemini_batch.state.ledger import Ledger, LedgerEntry
+from gemini_batch.state.warehouse import (
     RESPONSES_SCHEMA,
     MergeResult,
     RequestCounts,

@@ -24,8 +24,8 @@ from google.api_core import exceptions as google_errors
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
+from gemini_batch.clients.storage import GcsPath
 from gemini_batch.local.vertex.errors import JobFailure
-from gemini_batch.transport import GcsPath
 
 _WILDCARD = re.compile(r"[*?\[]")
 # Keys of an input row that are not the line's own fields (a NUL never starts a JSON key

@@ -1,6 +1,6 @@
 """Which publisher models the emulator serves, where, and how a job names one.
 
-The facts come from ``gemini_batch.catalog`` (the one table the operator reads too): a
+The facts come from ``gemini_batch.rules.catalog`` (the one table the operator reads too): a
 job for a model the catalog does not serve in the job's location is refused at create
 time as the service refuses it, and so is a job with BigQuery tables on ``global`` while
 ``catalog.GLOBAL_BATCH_TAKES_BIGQUERY`` is False.
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import functools
 
-from gemini_batch import catalog
-from gemini_batch.catalog import model_id
 from gemini_batch.local.vertex.errors import ApiError
+from gemini_batch.rules import catalog
+from gemini_batch.rules.catalog import model_id
 
 # Every id the catalog knows, aliases included. A job for any other id is refused with
 # 404, as the service refuses a model it does not have (``--model ID`` adds more).

@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gemini_batch.clients.storage import GcsPath
 from gemini_batch.local.vertex.engines import Engine
 from gemini_batch.local.vertex.errors import ApiError
 from gemini_batch.local.vertex.faults import FaultError, Faults
@@ -46,7 +47,6 @@ from gemini_batch.local.vertex.store import (
     timestamp,
 )
 from gemini_batch.local.vertex.tables import TableRef
-from gemini_batch.transport import GcsPath
 
 log = logging.getLogger(__name__)
 

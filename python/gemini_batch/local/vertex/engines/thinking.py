@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gemini_batch import catalog
 from gemini_batch.local.vertex import models
 from gemini_batch.local.vertex.requests import RequestError
+from gemini_batch.rules import catalog
 
 # thinkingLevel → share of the model's dynamic thinking.
 LEVELS = {"MINIMAL": 0.1, "LOW": 0.4, "MEDIUM": 0.7, "HIGH": 1.0}

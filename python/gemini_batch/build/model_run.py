@@ -21,16 +21,16 @@ from typing import Any
 
 from google.api_core.exceptions import GoogleAPICallError
 
-from gemini_batch import cost
-from gemini_batch.bq import quote_table
-from gemini_batch.config import BatchModel
-from gemini_batch.display import ModelSummary, Reporter
+from gemini_batch.build import cost
+from gemini_batch.build.summary import ModelSummary, Reporter
+from gemini_batch.build.workspace import Workspace
+from gemini_batch.clients.bigquery import quote_table
+from gemini_batch.clients.vertex import TOOL_LABEL, Backoff, JobStatus, job_labels, label_value
 from gemini_batch.errors import BuildInterrupted, ConfigError, GeminiBatchError
-from gemini_batch.jobs import TOOL_LABEL, Backoff, JobStatus, job_labels, label_value
-from gemini_batch.ledger import LedgerEntry, LedgerUpdates, LockOwner
-from gemini_batch.transport_gcs import GcsStaging, workspace_staging
-from gemini_batch.warehouse import MergeResult, RequestCounts
-from gemini_batch.workspace import Workspace
+from gemini_batch.routes.gcs import GcsStaging, workspace_staging
+from gemini_batch.rules.config import BatchModel
+from gemini_batch.state.ledger import LedgerEntry, LedgerUpdates, LockOwner
+from gemini_batch.state.warehouse import MergeResult, RequestCounts
 
 
 def new_run_id() -> str:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from gemini_batch.errors import LockedError
 
 if TYPE_CHECKING:
-    from gemini_batch.ledger import Ledger, LedgerEntry
+    from gemini_batch.state.ledger import Ledger, LedgerEntry
 
 DEFAULT_LEDGER = Path(".gemini_batch/submit-jobs.jsonl")
 
@@ -143,7 +143,7 @@ class TargetSubmitLedger:
         self.where = ledger.table
 
     def find(self, key: str) -> Submission | None:
-        from gemini_batch.ledger import SUBMIT_PREFIX
+        from gemini_batch.state.ledger import SUBMIT_PREFIX
 
         rows = self.ledger.entries(SUBMIT_PREFIX + key, limit=1)
         return submission_of(key, rows[0]) if rows else None
@@ -163,7 +163,7 @@ class TargetSubmitLedger:
 
     @contextlib.contextmanager
     def locked(self, key: str) -> Iterator[None]:
-        from gemini_batch.ledger import SUBMIT_PREFIX, LockOwner
+        from gemini_batch.state.ledger import SUBMIT_PREFIX, LockOwner
 
         self.ledger.ensure()
         owner = LockOwner.current()
@@ -177,7 +177,7 @@ class TargetSubmitLedger:
 
 
 def _placeholder(submission: Submission) -> str:
-    from gemini_batch.ledger import CREATING_JOB
+    from gemini_batch.state.ledger import CREATING_JOB
 
     return CREATING_JOB.format(project=submission.project, location=submission.location,
                                submit_id=submission.submit_id)
@@ -186,7 +186,7 @@ def _placeholder(submission: Submission) -> str:
 def ledger_row(submission: Submission) -> LedgerEntry:
     """The ledger row of a submission: its input in ``shard_table``, its output prefix
     in ``model_relation``, the create call's label value in ``invocation_id``."""
-    from gemini_batch.ledger import CREATING_STATE, SUBMIT_PREFIX, LedgerEntry
+    from gemini_batch.state.ledger import CREATING_STATE, SUBMIT_PREFIX, LedgerEntry
 
     collected = _timestamp(submission.collected_at)
     return LedgerEntry(

@@ -1,7 +1,7 @@
 """Token and cost estimates before a job is sent, actual cost after, and the budget cap.
 
 Prices and model facts (how a model thinks, its output limit, where it is served) come
-from :mod:`gemini_batch.catalog`; the dbt var ``gemini_batch_prices`` overrides or adds
+from :mod:`gemini_batch.rules.catalog`; the dbt var ``gemini_batch_prices`` overrides or adds
 prices. The estimate method, the tiers and the cap: docs/costs.md.
 """
 
@@ -15,12 +15,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gemini_batch import catalog
-from gemini_batch.bq import quote_table
-from gemini_batch.catalog import LONG_CONTEXT_TOKENS, Price
-from gemini_batch.config import BatchModel
+from gemini_batch.clients.bigquery import quote_table
 from gemini_batch.errors import BudgetExceededError, ConfigError
-from gemini_batch.warehouse import MergeResult, Warehouse
+from gemini_batch.rules import catalog
+from gemini_batch.rules.catalog import LONG_CONTEXT_TOKENS, Price
+from gemini_batch.rules.config import BatchModel
+from gemini_batch.state.warehouse import MergeResult, Warehouse
 
 PRICES_VAR = "gemini_batch_prices"
 # Answer tokens (candidates, thinking excluded) assumed per request until the ledger has

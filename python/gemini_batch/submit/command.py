@@ -23,19 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gemini_batch import catalog
-from gemini_batch.cost import CostEstimate, actual_cost, estimate_groups, request_price_row
-from gemini_batch.errors import ConfigError, InputError
-from gemini_batch.exit_codes import ExitCode
-from gemini_batch.jobs import TOOL_LABEL, Backoff, JobStatus, VertexJobs, label_value
-from gemini_batch.request_checks import request_problems
-from gemini_batch.submit_ledger import (
-    DEFAULT_LEDGER,
-    Submission,
-    SubmissionStore,
-    SubmitLedger,
-)
-from gemini_batch.transport import (
+from gemini_batch.build.cost import CostEstimate, actual_cost, estimate_groups, request_price_row
+from gemini_batch.clients.storage import (
     GcsPath,
     object_lines,
     prediction_files,
@@ -43,7 +32,18 @@ from gemini_batch.transport import (
     storage_client,
     upload_file,
 )
-from gemini_batch.warehouse import MergeResult
+from gemini_batch.clients.vertex import TOOL_LABEL, Backoff, JobStatus, VertexJobs, label_value
+from gemini_batch.errors import ConfigError, InputError
+from gemini_batch.exit_codes import ExitCode
+from gemini_batch.rules import catalog
+from gemini_batch.rules.request_checks import request_problems
+from gemini_batch.state.warehouse import MergeResult
+from gemini_batch.submit.ledger import (
+    DEFAULT_LEDGER,
+    Submission,
+    SubmissionStore,
+    SubmitLedger,
+)
 
 if TYPE_CHECKING:
     from google.cloud import storage

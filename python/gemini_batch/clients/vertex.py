@@ -28,9 +28,9 @@ from google.api_core import retry as api_retry
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials, Credentials
 
-from gemini_batch.catalog import GLOBAL
-from gemini_batch.config import MULTI_REGIONS
 from gemini_batch.errors import ConfigError, JobServiceError
+from gemini_batch.rules.catalog import GLOBAL
+from gemini_batch.rules.config import MULTI_REGIONS
 
 if TYPE_CHECKING:
     from google.cloud import aiplatform_v1

@@ -16,13 +16,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from gemini_batch.config import BatchModel
-from gemini_batch.dbt_project import DbtOptions, DbtProject
-from gemini_batch.display import ModelSummary, Reporter
+from gemini_batch.build.dbt_project import DbtOptions, DbtProject
+from gemini_batch.build.model_run import BatchContext, BatchSettings, ModelRun
+from gemini_batch.build.summary import ModelSummary, Reporter
+from gemini_batch.build.workspace import Workspace
 from gemini_batch.exit_codes import ExitCode
-from gemini_batch.ledger import LedgerEntry, LockOwner
-from gemini_batch.model_run import BatchContext, BatchSettings, ModelRun
-from gemini_batch.workspace import Workspace
+from gemini_batch.rules.config import BatchModel
+from gemini_batch.state.ledger import LedgerEntry, LockOwner
 
 # How often a waiting build pushes its locks' expiry forward.
 LOCK_REFRESH_SECONDS = 120.0

@@ -1,7 +1,7 @@
 """The statements a build runs on a batch model's tables (BigQuery, SQL via sqlglot).
 
 Every statement runs in BigQuery (counts, shards, merges): request rows never come into
-Python. Table names go through :func:`~gemini_batch.bq.quote_table`; values go in as
+Python. Table names go through :func:`~gemini_batch.clients.bigquery.quote_table`; values go in as
 query parameters. Which requests are in live jobs is the caller's to say (the shard
 tables of the ledger's live jobs, read once per round): this module reads no ledger.
 """
@@ -17,7 +17,9 @@ from typing import Any
 from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
-from gemini_batch.answers import (
+from gemini_batch.clients.bigquery import BigQuery, quote_table
+from gemini_batch.errors import WarehouseError
+from gemini_batch.rules.answers import (
     INVALID_STATUS,
     answered_sql,
     empty_answer_sql,
@@ -26,10 +28,8 @@ from gemini_batch.answers import (
     failure_reason_sql,
     final_failure_sql,
 )
-from gemini_batch.bq import BigQuery, quote_table
-from gemini_batch.catalog import LONG_CONTEXT_TOKENS
-from gemini_batch.config import BatchModel
-from gemini_batch.errors import WarehouseError
+from gemini_batch.rules.catalog import LONG_CONTEXT_TOKENS
+from gemini_batch.rules.config import BatchModel
 
 # Columns of <model>__responses, in table order: the materialization creates the table
 # (_gemini_batch_responses_ddl); tests/unit/test_rules_agree.py holds the two together.

@@ -33,17 +33,17 @@ from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
-from gemini_batch import catalog
-from gemini_batch.bq import quote_table
-from gemini_batch.config import BatchModel
+from gemini_batch.clients.bigquery import quote_table
+from gemini_batch.clients.storage import PREDICTION_FILE, GcsPath, object_lines, storage_client
 from gemini_batch.errors import ConfigError, StorageError
-from gemini_batch.transport import PREDICTION_FILE, GcsPath, object_lines, storage_client
+from gemini_batch.rules import catalog
+from gemini_batch.rules.config import BatchModel
 
 if TYPE_CHECKING:
     from google.cloud import bigquery, storage
 
-    from gemini_batch.bq import BigQuery
-    from gemini_batch.workspace import Workspace
+    from gemini_batch.build.workspace import Workspace
+    from gemini_batch.clients.bigquery import BigQuery
 
 TRANSPORTS = ("bigquery", "gcs")
 TRANSPORT_VAR = "gemini_batch_transport"
@@ -256,7 +256,7 @@ class GcsStaging:
             blob.delete()
 
     def _require_bucket(self) -> None:
-        from gemini_batch.transport import require_bucket
+        from gemini_batch.clients.storage import require_bucket
 
         require_bucket(self.client, self.root, "staging_uri")
 

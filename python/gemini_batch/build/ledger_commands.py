@@ -10,12 +10,12 @@ import threading
 import time
 from collections.abc import Callable
 
-from gemini_batch.config import BatchModel
-from gemini_batch.dbt_project import DbtProject
+from gemini_batch.build.dbt_project import DbtProject
+from gemini_batch.build.workspace import Workspace
+from gemini_batch.clients.vertex import Backoff, JobStatus
 from gemini_batch.errors import GeminiBatchError
-from gemini_batch.jobs import Backoff, JobStatus
-from gemini_batch.ledger import LedgerEntry, LedgerUpdates, LockOwner
-from gemini_batch.workspace import Workspace
+from gemini_batch.rules.config import BatchModel
+from gemini_batch.state.ledger import LedgerEntry, LedgerUpdates, LockOwner
 
 
 def service_statuses(ws: Workspace, entries: list[LedgerEntry]) -> dict[str, JobStatus]:

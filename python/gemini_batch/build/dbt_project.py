@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from graphlib import TopologicalSorter
 from typing import Any
 
-from gemini_batch.config import BatchModel
 from gemini_batch.errors import ConfigError, DbtError
+from gemini_batch.rules.config import BatchModel
 
 MATERIALIZATION = "gemini_batch"
 PACKAGE = "gemini_batch"  # the dbt package's name, which scopes its vars

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from gemini_batch.bq import BigQuery, bigquery_client
-from gemini_batch.config import ledger_dataset
-from gemini_batch.cost import PriceTable
-from gemini_batch.dbt_project import DbtProject, DbtTarget
-from gemini_batch.jobs import VertexJobs, vertex_job_client
-from gemini_batch.ledger import Ledger
-from gemini_batch.warehouse import Warehouse
+from gemini_batch.build.cost import PriceTable
+from gemini_batch.build.dbt_project import DbtProject, DbtTarget
+from gemini_batch.clients.bigquery import BigQuery, bigquery_client
+from gemini_batch.clients.vertex import VertexJobs, vertex_job_client
+from gemini_batch.rules.config import ledger_dataset
+from gemini_batch.state.ledger import Ledger
+from gemini_batch.state.warehouse import Warehouse
 
 
 @dataclass

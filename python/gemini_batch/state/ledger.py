@@ -22,7 +22,7 @@ from typing import Any
 from google.api_core.exceptions import GoogleAPICallError
 from google.cloud import bigquery
 
-from gemini_batch.bq import (
+from gemini_batch.clients.bigquery import (
     API_RETRY,
     API_TIMEOUT,
     SMALL_STATEMENT_TIMEOUT,
@@ -31,9 +31,9 @@ from gemini_batch.bq import (
     parameter,
     quote_table,
 )
-from gemini_batch.config import BatchModel
+from gemini_batch.clients.vertex import NOT_FOUND_STATE, TERMINAL_STATES
 from gemini_batch.errors import LockedError
-from gemini_batch.jobs import NOT_FOUND_STATE, TERMINAL_STATES
+from gemini_batch.rules.config import BatchModel
 
 LEDGER_TABLE = "gemini_batch_jobs"
 LOCKS_TABLE = "gemini_batch_locks"

@@ -9,12 +9,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from gemini_batch import cost
-from gemini_batch.config import BatchModel
-from gemini_batch.dbt_project import DbtOptions, DbtProject
+from gemini_batch.build import cost
+from gemini_batch.build.dbt_project import DbtOptions, DbtProject
+from gemini_batch.build.workspace import Workspace
 from gemini_batch.errors import ConfigError, GeminiBatchError
-from gemini_batch.warehouse import RequestCounts
-from gemini_batch.workspace import Workspace
+from gemini_batch.rules.config import BatchModel
+from gemini_batch.state.warehouse import RequestCounts
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Build: dbt in stages, a batch model's rounds, plan, the workspace of a target."""

@@ -1,0 +1,58 @@
+"""What a build reports per batch model: the summary the closing table, `--json` and the
+Airflow operator are drawn from, and the protocol progress goes through while jobs run.
+
+Talks to no service and draws nothing: :mod:`gemini_batch.display` draws it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from gemini_batch.clients.vertex import JobStatus
+
+
+@dataclass
+class ModelSummary:
+    """One batch model's outcome in one build: the row of the closing table."""
+
+    model: str  # dbt model name
+    requests: int = 0  # distinct requests in <model>__requests
+    cached: int = 0  # answered before this build started submitting
+    submitted: int = 0  # requests sent in new jobs by this build
+    resumed: int = 0  # requests in jobs of an earlier build this one waited on
+    succeeded: int = 0  # answered by this build's (or resumed) jobs
+    failed: int = 0  # rows that end failed (retries used up, or invalid)
+    invalid: int = 0  # subset of failed: never submitted, the request is not valid
+    pending: int = 0  # still without an answer at the end (e.g. a job failed)
+    jobs: int = 0
+    # Jobs still running when the build left (--no-wait): the next build collects them.
+    in_flight_jobs: list[str] = field(default_factory=list)
+    job_names: list[str] = field(default_factory=list)  # every job this build handled
+    failed_jobs: list[str] = field(default_factory=list)  # "job id: state: error"
+    # Requests that ended failed, by class of reason ("EMPTY_ANSWER: MAX_TOKENS": 3).
+    failure_reasons: dict[str, int] = field(default_factory=dict)
+    tokens: int = 0
+    cost_usd: float = 0.0
+    estimated_cost_usd: float | None = None
+    wall_seconds: float = 0.0
+    error: str | None = None  # why the model stopped early (budget, config, service)
+
+    @property
+    def all_cached(self) -> bool:
+        return self.error is None and self.submitted == 0 and self.resumed == 0
+
+
+class Reporter(Protocol):
+    def message(self, model: str, text: str) -> None: ...
+
+    def job_started(
+        self, model: str, job_name: str, requests: int, *, resumed: bool = False
+    ) -> None: ...
+
+    def job_update(self, model: str, status: JobStatus) -> None: ...
+
+    def job_finished(self, model: str, status: JobStatus, note: str) -> None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,177 @@
+"""The ``gemini-batch`` command group, its consoles, and the options its commands share.
+
+The commands live beside it, one module per family (``local``, ``build``, ``ledger``,
+``submit``); :mod:`gemini_batch.cli` imports them so they register on :data:`main`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import gc
+import sys
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from gemini_batch import __version__
+from gemini_batch.errors import GeminiBatchError, service_errors
+from gemini_batch.exit_codes import ExitCode
+
+if TYPE_CHECKING:
+    from gemini_batch.build.dbt_project import DbtOptions, DbtProject
+    from gemini_batch.build.workspace import Workspace
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class _Group(click.Group):
+    """Prints a ``GeminiBatchError`` as a clear message and exits 1, without a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except GeminiBatchError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            sys.exit(ExitCode.ERROR)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gemini-batch")
+def main() -> None:
+    """Batch generation with Gemini for dbt on BigQuery."""
+
+
+# True in the `gemini-batch` command's own process (run), not where main is called
+# in-process (tests, CliRunner).
+_OWN_PROCESS = False
+
+
+def _settle() -> None:
+    """In the command's own process, what exists now lives as long as the process (the
+    modules of dbt and of the Google clients): frozen, the garbage collector stops
+    scanning it on every full pass (each dbt invocation leaves cycles to collect) and
+    at exit, where it took about 1 s of every command's wall time."""
+    if _OWN_PROCESS:
+        gc.freeze()
+
+
+def run() -> None:
+    """The `gemini-batch` console command: main, in a process of its own."""
+    global _OWN_PROCESS
+    _OWN_PROCESS = True
+    _settle()
+    try:
+        main()
+    finally:
+        _settle()  # the process ends: nothing is left worth a final collection
+
+
+
+# --------------------------------------------------------------------------- shared options
+#
+# These commands take dbt's own arguments for the project, profile and selection, and
+# reach BigQuery through the dbt target (profiles.yml) and Vertex AI through
+# $GEMINI_BATCH_VERTEX_ENDPOINT or Google's regional endpoint.
+
+
+def _project_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        [
+            click.option("--project-dir", help="dbt project directory (dbt's default: .)."),
+            click.option("--profiles-dir", help="Where profiles.yml is (dbt's default)."),
+            click.option("--target", "-t", help="dbt target of the profile."),
+            click.option("--profile", help="dbt profile (default: the project's)."),
+            click.option("--vars", help="dbt vars, as YAML: '{key: value}'."),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def _selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    # dbt's own option class: `-s a b` takes both values, as `dbt build -s a b` does.
+    from dbt.cli.options import MultiOption
+
+    for option in reversed(
+        [
+            click.option("--select", "-s", "--models", "-m", "select", cls=MultiOption,
+                         multiple=True, type=tuple, help="dbt node selection."),
+            click.option("--exclude", cls=MultiOption, multiple=True, type=tuple,
+                         help="dbt nodes to leave out."),
+            click.option("--selector", help="A selector from selectors.yml."),
+            click.option("--state", help="dbt state directory, for state: selectors."),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def _dbt_options(kwargs: dict[str, Any], extra: tuple[str, ...] = ()) -> DbtOptions:
+    from gemini_batch.build.dbt_project import DbtOptions, split_selection
+
+    return DbtOptions(
+        project_dir=kwargs.get("project_dir"),
+        profiles_dir=kwargs.get("profiles_dir"),
+        target=kwargs.get("target"),
+        profile=kwargs.get("profile"),
+        vars=kwargs.get("vars"),
+        select=split_selection(kwargs.get("select", ())),
+        exclude=split_selection(kwargs.get("exclude", ())),
+        selector=kwargs.get("selector"),
+        state=kwargs.get("state"),
+        extra=extra,
+    )
+
+
+def _reports_service_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with service_errors():
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+def _open_workspace(kwargs: dict[str, Any]) -> tuple[DbtProject, Workspace]:
+    """The parsed dbt project and the workspace of its target, for the ledger commands."""
+    from gemini_batch.build.dbt_project import DbtProject
+    from gemini_batch.build.workspace import Workspace
+
+    project = DbtProject(_dbt_options(kwargs))
+    project.parse()
+    return project, Workspace.open(project)
+
+
+def _print_table(table: Table, to: Console | None = None) -> None:
+    from gemini_batch.display import print_table
+
+    print_table(to or console, table)
+
+
+def _print_notes(notes: list[str], to: Console | None = None) -> None:
+    for note in notes:
+        (to or console).print(note, highlight=False, markup=False, soft_wrap=True)
+
+
+_json_option = click.option(
+    "--json", "as_json", is_flag=True,
+    help="One JSON document on stdout (for orchestrators); the human output goes to stderr.",
+)
+
+
+@contextlib.contextmanager
+def _human_output(as_json: bool) -> Iterator[Console]:
+    """Where the human output goes: stdout, or stderr (dbt's lines too) with --json, so
+    that stdout holds the JSON document alone."""
+    if not as_json:
+        yield console
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        yield err_console
+
+

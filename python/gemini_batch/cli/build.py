@@ -1,0 +1,154 @@
+"""`gemini-batch build|run|plan`: dbt in stages with the batch jobs in between; the cost."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from gemini_batch.cli.app import (
+    _dbt_options,
+    _human_output,
+    _json_option,
+    _print_notes,
+    _print_table,
+    _project_options,
+    _reports_service_errors,
+    _selection_options,
+    _settle,
+    err_console,
+    main,
+)
+from gemini_batch.clients.vertex import POLL_INTERVAL_ENV
+from gemini_batch.exit_codes import ExitCode
+
+_PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True}
+
+
+def _run_build(command: str, ctx: click.Context, kwargs: dict[str, Any]) -> None:
+    from gemini_batch.build.model_run import BatchSettings
+    from gemini_batch.build.stages import build
+    from gemini_batch.display import make_reporter, summary_notes, summary_table
+
+    _settle()  # the build's libraries are imported
+    extra = list(ctx.args)
+    if kwargs.pop("full_refresh"):
+        extra.append("--full-refresh")
+    if kwargs.get("threads") is not None:
+        extra += ["--threads", str(kwargs["threads"])]
+    if kwargs.pop("fail_fast"):
+        extra.append("--fail-fast")
+    settings = BatchSettings(
+        poll_initial=kwargs["poll_interval"],
+        poll_max=kwargs["max_poll_interval"],
+        fail_on_failed_rows=kwargs["fail_on_failed_rows"],
+        wait=not kwargs["no_wait"],
+    )
+    plain = True if kwargs["plain"] or kwargs["as_json"] else None
+    with _human_output(kwargs["as_json"]) as human:
+        try:
+            result = build(
+                _dbt_options(kwargs, tuple(extra)),
+                command=command,
+                reporter_factory=lambda: make_reporter(human, plain=plain),
+                settings=settings,
+            )
+        except KeyboardInterrupt:
+            err_console.print(
+                "\n[bold yellow]interrupted:[/] submitted jobs keep running and stay in the "
+                "ledger; `gemini-batch build` resumes them, `gemini-batch cancel` stops them."
+            )
+            sys.exit(ExitCode.INTERRUPTED)
+        if result.summaries:
+            _print_table(summary_table(result.summaries), to=human)
+            _print_notes([note for summary in result.summaries
+                          for note in summary_notes(summary)], to=human)
+        for error in result.errors:
+            err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+    if kwargs["as_json"]:
+        from gemini_batch.display import build_document, dumps
+
+        click.echo(dumps(build_document(command, result.exit_code, result.summaries,
+                                        result.errors, result.jobs)))
+    sys.exit(result.exit_code)
+
+
+def _build_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        [
+            click.option("--full-refresh", is_flag=True,
+                         help="dbt --full-refresh (answers are kept: they are the cache)."),
+            click.option("--threads", type=int, help="dbt threads."),
+            click.option("--fail-fast", "-x", is_flag=True, help="dbt --fail-fast."),
+            click.option(
+                "--fail-on-failed-rows/--no-fail-on-failed-rows", default=None,
+                help="Exit 3 when rows end failed (default: each model's "
+                "fail_on_failed_rows config, true unless set).",
+            ),
+            click.option("--poll-interval", type=float, default=1.0, show_default=True,
+                         envvar=POLL_INTERVAL_ENV, show_envvar=True,
+                         help="Seconds before the first poll of a job; grows while it runs."),
+            click.option("--max-poll-interval", type=float, default=60.0, show_default=True,
+                         help="Longest wait between two polls of a job."),
+            click.option("--plain", is_flag=True,
+                         help="Log lines instead of live progress (default off a terminal)."),
+            click.option("--no-wait", is_flag=True,
+                         help="Submit, merge what ended, and exit 75 while jobs are in "
+                         "flight; any later build collects them (no request is sent twice)."),
+            _json_option,
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+@main.command("build", context_settings=_PASS_THROUGH)
+@_project_options
+@_selection_options
+@_build_options
+@click.pass_context
+@_reports_service_errors
+def build_command(ctx: click.Context, **kwargs: Any) -> None:
+    """dbt build in stages, with the Gemini batch jobs in between.
+
+    Upstream of each batch model, then its jobs (submitted, waited on, merged), then
+    downstream models and tests. Other dbt flags are passed to dbt as they are.
+    """
+    _run_build("build", ctx, kwargs)
+
+
+@main.command("run", context_settings=_PASS_THROUGH)
+@_project_options
+@_selection_options
+@_build_options
+@click.pass_context
+@_reports_service_errors
+def run_command(ctx: click.Context, **kwargs: Any) -> None:
+    """dbt run (models only, no tests) in stages, with the Gemini batch jobs in between."""
+    _run_build("run", ctx, kwargs)
+
+
+@main.command("plan")
+@_project_options
+@_selection_options
+@_json_option
+@_reports_service_errors
+def plan_command(as_json: bool, **kwargs: Any) -> None:
+    """What `build` would submit per batch model: cached, pending, failed, shards, cost.
+
+    Reads the tables of the last dbt run; submits nothing and changes nothing.
+    """
+    from gemini_batch.build.plan import plan
+    from gemini_batch.display import dumps, plan_document, plan_notes, plan_table
+
+    with _human_output(as_json) as human:
+        plans = plan(_dbt_options(kwargs))
+        if not plans:
+            human.print("No batch model (materialized='gemini_batch') in the selection.")
+        else:
+            _print_table(plan_table(plans), to=human)
+            _print_notes(plan_notes(plans), to=human)
+    if as_json:
+        click.echo(dumps(plan_document(plans)))

@@ -1,0 +1,1 @@
+"""Clients: BigQuery, Cloud Storage and Vertex AI, built in one place each."""

@@ -1,0 +1,1 @@
+"""Routes: the ways a batch model's pending requests get answered."""

@@ -1,0 +1,1 @@
+"""State kept in BigQuery: a batch model's tables (warehouse) and the ledger."""

@@ -1,0 +1,1 @@
+"""`gemini-batch submit`: a JSONL file through one batch job."""
