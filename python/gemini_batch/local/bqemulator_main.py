@@ -101,6 +101,8 @@ from fastapi.responses import JSONResponse
 from google.cloud.bigquery_storage_v1 import types
 from sqlglot.dialects.dialect import Dialect
 
+from gemini_batch.local.ai_generate import sql as ai_generate_sql
+from gemini_batch.local.ai_generate.rows import AiGenerate
 from gemini_batch.local.bigquery import (
     FAULTS_PATH,
     BigQueryFaults,
@@ -344,12 +346,31 @@ async def _execute_with_faults(project_id: str, job_id: str, bq_sql: str, *args:
     fails. The routes turn the error into a job with ``status.errorResult`` (reason
     invalidQuery), which google-cloud-bigquery raises as BadRequest from ``result()``."""
     bq_sql = with_tables_view(bq_sql, project_id, functools.partial(_tables_of, args[1]))
+    bq_sql = _with_ai_generate(bq_sql, args[1])
     mutates = mutated_table(bq_sql, project_id)
     message = dml_conflicts.conflict(mutates)
     if message is not None:
         raise InvalidQueryError(message)
     return await _on_a_worker(
         lambda: _execute_query_job(project_id, job_id, bq_sql, *args, **kwargs), mutates)
+
+
+ai_generate = AiGenerate()
+
+
+def _with_ai_generate(bq_sql: str, ctx: Any) -> str:
+    """``bq_sql`` with its AI.GENERATE calls rewritten into calls of DuckDB functions
+    (``local/ai_generate``), registered on the engine's own connection; a call BigQuery
+    refuses fails the query as BigQuery fails it."""
+    try:
+        rewritten = ai_generate_sql.rewrite(bq_sql)
+    except ai_generate_sql.AiGenerateError as exc:
+        raise InvalidQueryError(str(exc)) from None
+    if rewritten is None:
+        return bq_sql
+    ai_generate.register(ctx.engine._connection, rewritten.functions)
+    ai_generate.counted_statement()
+    return rewritten.sql
 
 
 # jobs.insert and jobs.query both call the name in the routes module.
@@ -486,6 +507,7 @@ async def get_query_results(
                                         pageToken)
 
 faults_router = APIRouter()
+AI_GENERATE_PATH = "/emulator/ai_generate"
 
 
 @faults_router.api_route(FAULTS_PATH, methods=["GET", "PUT", "PATCH"])
@@ -494,12 +516,23 @@ async def faults(request: Request) -> JSONResponse:
     PATCH: change some. Either starts the draws again from the seed."""
     if request.method != "GET":
         try:
-            values = await request.json()
-            base = dml_conflicts.faults if request.method == "PATCH" else None
-            dml_conflicts.set(BigQueryFaults.from_dict(values, base))
+            values = dict(await request.json())
+            replace = request.method == "PUT"
+            ai_values = values.pop("ai_generate", {} if replace else None)
+            base = None if replace else dml_conflicts.faults
+            dml = BigQueryFaults.from_dict(values, base)
+            if ai_values is not None:
+                ai_generate.set_faults(dict(ai_values), replace=replace)
+            dml_conflicts.set(dml)
         except (ValueError, TypeError, AttributeError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
-    return JSONResponse(dml_conflicts.state())
+    return JSONResponse({**dml_conflicts.state(), "ai_generate": ai_generate.fault_settings()})
+
+
+@faults_router.get(AI_GENERATE_PATH)
+async def ai_generate_stats() -> JSONResponse:
+    """What AI.GENERATE answered since the server started."""
+    return JSONResponse(ai_generate.stats())
 
 
 _create_app = server.create_app
