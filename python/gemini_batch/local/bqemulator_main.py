@@ -93,6 +93,7 @@ from bqemulator.grpc_api.read_servicer import BigQueryReadHandler
 from bqemulator.grpc_api.write_servicer import BigQueryWriteHandler
 from bqemulator.jobs import executor
 from bqemulator.storage.engine import DuckDBEngine
+from bqemulator.storage.sql_identifiers import quoted_table_ref
 from bqemulator.streaming import read_session
 from bqemulator.versioning.snapshots import SnapshotManager
 from fastapi import APIRouter, FastAPI, Query, Request, routing
@@ -117,6 +118,7 @@ from gemini_batch.local.bigquery import (
     time_travel_enabled,
     with_tables_view,
 )
+from gemini_batch.local.bigquery_types import json_paths, mark_json, mark_json_entries
 
 # One statement is parsed again by each of bqemulator's checks and rewriters.
 ParseCache(Dialect.parse).install(Dialect)
@@ -399,6 +401,50 @@ def _sync_created_or_altered_table(bq_sql: str, project_id: str, ctx: Any) -> No
 
 # The statement path calls the name in the executor module.
 executor.sync_created_table = _sync_created_or_altered_table
+
+# -- JSON nested in STRUCT and ARRAY (local/bigquery_types.py) ------------------------
+
+_build_response_schema = executor.build_response_schema
+
+
+def _response_schema_with_nested_json(arrow_schema: Any) -> list[dict[str, Any]]:
+    """A query result's schema, JSON fields inside STRUCTs and ARRAYs typed JSON (each
+    top-level column carries its DuckDB type: ``bqemu.duckdb_type``)."""
+    entries = _build_response_schema(arrow_schema)
+    paths = []
+    for field in arrow_schema:
+        duckdb_type = (field.metadata or {}).get(b"bqemu.duckdb_type", b"")
+        if b"JSON" in duckdb_type.upper():
+            paths += [(field.name, *path) for path in json_paths(duckdb_type.decode()) if path]
+    return mark_json_entries(entries, paths) if paths else entries
+
+
+executor.build_response_schema = _response_schema_with_nested_json
+job_routes.build_response_schema = _response_schema_with_nested_json
+
+_introspect_schema = ddl_sync._introspect_schema
+
+
+def _introspect_schema_with_json(project_id: str, dataset_id: str, table_id: str, ctx: Any
+                                 ) -> Any:
+    """A table's schema read from DuckDB, its JSON columns and fields typed JSON (Arrow,
+    which the schema is read from, has them as strings)."""
+    schema = _introspect_schema(project_id, dataset_id, table_id, ctx)
+    described = ctx.engine.execute(
+        f"DESCRIBE {quoted_table_ref(project_id, dataset_id, table_id)}").fetchall()
+    paths = [(name, *path) for name, kind, *_ in described if "JSON" in str(kind).upper()
+             for path in json_paths(str(kind))]
+    if not paths:
+        return schema
+    fields = mark_json(
+        list(schema.fields), paths, name=lambda field: field.name,
+        children=lambda field: list(field.fields),
+        as_json=lambda field, inner: field.model_copy(
+            update={"type": "JSON"} if inner is None else {"fields": tuple(inner)}))
+    return schema.model_copy(update={"fields": tuple(fields)})
+
+
+ddl_sync._introspect_schema = _introspect_schema_with_json
 
 _record_change = SnapshotManager.record_change
 
