@@ -19,10 +19,14 @@ Path = tuple[str, ...]
 
 def json_paths(duckdb_type: str | Any) -> list[Path]:
     """The paths (field names, from the top) of the JSON values inside ``duckdb_type``
-    (a DuckDB type or its text); ``()`` when the type itself is JSON."""
+    (a DuckDB type or its text); ``()`` when the type itself is JSON. A type DuckDB
+    cannot read back has none: the schema stays as bqemulator made it."""
     import duckdb
 
-    kind = duckdb.sqltype(duckdb_type) if isinstance(duckdb_type, str) else duckdb_type
+    try:
+        kind = duckdb.sqltype(duckdb_type) if isinstance(duckdb_type, str) else duckdb_type
+    except duckdb.Error:
+        return []
     if str(kind).upper() == "JSON":
         return [()]
     if kind.id == "list":

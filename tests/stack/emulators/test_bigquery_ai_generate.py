@@ -288,6 +288,8 @@ def test_bad_fault_settings_are_refused(admin: httpx.Client) -> None:
     ("AI.GENERATE('x', request_type => 'BATCH')", "Invalid request_type 'BATCH'"),
     ("AI.GENERATE('x', output_schema => 'when DATE')", "type DATE is not supported"),
     ("AI.GENERATE('x', model_params => JSON '{\"contents\": []}')", "cannot set contents"),
+    ("AI.GENERATE('x', model_params => PARSE_JSON('{}'))", "must be a JSON literal"),
+    ("AI.GENERATE('x', request_type => 'DEDICATED')", "Provisioned throughput"),
 ])
 def test_calls_bigquery_refuses_fail_the_query(bq: bigquery.Client, call: str,
                                                words: str) -> None:

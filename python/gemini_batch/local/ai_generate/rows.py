@@ -49,6 +49,8 @@ _STATUS_NAMES = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FO
                  504: "DEADLINE_EXCEEDED"}
 _RETRYABLE = frozenset({429, 500, 503, 504})
 PLACE = "AI.GENERATE prompt"
+# A row whose prompt is NULL (or has a NULL field) is not sent; its status says so.
+NULL_PROMPT = "The prompt is NULL (or has a NULL field): nothing was sent to the model."
 
 
 def bigquery_status(vertex_status: str) -> str:
@@ -80,7 +82,8 @@ def endpoint_error(endpoint: str | None) -> str | None:
     """Why BigQuery refuses ``endpoint`` (unknown to the catalog, or retired), or None."""
     model = catalog.lookup(model_of(endpoint))
     if model is None:
-        near = catalog.suggestions(model_of(endpoint))
+        near = [name for name in catalog.suggestions(model_of(endpoint))
+                if (catalog.lookup(name) or model).for_new_projects]
         hint = f" Did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
         return (f"Invalid endpoint {endpoint!r} in AI.GENERATE: not a Gemini model "
                 f"BigQuery can call.{hint}")
@@ -107,39 +110,53 @@ def model_params_error(params: Any, output: OutputSchema) -> str | None:
 
 
 def parts_of(prompt: list[str | None]) -> list[dict[str, Any]] | None:
-    """The request's parts from the prompt's fields (each as JSON text): strings side by
-    side are one text part, an ObjectRefRuntime a file part; None if a field is NULL."""
+    """The request's parts from the prompt's fields (each as JSON text), combined as
+    BigQuery combines them, like CONCAT in order: strings side by side are one text part,
+    an ObjectRef or ObjectRefRuntime a file part, an ARRAY's elements each in turn;
+    None if a field is NULL (CONCAT with a NULL is NULL)."""
     parts: list[dict[str, Any]] = []
     for item in prompt:
-        if item is None:
+        value = None if item is None else orjson.loads(item)
+        if value is None or not _add_parts(parts, value, item):
             return None
-        value = orjson.loads(item)
-        if value is None:
-            return None
-        if isinstance(value, str):
-            if parts and "text" in parts[-1]:
-                parts[-1] = {"text": parts[-1]["text"] + value}
-            else:
-                parts.append({"text": value})
-        elif isinstance(value, dict):
-            parts.append(_file_part(value))
-        else:
-            raise ValueError(
-                f"AI.GENERATE's prompt takes STRING and ObjectRefRuntime fields, not "
-                f"{type(value).__name__} ({item[:80]}): cast it to STRING.")
     return parts
 
 
-def _file_part(value: dict[str, Any]) -> dict[str, Any]:
-    """An ObjectRefRuntime (OBJ.GET_ACCESS_URL's JSON) as a fileData part."""
-    ref = value.get("obj_ref") or value.get("objectref") or {}
-    uri = ref.get("uri") if isinstance(ref, dict) else None
-    if not uri:
+def _add_parts(parts: list[dict[str, Any]], value: Any, item: str) -> bool:
+    """Add ``value`` (a field, or an ARRAY element) to ``parts``; False for a NULL."""
+    if value is None:
+        return False
+    if isinstance(value, str):
+        if parts and "text" in parts[-1]:
+            parts[-1] = {"text": parts[-1]["text"] + value}
+        else:
+            parts.append({"text": value})
+    elif isinstance(value, dict):
+        parts.append(_file_part(value))
+    elif isinstance(value, list):
+        return all(_add_parts(parts, element, item) for element in value)
+    else:
         raise ValueError(
-            "AI.GENERATE's prompt takes STRING and ObjectRefRuntime fields; this JSON is "
-            "not an ObjectRefRuntime (it has no obj_ref.uri).")
-    details = (ref.get("details") or {}).get("gcs_metadata") or {}
-    mime_type = details.get("content_type") or mimetypes.guess_type(uri)[0]
+            f"AI.GENERATE's prompt takes STRING, ARRAY<STRING>, ObjectRef and "
+            f"ObjectRefRuntime fields, not {type(value).__name__} ({item[:80]}): cast it "
+            "to STRING.")
+    return True
+
+
+def _file_part(value: dict[str, Any]) -> dict[str, Any]:
+    """An ObjectRef (STRUCT<uri, version, authorizer, details>) or ObjectRefRuntime
+    (OBJ.GET_ACCESS_URL's JSON, the ObjectRef under obj_ref) as a fileData part."""
+    ref = value.get("obj_ref") if isinstance(value.get("obj_ref"), dict) else value
+    uri = ref.get("uri")
+    if not isinstance(uri, str) or not uri:
+        raise ValueError(
+            "AI.GENERATE's prompt takes STRING, ObjectRef and ObjectRefRuntime fields; this "
+            "value is neither a string nor an object reference (it has no uri).")
+    details = ref.get("details")
+    if isinstance(details, str):  # ObjectRef.details is JSON: text in some paths
+        details = orjson.loads(details)
+    metadata = (details or {}).get("gcs_metadata") or {}
+    mime_type = metadata.get("content_type") or mimetypes.guess_type(uri)[0]
     return {"fileData": {"fileUri": uri, "mimeType": mime_type or "application/octet-stream"}}
 
 
@@ -235,7 +252,7 @@ class AiGenerate:
                 zip(prompts, endpoints, params, strict=True)):
             parts = parts_of(prompt) if prompt is not None else None
             if parts is None:
-                answers[index] = _row(output, None, None, "")
+                answers[index] = _row(output, None, None, NULL_PROMPT)
                 continue
             request = self._request(parts, raw_params, output)
             problem = endpoint_error(endpoint)

@@ -211,27 +211,37 @@ def _output_schema(node: exp.Expression | None) -> output_schemas.OutputSchema:
 
 def _check_literals(named: dict[str, exp.Expression], output: output_schemas.OutputSchema
                     ) -> None:
-    """What BigQuery refuses before running, for the arguments given as literals: a
-    request_type it does not know, an endpoint that is no model it serves, model_params
-    that are no JSON object or set the contents."""
+    """What BigQuery refuses before running: a request_type it does not know (and
+    DEDICATED, with no Provisioned Throughput here), an endpoint that is no model it
+    serves, model_params that are no JSON literal, no object, or set the contents."""
     request_type = _string(named.get("request_type"))
     if request_type is not None and request_type.upper() not in REQUEST_TYPES:
         raise AiGenerateError(f"Invalid request_type {request_type!r} in AI.GENERATE: use "
                               f"{', '.join(REQUEST_TYPES)}.")
+    if request_type is not None and request_type.upper() == "DEDICATED":
+        raise AiGenerateError(
+            "AI.GENERATE with request_type => 'DEDICATED': Provisioned throughput is not "
+            "purchased or is not active (the local stack has none; use SHARED or "
+            "UNSPECIFIED).")
     endpoint = named.get("endpoint")
     if endpoint is None or _string(endpoint) is not None:
         problem = rows.endpoint_error(_string(endpoint))
         if problem:
             raise AiGenerateError(problem)
     params = named.get("model_params")
-    if isinstance(params, exp.ParseJSON) and _string(params.this) is not None:
-        try:
-            value = json.loads(params.this.this)
-        except ValueError as exc:
-            raise AiGenerateError(f"Invalid JSON in AI.GENERATE's model_params: {exc}") from None
-        problem = rows.model_params_error(value, output)
-        if problem:
-            raise AiGenerateError(problem)
+    if params is None or isinstance(params, exp.Parameter | exp.Placeholder):
+        return  # a query parameter is checked when the rows are answered
+    if not (isinstance(params, exp.ParseJSON) and _string(params.this) is not None):
+        raise AiGenerateError(
+            "AI.GENERATE's model_params must be a JSON literal, e.g. model_params => "
+            "JSON '{\"generationConfig\": {\"temperature\": 0}}'.")
+    try:
+        value = json.loads(params.this.this)
+    except ValueError as exc:
+        raise AiGenerateError(f"Invalid JSON in AI.GENERATE's model_params: {exc}") from None
+    problem = rows.model_params_error(value, output)
+    if problem:
+        raise AiGenerateError(problem)
 
 
 def _string(node: exp.Expression | None) -> str | None:
