@@ -28,8 +28,8 @@ def test_each_form_of_the_call_is_rewritten_and_nothing_else_is_touched() -> Non
         "SELECT 'AI.GENERATE(not a call)' AS s, -- AI.GENERATE( in a comment\n"
         "gemini_batch_ai_generate([TO_JSON_STRING('hi')], NULL, NULL, NULL, NULL).result AS r, "
         "gemini_batch_ai_generate([TO_JSON_STRING('a'), TO_JSON_STRING(c)], NULL, NULL, NULL, "
-        "NULL) AS g, UNNEST(gemini_batch_ai_generate([TO_JSON_STRING(c)], 'gemini-2.5-flash', "
-        "NULL, NULL, NULL)) FROM t")
+        "NULL) AS g, gemini_batch_ai_generate_spread(gemini_batch_ai_generate("
+        "[TO_JSON_STRING(c)], 'gemini-2.5-flash', NULL, NULL, NULL)) FROM t")
     assert list(rewritten.functions) == ["gemini_batch_ai_generate"]
     assert sql.rewrite("SELECT AI.GENERATE_TABLE(1), 'AI.GENERATE(x)'") is None
     assert sql.rewrite("SELECT 1") is None

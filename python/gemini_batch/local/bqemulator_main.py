@@ -92,6 +92,7 @@ from bqemulator.domain.events import TableDataChanged
 from bqemulator.grpc_api.read_servicer import BigQueryReadHandler
 from bqemulator.grpc_api.write_servicer import BigQueryWriteHandler
 from bqemulator.jobs import executor
+from bqemulator.sql import rules as translation_rules
 from bqemulator.storage.engine import DuckDBEngine
 from bqemulator.storage.sql_identifiers import quoted_table_ref
 from bqemulator.streaming import read_session
@@ -100,6 +101,7 @@ from fastapi import APIRouter, FastAPI, Query, Request, routing
 from fastapi.dependencies import utils as dependency_utils
 from fastapi.responses import JSONResponse
 from google.cloud.bigquery_storage_v1 import types
+from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 
 from gemini_batch.local.ai_generate import sql as ai_generate_sql
@@ -374,6 +376,27 @@ def _with_ai_generate(bq_sql: str, ctx: Any) -> str:
     ai_generate.counted_statement()
     return rewritten.sql
 
+
+class _SpreadAiGenerate(translation_rules.TranslationRule):
+    """``AI.GENERATE(...).*`` (rewritten as ``SPREAD(<call>)``) in DuckDB: the STRUCT's
+    fields as columns with one call per row; DuckDB's ``UNNEST(<call>)`` makes the call
+    again for each field."""
+
+    name = ai_generate_sql.SPREAD.upper()
+
+    def applies_to(self, node: exp.Expression) -> bool:
+        return isinstance(node, exp.Anonymous) and node.name.upper() == self.name
+
+    def rewrite(self, node: exp.Expression) -> exp.Expression:
+        return exp.Explode(
+            this=exp.Array(expressions=[node.expressions[0].copy()]),
+            expressions=[exp.PropertyEQ(this=exp.to_identifier("max_depth"),
+                                        expression=exp.Literal.number(2))])
+
+
+# New translators (a script's) take it from the registry; the statements' one exists.
+translation_rules.register(_SpreadAiGenerate)
+executor._translator._rules.append(_SpreadAiGenerate())
 
 # jobs.insert and jobs.query both call the name in the routes module.
 job_routes.execute_query_job = _execute_with_faults

@@ -264,10 +264,13 @@ def test_the_stats_count_rows_answered_and_statements(
     admin.put("/emulator/faults", json={}).raise_for_status()
     _rows(bq, f"SELECT AI.GENERATE(city).status FROM {dataset}.cities WHERE city = 'Oslo'")
     _rows(bq, "SELECT 'no AI.GENERATE( here' AS s")
+    # Spread into columns: still one call per row, whatever the number of fields.
+    _rows(bq, f"SELECT AI.GENERATE(city, output_schema => 'a STRING, b INT64, c BOOL').* "
+              f"FROM {dataset}.cities")
     after = admin.get("/emulator/ai_generate").json()
-    assert after["rows"] - before["rows"] == 4  # failures included
+    assert after["rows"] - before["rows"] == 7  # failures included
     assert after["failed_rows"] - before["failed_rows"] == 3
-    assert after["statements"] - before["statements"] == 2
+    assert after["statements"] - before["statements"] == 3
 
 
 def test_bad_fault_settings_are_refused(admin: httpx.Client) -> None:
@@ -288,7 +291,7 @@ def test_bad_fault_settings_are_refused(admin: httpx.Client) -> None:
     ("AI.GENERATE('x', request_type => 'BATCH')", "Invalid request_type 'BATCH'"),
     ("AI.GENERATE('x', output_schema => 'when DATE')", "type DATE is not supported"),
     ("AI.GENERATE('x', model_params => JSON '{\"contents\": []}')", "cannot set contents"),
-    ("AI.GENERATE('x', model_params => PARSE_JSON('{}'))", "must be a JSON literal"),
+    ("AI.GENERATE('x', model_params => PARSE_JSON(CONCAT('{', '}')))", "must be a JSON literal"),
     ("AI.GENERATE('x', request_type => 'DEDICATED')", "Provisioned throughput"),
 ])
 def test_calls_bigquery_refuses_fail_the_query(bq: bigquery.Client, call: str,

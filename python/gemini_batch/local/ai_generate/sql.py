@@ -11,7 +11,7 @@ and checked as BigQuery checks them, and the call becomes::
 a DuckDB Python function (``rows.py``) returning the STRUCT BigQuery returns. The
 prompt's parts go as JSON so a STRING and an ObjectRefRuntime (JSON) stay apart; the
 values stay expressions of the statement (columns, literals), never pasted text.
-``AI.GENERATE(...).*`` becomes ``UNNEST(...)``, DuckDB's way to spread a STRUCT into
+``AI.GENERATE(...).*`` becomes ``SPREAD(...)`` (below), DuckDB's UNNEST of the STRUCT into
 columns.
 """
 
@@ -29,6 +29,10 @@ from gemini_batch.local.ai_generate import rows
 from gemini_batch.local.ai_generate import schema as output_schemas
 
 FUNCTION = "gemini_batch_ai_generate"
+# ``AI.GENERATE(...).*`` becomes SPREAD(<call>), which the local BigQuery translates to
+# DuckDB's ``UNNEST([<call>], max_depth := 2)``: the STRUCT's fields as columns, the
+# call made once per row (``UNNEST(<call>)`` calls it once per field).
+SPREAD = "gemini_batch_ai_generate_spread"
 # AI.GENERATE's named arguments, in the order the function takes them after the prompt.
 ARGUMENTS = ("prompt", "connection_id", "endpoint", "request_type", "model_params",
              "output_schema")
@@ -92,7 +96,7 @@ def _rewrite(sql: str, functions: dict[str, output_schemas.OutputSchema]) -> tup
         spread = (after + 1 < len(tokens) and tokens[after].token_type == TokenType.DOT
                   and tokens[after + 1].token_type == TokenType.STAR)
         if spread:
-            replacement = f"UNNEST({replacement})"
+            replacement = f"{SPREAD}({replacement})"
             end = tokens[after + 1].end + 1
             after += 2
         pieces += [sql[done:tokens[index].start], replacement]
@@ -249,5 +253,5 @@ def _string(node: exp.Expression | None) -> str | None:
     return node.this if isinstance(node, exp.Literal) and node.is_string else None
 
 
-__all__ = ["ARGUMENTS", "FUNCTION", "AiGenerateError", "Rewritten", "function_name",
+__all__ = ["ARGUMENTS", "FUNCTION", "SPREAD", "AiGenerateError", "Rewritten", "function_name",
            "mentions", "rewrite"]
