@@ -44,6 +44,18 @@ def test_prompt_values_stay_expressions_of_the_statement() -> None:
     assert "TO_JSON_STRING(@p)" in rewritten.sql
 
 
+def test_obj_make_ref_becomes_an_object_ref_struct() -> None:
+    rewritten = sql.rewrite("SELECT AI.GENERATE(('Describe ', OBJ.MAKE_REF(uri, 'us.c'))), "
+                            "OBJ.MAKE_REF('gs://b/x.pdf') AS ref FROM t")
+    assert rewritten is not None and rewritten.calls == 1
+    assert ("TO_JSON_STRING(STRUCT(uri AS uri, CAST(NULL AS STRING) AS version, 'us.c' AS "
+            "authorizer, CAST(NULL AS JSON) AS details))") in rewritten.sql
+    assert ("STRUCT('gs://b/x.pdf' AS uri, CAST(NULL AS STRING) AS version, CAST(NULL AS "
+            "STRING) AS authorizer, CAST(NULL AS JSON) AS details) AS ref") in rewritten.sql
+    with pytest.raises(sql.AiGenerateError, match="takes \\(uri\\)"):
+        sql.rewrite("SELECT OBJ.MAKE_REF(JSON '{\"uri\": \"gs://b/x\"}')")
+
+
 def test_output_schema_and_model_params_are_passed_on() -> None:
     rewritten = sql.rewrite(
         "SELECT AI.GENERATE(STRUCT('a' AS x, c AS y), connection_id => 'us.conn', "

@@ -373,7 +373,8 @@ def _with_ai_generate(bq_sql: str, ctx: Any) -> str:
     if rewritten is None:
         return bq_sql
     ai_generate.register(ctx.engine._connection, rewritten.functions)
-    ai_generate.counted_statement()
+    if rewritten.calls:
+        ai_generate.counted_statement()
     return rewritten.sql
 
 

@@ -139,6 +139,21 @@ def test_quotes_backslashes_newlines_and_triple_quotes_are_answered_like_any_tex
     assert row["answer"].endswith("""You asked: a 'quoted' \\ "x" """)
 
 
+def test_object_refs_in_a_struct_prompt_are_file_parts(bq: bigquery.Client,
+                                                       dataset: str) -> None:
+    bq.query(f"CREATE OR REPLACE TABLE {dataset}.images AS SELECT 'cat' AS name, "
+             "OBJ.MAKE_REF('gs://pets/cat.png', 'us.my_connection') AS ref").result()
+    table = bq.get_table(f"{dataset}.images")
+    assert _fields(table.schema)["ref.uri"] == ("STRING", "NULLABLE")
+    [row] = _rows(bq, f"SELECT AI.GENERATE(('Describe this ', name, ': ', ref)) AS g "
+                      f"FROM {dataset}.images")
+    assert row["g"]["status"] == ""
+    assert "You asked: Describe this cat: \n[file gs://pets/cat.png (image/png)]" in (
+        row["g"]["result"])
+    details = row["g"]["full_response"]["usageMetadata"]["promptTokensDetails"]
+    assert {"modality": "IMAGE", "tokenCount": 258} in details
+
+
 # ------------------------------------------------------------------ model_params
 
 

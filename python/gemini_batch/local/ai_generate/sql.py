@@ -37,7 +37,11 @@ SPREAD = "gemini_batch_ai_generate_spread"
 ARGUMENTS = ("prompt", "connection_id", "endpoint", "request_type", "model_params",
              "output_schema")
 REQUEST_TYPES = ("SHARED", "DEDICATED", "UNSPECIFIED")
-_MENTION = re.compile(r"\bAI\s*\.\s*GENERATE\s*\(", re.IGNORECASE)
+_MENTION = re.compile(r"\b(?:AI\s*\.\s*GENERATE|OBJ\s*\.\s*MAKE_REF)\s*\(", re.IGNORECASE)
+# OBJ.MAKE_REF(uri[, authorizer]) as the ObjectRef STRUCT BigQuery makes (the local
+# BigQuery has no OBJ functions): an AI.GENERATE prompt field reads it as a file part.
+_OBJECT_REF = ("STRUCT({uri} AS uri, CAST(NULL AS STRING) AS version, "
+               "{authorizer} AS authorizer, CAST(NULL AS JSON) AS details)")
 
 
 class AiGenerateError(ValueError):
@@ -59,18 +63,18 @@ def function_name(output: output_schemas.OutputSchema) -> str:
 
 
 def mentions(sql: str) -> bool:
-    """A cheap test: may ``sql`` call AI.GENERATE?"""
+    """A cheap test: may ``sql`` call AI.GENERATE (or OBJ.MAKE_REF)?"""
     return _MENTION.search(sql) is not None
 
 
 def rewrite(sql: str) -> Rewritten | None:
-    """``sql`` with each AI.GENERATE call rewritten; None when it has none.
-    AiGenerateError for a call BigQuery would refuse."""
+    """``sql`` with each AI.GENERATE (and OBJ.MAKE_REF) call rewritten; None when it has
+    none. AiGenerateError for a call BigQuery would refuse."""
     if not mentions(sql):
         return None
     functions: dict[str, output_schemas.OutputSchema] = {}
     text, calls = _rewrite(sql, functions)
-    return Rewritten(text, calls, functions) if calls else None
+    return Rewritten(text, calls, functions) if text != sql else None
 
 
 def _rewrite(sql: str, functions: dict[str, output_schemas.OutputSchema]) -> tuple[str, int]:
@@ -83,17 +87,20 @@ def _rewrite(sql: str, functions: dict[str, output_schemas.OutputSchema]) -> tup
     calls = 0
     index = 0
     while index < len(tokens):
-        if not _starts_call(tokens, index):
+        generate = _starts_call(tokens, index, "AI", "GENERATE")
+        if not generate and not _starts_call(tokens, index, "OBJ", "MAKE_REF"):
             index += 1
             continue
         close = _closing(tokens, index + 3)
         if close is None:
             return sql, 0  # unbalanced: bqemulator reports the syntax error
         call_text = sql[tokens[index].start:tokens[close].end + 1]
-        replacement = _replacement(call_text, functions)
+        replacement = (_replacement(call_text, functions) if generate
+                       else _object_ref(call_text, functions))
         end = tokens[close].end + 1
         after = close + 1
-        spread = (after + 1 < len(tokens) and tokens[after].token_type == TokenType.DOT
+        spread = (generate and after + 1 < len(tokens)
+                  and tokens[after].token_type == TokenType.DOT
                   and tokens[after + 1].token_type == TokenType.STAR)
         if spread:
             replacement = f"{SPREAD}({replacement})"
@@ -101,17 +108,17 @@ def _rewrite(sql: str, functions: dict[str, output_schemas.OutputSchema]) -> tup
             after += 2
         pieces += [sql[done:tokens[index].start], replacement]
         done = end
-        calls += 1
+        calls += generate
         index = after
     pieces.append(sql[done:])
     return "".join(pieces), calls
 
 
-def _starts_call(tokens: list[Token], index: int) -> bool:
+def _starts_call(tokens: list[Token], index: int, namespace: str, name: str) -> bool:
     return (index + 3 < len(tokens)
-            and tokens[index].text.upper() == "AI"
+            and tokens[index].text.upper() == namespace
             and tokens[index + 1].token_type == TokenType.DOT
-            and tokens[index + 2].text.upper() == "GENERATE"
+            and tokens[index + 2].text.upper() == name
             and tokens[index + 3].token_type == TokenType.L_PAREN
             and (index == 0 or tokens[index - 1].token_type != TokenType.DOT))
 
@@ -189,6 +196,29 @@ def _replacement(call_text: str, functions: dict[str, output_schemas.OutputSchem
     params_sql = f"TO_JSON_STRING({sql(params)})" if params is not None else "NULL"
     return (f"{name}([{prompt_sql}], {sql(named.get('endpoint'))}, {params_sql}, "
             f"{sql(named.get('request_type'))}, {sql(named.get('connection_id'))})")
+
+
+def _object_ref(call_text: str, functions: dict[str, output_schemas.OutputSchema]) -> str:
+    """``OBJ.MAKE_REF(uri[, authorizer])`` as an ObjectRef STRUCT."""
+    try:
+        select = sqlglot.parse_one(f"SELECT {call_text}", read="bigquery")
+    except sqlglot.errors.SqlglotError as exc:
+        raise AiGenerateError(f"Syntax error in OBJ.MAKE_REF: {exc}") from None
+    call = next((node for node in select.walk() if isinstance(node, exp.Anonymous)
+                 and node.name.upper() == "MAKE_REF"), None)
+    arguments = list(call.expressions) if call is not None else []
+    if not 1 <= len(arguments) <= 2 or any(isinstance(a, exp.Kwarg) for a in arguments) or (
+            isinstance(arguments[0], exp.ParseJSON)):
+        raise AiGenerateError(
+            "OBJ.MAKE_REF on the local BigQuery takes (uri) or (uri, authorizer): "
+            f"{call_text[:200]}")
+
+    def sql(node: exp.Expression) -> str:
+        text = node.sql(dialect="bigquery")
+        return _rewrite(text, functions)[0] if mentions(text) else text
+
+    authorizer = sql(arguments[1]) if len(arguments) == 2 else "CAST(NULL AS STRING)"
+    return _OBJECT_REF.format(uri=sql(arguments[0]), authorizer=authorizer)
 
 
 def _field_value(field: exp.Expression) -> exp.Expression:
