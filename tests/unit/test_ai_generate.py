@@ -265,3 +265,19 @@ def test_json_fields_nested_in_structs_and_arrays_are_found_and_marked() -> None
     marked = mark_json_entries(entries, [("g", "full_response")])
     assert [f["type"] for f in marked[0]["fields"]] == ["JSON", "STRING"]
     assert entries[0]["fields"][0]["type"] == "STRING"  # the input is left as it was
+
+
+def test_the_engine_comes_from_the_variables_the_stack_sets_for_both_servers() -> None:
+    # An OpenAI-compatible server that is not there: the row fails as a 503 would.
+    engine = rows.engine_from_env({"GEMINI_BATCH_ENGINE": "openai",
+                                   "GEMINI_BATCH_OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+                                   "GEMINI_BATCH_OPENAI_MODEL": "llama3.2",
+                                   "GEMINI_BATCH_OPENAI_TIMEOUT": "5"})
+    try:
+        assert engine.name == "openai"
+        [row] = _generate([[_text("hi")]], state=rows.AiGenerate(lambda: engine))
+        assert row["status"] == ("A retryable error occurred: UNAVAILABLE error from remote "
+                                 "service/endpoint.")
+    finally:
+        engine.close()
+    assert rows.engine_from_env({}).name == "simulate"

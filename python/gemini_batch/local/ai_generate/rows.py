@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import mimetypes
-import os
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -32,7 +31,7 @@ import orjson
 import pyarrow as pa
 
 from gemini_batch.local.ai_generate.schema import OutputSchema
-from gemini_batch.local.vertex.engines import Engine, make_engine
+from gemini_batch.local.vertex.engines import Engine, make_engine, settings_from_env
 from gemini_batch.local.vertex.faults import FaultError, Faults
 from gemini_batch.local.vertex.generate import Call, answer
 from gemini_batch.rules import catalog
@@ -344,19 +343,9 @@ def _row(output: OutputSchema, values: dict[str, Any] | None, full: str | None,
 
 
 def engine_from_env(environ: Mapping[str, str] | None = None) -> Engine:
-    """The engine ``gemini-batch local start`` chose, from the variables it sets for both
-    emulators: GEMINI_BATCH_ENGINE and GEMINI_BATCH_OPENAI_* (as the Vertex emulator's
-    command line reads them)."""
-    env = os.environ if environ is None else environ
-    name = env.get("GEMINI_BATCH_ENGINE") or "simulate"
-    return make_engine(
-        name,
-        base_url=env.get("GEMINI_BATCH_OPENAI_BASE_URL") or "http://localhost:11434/v1",
-        model=env.get("GEMINI_BATCH_OPENAI_MODEL"),
-        api_key=env.get("GEMINI_BATCH_OPENAI_API_KEY"),
-        concurrency=int(env.get("GEMINI_BATCH_OPENAI_CONCURRENCY") or 8),
-        timeout=float(env.get("GEMINI_BATCH_OPENAI_TIMEOUT") or 120),
-    )
+    """The engine ``gemini-batch local start`` chose, as the Vertex emulator reads it."""
+    name, settings = settings_from_env(environ)
+    return make_engine(name, **settings)
 
 
 __all__ = ["DEFAULT_ENDPOINT", "FAULT_SETTINGS", "AiGenerate", "answer_text",
