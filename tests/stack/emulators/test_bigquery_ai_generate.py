@@ -119,6 +119,23 @@ def test_create_table_as_and_insert_select_keep_the_struct_and_its_json(
     assert "You asked: Capital? Rome" in rows[-1]["result"]
 
 
+def test_a_script_calls_it_in_each_of_its_statements(bq: bigquery.Client, dataset: str) -> None:
+    # What a dbt materialization sends: several statements in one job.
+    bq.query(f"""
+        DECLARE model STRING DEFAULT 'gemini-2.5-flash';
+        CREATE TEMP TABLE asked AS SELECT city FROM {dataset}.cities WHERE city != 'Lima';
+        CREATE OR REPLACE TABLE {dataset}.scripted AS
+        SELECT city, AI.GENERATE(('Say hello to ', city), output_schema => 'hello STRING').*
+        FROM asked;
+        INSERT INTO {dataset}.scripted
+        SELECT 'Lima', AI.GENERATE('Say hello to Lima', output_schema => 'hello STRING').*;
+    """).result()
+    rows = _rows(bq, f"SELECT city, hello, status FROM {dataset}.scripted ORDER BY city")
+    assert [(row["city"], row["status"]) for row in rows] == [
+        ("Lima", ""), ("Oslo", ""), ("Paris", "")]
+    assert all(row["hello"] for row in rows)
+
+
 def test_quotes_backslashes_newlines_and_triple_quotes_are_answered_like_any_text(
         bq: bigquery.Client, dataset: str) -> None:
     texts = ["it's \"quoted\"", "back\\slash \\n not a newline", "two\nlines\r\nand a tab\t",
