@@ -247,6 +247,10 @@ class AiGenerate:
         """One answer per row, as the STRUCT BigQuery returns (a dict per row)."""
         answers: list[dict[str, Any] | None] = [None] * len(prompts)
         by_model: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        for endpoint in set(endpoints):  # usually one: a literal
+            problem = endpoint_error(endpoint)
+            if problem:
+                raise ValueError(problem)
         for index, (prompt, endpoint, raw_params) in enumerate(
                 zip(prompts, endpoints, params, strict=True)):
             parts = parts_of(prompt) if prompt is not None else None
@@ -254,9 +258,6 @@ class AiGenerate:
                 answers[index] = _row(output, None, None, NULL_PROMPT)
                 continue
             request = self._request(parts, raw_params, output)
-            problem = endpoint_error(endpoint)
-            if problem:
-                raise ValueError(problem)
             by_model.setdefault(model_of(endpoint), []).append((index, request))
         for model, rows in by_model.items():
             for (index, _), value in zip(rows, self._answer(model, rows, output), strict=True):
@@ -280,9 +281,9 @@ class AiGenerate:
 
     def _answer(self, model: str, rows: list[tuple[int, dict[str, Any]]],
                 output: OutputSchema) -> list[dict[str, Any]]:
+        keys = [_key(request, model) for _, request in rows]
         with self._lock:
             faults = self._faults
-            keys = [_key(request, model) for _, request in rows]
             calls = [Call(request, key, self._failures.get(key, 0), PLACE)
                      for (_, request), key in zip(rows, keys, strict=True)]
         results = answer(calls, engine=self.engine(), faults=faults, model=model)
