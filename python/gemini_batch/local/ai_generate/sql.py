@@ -9,10 +9,11 @@ and checked as BigQuery checks them, and the call becomes::
         <endpoint>, TO_JSON_STRING(<model_params>), <request_type>, <connection_id>)
 
 a DuckDB Python function (``rows.py``) returning the STRUCT BigQuery returns. The
-prompt's parts go as JSON so a STRING and an ObjectRefRuntime (JSON) stay apart; the
-values stay expressions of the statement (columns, literals), never pasted text.
-``AI.GENERATE(...).*`` becomes ``SPREAD(...)`` (below), DuckDB's UNNEST of the STRUCT into
-columns.
+prompt's parts go as JSON so a STRING and an object reference (a STRUCT, or JSON) stay
+apart; the values stay expressions of the statement (columns, literals, parameters),
+never pasted text. ``AI.GENERATE(...).*`` becomes ``SPREAD(...)`` (below), DuckDB's
+UNNEST of the STRUCT into columns. ``OBJ.MAKE_REF(uri[, authorizer])``, which the local
+BigQuery lacks, becomes the ObjectRef STRUCT.
 """
 
 from __future__ import annotations
