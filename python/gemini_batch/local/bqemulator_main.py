@@ -58,9 +58,17 @@ The same as ``python -m bqemulator``, with two fixes for bqemulator 1.4:
   rules of a 1,000-row job's answers). The parses are kept by text (``local/bigquery.py``:
   ``ParseCache``) and handed out as copies, their token positions copied as plain dicts.
 
-And one addition, a fault mode: ``GET|PUT|PATCH /emulator/faults`` (and
+- A JSON field inside a STRUCT or ARRAY was typed STRING in query results and in a
+  CREATE TABLE AS table's schema; both read the DuckDB type now
+  (``local/bigquery_types.py``).
+
+And two additions: a fault mode, ``GET|PUT|PATCH /emulator/faults`` (and
 ``GEMINI_BATCH_BQ_FAULT_*`` at start) make a share of MERGE, UPDATE and DELETE statements
-fail as BigQuery fails one that lost a race (``local/bigquery.py``: ``DmlConflicts``).
+fail as BigQuery fails one that lost a race (``local/bigquery.py``: ``DmlConflicts``);
+and BigQuery's ``AI.GENERATE`` (``local/ai_generate``): each statement's calls rewritten
+before translation, answered by a DuckDB function with the Vertex emulator's engine,
+with ``ai_generate`` faults in ``/emulator/faults`` and its counts at
+``GET /emulator/ai_generate``.
 """
 
 from __future__ import annotations
