@@ -6,7 +6,7 @@ of each column). A JSON field inside a STRUCT (``AI.GENERATE(...) AS g`` has
 ``g.full_response JSON``) or an ARRAY came out as STRING, in query results and in the
 schema of a table made by CREATE TABLE AS; BigQuery says JSON. These helpers find the
 JSON fields in a DuckDB type and mark them in a BigQuery schema (``bqemulator_main``
-applies them to both).
+applies them to both; in a table's schema, to nested fields only).
 """
 
 from __future__ import annotations

@@ -459,13 +459,14 @@ _introspect_schema = ddl_sync._introspect_schema
 
 def _introspect_schema_with_json(project_id: str, dataset_id: str, table_id: str, ctx: Any
                                  ) -> Any:
-    """A table's schema read from DuckDB, its JSON columns and fields typed JSON (Arrow,
-    which the schema is read from, has them as strings)."""
+    """A table's schema read from DuckDB, its JSON fields inside STRUCTs and ARRAYs typed
+    JSON (Arrow, which the schema is read from, has them as strings). Top-level JSON
+    columns are left as bqemulator types them (docs/local-stack.md)."""
     schema = _introspect_schema(project_id, dataset_id, table_id, ctx)
     described = ctx.engine.execute(
         f"DESCRIBE {quoted_table_ref(project_id, dataset_id, table_id)}").fetchall()
     paths = [(name, *path) for name, kind, *_ in described if "JSON" in str(kind).upper()
-             for path in json_paths(str(kind))]
+             for path in json_paths(str(kind)) if path]
     if not paths:
         return schema
     fields = mark_json(
