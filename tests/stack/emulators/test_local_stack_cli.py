@@ -219,7 +219,8 @@ def test_readme_lines_export_to_child_processes(shell: str, tmp_path: Path) -> N
     lines = readme_stack_lines()
     assert lines[0].startswith('eval "$(gemini-batch local start)"'), lines
     (tmp_path / "profiles.yml").write_text(_PROFILE)
-    (tmp_path / "dbt_project.yml").write_text("name: shell_check\nversion: '1'\nprofile: stack\n")
+    (tmp_path / "dbt_project.yml").write_text(
+        "name: shell_check\nversion: '1.0'\nconfig-version: 2\nprofile: stack\n")
     dbt_debug = "dbt debug --profiles-dir . --project-dir . --no-use-colors"
     script = "\n".join([lines[0], _CHILD, dbt_debug, *lines[1:]])
     venv_bin = str(Path(sys.executable).parent)
