@@ -62,6 +62,12 @@ The same as ``python -m bqemulator``, with two fixes for bqemulator 1.4:
   CREATE TABLE AS table's schema; both read the DuckDB type now
   (``local/bigquery_types.py``).
 
+- A dataset made by SQL (dbt's ``create schema if not exists``, or a ``CREATE TABLE`` in a
+  dataset not made yet) was made in ``US`` whatever the job's location; BigQuery makes
+  it where the query runs, and dbt-bigquery runs it in the profile's ``location``. The
+  location a jobs.insert / jobs.query call names (``local/bigquery.py``: ``job_location``)
+  is now the new dataset's.
+
 And two additions: a fault mode, ``GET|PUT|PATCH /emulator/faults`` (and
 ``GEMINI_BATCH_BQ_FAULT_*`` at start) make a share of MERGE, UPDATE and DELETE statements
 fail as BigQuery fails one that lost a race (``local/bigquery.py``: ``DmlConflicts``);
@@ -76,6 +82,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import functools
 import os
 import threading
@@ -124,6 +131,8 @@ from gemini_batch.local.bigquery import (
     TableList,
     altered_table,
     duckdb_settings,
+    is_job_call,
+    job_location,
     mutated_table,
     time_travel_enabled,
     with_tables_view,
@@ -214,6 +223,59 @@ class _ReleaseAfterRequest:
             await self.app(scope, receive, send)
         finally:
             _release_thread_connection()
+
+
+# The location the jobs.insert / jobs.query call being served asks for (None: none named).
+_job_location: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "job_location", default=None)
+
+
+class _JobLocation:
+    """ASGI middleware: reads the location a job call's body names into ``_job_location``
+    (the body is handed on to the route unchanged)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not is_job_call(scope["method"], scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        messages = []
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request" or not message.get("more_body"):
+                break
+        body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
+        token = _job_location.set(job_location(body))
+        replay = iter(messages)
+
+        async def replayed() -> Any:
+            return next(replay, None) or await receive()
+
+        try:
+            await self.app(scope, replayed, send)
+        finally:
+            _job_location.reset(token)
+
+
+_ensure_dataset = ddl_sync._ensure_dataset
+
+
+def _ensure_dataset_where_the_job_runs(project_id: str, dataset_id: str, ctx: Any) -> None:
+    """bqemulator's registration of a dataset made by SQL, in the job's location."""
+    if ctx.catalog.get_dataset(project_id, dataset_id) is not None:
+        return
+    _ensure_dataset(project_id, dataset_id, ctx)
+    location = _job_location.get()
+    meta = ctx.catalog.get_dataset(project_id, dataset_id)
+    if location and meta is not None and meta.location != location:
+        ctx.catalog.update_dataset(meta.model_copy(update={"location": location}))
+
+
+# The sync helpers call the name in the ddl_sync module.
+ddl_sync._ensure_dataset = _ensure_dataset_where_the_job_runs
 
 
 def _releasing_handler(service: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
@@ -321,10 +383,11 @@ async def _on_a_worker(run: Callable[[], Coroutine[Any, Any, Any]],
     ``mutates`` a table waits there for the ones before it on that table."""
     _trim_results()
     loop = asyncio.get_running_loop()
+    call = contextvars.copy_context()  # the call's context (its job location) goes along
 
     def work() -> Any:
         with dml_queues.turn(mutates):
-            return asyncio.run(run())
+            return call.run(asyncio.run, run())
 
     return await loop.run_in_executor(_workers, _releasing(work))
 
@@ -620,6 +683,7 @@ _create_app = server.create_app
 def _create_app_with_faults(context: Any) -> FastAPI:
     app = _create_app(context)
     app.add_middleware(_ReleaseAfterRequest)
+    app.add_middleware(_JobLocation)
     app.include_router(faults_router)
     # Before bqemulator's own getQueryResults route: the first route that matches serves.
     app.include_router(statements_router)
