@@ -445,7 +445,7 @@ class JobRunner:
             status = faults.row_failure(job_id, first_row + offset)
             if status is None:
                 try:
-                    request = parse_request(row["request"])
+                    request = parse_request(row["request"], plan.model)
                     status = batch_refusal(request)
                 except RequestError as exc:
                     status = (
