@@ -364,7 +364,7 @@
             when '{{ name }}' then '; did you mean {{ target }}?'
           {%- endfor %}
             else coalesce(concat('; did you mean ', (
-              select name from unnest({{ gemini_batch._sql_value(schema.schema_types) }}) as name
+              select name from unnest({{ gemini_batch._string_array(schema.schema_types) }}) as name
               where edit_distance(lower(type_name), lower(name)) <= greatest(1, div(length(type_name), 3))
               order by edit_distance(lower(type_name), lower(name)), name limit 1), '?'), '')
           end) as problem
@@ -399,7 +399,7 @@
         join unnest([
           {%- for name, rule in schema.models.items() %}
           struct('{{ name }}' as name, '{{ rule.model }}' as model, {{ rule.min_budget }} as min_budget, {{ rule.max_budget }} as max_budget,
-                 {{ 'true' if rule.can_disable else 'false' }} as can_disable, {{ gemini_batch._sql_value(rule.levels) if rule.levels else 'cast([] as array<string>)' }} as levels,
+                 {{ 'true' if rule.can_disable else 'false' }} as can_disable, {{ gemini_batch._string_array(rule.levels) if rule.levels else 'cast([] as array<string>)' }} as levels,
                  {{ rule.max_output_tokens }} as max_output_tokens, {{ rule.max_candidates }} as max_candidates){{ ',' if not loop.last }}
           {%- endfor %}
         ]) as m on m.name = request_rules.model_id
