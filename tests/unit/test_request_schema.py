@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gemini_batch.rules import catalog, request_schema, request_schema_build
 from gemini_batch.local.vertex.requests import RequestError, parse_request
+from gemini_batch.rules import catalog, request_schema, request_schema_build
 
 DISCOVERY = Path("/work/shared/google/aiplatform.v1.json")
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 
-from gemini_batch.rules import catalog, request_schema
 from gemini_batch.local.vertex.faults import model_call_error, row_error
+from gemini_batch.rules import catalog, request_schema
 
 ROLES = ("user", "model")
 # Part fields that carry content; a part needs one of them.
