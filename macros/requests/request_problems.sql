@@ -382,7 +382,7 @@
 {% macro _request_model_problems(fields, schema) -%}
   {%- set thinking = gemini_batch._request_object_column(schema.objects, 'generationConfig.thinkingConfig') -%}
   {%- set config = gemini_batch._request_object_column(schema.objects, 'generationConfig') -%}
-      select request_key, 11 as section, rule as item, 0 as sub_item, problem
+      select request_key, 11 as section, rules.rule as item, 0 as sub_item, rules.problem as problem
       from (
         select request_key, model_id, m, budget, level, max_output, candidates,
           safe_cast(json_value(budget) as float64) as budget_number,
