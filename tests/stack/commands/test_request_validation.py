@@ -51,7 +51,7 @@ def test_requests_vertex_would_refuse_are_refused_before_any_job(project: DbtTes
         f"  - name: refused_{name}\n    columns:\n      - name: request\n"
         "        data_tests: [gemini_batch.valid_request]\n" for name in CASES))
 
-    output = _ok(project.cli("build", "--select", "refused_typo refused_int64 refused_pro_off"),
+    output = _ok(project.cli("build", "--select", "+refused_typo +refused_int64 +refused_pro_off"),
                  code=3)
     assert project.jobs() == []  # the Vertex emulator was given nothing
     for name, (_, _, problem) in CASES.items():
