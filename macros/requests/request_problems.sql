@@ -336,7 +336,10 @@
 
 {#- Section 9: enum fields at fixed paths whose string is not one of the enum's values
     (response schema types are section 10's); section 10: every "type" of the response
-    schema, at any depth, that is not one of Schema.type's values. -#}
+    schema, at any depth, that is not one of Schema.type's values. The local emulator's
+    TO_JSON_STRING of a JSON_QUERY result is the object's text as a JSON string (BigQuery
+    gives the object's text): JSON_VALUE of it parsed undoes that, and is NULL on
+    BigQuery, where the text is used as it is. -#}
 {% macro _request_enum_problems(fields, schema) -%}
   {%- set objects = schema.objects -%}
   {%- set listed = schema.schema_types | join(', ') -%}
@@ -371,7 +374,8 @@
       from (
         select distinct request_key, type_name
         from (select request_key, {{ gemini_batch._request_object_column(objects, 'generationConfig.responseSchema') }} as response_schema from {{ fields }}) as schemas,
-          unnest(regexp_extract_all(to_json_string(schemas.response_schema), r'(?:^|[^\\])"type"\s*:\s*"([^"\\]*)"')) as type_name
+          unnest(regexp_extract_all(coalesce(json_value(parse_json(to_json_string(schemas.response_schema))),
+                                             to_json_string(schemas.response_schema)), r'(?:^|[^\\])"type"\s*:\s*"([^"\\]*)"')) as type_name
         where type_name not in ({% for name in schema.schema_types %}'{{ name }}', {% endfor %}'TYPE_UNSPECIFIED')
       )
 {%- endmacro %}
