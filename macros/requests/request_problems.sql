@@ -22,7 +22,7 @@
   {%- set fields = '(' ~ gemini_batch._request_problems_fields(
         "(select " ~ gemini_batch._sql_value(request) ~ " as raw_request, "
         ~ (gemini_model if gemini_model is not none else 'cast(null as string)')
-        ~ " as gemini_model)", input_type, '0') ~ ')' -%}
+        ~ " as rp_gemini_model)", input_type, '0') ~ ')' -%}
   {#- No WITH clause: a CTE may not reference the outer query (BigQuery and most
       engines), so each relation is written out where it is used. -#}
   (
@@ -46,7 +46,7 @@
   rp_fields as (
 {{ gemini_batch._request_problems_fields(
     "(select *, " ~ (gemini_model if gemini_model is not none else 'cast(null as string)')
-      ~ " as gemini_model from " ~ source ~ ")", input_type, 'request_key') }}
+      ~ " as rp_gemini_model from " ~ source ~ ")", input_type, 'request_key') }}
   ),
   rp_contents as (
 {{ gemini_batch._request_problems_contents('rp_fields') }}
@@ -68,7 +68,7 @@
 {%- endmacro %}
 
 
-{#- One row per request of `source` (columns raw_request, gemini_model and, when `key`
+{#- One row per request of `source` (columns raw_request, rp_gemini_model and, when `key`
     names it, request_key): request_key (`key`), is_null, r (the request as JSON), its
     members contents, content_list, generation_config, system_instruction,
     system_parts, cached_content, the model's id (model_id) and o_1, o_2 ...: the
@@ -101,7 +101,7 @@
         from (
           select {{ key }} as request_key, raw_request is null as is_null,
             {{ 'safe.parse_json(raw_request)' if input_type | upper == 'STRING' else 'raw_request' }} as r,
-            regexp_extract(gemini_model, r'^(?:projects/[^/]+/locations/[^/]+/)?(?:publishers/google/models/)?([^/@]+)') as model_id
+            regexp_extract(rp_gemini_model, r'^(?:projects/[^/]+/locations/[^/]+/)?(?:publishers/google/models/)?([^/@]+)') as model_id
           from {{ source }}
         )
       )
