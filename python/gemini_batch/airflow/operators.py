@@ -25,7 +25,8 @@ except ImportError:  # Airflow 3.0
     from airflow.exceptions import AirflowException, AirflowFailException
 
 from gemini_batch.airflow.triggers import GeminiBatchJobTrigger
-from gemini_batch.clients.vertex import ENDPOINT_ENV, Backoff
+from gemini_batch.clients.endpoints import VERTEX_ENDPOINT_ENV
+from gemini_batch.clients.polling import Backoff
 from gemini_batch.errors import ConfigError, GeminiBatchError
 from gemini_batch.exit_codes import ExitCode
 
@@ -136,7 +137,7 @@ class GeminiBatchBuildOperator(BaseOperator):
             self.defer(
                 trigger=GeminiBatchJobTrigger(
                     job_names=in_flight,
-                    endpoint=os.environ.get(ENDPOINT_ENV),
+                    endpoint=os.environ.get(VERTEX_ENDPOINT_ENV),
                     poll_interval=self.poll_interval,
                     max_poll_interval=self.max_poll_interval,
                     cancel_on_kill=self.cancel_on_kill,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from graphlib import TopologicalSorter
 from typing import Any
 
+from gemini_batch.clients.endpoints import is_local
 from gemini_batch.errors import ConfigError, DbtError
 from gemini_batch.rules.config import BatchModel
 
@@ -86,9 +87,10 @@ class DbtTarget:
     credentials: Any  # dbt-bigquery's BigQueryCredentials
 
     def google_credentials(self) -> Any:
-        """The credentials dbt uses (keyfile, oauth, impersonation...); None for a local
-        endpoint, which takes anonymous ones."""
-        if self.api_endpoint:
+        """The credentials dbt uses (keyfile, oauth, impersonation...); None for an
+        emulator's endpoint (``clients.endpoints.is_local``), which takes anonymous ones.
+        A private ``https://`` endpoint gets them too."""
+        if is_local(self.api_endpoint):
             return None
         from dbt.adapters.bigquery.credentials import create_google_credentials
 

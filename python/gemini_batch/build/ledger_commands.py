@@ -12,7 +12,8 @@ from collections.abc import Callable
 
 from gemini_batch.build.dbt_project import DbtProject
 from gemini_batch.build.workspace import Workspace
-from gemini_batch.clients.vertex import Backoff, JobStatus
+from gemini_batch.clients.polling import Backoff
+from gemini_batch.clients.vertex import JobStatus
 from gemini_batch.errors import GeminiBatchError
 from gemini_batch.rules.config import BatchModel
 from gemini_batch.state.ledger import LedgerEntry, LedgerUpdates, LockOwner

@@ -25,7 +25,8 @@ from gemini_batch.build import cost
 from gemini_batch.build.summary import ModelSummary, Reporter
 from gemini_batch.build.workspace import Workspace
 from gemini_batch.clients.bigquery import quote_table
-from gemini_batch.clients.vertex import TOOL_LABEL, Backoff, JobStatus, job_labels, label_value
+from gemini_batch.clients.polling import Backoff
+from gemini_batch.clients.vertex import TOOL_LABEL, JobStatus, job_labels, label_value
 from gemini_batch.errors import BuildInterrupted, ConfigError, GeminiBatchError
 from gemini_batch.routes.gcs import GcsStaging, workspace_staging
 from gemini_batch.rules.config import BatchModel

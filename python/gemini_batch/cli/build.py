@@ -21,7 +21,7 @@ from gemini_batch.cli.app import (
     err_console,
     main,
 )
-from gemini_batch.clients.vertex import POLL_INTERVAL_ENV
+from gemini_batch.clients.polling import POLL_INTERVAL_ENV
 from gemini_batch.exit_codes import ExitCode
 
 _PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True}

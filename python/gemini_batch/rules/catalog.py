@@ -26,6 +26,10 @@ LONG_CONTEXT_TOKENS = 200_000
 # JSONL only, not BigQuery. Uncertain (docs/local-stack.md): one switch, here.
 GLOBAL_BATCH_TAKES_BIGQUERY = False
 GLOBAL = "global"
+# Vertex AI refuses a batch job with more requests than this.
+MAX_REQUESTS_PER_JOB = 200_000
+# BigQuery multi-region locations: batch jobs need a regional dataset (and a region).
+MULTI_REGIONS = frozenset({"us", "eu"})
 
 # Where the GA 2.0 and 2.5 models serve batch jobs (Google's "Deployments and
 # endpoints" page, United States, Europe and Asia Pacific regions).
@@ -226,7 +230,9 @@ __all__ = [
     "GLOBAL",
     "GLOBAL_BATCH_TAKES_BIGQUERY",
     "LONG_CONTEXT_TOKENS",
+    "MAX_REQUESTS_PER_JOB",
     "MODELS",
+    "MULTI_REGIONS",
     "Model",
     "NO_THINKING",
     "Price",

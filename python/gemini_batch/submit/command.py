@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gemini_batch.build.cost import CostEstimate, actual_cost, estimate_groups, request_price_row
+from gemini_batch.clients.polling import Backoff
 from gemini_batch.clients.storage import (
     GcsPath,
     object_lines,
@@ -32,7 +33,7 @@ from gemini_batch.clients.storage import (
     storage_client,
     upload_file,
 )
-from gemini_batch.clients.vertex import TOOL_LABEL, Backoff, JobStatus, VertexJobs, label_value
+from gemini_batch.clients.vertex import TOOL_LABEL, JobStatus, VertexJobs, label_value
 from gemini_batch.errors import ConfigError, InputError
 from gemini_batch.exit_codes import ExitCode
 from gemini_batch.rules import catalog
