@@ -23,7 +23,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gemini_batch.build.cost import CostEstimate, actual_cost, estimate_groups, request_price_row
 from gemini_batch.clients.polling import Backoff
 from gemini_batch.clients.storage import (
     GcsPath,
@@ -37,6 +36,8 @@ from gemini_batch.clients.vertex import TOOL_LABEL, JobStatus, VertexJobs, label
 from gemini_batch.errors import ConfigError, InputError
 from gemini_batch.exit_codes import ExitCode
 from gemini_batch.rules import catalog
+from gemini_batch.rules.catalog import MAX_REQUESTS_PER_JOB
+from gemini_batch.rules.pricing import CostEstimate, actual_cost, estimate_groups, request_price_row
 from gemini_batch.rules.request_checks import request_problems
 from gemini_batch.state.warehouse import MergeResult
 from gemini_batch.submit.ledger import (
@@ -49,7 +50,6 @@ from gemini_batch.submit.ledger import (
 if TYPE_CHECKING:
     from google.cloud import storage
 
-MAX_REQUESTS_PER_JOB = 200_000
 # Problems shown when lines are refused (the count of the others follows).
 SHOWN_PROBLEMS = 20
 # States after which a new job for the same input is made without asking: the job

@@ -36,6 +36,7 @@ from gemini_batch.local.vertex.output import OutputWriter
 from gemini_batch.local.vertex.requests import batch_refusal
 from gemini_batch.local.vertex.store import TERMINAL_STATES, JobNotFound, JobStore, timestamp
 from gemini_batch.local.vertex.tables import BigQueryError, BigQueryRest, TableRef
+from gemini_batch.rules.catalog import MAX_REQUESTS_PER_JOB
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,6 @@ OUTPUT_COLUMNS = [
     {"name": "status", "type": "STRING", "mode": "NULLABLE"},
     {"name": "processed_time", "type": "TIMESTAMP", "mode": "NULLABLE"},
 ]
-MAX_REQUESTS_PER_JOB = 200_000
 # Seconds between two exports of a running JSONL job's answered rows (one file each).
 JSONL_EXPORT_INTERVAL = 30.0
 # Rows read per page (Storage Read stream or tabledata.list page) and written per load
