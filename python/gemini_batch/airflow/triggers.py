@@ -19,7 +19,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from google.api_core import exceptions as api_exceptions
 
-from gemini_batch.clients.polling import Backoff
+from gemini_batch.clients.polling import Backoff, JobWatch
 from gemini_batch.clients.retries import TRANSIENT
 from gemini_batch.clients.vertex import JobStatus
 from gemini_batch.clients.vertex_async import AsyncVertexJobs, vertex_async_client
@@ -111,31 +111,28 @@ class GeminiBatchJobTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         clients = self._clients()
-        statuses: dict[str, JobStatus] = {}
-        backoff = Backoff(self.poll_interval, self.max_poll_interval)
+        # The rounds of clients.polling.watch_jobs, the polls of a round at once.
+        watch: JobWatch[JobStatus] = JobWatch(Backoff(self.poll_interval, self.max_poll_interval))
         running = list(self.job_names)
         try:
             while running:
                 answers = await asyncio.gather(*(self._read(clients, name) for name in running))
                 moved = False
-                for name, answer in zip(running, answers, strict=True):
+                for answer in answers:
                     if isinstance(answer, str):
-                        yield TriggerEvent(self._event("error", statuses, answer))
+                        yield TriggerEvent(self._event("error", watch.statuses, answer))
                         return
-                    before = statuses.get(name)
-                    statuses[name] = answer
-                    if before is None or before.progress != answer.progress:
+                    if watch.seen(answer):
                         moved = True
                         self.log.info("%s: %s (%d done, %d failed)", answer.job_id,
                                       answer.state, answer.succeeded, answer.failed)
-                running = [name for name in running if not statuses[name].terminal]
+                running = watch.running(running)
                 if running:
-                    if moved:
-                        backoff.reset()
-                    await _sleep(backoff.next_delay())
+                    await _sleep(watch.delay(moved))
         finally:
             await _close(clients)
-        yield TriggerEvent(self._event("ended", statuses, f"{len(statuses)} job(s) ended"))
+        yield TriggerEvent(self._event("ended", watch.statuses,
+                                       f"{len(watch.statuses)} job(s) ended"))
 
     def _event(self, status: str, statuses: dict[str, JobStatus], message: str) -> dict:
         return {

@@ -459,9 +459,7 @@ class ModelRun:
             )
         else:
             status = self.ws.vertex(entry.location).get(entry.job_name)
-        changed = job.status is None or (
-            status.state, status.succeeded, status.failed
-        ) != (job.status.state, job.status.succeeded, job.status.failed)
+        changed = job.status is None or status.progress != job.status.progress
         job.status = status
         self.reporter.job_update(self.model.name, status)
         if changed and not status.terminal:

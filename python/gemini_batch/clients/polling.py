@@ -6,8 +6,10 @@ Shared by every loop that waits on batch jobs (a build's rounds, `gemini-batch w
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 from gemini_batch.errors import ConfigError
 
@@ -53,4 +55,97 @@ class Backoff:
         self._current = self.initial
 
 
-__all__ = ["POLL_INTERVAL_ENV", "Backoff", "Progress"]
+class Watched(Protocol):
+    """A job's status as a watch loop needs it (``clients.vertex.JobStatus``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def terminal(self) -> bool: ...
+    @property
+    def progress(self) -> Progress: ...
+
+
+S = TypeVar("S", bound=Watched)
+
+
+@dataclass
+class JobWatch(Generic[S]):
+    """What a loop waiting on jobs knows: the last status of each, and its poll delays.
+
+    One round: ``seen`` each answer (True when the job is new to the watch or moved),
+    then ``delay(moved)``: a round where a job moved starts the backoff over."""
+
+    backoff: Backoff
+    statuses: dict[str, S] = field(default_factory=dict)
+
+    def seen(self, status: S) -> bool:
+        before = self.statuses.get(status.name)
+        self.statuses[status.name] = status
+        return before is None or before.progress != status.progress
+
+    def running(self, names: Iterable[str]) -> list[str]:
+        """Of ``names``, the jobs not known to have ended."""
+        return [name for name in names
+                if name not in self.statuses or not self.statuses[name].terminal]
+
+    def delay(self, moved: bool) -> float:
+        if moved:
+            self.backoff.reset()
+        return self.backoff.next_delay()
+
+
+def watch_jobs(
+    names: Iterable[str],
+    get: Callable[[str], S],
+    *,
+    backoff: Backoff,
+    on_change: Callable[[S], None] = lambda status: None,
+    after_round: Callable[[], None] = lambda: None,
+    sleep: Callable[[float], bool | None] | None = None,
+    deadline: float | None = None,
+    known: Iterable[S] = (),
+) -> dict[str, S]:
+    """Poll ``names`` with ``get`` until every job has ended: each change of a job's
+    progress goes to ``on_change``; ``after_round`` runs after each round of polls. Stops
+    early when ``sleep`` returns True (a stop event's ``wait``) or at ``deadline``
+    (``time.monotonic()``); by default it is ``time.sleep``. ``known``: statuses already
+    in hand (not read again first).
+    Returns the last status of each job polled."""
+    watch: JobWatch[S] = JobWatch(backoff)
+    moved = False
+    for status in known:
+        watch.seen(status)
+        on_change(status)
+        moved = True
+    running = watch.running(names)
+    if known:
+        if not running:
+            return watch.statuses
+        if _slept(watch.delay(moved), sleep, deadline):
+            return watch.statuses
+    while running:
+        moved = False
+        for name in running:
+            status = get(name)
+            if watch.seen(status):
+                moved = True
+                on_change(status)
+        after_round()
+        running = watch.running(running)
+        if running and _slept(watch.delay(moved), sleep, deadline):
+            break
+    return watch.statuses
+
+
+def _slept(delay: float, sleep: Callable[[float], bool | None] | None,
+           deadline: float | None) -> bool:
+    """Wait ``delay`` (cut at ``deadline``); True when the watch is to stop."""
+    if deadline is not None:
+        delay = min(delay, deadline - time.monotonic())
+        if delay <= 0:
+            return True
+    return bool((sleep or time.sleep)(delay))
+
+
+__all__ = ["POLL_INTERVAL_ENV", "Backoff", "JobWatch", "Progress", "watch_jobs"]

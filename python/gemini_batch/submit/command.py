@@ -16,14 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gemini_batch.clients.polling import Backoff
+from gemini_batch.clients.polling import Backoff, watch_jobs
 from gemini_batch.clients.storage import (
     GcsPath,
     object_lines,
@@ -336,20 +335,15 @@ def _follow(
 def _wait(jobs: VertexJobs, status: JobStatus, *, say: Callable[[str], None],
           poll: Backoff) -> JobStatus:
     """Poll until the job ends, saying each change of state or counts."""
-    shown = None
-    while True:
-        progress = (status.state, status.succeeded, status.failed)
-        if progress != shown:
-            done = status.succeeded + status.failed
-            total = done + status.incomplete
-            counts = f", {done}/{total} processed ({status.failed} failed)" if total else ""
-            say(f"Job {status.job_id}: {status.state}{counts}")
-            shown = progress
-            poll.reset()
-        if status.terminal:
-            return status
-        time.sleep(poll.next_delay())
-        status = jobs.get(status.name)
+
+    def changed(status: JobStatus) -> None:
+        done = status.succeeded + status.failed
+        total = done + status.incomplete
+        counts = f", {done}/{total} processed ({status.failed} failed)" if total else ""
+        say(f"Job {status.job_id}: {status.state}{counts}")
+
+    return watch_jobs([status.name], jobs.get, backoff=poll, on_change=changed,
+                      known=[status])[status.name]
 
 
 def _read_predictions(client: storage.Client, files: list[GcsPath],
