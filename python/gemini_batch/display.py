@@ -186,6 +186,17 @@ def _reasons(reasons: dict[str, int]) -> str:
     return ", ".join(f"{count:,} {reason}" for reason, count in reasons.items())
 
 
+def print_summary(console: Console, summaries: list[ModelSummary]) -> None:
+    """The closing table of a build and the notes under it (`gemini-batch build|run`,
+    the Airflow operator's log)."""
+    if not summaries:
+        return
+    print_table(console, summary_table(summaries))
+    for summary in summaries:
+        for note in summary_notes(summary):
+            console.print(note, highlight=False, markup=False, soft_wrap=True)
+
+
 def summary_notes(summary: ModelSummary) -> list[str]:
     """Sentences under the table: what a number alone does not say."""
     notes = []

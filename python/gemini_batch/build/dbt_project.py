@@ -32,6 +32,22 @@ def split_selection(values: tuple[tuple[str, ...] | str, ...]) -> tuple[str, ...
     return tuple(part for item in flat for part in item.split())
 
 
+def run_flags(
+    extra: Sequence[str] = (), *, full_refresh: bool = False, threads: int | None = None,
+    fail_fast: bool = False,
+) -> tuple[str, ...]:
+    """The dbt arguments of a build's flags (the command's options, the Airflow
+    operator's parameters) after ``extra`` (passed to dbt as they are)."""
+    flags = list(extra)
+    if full_refresh:
+        flags.append("--full-refresh")
+    if threads is not None:
+        flags += ["--threads", str(threads)]
+    if fail_fast:
+        flags.append("--fail-fast")
+    return tuple(flags)
+
+
 @dataclass(frozen=True)
 class DbtOptions:
     """The dbt arguments a gemini-batch command was given."""
@@ -337,4 +353,5 @@ __all__ = [
     "DbtProject",
     "DbtTarget",
     "Stage",
+    "run_flags",
 ]
