@@ -158,6 +158,13 @@ class DbtProject:
         self.invocation_id = get_invocation_id()
         return result
 
+    @classmethod
+    def parsed(cls, options: DbtOptions) -> DbtProject:
+        """The project of ``options``, parsed: how every command opens it."""
+        project = cls(options)
+        project.parse()
+        return project
+
     def parse(self) -> None:
         """Parse the project (partial parsing applies) and keep the manifest for reuse."""
         self.runner = self._runner_class()

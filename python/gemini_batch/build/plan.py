@@ -37,8 +37,7 @@ class ModelPlan:
 
 def plan(options: DbtOptions, *, command: str = "build") -> list[ModelPlan]:
     """Per selected batch model: cached, pending, failed, shards, tokens and cost."""
-    project = DbtProject(options)
-    project.parse()
+    project = DbtProject.parsed(options)
     batch_ids = [uid for uid in project.select(command) if project.is_batch_model(uid)]
     if not batch_ids:
         return []
