@@ -31,7 +31,7 @@ def test_changes_are_told_once_and_a_change_starts_the_backoff_over() -> None:
     rounds: list[int] = []
     last = watch_jobs(["a", "b"], lambda name: next(answers[name]),
                       backoff=Backoff(1.0, 10.0, 2.0),
-                      on_change=lambda s: told.append((s.name, s.state, s.succeeded)),
+                      on_change=lambda n, s: told.append((n, s.state, s.succeeded)),
                       after_round=lambda: rounds.append(1), sleep=waits.append)
     assert told == [("a", "RUNNING", 0), ("b", "SUCCEEDED", 1), ("a", "RUNNING", 5),
                     ("a", "SUCCEEDED", 9)]
@@ -48,10 +48,17 @@ def test_a_known_status_is_told_first_and_not_read_again() -> None:
         return Status(name, "SUCCEEDED")
 
     told: list[str] = []
-    last = watch_jobs(["a"], get, backoff=Backoff(0.5, 1.0), known=[Status("a", "QUEUED")],
-                      on_change=lambda s: told.append(s.state), sleep=lambda s: None)
+    last = watch_jobs(["a"], get, backoff=Backoff(0.5, 1.0), known={"a": Status("a", "QUEUED")},
+                      on_change=lambda n, s: told.append(s.state), sleep=lambda s: None)
     assert told == ["QUEUED", "SUCCEEDED"] and reads == ["a"]
     assert last["a"].state == "SUCCEEDED"
+
+
+def test_jobs_are_kept_by_the_name_they_were_asked_by() -> None:
+    """The service may name a job by its project number where it was asked by the id."""
+    last = watch_jobs(["projects/p/j"], lambda name: Status("projects/123/j", "SUCCEEDED"),
+                      backoff=Backoff(1.0, 1.0), sleep=lambda s: None)
+    assert list(last) == ["projects/p/j"]
 
 
 def test_a_stop_or_the_deadline_ends_the_watch_with_jobs_running() -> None:

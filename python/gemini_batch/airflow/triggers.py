@@ -118,11 +118,11 @@ class GeminiBatchJobTrigger(BaseTrigger):
             while running:
                 answers = await asyncio.gather(*(self._read(clients, name) for name in running))
                 moved = False
-                for answer in answers:
+                for name, answer in zip(running, answers, strict=True):
                     if isinstance(answer, str):
                         yield TriggerEvent(self._event("error", watch.statuses, answer))
                         return
-                    if watch.seen(answer):
+                    if watch.seen(name, answer):
                         moved = True
                         self.log.info("%s: %s (%d done, %d failed)", answer.job_id,
                                       answer.state, answer.succeeded, answer.failed)

@@ -83,11 +83,11 @@ def wait_for_jobs(
     entries = {entry.job_name: entry for entry in watched}
     updates = LedgerUpdates(ws.ledger)
 
-    def changed(status: JobStatus) -> None:
-        updates.set(status.name, state=status.state,
+    def changed(name: str, status: JobStatus) -> None:
+        updates.set(name, state=status.state,
                     succeeded_count=status.succeeded, failed_count=status.failed)
         if on_status:
-            on_status(entries[status.name], status)
+            on_status(entries[name], status)
 
     try:
         statuses = watch_jobs(

@@ -7,7 +7,7 @@ Shared by every loop that waits on batch jobs (a build's rounds, `gemini-batch w
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, NamedTuple, Protocol, TypeVar
 
@@ -59,8 +59,6 @@ class Watched(Protocol):
     """A job's status as a watch loop needs it (``clients.vertex.JobStatus``)."""
 
     @property
-    def name(self) -> str: ...
-    @property
     def terminal(self) -> bool: ...
     @property
     def progress(self) -> Progress: ...
@@ -73,15 +71,17 @@ S = TypeVar("S", bound=Watched)
 class JobWatch(Generic[S]):
     """What a loop waiting on jobs knows: the last status of each, and its poll delays.
 
-    One round: ``seen`` each answer (True when the job is new to the watch or moved),
-    then ``delay(moved)``: a round where a job moved starts the backoff over."""
+    One round: ``seen`` each answer, by the name the job was asked by (the service may
+    spell it otherwise: a project number for its id); True when the job is new to the
+    watch or moved. Then ``delay(moved)``: a round where a job moved starts the backoff
+    over."""
 
     backoff: Backoff
     statuses: dict[str, S] = field(default_factory=dict)
 
-    def seen(self, status: S) -> bool:
-        before = self.statuses.get(status.name)
-        self.statuses[status.name] = status
+    def seen(self, name: str, status: S) -> bool:
+        before = self.statuses.get(name)
+        self.statuses[name] = status
         return before is None or before.progress != status.progress
 
     def running(self, names: Iterable[str]) -> list[str]:
@@ -100,23 +100,23 @@ def watch_jobs(
     get: Callable[[str], S],
     *,
     backoff: Backoff,
-    on_change: Callable[[S], None] = lambda status: None,
+    on_change: Callable[[str, S], None] = lambda name, status: None,
     after_round: Callable[[], None] = lambda: None,
     sleep: Callable[[float], bool | None] | None = None,
     deadline: float | None = None,
-    known: Iterable[S] = (),
+    known: Mapping[str, S] | None = None,
 ) -> dict[str, S]:
     """Poll ``names`` with ``get`` until every job has ended: each change of a job's
-    progress goes to ``on_change``; ``after_round`` runs after each round of polls. Stops
-    early when ``sleep`` returns True (a stop event's ``wait``) or at ``deadline``
+    progress goes to ``on_change`` (with the job's name as asked); ``after_round`` runs
+    after each round of polls. Stops early when ``sleep`` returns True (a stop event's ``wait``) or at ``deadline``
     (``time.monotonic()``); by default it is ``time.sleep``. ``known``: statuses already
-    in hand (not read again first).
-    Returns the last status of each job polled."""
+    in hand, by name (not read again first). Returns the last status of each job polled,
+    by name."""
     watch: JobWatch[S] = JobWatch(backoff)
     moved = False
-    for status in known:
-        watch.seen(status)
-        on_change(status)
+    for name, status in (known or {}).items():
+        watch.seen(name, status)
+        on_change(name, status)
         moved = True
     running = watch.running(names)
     if known:
@@ -128,9 +128,9 @@ def watch_jobs(
         moved = False
         for name in running:
             status = get(name)
-            if watch.seen(status):
+            if watch.seen(name, status):
                 moved = True
-                on_change(status)
+                on_change(name, status)
         after_round()
         running = watch.running(running)
         if running and _slept(watch.delay(moved), sleep, deadline):

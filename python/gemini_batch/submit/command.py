@@ -336,14 +336,14 @@ def _wait(jobs: VertexJobs, status: JobStatus, *, say: Callable[[str], None],
           poll: Backoff) -> JobStatus:
     """Poll until the job ends, saying each change of state or counts."""
 
-    def changed(status: JobStatus) -> None:
+    def changed(name: str, status: JobStatus) -> None:
         done = status.succeeded + status.failed
         total = done + status.incomplete
         counts = f", {done}/{total} processed ({status.failed} failed)" if total else ""
         say(f"Job {status.job_id}: {status.state}{counts}")
 
     return watch_jobs([status.name], jobs.get, backoff=poll, on_change=changed,
-                      known=[status])[status.name]
+                      known={status.name: status})[status.name]
 
 
 def _read_predictions(client: storage.Client, files: list[GcsPath],
