@@ -108,10 +108,10 @@ def watch_jobs(
 ) -> dict[str, S]:
     """Poll ``names`` with ``get`` until every job has ended: each change of a job's
     progress goes to ``on_change`` (with the job's name as asked); ``after_round`` runs
-    after each round of polls. Stops early when ``sleep`` returns True (a stop event's ``wait``) or at ``deadline``
-    (``time.monotonic()``); by default it is ``time.sleep``. ``known``: statuses already
-    in hand, by name (not read again first). Returns the last status of each job polled,
-    by name."""
+    after each round of polls. Stops early when ``sleep`` returns True (a stop event's
+    ``wait``) or at ``deadline`` (``time.monotonic()``); by default it is ``time.sleep``.
+    ``known``: statuses already in hand, by name (not read again first). Returns the last
+    status of each job polled, by name."""
     watch: JobWatch[S] = JobWatch(backoff)
     moved = False
     for name, status in (known or {}).items():
