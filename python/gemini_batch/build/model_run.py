@@ -23,13 +23,15 @@ from typing import TYPE_CHECKING, Any
 
 from google.api_core.exceptions import GoogleAPICallError
 
-from gemini_batch.build import cost
+from gemini_batch.build.estimate import estimate as estimate_cost
 from gemini_batch.build.summary import ModelSummary, Reporter
 from gemini_batch.build.workspace import Workspace
 from gemini_batch.clients.bigquery import quote_table
-from gemini_batch.clients.vertex import TOOL_LABEL, Backoff, JobStatus, job_labels, label_value
+from gemini_batch.clients.polling import Backoff
+from gemini_batch.clients.vertex import TOOL_LABEL, JobStatus, job_labels, label_value
 from gemini_batch.errors import BuildInterrupted, ConfigError, GeminiBatchError
 from gemini_batch.routes.choice import route_for
+from gemini_batch.rules import pricing
 from gemini_batch.rules.config import BatchModel
 from gemini_batch.state.ledger import LedgerEntry, LedgerUpdates, LockOwner
 from gemini_batch.state.warehouse import RequestCounts, Shard
@@ -277,17 +279,17 @@ class ModelRun:
         job brought rows back (False: one failed before answering, was cancelled,
         expired...), and whether every request cut has its answer."""
         model, ws = self.model, self.ws
-        problem = cost.model_problem(model, route.location, ws.prices)
+        problem = pricing.model_problem(model, route.location, ws.prices)
         if problem:  # before any job is created: the service would refuse every one
             raise ConfigError(problem)
         run_id = new_run_id()
         # One read of the pending requests: the estimate is of exactly what is cut.
         with ws.warehouse.pending_snapshot(model, run_id, self._live_shards) as snapshot:
-            estimate = cost.estimate(
+            estimate = estimate_cost(
                 ws.warehouse, model, prices=ws.prices, pending_snapshot=snapshot,
                 observed=ws.ledger.observed_tokens(model.config.gemini_model),
             )
-            cost.check_budget(model, estimate)
+            pricing.check_budget(model, estimate)
             if self.summary.estimated_cost_usd is None:
                 self.summary.estimated_cost_usd = estimate.usd
             shards = ws.warehouse.cut_shards(model, run_id, snapshot)
@@ -437,9 +439,7 @@ class ModelRun:
             )
         else:
             status = job.route.status(entry)
-        changed = job.status is None or (
-            status.state, status.succeeded, status.failed
-        ) != (job.status.state, job.status.succeeded, job.status.failed)
+        changed = job.status is None or status.progress != job.status.progress
         job.status = status
         self.reporter.job_update(self.model.name, status)
         if changed and not status.terminal:
@@ -465,7 +465,7 @@ class ModelRun:
                                   "error": status.error}
         note = status.state
         if merge is not None:
-            usd = cost.actual_cost(entry.gemini_model, merge, prices=self.ws.prices)
+            usd = pricing.actual_cost(entry.gemini_model, merge, prices=self.ws.prices)
             fields.update(
                 succeeded_count=merge.succeeded, failed_count=merge.failed,
                 prompt_tokens=merge.prompt_tokens, candidates_tokens=merge.candidates_tokens,

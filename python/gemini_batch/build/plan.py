@@ -9,10 +9,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from gemini_batch.build import cost
 from gemini_batch.build.dbt_project import DbtOptions, DbtProject
+from gemini_batch.build.estimate import estimate as estimate_cost
 from gemini_batch.build.workspace import Workspace
 from gemini_batch.errors import ConfigError, GeminiBatchError
+from gemini_batch.rules import pricing
 from gemini_batch.rules.config import BatchModel
 from gemini_batch.state.warehouse import RequestCounts
 
@@ -25,7 +26,7 @@ class ModelPlan:
     built: bool  # <model>__requests exists
     counts: RequestCounts | None = None
     shards: int = 0
-    estimate: cost.CostEstimate | None = None
+    estimate: pricing.CostEstimate | None = None
     over_budget: str | None = None  # why the budget cap would refuse the build
     live_jobs: int = 0
     # Why the service would refuse the model's jobs (not served there, a typo): the
@@ -36,8 +37,7 @@ class ModelPlan:
 
 def plan(options: DbtOptions, *, command: str = "build") -> list[ModelPlan]:
     """Per selected batch model: cached, pending, failed, shards, tokens and cost."""
-    project = DbtProject(options)
-    project.parse()
+    project = DbtProject.parsed(options)
     batch_ids = [uid for uid in project.select(command) if project.is_batch_model(uid)]
     if not batch_ids:
         return []
@@ -56,15 +56,15 @@ def model_plan(workspace: Workspace, model: BatchModel) -> ModelPlan:
     counts = ws.warehouse.counts(model, live_shards)
     try:
         location = model.job_location(ws.bq.dataset_location(model.project, model.dataset))
-        model_problem = cost.model_problem(model, location, ws.prices)
+        model_problem = pricing.model_problem(model, location, ws.prices)
     except ConfigError as exc:  # a multi-region dataset, a location that is not its own
         model_problem = str(exc)
-    estimate = cost.estimate(
+    estimate = estimate_cost(
         ws.warehouse, model, live_shards=live_shards, prices=ws.prices,
         observed=ledger.observed_tokens(model.config.gemini_model) if ledger else None,
     )
     try:
-        cost.check_budget(model, estimate)
+        pricing.check_budget(model, estimate)
         over_budget = None
     except GeminiBatchError as exc:
         over_budget = str(exc)
