@@ -1,6 +1,7 @@
 {#- Fails on every row whose `column_name` is not a GenerateContentRequest Vertex AI
-    batch prediction accepts; each failing row carries the reason in `request_problem`
-    (see gemini_batch.request_problems). JSON and STRING columns both work. -#}
+    batch prediction accepts; each failing row carries the model's columns (which name
+    it) and the reason in `request_problem` (see gemini_batch.request_problems). JSON
+    and STRING columns both work. -#}
 {% test valid_request(model, column_name) %}
   {{ return(adapter.dispatch('test_valid_request', 'gemini_batch')(model, column_name)) }}
 {% endtest %}
@@ -14,7 +15,7 @@
 select *
 from (
     select
-        {{ column_name }} as request,
+        *,
         {{ gemini_batch.request_problems(column_name, input_type=input_type) | indent(8) }} as request_problem
     from {{ model }}
 )

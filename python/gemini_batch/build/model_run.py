@@ -46,6 +46,10 @@ def new_run_id() -> str:
     return f"{datetime.now(UTC):%Y%m%dt%H%M%S}_{secrets.token_hex(2)}"
 
 
+def _invalid(count: int) -> str:
+    return f"{count:,} invalid request{' is' if count == 1 else 's are'}"
+
+
 # How far back a build looks for jobs a dead build made but never recorded: their
 # output tables wait for a merge until a build comes by.
 ORPHAN_WINDOW = timedelta(days=30)
@@ -183,8 +187,9 @@ class ModelRun:
         counts = self._count(live)
         if counts.invalid:  # marking scans every request: only when there is one to mark
             invalid = self.ws.warehouse.mark_invalid(model)
-            examples = "; ".join(f"{rid[:12]}: {reason}" for rid, reason in invalid.examples)
-            self._say(f"{counts.invalid:,} invalid requests are not submitted (e.g. {examples})")
+            self.summary.invalid_examples = [f"{row}: {reason}" for row, reason in invalid.examples]
+            self._say(f"{_invalid(counts.invalid)} not submitted "
+                      f"(e.g. {'; '.join(self.summary.invalid_examples)})")
             counts = self._count()
         if counts.pending and self._adopt_orphans():
             counts = self._count()

@@ -74,6 +74,13 @@ _CACHE = (
 )
 
 
+def null_text_problem(path: str) -> str:
+    """A text part whose text is NULL (the prompt expression gave NULL): the words the SQL
+    check says too (_part_problem in macros/requests/request_problems.sql)."""
+    what = "system instruction" if path.startswith("systemInstruction") else "prompt"
+    return f"the {what} is NULL ({path}.text)"
+
+
 def _snake(name: str) -> str:
     return re.sub("([A-Z])", r"_\1", name).lower()
 
@@ -199,6 +206,8 @@ def _part_problem(part: Any, path: str) -> str | None:
     if not isinstance(part, dict):
         return f"{path}: is not an object"
     kinds = sum(_member(part, *names) is not None for names in _PART_KINDS.values())
+    if kinds == 0 and "text" in part and part["text"] is None:
+        return null_text_problem(path)
     if kinds == 0:
         return f"{path}: has none of {_KIND_LIST}"
     if kinds > 1:
