@@ -79,7 +79,8 @@ def _examples(bq: BigQuery, model: BatchModel, result: Any) -> list[str]:
     if not sql:
         return []
     try:
-        rows = bq.query(f"SELECT * FROM ({sql}) LIMIT {EXAMPLE_ROWS}")
+        # On lines of their own: the test's SQL may end with a line comment.
+        rows = bq.query(f"SELECT * FROM (\n{sql}\n) LIMIT {EXAMPLE_ROWS}")
     except Exception:  # the test's rows are a courtesy; the failure itself is reported
         return []
     schema = requests_columns(bq, model)
