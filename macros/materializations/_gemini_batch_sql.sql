@@ -223,3 +223,36 @@ left join {{ responses_relation }} as responses
   {%- endif -%}
   {{ return(reset is sameas true) }}
 {%- endmacro %}
+
+
+{#- What the tables of a batch model were built from: the MD5 of its compiled SQL and
+    its Gemini model (which the request_ids hash). The materialization writes it in the
+    model's view (a CTE gemini_batch_built_from); `gemini-batch plan` compares it with
+    the model's SQL now
+    (python/gemini_batch/build/plan.py computes the same), and estimates from the SQL
+    when they differ. -#}
+{% macro _gemini_batch_fingerprint(model_sql, gemini_model) -%}
+  {{ return(local_md5(model_sql ~ '\n' ~ gemini_model)) }}
+{%- endmacro %}
+
+
+{#- The SELECT of <model>__requests as a build would make it now, from the model's
+    compiled SQL (`gemini-batch plan` on tables older than the SQL, or not built): read
+    only, its inputs must exist. `checks_relation`: the model's <model>__checks when it
+    exists (its kept results are reused), else none. -#}
+{% macro _gemini_batch_planned_requests_sql(model_sql, gemini_model, checks_relation=none) -%}
+  {%- if not execute -%}{{ return('') }}{%- endif -%}  {#- dbt parses the inline query first -#}
+  {%- set columns = get_column_schema_from_query(model_sql) -%}
+  {%- set request_types = columns | selectattr('name', 'equalto', 'request')
+        | map(attribute='dtype') | map('upper') | list -%}
+  {%- if request_types | length == 0 or request_types[0] not in ['JSON', 'STRING'] -%}
+    {{ exceptions.raise_compiler_error(
+        "the model must select a column `request` of type JSON (or STRING holding JSON "
+        ~ "text); it selects: " ~ columns | map(attribute='name') | join(', ')) }}
+  {%- endif -%}
+  {%- set checks = checks_relation or "(select cast(null as string) as request_id, "
+        ~ "cast(null as string) as request_problem, cast(null as string) as checked_with limit 0)" -%}
+  {{ return(gemini_batch._gemini_batch_requests_sql(
+      model_sql, columns, request_types[0], gemini_model, checks,
+      gemini_batch._gemini_batch_check_rules(request_types[0]))) }}
+{%- endmacro %}

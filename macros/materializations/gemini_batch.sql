@@ -112,11 +112,15 @@
     {%- do adapter.drop_relation(existing_relation) -%}
   {%- endif -%}
 
+  {#- The view says what its tables were built from, in a CTE it does not read (a
+      comment would not survive every SQL parser): `gemini-batch plan` reads it. -#}
   {%- call statement('main') -%}
     {{ get_create_view_as_sql(target_relation,
-         gemini_batch._gemini_batch_view_sql(requests_relation, responses_relation,
-                                             columns, batch.max_retries,
-                                            batch.retry_empty_answers)) }}
+         "with gemini_batch_built_from as (select '"
+         ~ gemini_batch._gemini_batch_fingerprint(sql, batch.gemini_model) ~ "' as fingerprint)\n"
+         ~ gemini_batch._gemini_batch_view_sql(requests_relation, responses_relation,
+                                               columns, batch.max_retries,
+                                               batch.retry_empty_answers)) }}
   {%- endcall -%}
 
   {%- set should_revoke = should_revoke(existing_relation, full_refresh_mode=true) -%}

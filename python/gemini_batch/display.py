@@ -207,12 +207,17 @@ def summary_notes(summary: ModelSummary) -> list[str]:
             f"{summary.model}: all {summary.requests - summary.failed:,} answerable "
             "requests were cached; no job submitted."
         )
+    notes.extend(f"{summary.model}: {warning}; the requests were sent all the same."
+                 for warning in summary.warnings)
     if summary.resumed:
         notes.append(f"{summary.model}: resumed {summary.resumed:,} requests from an "
                      "earlier build's jobs.")
     if summary.invalid:
-        notes.append(f"{summary.model}: {summary.invalid:,} invalid requests were not "
-                     "submitted (batch_state = 'failed', see last_error).")
+        examples = f": {'; '.join(summary.invalid_examples)}" if summary.invalid_examples \
+            else ""
+        notes.append(f"{summary.model}: {summary.invalid:,} invalid "
+                     f"request{' was' if summary.invalid == 1 else 's were'} not submitted "
+                     f"(batch_state = 'failed', see last_error){examples}.")
     if summary.failure_reasons:
         notes.append(f"{summary.model}: failed for good: {_reasons(summary.failure_reasons)} "
                      "(last_error in the model's view says why; docs: Troubleshooting).")
@@ -241,7 +246,7 @@ def plan_table(plans: list[ModelPlan]) -> Table:
         cap = "-" if config.max_cost_usd is None else (
             f"{_money(config.max_cost_usd)} on {config.max_cost_mode.replace('_', ' ')}")
         counts, estimate = item.counts, item.estimate
-        if not item.built or counts is None or estimate is None:
+        if counts is None or estimate is None:
             table.add_row(item.model.name, *["-"] * (len(columns) - 2), cap)
             continue
         table.add_row(
@@ -254,15 +259,38 @@ def plan_table(plans: list[ModelPlan]) -> Table:
     return table
 
 
+def _unanswered(count: int | None) -> str:
+    if count is None:
+        return "not built yet"
+    return f"{count:,} request{'' if count == 1 else 's'} without an answer yet"
+
+
 def plan_notes(plans: list[ModelPlan]) -> list[str]:
     """Sentences under the plan table."""
     notes = []
     for item in plans:
         name = item.model.name
-        if not item.built or item.counts is None:
+        if item.waits_on:
+            waits = ", ".join(f"{upstream} ({_unanswered(count)})"
+                              for upstream, count in item.waits_on.items())
+            notes.append(f"{name}: waits on the answers of {waits}: its requests are final "
+                         "only after them (`gemini-batch build` answers them first)"
+                         + ("." if item.counts is None else "; the figures are of its "
+                            "requests as they stand now."))
+        if item.missing_inputs:
+            missing = [table for table in item.missing_inputs
+                       if table.rsplit(".", 1)[-1] not in item.waits_on]
+            if missing:
+                notes.append(f"{name}: {item.from_sql}, and its inputs {', '.join(missing)} "
+                             "do not exist: build them first (a plain `dbt run --select "
+                             f"+{name}` sends nothing), then plan again.")
+            continue
+        if item.counts is None:
             notes.append(f"{name}: {item.model.requests_table} is not built yet; "
                          "run `gemini-batch build` (or `dbt run`) first.")
             continue
+        if item.from_sql:
+            notes.append(f"{name}: {item.from_sql}: the figures are read from its SQL now.")
         if item.model_problem:
             notes.append(f"{name}: {item.model_problem}")
         if item.over_budget:
@@ -273,7 +301,7 @@ def plan_notes(plans: list[ModelPlan]) -> list[str]:
         if item.live_jobs:
             notes.append(f"{name}: {item.live_jobs} job(s) of an earlier build are "
                          "live; `build` resumes them first.")
-        if item.counts.pending == 0:
+        if item.counts.pending == 0 and not item.waits_on:
             notes.append(f"{name}: nothing to submit (all cached or failed for good).")
     return notes
 

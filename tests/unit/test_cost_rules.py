@@ -58,7 +58,8 @@ class FakeWarehouse:
         self.queries = 0
 
     def pending_price_groups(self, model: BatchModel, live_shards: Any,
-                             pending_snapshot: str | None = None) -> list[dict[str, Any]]:
+                             pending_snapshot: str | None = None,
+                             planned: str | None = None) -> list[dict[str, Any]]:
         self.queries += 1
         return self.rows
 

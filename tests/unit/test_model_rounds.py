@@ -95,7 +95,8 @@ class FakeWarehouse:
         )
 
     def pending_price_groups(self, model: BatchModel, live_shards: Any = (),
-                             pending_snapshot: str | None = None) -> list[dict[str, Any]]:
+                             pending_snapshot: str | None = None,
+                             planned: str | None = None) -> list[dict[str, Any]]:
         snapshot = self.bq.snapshot
         return [{"requested_budget": None, "max_output_tokens": None,
                  "long_context": False, "requests": len(snapshot),

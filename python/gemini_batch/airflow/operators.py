@@ -31,7 +31,7 @@ from gemini_batch.errors import ConfigError, GeminiBatchError
 from gemini_batch.exit_codes import ExitCode
 
 if TYPE_CHECKING:
-    from gemini_batch.build.dbt_project import DbtOptions
+    from gemini_batch.build.dbt_options import DbtOptions
     from gemini_batch.build.stages import BuildResult
     from gemini_batch.build.workspace import Workspace
     from gemini_batch.rules.config import BatchModel
@@ -184,7 +184,7 @@ class GeminiBatchBuildOperator(BaseOperator):
 
     def dbt_options(self) -> DbtOptions:
         """The dbt arguments of the build, as `gemini-batch build` would get them."""
-        from gemini_batch.build.dbt_project import DbtOptions, run_flags, split_selection
+        from gemini_batch.build.dbt_options import DbtOptions, run_flags, split_selection
 
         extra = run_flags(self.dbt_args, full_refresh=self.full_refresh, threads=self.threads)
         return DbtOptions(

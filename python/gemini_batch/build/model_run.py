@@ -185,8 +185,10 @@ class ModelRun:
         counts = self._count(live)
         if counts.invalid:  # marking scans every request: only when there is one to mark
             invalid = self.ws.warehouse.mark_invalid(model)
-            examples = "; ".join(f"{rid[:12]}: {reason}" for rid, reason in invalid.examples)
-            self._say(f"{counts.invalid:,} invalid requests are not submitted (e.g. {examples})")
+            self.summary.invalid_examples = [f"{row}: {reason}" for row, reason in invalid.examples]
+            self._say(f"{counts.invalid:,} invalid request"
+                      f"{' is' if counts.invalid == 1 else 's are'} not submitted "
+                      f"(e.g. {'; '.join(self.summary.invalid_examples)})")
             counts = self._count()
         if counts.pending and self._adopt_orphans():
             counts = self._count()

@@ -2,9 +2,11 @@
 
 Orchestration only: parse and cut the selection into stages (``dbt_project``), lock the
 batch models (``ledger``), run each stage with dbt, then the jobs of its batch models
-side by side (``model_run``, one thread per model), and decide the exit code. The
-closing counts of a stage's batch models run beside the next stage. A lock keeper
-pushes the locks' expiry forward while dbt stages and jobs run for hours.
+side by side (``model_run``, one thread per model), and decide the exit code. A batch
+model whose request tests failed in its stage gets no job, and what depends on it is
+left out of the later stages (``request_tests``). The closing counts of a stage's batch
+models run beside the next stage. A lock keeper pushes the locks' expiry forward while
+dbt stages and jobs run for hours.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from gemini_batch.build.dbt_project import DbtOptions, DbtProject
+from gemini_batch.build import request_tests
+from gemini_batch.build.dbt_options import DbtOptions
+from gemini_batch.build.dbt_project import DbtProject, Stage
 from gemini_batch.build.model_run import BatchContext, BatchSettings, ModelRun
 from gemini_batch.build.summary import ModelSummary, Reporter
 from gemini_batch.build.workspace import Workspace
@@ -152,20 +156,33 @@ def build(
     # The closing counts of each stage's batch models, counted beside the next stage.
     reports = ThreadPoolExecutor(max_workers=4, thread_name_prefix="report")
     reported: list[Future[ModelSummary]] = []
+    skipped: set[str] = set()  # downstream of a batch model whose request test failed
     try:
         if on_locked is not None:
             on_locked(workspace, locked)
-        for stage in stages:
-            project.run_stage(command, stage, total=len(stages))
-            if not stage.batch_ids:
+        for planned in stages:
+            stage = planned.without(skipped)
+            if not stage.node_ids:
+                continue
+            gates = request_tests.outcomes(
+                workspace.bq, models, stage.request_tests,
+                project.run_stage(command, stage, total=len(stages)))
+            blocked = _gated(project, stages[stages.index(planned) + 1:], gates, summaries)
+            skipped |= project.downstream(blocked)
+            go = [uid for uid in stage.batch_ids if uid not in blocked]
+            if not go:
                 continue
             ctx.invocation_id = project.invocation_id or ctx.invocation_id
             ctx.reporter = reporter_factory()
             try:
-                runs = run_batch_models(ctx, [models[uid] for uid in stage.batch_ids])
+                runs = run_batch_models(ctx, [models[uid] for uid in go])
             finally:
                 ctx.reporter.close()
             level = [run.summary for run in runs]
+            for summary in level:
+                summary.warnings.extend(
+                    gate.describe() for gate in gates
+                    if not gate.blocks and models[gate.model].name == summary.model)
             summaries.extend(level)
             reported.extend(reports.submit(run.report) for run in runs)
             if any(s.error or s.in_flight_jobs for s in level):
@@ -181,6 +198,29 @@ def build(
     return BuildResult(summaries=summaries, errors=errors,
                        exit_code=_exit_code(summaries, settings, configs),
                        jobs=_jobs_handled(workspace, list(models.values()), summaries))
+
+
+def _gated(
+    project: DbtProject, later_stages: Sequence[Stage],
+    gates: Sequence[request_tests.RequestTestOutcome], summaries: list[ModelSummary],
+) -> set[str]:
+    """The batch models a failed request test stops: each gets a summary that says which
+    test failed, on which rows, and what of ``later_stages`` is skipped. Their
+    unique_ids."""
+    blocked = {gate.model for gate in gates if gate.blocks}
+    later = {node for stage in later_stages for node in stage.node_ids}
+    for uid in sorted(blocked):
+        skipped = sorted(project.node(node).name for node in project.downstream([uid])
+                         if node in later)
+        failed = "; ".join(gate.describe() for gate in gates if gate.model == uid and gate.blocks)
+        error = f"{failed}: nothing was submitted"
+        if skipped:
+            error += f"; skipped what depends on it: {', '.join(skipped)}"
+        summaries.append(ModelSummary(
+            model=project.node(uid).name, error=error, skipped=skipped,
+            warnings=[gate.describe() for gate in gates if gate.model == uid and not gate.blocks],
+        ))
+    return blocked
 
 
 def _jobs_handled(

@@ -25,6 +25,8 @@ class ModelSummary:
     succeeded: int = 0  # answered by this build's (or resumed) jobs
     failed: int = 0  # rows that end failed (retries used up, or invalid)
     invalid: int = 0  # subset of failed: never submitted, the request is not valid
+    # A few of them: "ticket_id=17: the prompt is NULL (contents[0].parts[0].text)".
+    invalid_examples: list[str] = field(default_factory=list)
     pending: int = 0  # still without an answer at the end (e.g. a job failed)
     jobs: int = 0
     # Jobs still running when the build left (--no-wait): the next build collects them.
@@ -38,6 +40,10 @@ class ModelSummary:
     estimated_cost_usd: float | None = None
     wall_seconds: float = 0.0
     error: str | None = None  # why the model stopped early (budget, config, service)
+    # Tests on its request column that warned (the jobs went all the same).
+    warnings: list[str] = field(default_factory=list)
+    # Nodes not run because a test on its request column failed (downstream of it).
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def all_cached(self) -> bool:

@@ -23,7 +23,8 @@ from gemini_batch.errors import GeminiBatchError, service_errors
 from gemini_batch.exit_codes import ExitCode
 
 if TYPE_CHECKING:
-    from gemini_batch.build.dbt_project import DbtOptions, DbtProject
+    from gemini_batch.build.dbt_options import DbtOptions
+    from gemini_batch.build.dbt_project import DbtProject
     from gemini_batch.build.workspace import Workspace
 
 console = Console()
@@ -115,7 +116,7 @@ def _selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _dbt_options(kwargs: dict[str, Any], extra: tuple[str, ...] = ()) -> DbtOptions:
-    from gemini_batch.build.dbt_project import DbtOptions, split_selection
+    from gemini_batch.build.dbt_options import DbtOptions, split_selection
 
     return DbtOptions(
         project_dir=kwargs.get("project_dir"),

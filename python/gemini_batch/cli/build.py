@@ -28,7 +28,7 @@ _PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True}
 
 
 def _run_build(command: str, ctx: click.Context, kwargs: dict[str, Any]) -> None:
-    from gemini_batch.build.dbt_project import run_flags
+    from gemini_batch.build.dbt_options import run_flags
     from gemini_batch.build.model_run import BatchSettings
     from gemini_batch.build.stages import build
     from gemini_batch.display import make_reporter, print_summary

@@ -34,6 +34,13 @@ _CACHE = (
     "cachedContent: batch prediction does not take a context cache (remove it; repeated "
     "prompt prefixes are cached implicitly)"
 )
+
+
+def null_text_problem(path: str) -> str:
+    """A text part whose text is NULL (the prompt expression gave NULL): the words the SQL
+    check says too (_part_problem in macros/requests/request_problems.sql)."""
+    what = "system instruction" if path.startswith("systemInstruction") else "prompt"
+    return f"the {what} is NULL ({path}.text)"
 _MISSING = object()
 # The "type" strings of a response schema as the SQL side finds them in its JSON text.
 _TYPE_TEXT = re.compile(r'[^"\\]*')
@@ -246,6 +253,8 @@ def _part_problem(part: Any, path: str) -> str | None:
     if not isinstance(part, dict):
         return f"{path}: is not an object"
     kinds = sum(_member(part, *names) is not None for names in _PART_KINDS.values())
+    if kinds == 0 and "text" in part and part["text"] is None:
+        return null_text_problem(path)
     if kinds == 0:
         return f"{path}: has none of {_KIND_LIST}"
     if kinds > 1:

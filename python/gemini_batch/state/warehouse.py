@@ -37,6 +37,7 @@ from gemini_batch.state.responses import (
     answered,
     insert_responses_row,
 )
+from gemini_batch.state.rows import key_columns, quote_column, requests_columns, row_label
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class InvalidSummary:
     """Requests that fail the validity check, now marked failed in ``<model>__responses``."""
 
     count: int
-    examples: list[tuple[str, str]]  # up to 5 (request_id, reason)
+    examples: list[tuple[str, str]]  # up to 5 (the row by its key columns, reason)
 
 
 @dataclass(frozen=True)
@@ -103,15 +104,19 @@ class Warehouse(AnswerMerges):
                 "columns and fills them from the answers kept. Nothing was submitted."
             )
 
-    def counts(self, model: BatchModel, live_shards: Sequence[str] = ()) -> RequestCounts:
+    def counts(self, model: BatchModel, live_shards: Sequence[str] = (), *,
+               planned: str | None = None) -> RequestCounts:
         """Requests of ``model`` by state (one query); ``live_shards`` are the shard
-        tables of its live jobs (their requests count as in flight)."""
+        tables of its live jobs (their requests count as in flight). ``planned``: a
+        SELECT of the requests as a build would make them now, read in place of
+        ``<model>__requests`` (``plan``)."""
         live = list(live_shards)
         in_live = f"r.request_id IN ({_union_request_ids(live)})" if live else "FALSE"
+        requests, responses = self._sources(model, planned)
         sql = f"""
 WITH ids AS (
   SELECT request_id, COUNT(*) AS copies, LOGICAL_OR(request_problem IS NOT NULL) AS invalid
-  FROM {quote_table(model.requests_table)}
+  FROM {requests}
   GROUP BY request_id
 ), states AS (
   SELECT
@@ -124,7 +129,7 @@ WITH ids AS (
       ELSE 'pending'
     END AS state
   FROM ids AS r
-  LEFT JOIN {quote_table(model.responses_table)} AS s ON s.request_id = r.request_id
+  LEFT JOIN {responses} AS s ON s.request_id = r.request_id
 )
 SELECT
   COALESCE(SUM(copies), 0) AS total,
@@ -195,14 +200,28 @@ WHEN NOT MATCHED THEN
       empty_answer="FALSE", error_code="NULL")}""",
             {"max_retries": model.config.max_retries, "invalid_status": INVALID_STATUS},
         )
+        # The examples are named by the model's key columns (ticket_id=17), else by
+        # the start of their request_id.
+        keys = key_columns(requests_columns(self.bq, model))
+        selected = "".join(f", {quote_column(name)}" for name in keys)
         rows = self._query_model(
             model,
-            f"SELECT request_id, reason, COUNT(*) OVER () AS invalid_count FROM ({invalid}\n)"
-            " ORDER BY request_id LIMIT 5",
+            f"""
+SELECT request_id, request_problem AS reason{selected}, COUNT(*) OVER () AS invalid_count
+FROM (
+  SELECT request_id, request_problem{selected},
+    ROW_NUMBER() OVER (PARTITION BY request_id ORDER BY request_problem) AS copy
+  FROM {quote_table(model.requests_table)}
+  WHERE request_problem IS NOT NULL
+)
+WHERE copy = 1
+ORDER BY request_id
+LIMIT 5""",
         )
         return InvalidSummary(
             count=int(rows[0]["invalid_count"]) if rows else 0,
-            examples=[(row["request_id"], row["reason"]) for row in rows],
+            examples=[(row_label(dict(row.items()), keys) or row["request_id"][:12],
+                       row["reason"]) for row in rows],
         )
 
     def create_shards(
@@ -260,20 +279,23 @@ FROM (
         return shards
 
     def pending_query(
-        self, model: BatchModel, live_shards: Sequence[str] = ()
+        self, model: BatchModel, live_shards: Sequence[str] = (), *,
+        planned: str | None = None,
     ) -> tuple[str, dict[str, Any]]:
         """SELECT of the pending requests (request_id, request; one row per request_id)
         and its parameters: valid, no success, attempts <= max_retries and, with
-        in none of ``live_shards`` (the shard tables of live jobs)."""
+        in none of ``live_shards`` (the shard tables of live jobs). ``planned``: as
+        in :meth:`counts`."""
         live = list(live_shards)
         not_live = f"AND r.request_id NOT IN ({_union_request_ids(live)})" if live else ""
+        requests, responses = self._sources(model, planned)
         sql = f"""
   SELECT request_id, request
   FROM (
     SELECT r.request_id, r.request,
       ROW_NUMBER() OVER (PARTITION BY r.request_id) AS copy
-    FROM {quote_table(model.requests_table)} AS r
-    LEFT JOIN {quote_table(model.responses_table)} AS s ON s.request_id = r.request_id
+    FROM {requests} AS r
+    LEFT JOIN {responses} AS s ON s.request_id = r.request_id
     WHERE r.request_problem IS NULL
       AND NOT {answered("s")}
       AND COALESCE(s.attempts, 0) <= @max_retries
@@ -283,21 +305,36 @@ FROM (
   WHERE copy = 1"""
         return sql, {"max_retries": model.config.max_retries}
 
+    # -- helpers --------------------------------------------------------------------
+
+    def _sources(self, model: BatchModel, planned: str | None) -> tuple[str, str]:
+        """What the requests and the responses are read from: the model's tables, or
+        (``planned``) that SELECT and the responses kept, none if there is no table."""
+        if planned is None:
+            return quote_table(model.requests_table), quote_table(model.responses_table)
+        responses = quote_table(model.responses_table)
+        if not self.bq.table_exists(model.responses_table):
+            responses = "(SELECT " + ", ".join(
+                f"CAST(NULL AS {kind}) AS {name}" for name, kind in RESPONSES_SCHEMA.items()
+            ) + " LIMIT 0)"
+        return f"({planned})", responses
+
     def pending_price_groups(
         self, model: BatchModel, live_shards: Sequence[str] = (),
-        pending_snapshot: str | None = None,
+        pending_snapshot: str | None = None, planned: str | None = None,
     ) -> list[bigquery.Row]:
         """The one query of the cost estimate (``pricing.estimate_groups`` prices its
         rows): the pending requests (those of ``pending_snapshot``, a
         :meth:`pending_snapshot` table, when given) grouped by what prices them
         (requested thinkingBudget, maxOutputTokens, over the long-context threshold), with
         their count, input tokens and audio input tokens. The token rules are
-        ``pricing.request_price_row``'s, in SQL."""
+        ``pricing.request_price_row``'s, in SQL. ``planned``: the requests as a build
+        would make them now (:meth:`counts`)."""
         if pending_snapshot is not None:
             pending = f"SELECT request_id, request FROM {quote_table(pending_snapshot)}"
             params: dict[str, Any] = {}
         else:
-            pending, params = self.pending_query(model, live_shards)
+            pending, params = self.pending_query(model, live_shards, planned=planned)
         kinds = {f"file_parts_{n}": prefix for n, prefix in enumerate(FILE_PART_TOKENS)}
         part_counts = ",\n        ".join(
             f"{_mime_count(prefix)} AS {column}" for column, prefix in kinds.items())

@@ -151,13 +151,16 @@ def test_plan_shows_what_would_be_submitted_then_invalid_rows_end_failed_with_th
 
     # The build sends the valid requests only; the invalid row ends failed, with why.
     output = _ok(project.cli("build"), code=3)
-    assert "1 invalid requests are not submitted" in output
-    assert "contents[0].parts[0]" in output  # the example names the field
+    # The example names the row by the model's key column, and the field, in words.
+    assert "1 invalid request is not submitted (e.g. id=2: the prompt is NULL " \
+        "(contents[0].parts[0].text))" in output
+    assert "questions: 1 invalid request was not submitted (batch_state = 'failed', see " \
+        "last_error): id=2: the prompt is NULL (contents[0].parts[0].text)." in output
     (job,) = project.jobs()
     assert job.succeeded + job.failed == 3
     rows = project.rows("select id, batch_state, last_error from `{ds}.questions` order by id")
     assert [r["batch_state"] for r in rows] == ["succeeded", "failed", "succeeded", "succeeded"]
-    assert "contents[0].parts[0]" in rows[1]["last_error"]
+    assert rows[1]["last_error"] == "the prompt is NULL (contents[0].parts[0].text)"
     output = _ok(project.cli("plan"))
     assert "nothing to submit" in output
 
@@ -267,7 +270,8 @@ def test_stages_put_tests_after_the_answers_and_chained_models_after_their_input
     project: DbtTestProject,
 ) -> None:
     """Stage planning from the manifest alone (no BigQuery, no job)."""
-    from gemini_batch.build.dbt_project import DbtOptions, DbtProject
+    from gemini_batch.build.dbt_options import DbtOptions
+    from gemini_batch.build.dbt_project import DbtProject
 
     project.write("models/summaries.sql", batch_model_sql(prompt="concat('Summarise: ', prompt)"))
     project.write("models/follow_ups.sql", batch_model_sql(source="ref('answers')"))
