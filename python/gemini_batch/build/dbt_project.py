@@ -9,15 +9,18 @@ batch models' jobs after each stage.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
+import signal
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from graphlib import TopologicalSorter
 from typing import Any
 
 from gemini_batch.clients.endpoints import is_local
-from gemini_batch.errors import ConfigError, DbtError
+from gemini_batch.errors import ConfigError, DbtError, DbtParseError
 from gemini_batch.rules.config import BatchModel
 
 MATERIALIZATION = "gemini_batch"
@@ -61,6 +64,10 @@ class DbtOptions:
     exclude: tuple[str, ...] = ()
     selector: str | None = None
     state: str | None = None
+    # dbt's deferral flags: each stage gets them (with --state) as dbt takes them.
+    defer: bool | None = None
+    favor_state: bool | None = None
+    defer_state: str | None = None
     # Passed as they are to the `dbt run|build` of each stage (--full-refresh, --threads...).
     extra: tuple[str, ...] = ()
 
@@ -86,8 +93,17 @@ class DbtOptions:
             args += ["--exclude", *self.exclude]
         if self.selector:
             args += ["--selector", self.selector]
-        if self.state:
-            args += ["--state", self.state]
+        return [*args, *self.state_args()]
+
+    def state_args(self) -> list[str]:
+        """--state and the deferral flags, for the selection and every stage."""
+        args: list[str] = []
+        for flag, value in (("--state", self.state), ("--defer-state", self.defer_state)):
+            if value:
+                args += [flag, value]
+        for flag, value in (("defer", self.defer), ("favor-state", self.favor_state)):
+            if value is not None:
+                args.append(f"--{flag}" if value else f"--no-{flag}")
         return args
 
 
@@ -145,14 +161,17 @@ class DbtProject:
         self.invocation_id: str | None = None
         self._vars: dict[str, Any] | None = None
 
-    def _invoke(self, args: list[str], what: str) -> Any:
-        result = self.runner.invoke(args)
+    def _invoke(self, args: list[str], what: str, error: type[DbtError] = DbtError) -> Any:
+        with _interrupt_quietly() as interrupted:
+            result = self.runner.invoke(args)
+        if interrupted.is_set() or isinstance(result.exception, KeyboardInterrupt):
+            raise KeyboardInterrupt  # Ctrl-C: not a dbt failure
         # An invocation leaves cycles of its own objects (its graph, adapters, events)
         # behind; collected now, the process's next steps reuse their memory instead of
         # growing past them (about 10 MB of the build's peak).
         gc.collect()
         if not result.success:
-            raise DbtError(_failure_message(result, what))
+            raise error(_failure_message(result, what))
         from dbt_common.invocation import get_invocation_id
 
         self.invocation_id = get_invocation_id()
@@ -168,7 +187,8 @@ class DbtProject:
     def parse(self) -> None:
         """Parse the project (partial parsing applies) and keep the manifest for reuse."""
         self.runner = self._runner_class()
-        result = self._invoke(["parse", *self.options.common_args(), "--quiet"], "dbt parse")
+        result = self._invoke(["parse", *self.options.common_args(), "--quiet"], "dbt parse",
+                              DbtParseError)
         self.manifest = result.result
         # Later invocations reuse it instead of parsing again.
         self.runner = self._runner_class(manifest=self.manifest)
@@ -334,7 +354,8 @@ class DbtProject:
 
     def run_stage(self, command: str, stage: Stage, total: int) -> None:
         args = [command, *self.options.common_args(), *self.stage_selection(stage.node_ids),
-                "--indirect-selection", "empty", *self.options.extra]
+                *self.options.state_args(), "--indirect-selection", "empty",
+                *self.options.extra]
         self._invoke(args, f"dbt {command} (stage {stage.level + 1} of {total})")
 
     def run_all(self, command: str) -> None:
@@ -344,6 +365,46 @@ class DbtProject:
              *self.options.extra],
             f"dbt {command}",
         )
+
+
+# dbt's own report of an exception that ended an invocation: for Ctrl-C it is an empty
+# "Encountered an error:" and a traceback through dbt's code, which say nothing.
+_ENDING_EVENTS = frozenset({"MainEncounteredError", "MainStackTrace"})
+
+
+@contextlib.contextmanager
+def _interrupt_quietly() -> Any:
+    """While dbt runs: Ctrl-C stops it as always (a KeyboardInterrupt, which dbt passes
+    on after cancelling its queries), but dbt does not print its traceback. Yields the
+    event set when Ctrl-C was pressed. Only in the main thread, and only where Ctrl-C
+    has Python's default meaning (nobody else's handler is replaced)."""
+    interrupted = threading.Event()
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield interrupted
+        return
+    from dbt_common.events.event_manager_client import get_event_manager
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        interrupted.set()
+        signal.default_int_handler(signum, frame)
+
+    manager = get_event_manager()
+    fire = manager.fire_event
+
+    def fire_event(event: Any, *args: Any, **kwargs: Any) -> None:
+        if interrupted.is_set() and type(event).__name__ in _ENDING_EVENTS:
+            return
+        fire(event, *args, **kwargs)
+
+    signal.signal(signal.SIGINT, on_sigint)
+    manager.fire_event = fire_event  # type: ignore[method-assign]
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        with contextlib.suppress(AttributeError):
+            del manager.fire_event  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from google.api_core.exceptions import GoogleAPICallError
 
 from gemini_batch.build.estimate import estimate as estimate_cost
-from gemini_batch.build.summary import ModelSummary, Reporter
+from gemini_batch.build.summary import ModelSummary, Reporter, counted
 from gemini_batch.build.workspace import Workspace
 from gemini_batch.clients.bigquery import quote_table
 from gemini_batch.clients.polling import Backoff
@@ -47,6 +47,9 @@ def new_run_id() -> str:
     """Short and sortable, e.g. 20261125t063012_ab12: names one round's shard tables."""
     return f"{datetime.now(UTC):%Y%m%dt%H%M%S}_{secrets.token_hex(2)}"
 
+
+# A model's summary.error when Ctrl-C stopped its jobs (not an error: the build says so).
+INTERRUPTED_NOTE = "interrupted: live jobs stay in the ledger; the next build resumes them"
 
 # How far back a build looks for jobs a dead build made but never recorded: their
 # output tables wait for a merge until a build comes by.
@@ -157,7 +160,7 @@ class ModelRun:
         try:
             yield
         except BuildInterrupted:
-            self.summary.error = "interrupted: live jobs stay in the ledger; rerun to resume"
+            self.summary.error = INTERRUPTED_NOTE
             raise
         except GeminiBatchError as exc:
             self.summary.error = str(exc)
@@ -176,7 +179,8 @@ class ModelRun:
         if live:
             cached_before = self._count().cached
             resumed = sum(entry.request_count for entry in live)
-            self._say(f"resuming {len(live)} job(s) of an earlier build ({resumed:,} requests)")
+            self._say(f"resuming {counted(len(live), 'job')} of an earlier build "
+                      f"({counted(resumed, 'request')})")
             self.summary.resumed = resumed
             self._wait([self._track(entry, announce=True) for entry in live], queue=[])
             # Waited on, each one is merged; --no-wait leaves some running.
@@ -186,7 +190,9 @@ class ModelRun:
         if counts.invalid:  # marking scans every request: only when there is one to mark
             invalid = self.ws.warehouse.mark_invalid(model)
             examples = "; ".join(f"{rid[:12]}: {reason}" for rid, reason in invalid.examples)
-            self._say(f"{counts.invalid:,} invalid requests are not submitted (e.g. {examples})")
+            are = "is" if counts.invalid == 1 else "are"
+            self._say(f"{counted(counts.invalid, 'invalid request')} {are} not submitted "
+                      f"(e.g. {examples})")
             counts = self._count()
         if counts.pending and self._adopt_orphans():
             counts = self._count()
@@ -200,7 +206,8 @@ class ModelRun:
             if not self.ctx.settings.wait and self._free_slots() == 0:
                 break  # every slot holds a running job: the next build submits
             if attempt:
-                self._say(f"retry round {attempt}: {counts.pending:,} requests still pending")
+                self._say(f"retry round {attempt}: {counted(counts.pending, 'request')} "
+                          "still pending")
             round_ok, all_answered = self._submit_round(self.route, counts)
             if all_answered and self.ctx.settings.wait:
                 # Every request the round cut (all that were pending) has its answer:
@@ -257,7 +264,7 @@ class ModelRun:
             )
             self.ws.ledger.record_submitted(entry)
             adopted.append(entry)
-            self._say(f"adopting job {job.job_id} ({entry.request_count:,} requests): "
+            self._say(f"adopting job {job.job_id} ({counted(entry.request_count, 'request')}): "
                       "created by a build that died before recording it")
         if adopted:
             self.summary.resumed += sum(entry.request_count for entry in adopted)
@@ -297,7 +304,7 @@ class ModelRun:
             return True, False
         usd = f", est. ${estimate.usd:,.4f}" if estimate.usd is not None else ""
         self._say(
-            f"{sum(s.rows for s in shards):,} requests in {len(shards)} job(s) "
+            f"{counted(sum(s.rows for s in shards), 'request')} in {counted(len(shards), 'job')} "
             f"(~{estimate.input_tokens:,} input / ~{estimate.output_tokens:,} output tokens, "
             f"{estimate.thinking_tokens:,} of them thinking{usd})"
         )
@@ -473,14 +480,24 @@ class ModelRun:
                 actual_cost_usd=usd,
             )
             self.summary.tokens += merge.total_tokens
+            # So far: report() replaces it with the exact count (a build stopped early
+            # by Ctrl-C or a failing stage reports this one).
+            self.summary.succeeded += merge.succeeded
             self.summary.cost_usd += usd or 0.0
-            note = (f"{status.state}: merged {merge.succeeded:,} answers, "
-                    f"{merge.failed:,} failed rows, {merge.unanswered:,} unanswered")
+            note = (f"{status.state}: merged {counted(merge.succeeded, 'answer')}, "
+                    f"{counted(merge.failed, 'failed row')}, {merge.unanswered:,} unanswered")
         if merge is not None:
             job.rows_back = merge.succeeded + merge.failed
             job.answered = merge.succeeded
+        drops = not model.config.keep_job_tables
         if not status.answered:
             reason = status.error or "no error given"
+            if job.rows_back and drops:
+                # The service's message sends the user to the output table, which is
+                # dropped below: say where the row errors are now.
+                reason = (f"every row failed; each row's error is in last_error of "
+                          f"{model.view} (the output table {entry.output_table} was merged "
+                          "and dropped)")
             note = f"{note} ({reason})"
             if not job.rows_back:
                 # Nothing came back: its requests stay pending, and the build failed.
@@ -490,9 +507,9 @@ class ModelRun:
         fields["merged_at"] = datetime.now(UTC)
         self.ws.ledger.update(entry.job_name, **fields)
         job.entry = replace(entry, state=status.state, merged_at=fields["merged_at"])
-        if not model.config.keep_job_tables:
+        if drops:
             job.route.clean_up(entry)
         self.reporter.job_finished(model.name, status, note)
 
 
-__all__ = ["BatchContext", "BatchSettings", "ModelRun", "new_run_id"]
+__all__ = ["INTERRUPTED_NOTE", "BatchContext", "BatchSettings", "ModelRun", "new_run_id"]

@@ -44,6 +44,12 @@ class ModelSummary:
         return self.error is None and self.submitted == 0 and self.resumed == 0
 
 
+def counted(number: int, noun: str, plural: str | None = None) -> str:
+    """``1 request``, ``3 requests``, ``1,200 requests``: a count with its noun, for
+    every count a command prints."""
+    return f"{number:,} {noun if number == 1 else plural or noun + 's'}"
+
+
 class Reporter(Protocol):
     def message(self, model: str, text: str) -> None: ...
 
