@@ -63,6 +63,8 @@ def test_json_is_printed_when_dbt_cannot_even_parse(command: str, tmp_path: Path
     assert document["command"] == command
     assert (document["exit_code"], document["exit_reason"]) == (1, "parse_error")
     assert "dbt parse failed" in document["message"]
+    if command in ("build", "run"):
+        assert document["errors"] == [document["message"]] and document["models"] == []
 
 
 def test_counts_are_said_in_words():

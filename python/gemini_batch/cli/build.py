@@ -66,6 +66,8 @@ def _run_build(command: str, ctx: click.Context, kwargs: dict[str, Any]) -> None
             _print_interrupted()
     if ending.code != ExitCode.OK:
         result.exit_code, result.reason = ending.code, ending.reason
+        if ending.code == ExitCode.ERROR and ending.message:
+            result.errors.append(ending.message)  # said above, by _ends
     if kwargs["as_json"]:
         from gemini_batch.display import build_document, dumps
 
