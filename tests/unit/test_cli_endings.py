@@ -14,9 +14,8 @@ from rich.console import Console
 
 from gemini_batch import errors
 from gemini_batch.build.dbt_project import DbtOptions
-from gemini_batch.build.model_run import INTERRUPTED_NOTE
 from gemini_batch.build.stages import BuildResult
-from gemini_batch.build.summary import ModelSummary, counted
+from gemini_batch.build.summary import INTERRUPTED_NOTE, ModelSummary, counted
 from gemini_batch.cli import main
 from gemini_batch.display import PlainReporter, build_document, summary_notes
 from gemini_batch.exit_codes import ExitCode

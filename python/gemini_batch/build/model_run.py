@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from google.api_core.exceptions import GoogleAPICallError
 
 from gemini_batch.build.estimate import estimate as estimate_cost
-from gemini_batch.build.summary import ModelSummary, Reporter, counted
+from gemini_batch.build.summary import ModelSummary, Reporter, all_failed_reason, counted
 from gemini_batch.build.workspace import Workspace
 from gemini_batch.clients.bigquery import quote_table
 from gemini_batch.clients.polling import Backoff
@@ -47,9 +47,6 @@ def new_run_id() -> str:
     """Short and sortable, e.g. 20261125t063012_ab12: names one round's shard tables."""
     return f"{datetime.now(UTC):%Y%m%dt%H%M%S}_{secrets.token_hex(2)}"
 
-
-# A model's summary.error when Ctrl-C stopped its jobs (not an error: the build says so).
-INTERRUPTED_NOTE = "interrupted: live jobs stay in the ledger; the next build resumes them"
 
 # How far back a build looks for jobs a dead build made but never recorded: their
 # output tables wait for a merge until a build comes by.
@@ -160,7 +157,7 @@ class ModelRun:
         try:
             yield
         except BuildInterrupted:
-            self.summary.error = INTERRUPTED_NOTE
+            self.summary.interrupt()
             raise
         except GeminiBatchError as exc:
             self.summary.error = str(exc)
@@ -190,9 +187,7 @@ class ModelRun:
         if counts.invalid:  # marking scans every request: only when there is one to mark
             invalid = self.ws.warehouse.mark_invalid(model)
             examples = "; ".join(f"{rid[:12]}: {reason}" for rid, reason in invalid.examples)
-            are = "is" if counts.invalid == 1 else "are"
-            self._say(f"{counted(counts.invalid, 'invalid request')} {are} not submitted "
-                      f"(e.g. {examples})")
+            self._say(f"{counts.invalid:,} invalid requests are not submitted (e.g. {examples})")
             counts = self._count()
         if counts.pending and self._adopt_orphans():
             counts = self._count()
@@ -206,8 +201,7 @@ class ModelRun:
             if not self.ctx.settings.wait and self._free_slots() == 0:
                 break  # every slot holds a running job: the next build submits
             if attempt:
-                self._say(f"retry round {attempt}: {counted(counts.pending, 'request')} "
-                          "still pending")
+                self._say(f"retry round {attempt}: {counted(counts.pending, 'request')} still pending")
             round_ok, all_answered = self._submit_round(self.route, counts)
             if all_answered and self.ctx.settings.wait:
                 # Every request the round cut (all that were pending) has its answer:
@@ -480,24 +474,15 @@ class ModelRun:
                 actual_cost_usd=usd,
             )
             self.summary.tokens += merge.total_tokens
-            # So far: report() replaces it with the exact count (a build stopped early
-            # by Ctrl-C or a failing stage reports this one).
-            self.summary.succeeded += merge.succeeded
+            self.summary.succeeded += merge.succeeded  # so far (report() counts)
             self.summary.cost_usd += usd or 0.0
             note = (f"{status.state}: merged {counted(merge.succeeded, 'answer')}, "
                     f"{counted(merge.failed, 'failed row')}, {merge.unanswered:,} unanswered")
-        if merge is not None:
-            job.rows_back = merge.succeeded + merge.failed
-            job.answered = merge.succeeded
-        drops = not model.config.keep_job_tables
+            job.rows_back, job.answered = merge.succeeded + merge.failed, merge.succeeded
         if not status.answered:
             reason = status.error or "no error given"
-            if job.rows_back and drops:
-                # The service's message sends the user to the output table, which is
-                # dropped below: say where the row errors are now.
-                reason = (f"every row failed; each row's error is in last_error of "
-                          f"{model.view} (the output table {entry.output_table} was merged "
-                          "and dropped)")
+            if job.rows_back and not model.config.keep_job_tables:  # not the dropped table
+                reason = all_failed_reason(model.view, entry.output_table)
             note = f"{note} ({reason})"
             if not job.rows_back:
                 # Nothing came back: its requests stay pending, and the build failed.
@@ -507,9 +492,9 @@ class ModelRun:
         fields["merged_at"] = datetime.now(UTC)
         self.ws.ledger.update(entry.job_name, **fields)
         job.entry = replace(entry, state=status.state, merged_at=fields["merged_at"])
-        if drops:
+        if not model.config.keep_job_tables:
             job.route.clean_up(entry)
         self.reporter.job_finished(model.name, status, note)
 
 
-__all__ = ["INTERRUPTED_NOTE", "BatchContext", "BatchSettings", "ModelRun", "new_run_id"]
+__all__ = ["BatchContext", "BatchSettings", "ModelRun", "new_run_id"]

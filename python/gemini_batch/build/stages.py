@@ -17,8 +17,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from gemini_batch.build.dbt_project import DbtOptions, DbtProject
-from gemini_batch.build.model_run import INTERRUPTED_NOTE, BatchContext, BatchSettings, ModelRun
-from gemini_batch.build.summary import ModelSummary, Reporter
+from gemini_batch.build.model_run import BatchContext, BatchSettings, ModelRun
+from gemini_batch.build.summary import INTERRUPTED_NOTE, ModelSummary, Reporter
 from gemini_batch.build.workspace import Workspace
 from gemini_batch.errors import BuildInterrupted, GeminiBatchError, service_errors
 from gemini_batch.exit_codes import ExitCode

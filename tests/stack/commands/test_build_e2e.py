@@ -155,7 +155,7 @@ def test_plan_shows_what_would_be_submitted_then_invalid_rows_end_failed_with_th
 
     # The build sends the valid requests only; the invalid row ends failed, with why.
     output = _ok(project.cli("build"), code=3)
-    assert "1 invalid request is not submitted" in output
+    assert "1 invalid requests are not submitted" in output
     assert "contents[0].parts[0]" in output  # the example names the field
     (job,) = project.jobs()
     assert job.succeeded + job.failed == 3
