@@ -11,7 +11,15 @@
     ('request_id', 'STRING'), ('response', 'JSON'), ('status', 'STRING'),
     ('processed_time', 'TIMESTAMP'), ('attempts', 'INT64'), ('last_error', 'STRING'),
     ('job_name', 'STRING'), ('updated_at', 'TIMESTAMP')]
-    + gemini_batch._gemini_batch_derived_columns() | map(attribute='column') | list) }}
+    + gemini_batch._gemini_batch_derived_columns() | map(attribute='column') | list
+    + [gemini_batch._gemini_batch_retry_column()]) }}
+{%- endmacro %}
+
+
+{#- The column `gemini-batch retry` writes: `attempts` when a request was asked again
+    (NULL: never). Last, so a table made before it gets it where a new one has it. -#}
+{% macro _gemini_batch_retry_column() -%}
+  {{ return(('retry_at_attempt', 'INT64')) }}
 {%- endmacro %}
 
 
@@ -35,8 +43,9 @@
 {% macro _gemini_batch_reserved_columns() -%}
   {%- set derived = gemini_batch._gemini_batch_derived_columns() | map(attribute='column')
         | map(attribute=0) | list -%}
+  {%- set kept = derived + [gemini_batch._gemini_batch_retry_column()[0]] -%}
   {{ return(gemini_batch._gemini_batch_responses_columns() | map(attribute=0)
-            | reject('in', derived) | list
+            | reject('in', kept) | list
             + ['request_problem', 'batch_state', '_gemini_batch_raw_request']) }}
 {%- endmacro %}
 
@@ -200,9 +209,10 @@ select
   case
     when coalesce(responses.answered, false) then 'succeeded'
     when requests.request_problem is not null then 'failed'
-    when coalesce(responses.attempts, 0) > {{ max_retries }} then 'failed'
-    when {{ gemini_batch._final_failure('responses.status', 'responses.error_code',
-                                        'responses.empty_answer', retry_empty_answers) }}
+    when {{ gemini_batch._failed_for_good('responses.status', 'responses.error_code',
+                                          'responses.empty_answer', 'responses.attempts',
+                                          'responses.retry_at_attempt', max_retries,
+                                          retry_empty_answers) }}
       then 'failed'
     else 'pending'
   end as batch_state

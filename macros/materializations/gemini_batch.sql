@@ -89,8 +89,8 @@
   {#- A responses table kept from an older version gets the derived columns, filled
       once from its answers (ADR 0011): nothing paid for is asked again. -#}
   {%- if existing_responses is not none and not gemini_batch._gemini_batch_reset_requested() -%}
-    {%- set missing_derived = gemini_batch._gemini_batch_missing_derived(
-          adapter.get_columns_in_relation(responses_relation)) -%}
+    {%- set kept_columns = adapter.get_columns_in_relation(responses_relation) -%}
+    {%- set missing_derived = gemini_batch._gemini_batch_missing_derived(kept_columns) -%}
     {%- if missing_derived -%}
       {{ log("gemini_batch: adding " ~ missing_derived | join(', ') ~ " to "
              ~ responses_relation ~ " and filling them from its answers", info=true) }}
@@ -101,6 +101,14 @@
       {%- endfor -%}
       {%- call statement('responses_fill_derived') -%}
         {{ gemini_batch._gemini_batch_responses_fill_derived(responses_relation) }}
+      {%- endcall -%}
+    {%- endif -%}
+    {#- Made before `gemini-batch retry`: no retry was asked of its rows (NULL). -#}
+    {%- set retry_column = gemini_batch._gemini_batch_retry_column() -%}
+    {%- if retry_column[0] not in kept_columns | map(attribute='name') | map('lower') | list -%}
+      {%- call statement('responses_add_retry') -%}
+        alter table {{ responses_relation }} add column if not exists
+          {{ retry_column[0] }} {{ retry_column[1] }}
       {%- endcall -%}
     {%- endif -%}
   {%- endif -%}

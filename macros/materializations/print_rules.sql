@@ -10,6 +10,8 @@
       empty_answer_sql   the rule "an answer with nothing usable" (answers.empty_answer_sql)
       final_failure_sql  the rule "failed for good", and with retry_empty_answers
                          (answers.final_failure_sql), over the kept t.error_code and t.empty_answer
+      failed_for_good_sql  batch_state 'failed' over the kept columns, with attempts
+                         and retry_at_attempt (answers.failed_for_good_sql)
     `dbt --quiet run-operation gemini_batch.print_rules` prints the JSON alone; no query
     runs. tests/unit/test_rules_agree.py compares it with the Python side. -#}
 {% macro print_rules() -%}
@@ -25,6 +27,10 @@
           gemini_batch._final_failure('t.status', 't.error_code', 't.empty_answer') | trim,
       'final_failure_retry_empty_sql':
           gemini_batch._final_failure('t.status', 't.error_code', 't.empty_answer', true)
+          | trim,
+      'failed_for_good_sql':
+          gemini_batch._failed_for_good('t.status', 't.error_code', 't.empty_answer',
+                                        't.attempts', 't.retry_at_attempt', '@max_retries')
           | trim,
   })) -%}
 {%- endmacro %}

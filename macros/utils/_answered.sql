@@ -54,3 +54,17 @@
     or {{ empty_answer }}
     {%- endif %}, false)
 {%- endmacro %}
+
+
+{#- Failed for good, the row's `batch_state = 'failed'` (with a responses row; an invalid
+    request is failed before this): its attempts since the last `gemini-batch retry`
+    are used up, or _final_failure. A retry asked since its last answer
+    (`retry_at_attempt` = `attempts`) makes it pending whatever the rest says.
+    python/gemini_batch/rules/answers.py's failed_for_good_sql is the same rule. -#}
+{% macro _failed_for_good(status, error_code, empty_answer, attempts, retry_at_attempt,
+                          max_retries, retry_empty_answers=false) -%}
+  (coalesce({{ retry_at_attempt }} != {{ attempts }}, true)
+  and (coalesce({{ attempts }}, 0) - coalesce({{ retry_at_attempt }}, 0) > {{ max_retries }}
+       or {{ gemini_batch._final_failure(status, error_code, empty_answer,
+                                         retry_empty_answers) }}))
+{%- endmacro %}

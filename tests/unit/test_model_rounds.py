@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from gemini_batch.build.model_run import BatchContext, BatchSettings, ModelRun
+from gemini_batch.build.context import BatchContext, BatchSettings
+from gemini_batch.build.model_run import ModelRun
 from gemini_batch.clients.vertex import TOOL_LABEL, JobStatus
 from gemini_batch.rules.config import BatchModel, BatchModelConfig
 from gemini_batch.rules.pricing import PriceTable
@@ -335,7 +336,7 @@ def test_a_round_answers_every_pending_request_and_leaves_no_table():
     assert all(entry.merged_at and entry.state == "SUCCEEDED" for entry in build.recorded())
     assert [entry.request_count for entry in build.recorded()] == [2, 2, 1]
     assert build.job_tables() == []
-    assert "5 requests in 3 job(s)" in build.reporter.lines[0]
+    assert "5 requests in 3 jobs" in build.reporter.lines[0]
 
     again = build.run()  # every answer is cached: nothing is sent again
     assert (again.submitted, again.cached, again.pending) == (0, 5, 0)
@@ -372,7 +373,7 @@ def test_a_live_job_of_an_earlier_build_is_resumed_not_sent_again():
     summary = build.run()
     assert summary.resumed == 5
     assert (summary.submitted, summary.succeeded, summary.pending) == (0, 5, 0)
-    assert "resuming 1 job(s) of an earlier build (5 requests)" in build.reporter.lines
+    assert "resuming 1 job of an earlier build (5 requests)" in build.reporter.lines
     assert len(build.route.submitted) == 1
 
 

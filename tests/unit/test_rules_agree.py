@@ -165,3 +165,13 @@ def test_error_code_rule_agrees(jinja_rules: dict[str, Any]) -> None:
     assert _normalised(jinja_rules["error_code_sql"]) == _normalised(
         answers.error_code_sql("t.status")
     )
+
+
+def test_failed_for_good_rule_agrees(jinja_rules: dict[str, Any]) -> None:
+    """The view's batch_state 'failed' and the operator's pending requests, retries
+    asked with `gemini-batch retry` included."""
+    assert _normalised(jinja_rules["failed_for_good_sql"]) == _normalised(
+        answers.failed_for_good_sql(
+            "t.status", "t.error_code", "t.empty_answer", "t.attempts", "t.retry_at_attempt",
+            "@max_retries", retry_empty_answers=False)
+    )

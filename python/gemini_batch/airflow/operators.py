@@ -158,7 +158,7 @@ class GeminiBatchBuildOperator(BaseOperator):
     def _build(self) -> BuildResult:
         from rich.console import Console
 
-        from gemini_batch.build.model_run import BatchSettings
+        from gemini_batch.build.context import BatchSettings
         from gemini_batch.build.stages import build
         from gemini_batch.display import make_reporter, print_summary
         from gemini_batch.errors import service_errors

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from graphlib import TopologicalSorter
 from typing import Any
 
+from gemini_batch.build.dbt_interrupt import interrupt_quietly
 from gemini_batch.build.dbt_options import DbtOptions
 from gemini_batch.clients.endpoints import is_local
-from gemini_batch.errors import ConfigError, DbtError
+from gemini_batch.errors import ConfigError, DbtError, DbtParseError
 from gemini_batch.rules.config import BatchModel
 
 MATERIALIZATION = "gemini_batch"
@@ -93,11 +94,15 @@ class DbtProject:
         self.invocation_id: str | None = None
         self._vars: dict[str, Any] | None = None
 
-    def _invoke(self, args: list[str], what: str, *,
+    def _invoke(self, args: list[str], what: str, *, error: type[DbtError] = DbtError,
                 tolerated: frozenset[str] = frozenset()) -> Any:
-        """Run one dbt invocation; DbtError when it fails, unless every node that failed
-        is one of ``tolerated`` (the caller reads their results)."""
-        result = self.runner.invoke(args)
+        """Run one dbt invocation; ``error`` when it fails, unless every node that failed
+        is one of ``tolerated`` (the caller reads their results). Ctrl-C while dbt runs
+        is a KeyboardInterrupt, not a dbt failure (dbt's traceback is not printed)."""
+        with interrupt_quietly() as interrupted:
+            result = self.runner.invoke(args)
+        if interrupted.is_set() or isinstance(result.exception, KeyboardInterrupt):
+            raise KeyboardInterrupt
         # An invocation leaves cycles of its own objects (its graph, adapters, events)
         # behind; collected now, the process's next steps reuse their memory instead of
         # growing past them (about 10 MB of the build's peak).
@@ -106,7 +111,7 @@ class DbtProject:
             result.exception is None and tolerated
             and {node_result.node.unique_id for node_result in _failed(result)} <= tolerated
         ):
-            raise DbtError(_failure_message(result, what))
+            raise error(_failure_message(result, what))
         from dbt_common.invocation import get_invocation_id
 
         self.invocation_id = get_invocation_id()
@@ -122,7 +127,8 @@ class DbtProject:
     def parse(self) -> None:
         """Parse the project (partial parsing applies) and keep the manifest for reuse."""
         self.runner = self._runner_class()
-        result = self._invoke(["parse", *self.options.common_args(), "--quiet"], "dbt parse")
+        result = self._invoke(["parse", *self.options.common_args(), "--quiet"], "dbt parse",
+                              error=DbtParseError)
         self.manifest = result.result
         # Later invocations reuse it instead of parsing again.
         self.runner = self._runner_class(manifest=self.manifest)
@@ -330,7 +336,8 @@ class DbtProject:
         """Run one stage. The results of its request tests that did not pass (failed,
         warned or errored: the caller decides); any other failure is a DbtError."""
         args = [command, *self.options.common_args(), *self.stage_selection(stage.node_ids),
-                "--indirect-selection", "empty", *self.options.extra]
+                *self.options.state_args(), "--indirect-selection", "empty",
+                *self.options.extra]
         gates = {test for test, _ in stage.request_tests}
         result = self._invoke(args, f"dbt {command} (stage {stage.level + 1} of {total})",
                               tolerated=frozenset(gates))

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 from google.api_core.exceptions import GoogleAPICallError
 
 from gemini_batch.build.estimate import estimate as estimate_cost
-from gemini_batch.build.summary import ModelSummary, Reporter
+from gemini_batch.build.context import BatchContext
+from gemini_batch.build.summary import ModelSummary, Reporter, all_failed_reason, counted
 from gemini_batch.build.workspace import Workspace
 from gemini_batch.clients.bigquery import quote_table
 from gemini_batch.clients.polling import Backoff
@@ -53,18 +54,6 @@ def new_run_id() -> str:
 ORPHAN_WINDOW = timedelta(days=30)
 
 
-@dataclass(frozen=True)
-class BatchSettings:
-    """How a build waits and what counts as failure (CLI flags)."""
-
-    poll_initial: float = 1.0
-    poll_max: float = 60.0
-    # None: each model's fail_on_failed_rows config; True/False: the CLI flag wins.
-    fail_on_failed_rows: bool | None = None
-    # False (--no-wait): merge what ended, submit one round, leave the rest in flight.
-    wait: bool = True
-
-
 @dataclass
 class _Tracked:
     """A job this build waits on."""
@@ -76,18 +65,6 @@ class _Tracked:
     status: JobStatus | None = None
     rows_back: int = 0  # rows of its output merged (answers and row errors)
     answered: int = 0  # of them, answers
-
-
-@dataclass
-class BatchContext:
-    """What every batch model of a build shares."""
-
-    workspace: Workspace
-    owner: LockOwner
-    settings: BatchSettings
-    invocation_id: str
-    reporter: Reporter | None = None  # set for each stage's jobs
-    stop: threading.Event = field(default_factory=threading.Event)
 
 
 class ModelRun:
@@ -157,7 +134,7 @@ class ModelRun:
         try:
             yield
         except BuildInterrupted:
-            self.summary.error = "interrupted: live jobs stay in the ledger; rerun to resume"
+            self.summary.interrupt()
             raise
         except GeminiBatchError as exc:
             self.summary.error = str(exc)
@@ -176,7 +153,8 @@ class ModelRun:
         if live:
             cached_before = self._count().cached
             resumed = sum(entry.request_count for entry in live)
-            self._say(f"resuming {len(live)} job(s) of an earlier build ({resumed:,} requests)")
+            self._say(f"resuming {counted(len(live), 'job')} of an earlier build "
+                      f"({counted(resumed, 'request')})")
             self.summary.resumed = resumed
             self._wait([self._track(entry, announce=True) for entry in live], queue=[])
             # Waited on, each one is merged; --no-wait leaves some running.
@@ -186,8 +164,8 @@ class ModelRun:
         if counts.invalid:  # marking scans every request: only when there is one to mark
             invalid = self.ws.warehouse.mark_invalid(model)
             self.summary.invalid_examples = [f"{row}: {reason}" for row, reason in invalid.examples]
-            self._say(f"{counts.invalid:,} invalid request"
-                      f"{' is' if counts.invalid == 1 else 's are'} not submitted "
+            are = "is" if counts.invalid == 1 else "are"
+            self._say(f"{counted(counts.invalid, 'invalid request')} {are} not submitted "
                       f"(e.g. {'; '.join(self.summary.invalid_examples)})")
             counts = self._count()
         if counts.pending and self._adopt_orphans():
@@ -202,7 +180,7 @@ class ModelRun:
             if not self.ctx.settings.wait and self._free_slots() == 0:
                 break  # every slot holds a running job: the next build submits
             if attempt:
-                self._say(f"retry round {attempt}: {counts.pending:,} requests still pending")
+                self._say(f"retry round {attempt}: {counted(counts.pending, 'request')} still pending")
             round_ok, all_answered = self._submit_round(self.route, counts)
             if all_answered and self.ctx.settings.wait:
                 # Every request the round cut (all that were pending) has its answer:
@@ -259,7 +237,7 @@ class ModelRun:
             )
             self.ws.ledger.record_submitted(entry)
             adopted.append(entry)
-            self._say(f"adopting job {job.job_id} ({entry.request_count:,} requests): "
+            self._say(f"adopting job {job.job_id} ({counted(entry.request_count, 'request')}): "
                       "created by a build that died before recording it")
         if adopted:
             self.summary.resumed += sum(entry.request_count for entry in adopted)
@@ -299,7 +277,7 @@ class ModelRun:
             return True, False
         usd = f", est. ${estimate.usd:,.4f}" if estimate.usd is not None else ""
         self._say(
-            f"{sum(s.rows for s in shards):,} requests in {len(shards)} job(s) "
+            f"{counted(sum(s.rows for s in shards), 'request')} in {counted(len(shards), 'job')} "
             f"(~{estimate.input_tokens:,} input / ~{estimate.output_tokens:,} output tokens, "
             f"{estimate.thinking_tokens:,} of them thinking{usd})"
         )
@@ -475,14 +453,15 @@ class ModelRun:
                 actual_cost_usd=usd,
             )
             self.summary.tokens += merge.total_tokens
+            self.summary.succeeded += merge.succeeded  # so far (report() counts)
             self.summary.cost_usd += usd or 0.0
-            note = (f"{status.state}: merged {merge.succeeded:,} answers, "
-                    f"{merge.failed:,} failed rows, {merge.unanswered:,} unanswered")
-        if merge is not None:
-            job.rows_back = merge.succeeded + merge.failed
-            job.answered = merge.succeeded
+            note = (f"{status.state}: merged {counted(merge.succeeded, 'answer')}, "
+                    f"{counted(merge.failed, 'failed row')}, {merge.unanswered:,} unanswered")
+            job.rows_back, job.answered = merge.succeeded + merge.failed, merge.succeeded
         if not status.answered:
             reason = status.error or "no error given"
+            if job.rows_back and not model.config.keep_job_tables:  # not the dropped table
+                reason = all_failed_reason(model.view, entry.output_table)
             note = f"{note} ({reason})"
             if not job.rows_back:
                 # Nothing came back: its requests stay pending, and the build failed.

@@ -12,6 +12,8 @@ an output row (or a ``<model>__responses`` row) into what a user pays for:
   for) unless the model sets ``retry_empty_answers``; everything else (429, 500, 503,
   504, no response) is retried up to ``max_retries``
   (docs/decisions/0009-retry-classes.md);
+- **failed for good**: a final failure or attempts used up, unless ``gemini-batch
+  retry`` asked for the request again since its last answer (``retry_at_attempt``);
 - **failure reason**: the ``last_error`` a user reads, e.g. ``EMPTY_ANSWER: MAX_TOKENS
   (thinking used 512 of 512 tokens; ...)`` or ``400 INVALID_ARGUMENT: ...``.
 
@@ -134,6 +136,25 @@ def final_failure_sql(
     )
 
 
+def failed_for_good_sql(
+    status: str, error_code: str, empty_answer: str, attempts: str, retry_at_attempt: str,
+    max_retries: str, *, retry_empty_answers: bool,
+) -> str:
+    """TRUE (never NULL) when a ``<model>__responses`` row without an answer ended
+    ``failed``: its attempts since the last ``gemini-batch retry`` are used up, or
+    sending it again cannot succeed (:func:`final_failure_sql`). A retry asked since its
+    last answer (``retry_at_attempt`` = ``attempts``: no job answered it since) makes it
+    pending whatever the rest says; the next answer is judged as any other. All
+    arguments are SQL expressions (a NULL row is a request never sent: not failed)."""
+    final = final_failure_sql(status, error_code, empty_answer,
+                              retry_empty_answers=retry_empty_answers)
+    return (
+        f"(COALESCE({retry_at_attempt} != {attempts}, TRUE)\n"
+        f"  AND (COALESCE({attempts}, 0) - COALESCE({retry_at_attempt}, 0) > {max_retries}\n"
+        f"       OR {final}))"
+    )
+
+
 def failure_reason_sql(status: str, response: str, request: str) -> str:
     """The reason a user reads in ``last_error`` for an output row that is not answered.
 
@@ -189,6 +210,7 @@ __all__ = [
     "answered_sql",
     "empty_answer_sql",
     "error_code_sql",
+    "failed_for_good_sql",
     "failure_class_sql",
     "failure_reason_sql",
     "final_failure_sql",

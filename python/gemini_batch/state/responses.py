@@ -43,6 +43,9 @@ RESPONSES_SCHEMA: dict[str, str] = {
     "answered": "BOOL",
     "empty_answer": "BOOL",
     "error_code": "INT64",
+    # `attempts` when `gemini-batch retry` asked for the request again (NULL: never);
+    # answers.failed_for_good_sql reads it (state/retries.py writes it).
+    "retry_at_attempt": "INT64",
 }
 
 
@@ -202,7 +205,8 @@ FROM (
             status="s.status", processed_time="s.processed_time", attempts="1",
             last_error="IF(s.succeeded, NULL, s.error)", job_name="@job_name",
             updated_at="CURRENT_TIMESTAMP()", answered="s.succeeded",
-            empty_answer="s.empty_answer", error_code="s.error_code")
+            empty_answer="s.empty_answer", error_code="s.error_code",
+            retry_at_attempt="NULL")
         if not stats["known"]:
             # NOT IN keeps it idempotent, and safe if a row appeared since the count.
             self._query_model(

@@ -20,7 +20,7 @@ from google.cloud import bigquery
 
 from gemini_batch.clients.bigquery import quote_table
 from gemini_batch.errors import WarehouseError
-from gemini_batch.rules.answers import INVALID_STATUS, failure_class_sql, final_failure_sql
+from gemini_batch.rules.answers import INVALID_STATUS, failed_for_good_sql, failure_class_sql
 from gemini_batch.rules.catalog import LONG_CONTEXT_TOKENS
 from gemini_batch.rules.config import BatchModel
 from gemini_batch.rules.pricing import (
@@ -124,7 +124,7 @@ WITH ids AS (
     CASE
       WHEN {answered("s")} THEN 'cached'
       WHEN r.invalid THEN 'invalid'
-      WHEN COALESCE(s.attempts, 0) > @max_retries OR {_final(model, "s")} THEN 'failed'
+      WHEN {failed_for_good(model, "s")} THEN 'failed'
       WHEN {in_live} THEN 'in_flight'
       ELSE 'pending'
     END AS state
@@ -161,7 +161,7 @@ FROM (
   ) AS r
   LEFT JOIN {quote_table(model.responses_table)} AS s ON s.request_id = r.request_id
   WHERE NOT {answered("s")}
-    AND (r.invalid OR COALESCE(s.attempts, 0) > @max_retries OR {_final(model, "s")})
+    AND (r.invalid OR {failed_for_good(model, "s")})
 )
 GROUP BY reason
 ORDER BY requests DESC, reason""",
@@ -197,7 +197,7 @@ WHEN NOT MATCHED THEN
       request_id="s.request_id", response="NULL", status="@invalid_status",
       processed_time="NULL", attempts="@max_retries + 1", last_error="s.reason",
       job_name="NULL", updated_at="CURRENT_TIMESTAMP()", answered="FALSE",
-      empty_answer="FALSE", error_code="NULL")}""",
+      empty_answer="FALSE", error_code="NULL", retry_at_attempt="NULL")}""",
             {"max_retries": model.config.max_retries, "invalid_status": INVALID_STATUS},
         )
         # The examples are named by the model's key columns (ticket_id=17), else by
@@ -298,8 +298,7 @@ FROM (
     LEFT JOIN {responses} AS s ON s.request_id = r.request_id
     WHERE r.request_problem IS NULL
       AND NOT {answered("s")}
-      AND COALESCE(s.attempts, 0) <= @max_retries
-      AND NOT {_final(model, "s")}
+      AND NOT {failed_for_good(model, "s")}
       {not_live}
   )
   WHERE copy = 1"""
@@ -387,10 +386,13 @@ _RUN_ID = re.compile(r"^[a-z0-9_]{1,40}$")
 _COUNT_FIELDS = [f.name for f in fields(RequestCounts)]
 
 
-def _final(model: BatchModel, alias: str) -> str:
-    """The model's rule for a responses row (``alias``) failed for good."""
-    return final_failure_sql(
+def failed_for_good(model: BatchModel, alias: str) -> str:
+    """The model's rule for a responses row (``alias``, NULL when there is none) failed
+    for good (attempts used up, or a final failure; not while a retry is asked), over
+    the query parameter ``@max_retries``."""
+    return failed_for_good_sql(
         f"{alias}.status", f"{alias}.error_code", f"{alias}.empty_answer",
+        f"{alias}.attempts", f"{alias}.retry_at_attempt", "@max_retries",
         retry_empty_answers=model.config.retry_empty_answers,
     )
 

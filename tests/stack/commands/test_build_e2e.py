@@ -66,6 +66,10 @@ def test_failed_rows_are_retried_up_to_max_retries_then_failed(
                                          "row_failure_codes": [429]}).raise_for_status()
     output = _ok(project.cli("build"), code=3)  # max_retries=1: two attempts, then failed
     assert "retry round 1: 3 requests still pending" in output
+    # The service's message points at the output table; merged, it is gone: say where.
+    assert ("FAILED: merged 0 answers, 3 failed rows, 0 unanswered (every row failed; each "
+            "row's error is in last_error of") in output
+    assert "was merged and dropped)" in output and "has each row's error" not in output
     # Every row failed in both jobs (the service calls such a job FAILED).
     assert [j.state for j in project.jobs()] == ["FAILED", "FAILED"]
     ledger = project.rows("select request_count, failed_count from `{ds}.gemini_batch_jobs`")
@@ -200,7 +204,7 @@ def test_second_build_refuses_and_a_killed_build_resumes_without_paying_twice(
 
     faults.patch("/emulator/faults", json={"hold": False}).raise_for_status()
     output = _ok(project.cli("build", "--poll-interval", "0.5"))
-    assert "resuming 1 job(s) of an earlier build (12 requests)" in output
+    assert "resuming 1 job of an earlier build (12 requests)" in output
     (job,) = project.jobs()  # no second job: nothing was submitted twice
     assert (job.state, job.succeeded) == ("SUCCEEDED", 12)
     shards = [t.table_id for t in project.bq.list_tables(

@@ -258,7 +258,10 @@ def test_a_responses_table_made_before_the_derived_columns_gets_them_filled(
     dbt_project.dbt_ok("run", "--select", "questions")
 
     columns = [f.name for f in bq.get_table(dbt_project.table("questions__responses")).schema]
-    assert columns[-3:] == ["answered", "empty_answer", "error_code"]
+    # Where a new table has them; `gemini-batch retry`'s column last, empty (never asked).
+    assert columns[-4:] == ["answered", "empty_answer", "error_code", "retry_at_attempt"]
+    assert _rows(bq, f"select countif(retry_at_attempt is not null) as n from {responses}"
+                 ) == [{"n": 0}]
     derived = {
         row["request_id"]: (row["answered"], row["empty_answer"], row["error_code"])
         for row in _rows(
