@@ -25,9 +25,10 @@ from gemini_batch.rules.catalog import LONG_CONTEXT_TOKENS
 from gemini_batch.rules.config import BatchModel
 from gemini_batch.rules.pricing import (
     CHARS_PER_TOKEN,
-    FILE_PART_TOKENS,
+    DECLARED_PATHS,
     OTHER_FILE_PART_TOKENS,
     TEXT_VALUE,
+    file_part_tokens,
     mime_type_pattern,
 )
 from gemini_batch.state.responses import (
@@ -325,8 +326,9 @@ FROM (
         """The one query of the cost estimate (``pricing.estimate_groups`` prices its
         rows): the pending requests (those of ``pending_snapshot``, a
         :meth:`pending_snapshot` table, when given) grouped by what prices them
-        (requested thinkingBudget, maxOutputTokens, over the long-context threshold), with
-        their count, input tokens and audio input tokens. The token rules are
+        (requested thinkingBudget, maxOutputTokens, candidateCount, over the long-context
+        threshold), with their count, input tokens (media at the model generation's
+        rates, tool declarations and response schema counted) and audio input tokens. The token rules are
         ``pricing.request_price_row``'s, in SQL. ``planned``: the requests as a build
         would make them now (:meth:`counts`)."""
         if pending_snapshot is not None:
@@ -334,17 +336,22 @@ FROM (
             params: dict[str, Any] = {}
         else:
             pending, params = self.pending_query(model, live_shards, planned=planned)
-        kinds = {f"file_parts_{n}": prefix for n, prefix in enumerate(FILE_PART_TOKENS)}
+        rates = file_part_tokens(model.config.gemini_model)
+        kinds = {f"file_parts_{n}": prefix for n, prefix in enumerate(rates)}
         part_counts = ",\n        ".join(
             f"{_mime_count(prefix)} AS {column}" for column, prefix in kinds.items())
         file_tokens = " + ".join(
-            f"{FILE_PART_TOKENS[prefix]} * {column}" for column, prefix in kinds.items())
+            f"{rates[prefix]} * {column}" for column, prefix in kinds.items())
+        declared_chars = " + ".join(
+            f"IF(JSON_QUERY(request, '$.{'.'.join(path)}') IS NULL, 0, "
+            f"LENGTH(TO_JSON_STRING(JSON_QUERY(request, '$.{'.'.join(path)}'))))"
+            for path in DECLARED_PATHS)
         other_parts = " - ".join(["file_parts_all", *kinds])
         audio_column = next(column for column, prefix in kinds.items() if prefix == "audio/")
         return self.bq.query(
             f"""
 SELECT
-  requested_budget, max_output_tokens, long_context,
+  requested_budget, max_output_tokens, candidate_count, long_context,
   COUNT(*) AS requests,
   COALESCE(SUM(prompt_tokens), 0) AS input_tokens,
   COALESCE(SUM(audio_tokens), 0) AS audio_tokens
@@ -352,16 +359,18 @@ FROM (
   SELECT *, prompt_tokens > @long_context_tokens AS long_context
   FROM (
     SELECT
-      CAST(CEIL(text_chars / {CHARS_PER_TOKEN}) AS INT64) + {file_tokens}
+      CAST(CEIL(text_chars / {CHARS_PER_TOKEN}) AS INT64)
+        + CAST(CEIL(declared_chars / {CHARS_PER_TOKEN}) AS INT64) + {file_tokens}
         + {OTHER_FILE_PART_TOKENS} * ({other_parts}) AS prompt_tokens,
-      {FILE_PART_TOKENS["audio/"]} * {audio_column} AS audio_tokens,
-      requested_budget, max_output_tokens
+      {rates["audio/"]} * {audio_column} AS audio_tokens,
+      requested_budget, max_output_tokens, candidate_count
     FROM (
       SELECT
         LENGTH(ARRAY_TO_STRING(REGEXP_EXTRACT_ALL(body, r'{TEXT_VALUE}'), '')) AS text_chars,
         {part_counts},
         {_mime_count("")} AS file_parts_all,
-        requested_budget, max_output_tokens
+        {declared_chars} AS declared_chars,
+        requested_budget, max_output_tokens, candidate_count
       FROM (
         SELECT
           TO_JSON_STRING(request) AS body,
@@ -372,13 +381,18 @@ FROM (
           COALESCE(
             LAX_INT64(JSON_QUERY(request, '$.generationConfig.maxOutputTokens')),
             LAX_INT64(JSON_QUERY(request, '$.generation_config.max_output_tokens'))
-          ) AS max_output_tokens
+          ) AS max_output_tokens,
+          COALESCE(
+            LAX_INT64(JSON_QUERY(request, '$.generationConfig.candidateCount')),
+            LAX_INT64(JSON_QUERY(request, '$.generation_config.candidate_count')), 1
+          ) AS candidate_count,
+          request
         FROM ({pending})
       )
     )
   )
 )
-GROUP BY requested_budget, max_output_tokens, long_context""",
+GROUP BY requested_budget, max_output_tokens, candidate_count, long_context""",
             {**params, "long_context_tokens": LONG_CONTEXT_TOKENS},
         )
 
