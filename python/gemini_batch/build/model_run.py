@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from google.api_core.exceptions import GoogleAPICallError
 
-from gemini_batch.build.estimate import estimate as estimate_cost
+from gemini_batch.build import canary
 from gemini_batch.build.context import BatchContext
+from gemini_batch.build.estimate import estimate as estimate_cost
 from gemini_batch.build.summary import ModelSummary, Reporter, all_failed_reason, counted
 from gemini_batch.build.workspace import Workspace
 from gemini_batch.clients.bigquery import quote_table
@@ -174,14 +175,28 @@ class ModelRun:
             cached_before = counts.cached
 
         final: RequestCounts | None = counts
-        for attempt in range(model.config.max_retries + 1):
+        attempt = 0
+        while attempt <= model.config.max_retries:
             if counts.pending == 0:
                 break
             if not self.ctx.settings.wait and self._free_slots() == 0:
                 break  # every slot holds a running job: the next build submits
-            if attempt:
+            word = canary.gate(self.ws.ledger, self.ws.warehouse, model, counts.pending)
+            if word.hold or word.stop:
+                self._say(word.hold or "the canary failed: nothing more is sent")
+                self.summary.canary_stopped = word.stop
+                break
+            if word.note:
+                self._say(word.note)
+            if attempt and not word.sample:
                 self._say(f"retry round {attempt}: {counted(counts.pending, 'request')} still pending")
-            round_ok, all_answered = self._submit_round(self.route, counts)
+            round_ok, all_answered = self._submit_round(self.route, counts, sample=word.sample)
+            if word.sample:  # the canary is not a retry: the verdict decides what follows
+                counts = final = self._count()
+                if not round_ok or not self.ctx.settings.wait:
+                    break
+                continue
+            attempt += 1
             if all_answered and self.ctx.settings.wait:
                 # Every request the round cut (all that were pending) has its answer:
                 # no retry to decide; report() counts.
@@ -254,30 +269,42 @@ class ModelRun:
         if counts.failed:
             self.summary.failure_reasons = self.ws.warehouse.failure_reasons(self.model)
 
-    def _submit_round(self, route: Route, counts: RequestCounts) -> tuple[bool, bool]:
-        """One round: shards of the pending requests, jobs, wait, merge. Whether every
-        job brought rows back (False: one failed before answering, was cancelled,
-        expired...), and whether every request cut has its answer."""
+    def _submit_round(
+        self, route: Route, counts: RequestCounts, *, sample: int = 0
+    ) -> tuple[bool, bool]:
+        """One round: shards of the pending requests (of the ``sample`` lowest
+        request_ids only: a canary), jobs, wait, merge. Whether every job brought rows
+        back (False: one failed before answering, was cancelled, expired...), and
+        whether every request cut has its answer."""
         model, ws = self.model, self.ws
         problem = pricing.model_problem(model, route.location, ws.prices)
         if problem:  # before any job is created: the service would refuse every one
             raise ConfigError(problem)
-        run_id = new_run_id()
+        run_id = new_run_id() + (canary.CANARY_RUN_SUFFIX if sample else "")
         # One read of the pending requests: the estimate is of exactly what is cut.
-        with ws.warehouse.pending_snapshot(model, run_id, self._live_shards) as snapshot:
+        with contextlib.ExitStack() as tables:
+            snapshot = tables.enter_context(
+                ws.warehouse.pending_snapshot(model, run_id, self._live_shards))
+            if sample:
+                snapshot = tables.enter_context(
+                    ws.warehouse.sample_snapshot(model, run_id, snapshot, sample))
             estimate = estimate_cost(
                 ws.warehouse, model, prices=ws.prices, pending_snapshot=snapshot,
-                observed=ws.ledger.observed_tokens(model.config.gemini_model),
+                observed=ws.ledger.observed_tokens(model.config.gemini_model, model.unique_id),
             )
-            pricing.check_budget(model, estimate)
             if self.summary.estimated_cost_usd is None:
                 self.summary.estimated_cost_usd = estimate.usd
+                if estimate.thinking_trap:
+                    self._say(f"warning: {estimate.thinking_trap}")
+            # The cap is on the whole build: what its rounds cost so far, plus this one.
+            pricing.check_budget(model, estimate, spent_usd=self.summary.cost_usd)
             shards = ws.warehouse.cut_shards(model, run_id, snapshot)
         if not shards:
             return True, False
         usd = f", est. ${estimate.usd:,.4f}" if estimate.usd is not None else ""
         self._say(
-            f"{counted(sum(s.rows for s in shards), 'request')} in {counted(len(shards), 'job')} "
+            ("canary: " if sample else "")
+            + f"{counted(sum(s.rows for s in shards), 'request')} in {counted(len(shards), 'job')} "
             f"(~{estimate.input_tokens:,} input / ~{estimate.output_tokens:,} output tokens, "
             f"{estimate.thinking_tokens:,} of them thinking{usd})"
         )

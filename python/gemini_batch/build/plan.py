@@ -17,6 +17,7 @@ import math
 import re
 from dataclasses import dataclass, field, replace
 
+from gemini_batch.build import canary
 from gemini_batch.build.dbt_options import DbtOptions
 
 from gemini_batch.build.dbt_project import DbtProject
@@ -56,6 +57,7 @@ class ModelPlan:
     # build refuses it before creating any job.
     model_problem: str | None = None
     failure_reasons: dict[str, int] = field(default_factory=dict)  # failed for good
+    canary: str | None = None  # the canary the build sends first, when it does
     # Why the figures come from the model's SQL rather than its tables (not built, or
     # built from other SQL); None: from its tables.
     from_sql: str | None = None
@@ -151,17 +153,24 @@ def model_plan(workspace: Workspace, model: BatchModel, *, planned: str | None =
         model_problem = str(exc)
     estimate = estimate_cost(
         ws.warehouse, model, live_shards=live_shards, prices=ws.prices, planned=planned,
-        observed=ledger.observed_tokens(model.config.gemini_model) if ledger else None,
+        observed=(ledger.observed_tokens(model.config.gemini_model, model.unique_id)
+                  if ledger else None),
     )
     try:
         pricing.check_budget(model, estimate)
         over_budget = None
     except GeminiBatchError as exc:
         over_budget = str(exc)
+    sample = canary.canary_size(counts.pending, model.config)
     return ModelPlan(
         model=model,
         built=built,
         from_sql=from_sql,
+        canary=(f"a canary of {sample:,} requests goes first ({counts.pending:,} pending > "
+                f"canary_min_rows {model.config.canary_min_rows:,}); the rest is sent only "
+                f"if at most {model.config.canary_max_failed_share:.0%} of it fails for good "
+                "or comes back empty (a canary already answered decides instead)"
+                if sample else None),
         counts=counts,
         shards=math.ceil(counts.pending / model.config.shard_size),
         estimate=estimate,

@@ -259,6 +259,49 @@ FROM (
         ) as snapshot:
             yield snapshot
 
+    @contextlib.contextmanager
+    def sample_snapshot(
+        self, model: BatchModel, run_id: str, snapshot: str, rows: int
+    ) -> Iterator[str]:
+        """A :meth:`pending_snapshot`-shaped table of the ``rows`` lowest request_ids of
+        ``snapshot`` (the canary: the same requests on a rerun), dropped on exit."""
+        with self._transient_table(
+            model,
+            f"{model.project}.{model.dataset}.{model.name}__sample_{run_id}",
+            f"""
+SELECT request_id, request, DIV(ROW_NUMBER() OVER (ORDER BY request_id) - 1, @shard_size) AS shard
+FROM (SELECT request_id, request FROM {quote_table(snapshot)} ORDER BY request_id LIMIT @rows)""",
+            {"rows": rows, "shard_size": model.config.shard_size},
+        ) as sample:
+            yield sample
+
+    def job_outcomes(self, model: BatchModel, job_names: Sequence[str]) -> dict[str, int]:
+        """The current requests of ``model`` last answered by ``job_names``, by outcome:
+        ``{"requests": n, "bad": failed for good or answered empty, <reason>: n...}``
+        (reasons as :meth:`failure_reasons` classes them, bad rows only)."""
+        if not job_names:
+            return {"requests": 0, "bad": 0}
+        rows = self._query_model(
+            model,
+            f"""
+SELECT reason, COUNT(*) AS requests
+FROM (
+  SELECT
+    IF(COALESCE(s.empty_answer, FALSE) OR (NOT {_answered("s")} AND {_final(model, "s")}),
+       {failure_class_sql("s.status", "s.last_error")}, NULL) AS reason
+  FROM {quote_table(model.responses_table)} AS s
+  WHERE s.job_name IN UNNEST(@job_names)
+    AND s.request_id IN (SELECT request_id FROM {quote_table(model.requests_table)})
+)
+GROUP BY reason
+ORDER BY requests DESC, reason""",
+            {"job_names": list(job_names)},
+        )
+        outcomes = {"requests": sum(int(row["requests"]) for row in rows)}
+        reasons = {str(row["reason"]): int(row["requests"]) for row in rows
+                   if row["reason"] is not None}
+        return {**outcomes, "bad": sum(reasons.values()), **reasons}
+
     def cut_shards(self, model: BatchModel, run_id: str, snapshot: str) -> list[Shard]:
         """The shard tables ``<model>__shard_<run_id>_<n>`` (n from 0; columns request_id
         and request) of a :meth:`pending_snapshot`, each made with CREATE TABLE ... AS
