@@ -4,17 +4,21 @@ stop says, how its jobs are told apart. The round that sends it runs on the loca
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from gemini_batch.build.canary import (
     CanaryVerdict,
+    Gate,
     canary_size,
+    gate,
     is_canary_shard,
     stop_message,
 )
-from gemini_batch.rules.config import BatchModelConfig
+from gemini_batch.rules.config import BatchModel, BatchModelConfig
+from gemini_batch.state.ledger import LedgerEntry
 
 
 def config(**keys: Any) -> BatchModelConfig:
@@ -69,3 +73,75 @@ def test_canary_jobs_are_told_apart_by_their_shard_tables() -> None:
     assert is_canary_shard("p.d.labels__shard_20261206t053000_ab12_canary_0")
     assert not is_canary_shard("p.d.labels__shard_20261206t053000_ab12_0")
     assert not is_canary_shard("p.d.my_canary_labels__shard_20261206t053000_ab12_0")
+
+
+# -- the gate: the decision from the ledger's canary jobs and their answers kept ---------
+
+
+class FakeLedger:
+    def __init__(self, entries: list[LedgerEntry]) -> None:
+        self._entries = entries
+
+    def entries(self, model_unique_id: str, limit: int = 50) -> list[LedgerEntry]:
+        return self._entries[:limit]
+
+
+class FakeWarehouse:
+    def __init__(self, outcomes: dict[str, int]) -> None:
+        self.outcomes = outcomes
+        self.asked: list[list[str]] = []
+
+    def job_outcomes(self, model: BatchModel, job_names: list[str]) -> dict[str, int]:
+        self.asked.append(list(job_names))
+        return dict(self.outcomes) if job_names else {"requests": 0, "bad": 0}
+
+
+MODEL = BatchModel(unique_id="model.shop.labels", name="labels", project="p", dataset="d",
+                   config=config())
+
+
+def entry(name: str, shard: str, *, merged: bool = True) -> LedgerEntry:
+    return LedgerEntry(
+        job_name=f"projects/p/locations/l/batchPredictionJobs/{name}", job_id=name,
+        dbt_model=MODEL.unique_id, model_relation=MODEL.view, invocation_id="i",
+        shard_table=f"p.d.labels__shard_{shard}", output_table="p.d.labels__output_x",
+        gemini_model="gemini-2.5-flash", location="us-central1",
+        state="SUCCEEDED" if merged else "RUNNING", request_count=100,
+        merged_at=datetime.now(UTC) if merged else None,
+    )
+
+
+def decide(entries: list[LedgerEntry], outcomes: dict[str, int], pending: int = 2_500,
+           model: BatchModel = MODEL) -> tuple[Gate, FakeWarehouse]:
+    warehouse = FakeWarehouse(outcomes)
+    return gate(FakeLedger(entries), warehouse, model, pending), warehouse  # type: ignore[arg-type]
+
+
+def test_no_canary_yet_sends_a_sample_and_small_rounds_go_whole() -> None:
+    word, warehouse = decide([entry("1", "20261206t050000_ab12_0")], {})
+    assert word == Gate(sample=100)
+    assert warehouse.asked == [[]]  # the plain job is not a canary
+    assert decide([], {}, pending=2_000)[0] == Gate()
+
+
+def test_a_canary_still_running_holds_the_round() -> None:
+    word, _ = decide([entry("7", "20261206t050000_ab12_canary_0", merged=False)], {})
+    assert word.hold and "canary job 7 is still running" in word.hold
+    assert not word.sample and not word.stop
+
+
+def test_the_verdict_of_the_canary_answers_passes_or_stops() -> None:
+    canary = [entry("7", "20261206t050000_ab12_canary_0")]
+    passed, warehouse = decide(canary, {"requests": 100, "bad": 20, "BLOCKED: SAFETY": 20})
+    assert warehouse.asked == [[canary[0].job_name]]
+    assert passed.sample == 0 and not passed.stop
+    assert passed.note == ("canary passed (20 of 100 failed for good or empty): sending the "
+                           "other 2,500 requests")
+    stopped, _ = decide(canary, {"requests": 100, "bad": 90, "EMPTY_ANSWER: MAX_TOKENS": 90})
+    assert stopped.stop and "EMPTY_ANSWER: MAX_TOKENS: 90" in stopped.stop
+    # The canary's requests are gone (a new prompt): a new canary.
+    assert decide(canary, {"requests": 0, "bad": 0})[0] == Gate(sample=100)
+    # canary: false decides nothing.
+    off = BatchModel(unique_id="m", name="m", project="p", dataset="d",
+                     config=config(canary=False))
+    assert decide(canary, {"requests": 100, "bad": 100}, model=off)[0] == Gate()

@@ -285,17 +285,18 @@ class ModelRun:
         with contextlib.ExitStack() as tables:
             snapshot = tables.enter_context(
                 ws.warehouse.pending_snapshot(model, run_id, self._live_shards))
-            if sample:
-                snapshot = tables.enter_context(
-                    ws.warehouse.sample_snapshot(model, run_id, snapshot, sample))
-            estimate = estimate_cost(
-                ws.warehouse, model, prices=ws.prices, pending_snapshot=snapshot,
-                observed=ws.ledger.observed_tokens(model.config.gemini_model, model.unique_id),
-            )
-            if self.summary.estimated_cost_usd is None:
+            observed = ws.ledger.observed_tokens(model.config.gemini_model, model.unique_id)
+            estimate = estimate_cost(ws.warehouse, model, prices=ws.prices,
+                                     pending_snapshot=snapshot, observed=observed)
+            if self.summary.estimated_cost_usd is None:  # the build's first round
                 self.summary.estimated_cost_usd = estimate.usd
                 if estimate.thinking_trap:
                     self._say(f"warning: {estimate.thinking_trap}")
+            if sample:  # what is sent, and checked against the cap, is the sample
+                snapshot = tables.enter_context(
+                    ws.warehouse.sample_snapshot(model, run_id, snapshot, sample))
+                estimate = estimate_cost(ws.warehouse, model, prices=ws.prices,
+                                         pending_snapshot=snapshot, observed=observed)
             # The cap is on the whole build: what its rounds cost so far, plus this one.
             pricing.check_budget(model, estimate, spent_usd=self.summary.cost_usd)
             shards = ws.warehouse.cut_shards(model, run_id, snapshot)
