@@ -228,7 +228,7 @@ def summary_notes(summary: ModelSummary) -> list[str]:
         notes.append(f"{summary.model}: {counted(len(summary.in_flight_jobs), 'job')} in flight "
                      f"({counted(summary.pending, 'request')} without an answer yet); the next "
                      "`gemini-batch build` collects them, `gemini-batch wait` waits for them.")
-    elif summary.pending and not summary.error:
+    elif summary.pending and not summary.error and not summary.canary_stopped:
         are = "is" if summary.pending == 1 else "are"
         notes.append(f"{summary.model}: {counted(summary.pending, 'request')} {are} still pending; "
                      "run `gemini-batch build` again.")
