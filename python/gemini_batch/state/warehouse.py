@@ -269,8 +269,12 @@ FROM (
             model,
             f"{model.project}.{model.dataset}.{model.name}__sample_{run_id}",
             f"""
-SELECT request_id, request, DIV(ROW_NUMBER() OVER (ORDER BY request_id) - 1, @shard_size) AS shard
-FROM (SELECT request_id, request FROM {quote_table(snapshot)} ORDER BY request_id LIMIT @rows)""",
+SELECT request_id, request, DIV(position, @shard_size) AS shard
+FROM (
+  SELECT request_id, request, ROW_NUMBER() OVER (ORDER BY request_id) - 1 AS position
+  FROM {quote_table(snapshot)}
+)
+WHERE position < @rows""",
             {"rows": rows, "shard_size": model.config.shard_size},
         ) as sample:
             yield sample
