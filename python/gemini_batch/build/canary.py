@@ -12,7 +12,7 @@ docs/costs.md explains the canary and the cap.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gemini_batch.rules.config import BatchModel, BatchModelConfig
@@ -88,17 +88,26 @@ class Gate:
     sample: int = 0
     hold: str | None = None
     stop: str | None = None
-    note: str | None = None  # what to tell the user (a verdict that passed)
+    note: str | None = None  # what to tell the user of it
 
 
 # How many of a model's latest ledger rows are searched for its canary jobs.
 _CANARY_LOOKBACK = 1_000
 
 
-def gate(ledger: Ledger, warehouse: Warehouse, model: BatchModel, pending: int) -> Gate:
-    """The canary's word on a round of ``pending`` requests: the verdict of the model's
-    canary jobs whose requests are still current (answers kept across builds), else a
-    new canary. A prompt change makes new request_ids, and so a new canary."""
+def gate(ledger: Ledger, warehouse: Warehouse, model: BatchModel, pending: int,
+         say: Callable[[str], None] = lambda text: None) -> Gate:
+    """The canary's word on a round of ``pending`` requests (its note given to ``say``):
+    the verdict of the model's canary jobs whose requests are still current (answers
+    kept across builds), else a new canary. A prompt change makes new request_ids, and
+    so a new canary."""
+    word = _gate(ledger, warehouse, model, pending)
+    if word.note:
+        say(word.note)
+    return word
+
+
+def _gate(ledger: Ledger, warehouse: Warehouse, model: BatchModel, pending: int) -> Gate:
     size = canary_size(pending, model.config)
     if size == 0:
         return Gate()
@@ -106,15 +115,17 @@ def gate(ledger: Ledger, warehouse: Warehouse, model: BatchModel, pending: int) 
                 if is_canary_shard(entry.shard_table)]
     running = [entry.job_id for entry in canaries if entry.merged_at is None]
     if running:
-        return Gate(hold=f"canary job {', '.join(running)} is still running: the next build "
-                         f"decides whether the other {pending:,} requests are sent")
+        hold = (f"canary job {', '.join(running)} is still running: the next build decides "
+                f"whether the other {pending:,} requests are sent")
+        return Gate(hold=hold, note=hold)
     outcomes = dict(warehouse.job_outcomes(model, [entry.job_name for entry in canaries]))
     requests, bad = outcomes.pop("requests"), outcomes.pop("bad")
     if requests == 0:
         return Gate(sample=size)
     verdict = CanaryVerdict(sample=requests, bad=bad, reasons=outcomes)
     if not verdict.passed(model.config):
-        return Gate(stop=stop_message(model.unique_id, verdict, model.config, pending))
+        return Gate(stop=stop_message(model.unique_id, verdict, model.config, pending),
+                    note="the canary failed: nothing more is sent")
     return Gate(note=f"canary passed ({bad:,} of {requests:,} failed for good or empty): "
                      f"sending the other {pending:,} requests")
 

@@ -13,6 +13,7 @@ beside the next dbt stage: the downstream models need the answers, not the count
 from __future__ import annotations
 
 import contextlib
+import functools
 import secrets
 import threading
 import time
@@ -181,21 +182,18 @@ class ModelRun:
                 break
             if not self.ctx.settings.wait and self._free_slots() == 0:
                 break  # every slot holds a running job: the next build submits
-            word = canary.gate(self.ws.ledger, self.ws.warehouse, model, counts.pending)
+            word = canary.gate(self.ws.ledger, self.ws.warehouse, model, counts.pending, self._say)
             if word.hold or word.stop:
-                self._say(word.hold or "the canary failed: nothing more is sent")
                 self.summary.canary_stopped = word.stop
                 break
-            if word.note:
-                self._say(word.note)
             if attempt and not word.sample:
                 self._say(f"retry round {attempt}: {counted(counts.pending, 'request')} still pending")
-            round_ok, all_answered = self._submit_round(self.route, counts, sample=word.sample)
-            if word.sample:  # the canary is not a retry: the verdict decides what follows
+            round_ok, all_answered = self._submit_round(self.route, counts, word.sample)
+            if word.sample:  # not a retry: the next turn's verdict decides what follows
                 counts = final = self._count()
-                if not round_ok or not self.ctx.settings.wait:
-                    break
-                continue
+                if round_ok and self.ctx.settings.wait:
+                    continue
+                break
             attempt += 1
             if all_answered and self.ctx.settings.wait:
                 # Every request the round cut (all that were pending) has its answer:
@@ -269,13 +267,10 @@ class ModelRun:
         if counts.failed:
             self.summary.failure_reasons = self.ws.warehouse.failure_reasons(self.model)
 
-    def _submit_round(
-        self, route: Route, counts: RequestCounts, *, sample: int = 0
-    ) -> tuple[bool, bool]:
-        """One round: shards of the pending requests (of the ``sample`` lowest
-        request_ids only: a canary), jobs, wait, merge. Whether every job brought rows
-        back (False: one failed before answering, was cancelled, expired...), and
-        whether every request cut has its answer."""
+    def _submit_round(self, route: Route, counts: RequestCounts, sample: int = 0
+                      ) -> tuple[bool, bool]:
+        """One round (a canary: the ``sample`` lowest request_ids only): shards, jobs, wait,
+        merge. Whether every job brought rows back, and every request cut has its answer."""
         model, ws = self.model, self.ws
         problem = pricing.model_problem(model, route.location, ws.prices)
         if problem:  # before any job is created: the service would refuse every one
@@ -283,21 +278,19 @@ class ModelRun:
         run_id = new_run_id() + (canary.CANARY_RUN_SUFFIX if sample else "")
         # One read of the pending requests: the estimate is of exactly what is cut.
         with contextlib.ExitStack() as tables:
-            snapshot = tables.enter_context(
-                ws.warehouse.pending_snapshot(model, run_id, self._live_shards))
+            snapshot = tables.enter_context(ws.warehouse.pending_snapshot(model, run_id, self._live_shards))
             observed = ws.ledger.observed_tokens(model.config.gemini_model, model.unique_id)
-            estimate = estimate_cost(ws.warehouse, model, prices=ws.prices,
-                                     pending_snapshot=snapshot, observed=observed)
+            price = functools.partial(estimate_cost, ws.warehouse, model, prices=ws.prices,
+                                      observed=observed)
+            estimate = price(pending_snapshot=snapshot)
             if self.summary.estimated_cost_usd is None:  # the build's first round
                 self.summary.estimated_cost_usd = estimate.usd
                 if estimate.thinking_trap:
                     self._say(f"warning: {estimate.thinking_trap}")
-            if sample:  # what is sent, and checked against the cap, is the sample
+            if sample:  # what is sent and checked against the build's cap: the sample
                 snapshot = tables.enter_context(
                     ws.warehouse.sample_snapshot(model, run_id, snapshot, sample))
-                estimate = estimate_cost(ws.warehouse, model, prices=ws.prices,
-                                         pending_snapshot=snapshot, observed=observed)
-            # The cap is on the whole build: what its rounds cost so far, plus this one.
+                estimate = price(pending_snapshot=snapshot)
             pricing.check_budget(model, estimate, spent_usd=self.summary.cost_usd)
             shards = ws.warehouse.cut_shards(model, run_id, snapshot)
         if not shards:

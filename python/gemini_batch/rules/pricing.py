@@ -21,6 +21,7 @@ from gemini_batch.errors import BudgetExceededError, ConfigError
 from gemini_batch.rules import catalog
 from gemini_batch.rules.catalog import LONG_CONTEXT_TOKENS, Price
 from gemini_batch.rules.config import BatchModel
+from gemini_batch.rules.thinking_room import trap_warning
 
 PRICES_VAR = "gemini_batch_prices"
 # Answer tokens (candidates, thinking excluded) assumed per request until the ledger has
@@ -227,33 +228,11 @@ def estimate_groups(
         worst_case_usd=bill(lambda g: g.worst_case_output_tokens),
         long_context_requests=sum(g.requests for g in groups if g.long_context),
         audio_tokens=sum(g.audio_tokens for g in groups),
-        thinking_trap=_thinking_trap(gemini_model, thinking, starved, answer=answer,
-                                     thoughts=thoughts),
-    )
-
-
-def _thinking_trap(
-    gemini_model: str, thinking: catalog.Thinking, starved: Sequence[_Group], *,
-    answer: float, thoughts: float,
-) -> str | None:
-    """The warning for requests whose maxOutputTokens is below what the model typically
-    thinks plus an answer: thinking bills as output and comes first, so most of their
-    answers come back empty (finishReason MAX_TOKENS), paid for and final."""
-    if not starved:
-        return None
-    count = sum(g.requests for g in starved)
-    limits = sorted({g.starved_limit for g in starved if g.starved_limit is not None})
-    needed = math.ceil(max(g.expected_thinking for g in starved) + answer)
-    turn_off = ("0 turns it off" if thinking.can_disable
-                else f"{thinking.min_budget} is the least {gemini_model} takes")
-    return (
-        f"{count:,} requests leave thinking no room: maxOutputTokens "
-        f"{', '.join(f'{limit:,}' for limit in limits)} is below what {gemini_model} "
-        f"typically thinks (~{round(thoughts):,} tokens with a dynamic or large "
-        f"thinkingBudget) plus an answer (~{round(answer):,}): most answers would come back "
-        f"empty (MAX_TOKENS) with their thinking billed. Fix: raise maxOutputTokens to "
-        f"{needed:,} or more, or set generationConfig.thinkingConfig.thinkingBudget so "
-        f"thinking + answer fit ({turn_off})."
+        thinking_trap=trap_warning(
+            gemini_model, thinking, requests=sum(g.requests for g in starved),
+            limits=[g.starved_limit for g in starved if g.starved_limit is not None],
+            expected_thinking=max((g.expected_thinking for g in starved), default=0.0),
+            answer=answer, thoughts=thoughts),
     )
 
 

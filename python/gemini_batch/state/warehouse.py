@@ -291,7 +291,7 @@ WHERE position < @rows""",
 SELECT reason, COUNT(*) AS requests
 FROM (
   SELECT
-    IF(COALESCE(s.empty_answer, FALSE) OR (NOT {_answered("s")} AND {_final(model, "s")}),
+    IF(COALESCE(s.empty_answer, FALSE) OR (NOT {answered("s")} AND {failed_for_good(model, "s")}),
        {failure_class_sql("s.status", "s.last_error")}, NULL) AS reason
   FROM {quote_table(model.responses_table)} AS s
   WHERE s.job_name IN UNNEST(@job_names)
@@ -299,7 +299,7 @@ FROM (
 )
 GROUP BY reason
 ORDER BY requests DESC, reason""",
-            {"job_names": list(job_names)},
+            {"job_names": list(job_names), "max_retries": model.config.max_retries},
         )
         outcomes = {"requests": sum(int(row["requests"]) for row in rows)}
         reasons = {str(row["reason"]): int(row["requests"]) for row in rows
@@ -375,9 +375,9 @@ ORDER BY requests DESC, reason""",
         :meth:`pending_snapshot` table, when given) grouped by what prices them
         (requested thinkingBudget, maxOutputTokens, candidateCount, over the long-context
         threshold), with their count, input tokens (media at the model generation's
-        rates, tool declarations and response schema counted) and audio input tokens. The token rules are
-        ``pricing.request_price_row``'s, in SQL. ``planned``: the requests as a build
-        would make them now (:meth:`counts`)."""
+        rates, tool declarations and response schema counted) and audio input tokens.
+        The token rules are ``pricing.request_price_row``'s, in SQL. ``planned``: the
+        requests as a build would make them now (:meth:`counts`)."""
         if pending_snapshot is not None:
             pending = f"SELECT request_id, request FROM {quote_table(pending_snapshot)}"
             params: dict[str, Any] = {}
