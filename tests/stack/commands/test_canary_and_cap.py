@@ -81,7 +81,7 @@ def test_a_canary_that_passes_lets_the_rest_go(project: DbtTestProject) -> None:
     project.seed([f"Question number {n}." for n in range(30)])
     project.write("models/questions.sql", _model(SMALL_CANARY))
     output = _words(cli_ok(project.cli("build")))
-    assert "canary: 5 requests in 1 job(s)" in output
+    assert "canary: 5 requests in 1 job (" in output
     assert "canary passed (0 of 5 failed for good or empty): sending the other 25 requests" in (
         output)
     assert _sent(project) == [5, 25]
