@@ -47,6 +47,11 @@ SUBMIT_PREFIX = "submit."
 CREATING_STATE = "CREATING"
 CREATING_JOB = "projects/{project}/locations/{location}/batchPredictionJobs/creating-{submit_id}"
 
+# `job_name` of a row the dbt package writes for one AI.GENERATE statement (config
+# route='ai_generate'): this prefix, the dbt invocation id, the round and the group. No
+# Vertex AI job name starts so; the row is written ended and merged, never live.
+AI_GENERATE_PREFIX = "ai_generate/"
+
 # States after which a job never changes again (NOT_FOUND: the service lost it).
 ENDED_STATES = TERMINAL_STATES | {NOT_FOUND_STATE}
 # How long a lock holds without a refresh: a killed build on another host stops
@@ -100,6 +105,11 @@ class LedgerEntry:
     def is_submission(self) -> bool:
         """A `gemini-batch submit` job, not a batch model's."""
         return self.dbt_model.startswith(SUBMIT_PREFIX)
+
+    @property
+    def route(self) -> str:
+        """``ai_generate`` for an AI.GENERATE statement's row, else ``batch``."""
+        return "ai_generate" if self.job_name.startswith(AI_GENERATE_PREFIX) else "batch"
 
     @property
     def model_name(self) -> str:
@@ -551,6 +561,7 @@ def _now() -> datetime:
 
 
 __all__ = [
+    "AI_GENERATE_PREFIX",
     "CREATING_JOB",
     "CREATING_STATE",
     "DEFAULT_LOCK_TTL",
