@@ -61,7 +61,7 @@
       or json_query({{ p }}, '$.codeExecutionResult') is not null or json_query({{ p }}, '$.code_execution_result') is not null
       or json_query({{ p }}, '$.videoMetadata') is not null or json_query({{ p }}, '$.video_metadata') is not null
       or coalesce(lax_bool(json_query({{ p }}, '$.thought')), false) then 'X'
-    when json_type(json_query({{ p }}, '$.text')) = 'string' then 'T'
+    when json_value({{ p }}, '$.text') is not null then 'T'
     when starts_with(coalesce(json_value({{ p }}, '$.fileData.fileUri'), json_value({{ p }}, '$.file_data.file_uri'), ''), 'gs://') then 'F'
     else 'X'
   end
@@ -82,8 +82,8 @@
 
 
 {#- SELECT of the pending requests as AI.GENERATE statements take them, from `pending`
-    (a SELECT of request_id, request): `parts` (the one user turn's parts, as a JSON
-    array), `shape` (a letter per part: see _gemini_batch_part_kind), the model_params
+    (a SELECT of request_id, request): `part_values` (the text or Cloud Storage URI of
+    each part of the one user turn), `shape` (a letter per part: see _gemini_batch_part_kind), the model_params
     fields as JSON text, `params_group` (hex MD5 of those and the shape: one statement per
     group), `unsupported` (why AI.GENERATE cannot send it; NULL if it can) and `selected`
     (the first `max_rows` it can send, by request_id: what this run sends). -#}
@@ -97,17 +97,23 @@ with turns as (
 ), shaped as (
   select request_id, request, contents,
     case json_type(first_parts)
-      when 'object' then parse_json(concat('[', to_json_string(first_parts), ']'))
-      else first_parts end as parts,
+      when 'object' then [first_parts]
+      when 'array' then json_query_array(first_parts) end as parts,
     {%- for key, camel, snake in fields %}
     to_json_string(coalesce(json_query(request, '{{ camel }}'), json_query(request, '{{ snake }}'))) as param_{{ key | lower }},
     {%- endfor %}
     coalesce(json_query(request, '$.cachedContent'), json_query(request, '$.cached_content')) is not null as cached_content
   from turns
 ), kinds as (
-  select shaped.*,
+  select request_id, request, contents, cached_content,
+    {%- for key, camel, snake in fields %}
+    param_{{ key | lower }},
+    {%- endfor %}
     (select string_agg({{ gemini_batch._gemini_batch_part_kind('_gb_part') }}, '' order by _gb_offset)
-     from unnest(json_query_array(parts)) as _gb_part with offset as _gb_offset) as shape
+     from unnest(parts) as _gb_part with offset as _gb_offset) as shape,
+    array(select coalesce(json_value(_gb_part, '$.text'), json_value(_gb_part, '$.fileData.fileUri'),
+                          json_value(_gb_part, '$.file_data.file_uri'))
+          from unnest(parts) as _gb_part with offset as _gb_offset order by _gb_offset) as part_values
   from shaped
 ), reasons as (
   select kinds.*,
@@ -128,7 +134,7 @@ with turns as (
     end as unsupported
   from kinds
 )
-select request_id, request, parts, shape,
+select request_id, request, part_values, shape,
   {%- for key, camel, snake in fields %}
   param_{{ key | lower }},
   {%- endfor %}
@@ -153,18 +159,17 @@ from reasons
 {%- endmacro %}
 
 
-{#- The prompt argument for requests of `shape` (from `parts`, a JSON array column): the
+{#- The prompt argument for requests of `shape` (from `part_values`): the
     text of a single text part as a STRING, else a STRUCT with one field per part (text,
     or an ObjectRefRuntime of the Cloud Storage file). -#}
 {% macro _gemini_batch_prompt_sql(shape, connection_id) -%}
   {%- set fields = [] -%}
   {%- for kind in shape -%}
-    {%- set i = loop.index0 -%}
+    {%- set value = "part_values[safe_offset(" ~ loop.index0 ~ ")]" -%}
     {%- if kind == 'T' -%}
-      {%- do fields.append("json_value(parts, '$[" ~ i ~ "].text')") -%}
+      {%- do fields.append(value) -%}
     {%- else -%}
-      {%- do fields.append("obj.get_access_url(obj.make_ref(coalesce(json_value(parts, '$[" ~ i
-            ~ "].fileData.fileUri'), json_value(parts, '$[" ~ i ~ "].file_data.file_uri')), "
+      {%- do fields.append("obj.get_access_url(obj.make_ref(" ~ value ~ ", "
             ~ gemini_batch._sql_string(connection_id) ~ "), 'r')") -%}
     {%- endif -%}
   {%- endfor -%}

@@ -155,7 +155,7 @@ as {{ gemini_batch._gemini_batch_ai_generate_snapshot_sql(pending, batch.ai_gene
   {%- endfor -%}
   {%- if held_back -%}
     {{ log("gemini_batch: " ~ model.name ~ ": " ~ held_back ~ " more request" ~ ('s' if held_back != 1)
-           ~ " over ai_generate_max_rows=" ~ batch.ai_generate_max_rows ~ " stay pending: the next "
+           ~ " over ai_generate_max_rows=" ~ batch.ai_generate_max_rows ~ (" stays" if held_back == 1 else " stay") ~ " pending: the next "
            ~ "`dbt run` sends them, or `gemini-batch build --select " ~ model.name ~ "` by batch job", info=true) }}
   {%- endif -%}
 
