@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from gemini_batch.ledger import AI_GENERATE_PREFIX
+from gemini_batch.state.ledger import AI_GENERATE_PREFIX
 from helpers.dbt_projects import DbtProjects, DbtTestProject, dbt_messages
 
 pytestmark = pytest.mark.slow
