@@ -93,6 +93,7 @@ from bqemulator.grpc_api.read_servicer import BigQueryReadHandler
 from bqemulator.grpc_api.write_servicer import BigQueryWriteHandler
 from bqemulator.jobs import executor
 from bqemulator.storage.engine import DuckDBEngine
+from bqemulator.storage.sql_identifiers import quoted_table_ref
 from bqemulator.streaming import read_session
 from bqemulator.versioning.snapshots import SnapshotManager
 from fastapi import APIRouter, FastAPI, Query, Request, routing
@@ -101,6 +102,8 @@ from fastapi.responses import JSONResponse
 from google.cloud.bigquery_storage_v1 import types
 from sqlglot.dialects.dialect import Dialect
 
+from gemini_batch.local.ai_generate import sql as ai_generate_sql
+from gemini_batch.local.ai_generate.rows import AiGenerate
 from gemini_batch.local.bigquery import (
     FAULTS_PATH,
     BigQueryFaults,
@@ -115,6 +118,7 @@ from gemini_batch.local.bigquery import (
     time_travel_enabled,
     with_tables_view,
 )
+from gemini_batch.local.bigquery_types import json_paths, mark_json, mark_json_entries
 
 # One statement is parsed again by each of bqemulator's checks and rewriters.
 ParseCache(Dialect.parse).install(Dialect)
@@ -344,12 +348,31 @@ async def _execute_with_faults(project_id: str, job_id: str, bq_sql: str, *args:
     fails. The routes turn the error into a job with ``status.errorResult`` (reason
     invalidQuery), which google-cloud-bigquery raises as BadRequest from ``result()``."""
     bq_sql = with_tables_view(bq_sql, project_id, functools.partial(_tables_of, args[1]))
+    bq_sql = _with_ai_generate(bq_sql, args[1])
     mutates = mutated_table(bq_sql, project_id)
     message = dml_conflicts.conflict(mutates)
     if message is not None:
         raise InvalidQueryError(message)
     return await _on_a_worker(
         lambda: _execute_query_job(project_id, job_id, bq_sql, *args, **kwargs), mutates)
+
+
+ai_generate = AiGenerate()
+
+
+def _with_ai_generate(bq_sql: str, ctx: Any) -> str:
+    """``bq_sql`` with its AI.GENERATE calls rewritten into calls of DuckDB functions
+    (``local/ai_generate``), registered on the engine's own connection; a call BigQuery
+    refuses fails the query as BigQuery fails it."""
+    try:
+        rewritten = ai_generate_sql.rewrite(bq_sql)
+    except ai_generate_sql.AiGenerateError as exc:
+        raise InvalidQueryError(str(exc)) from None
+    if rewritten is None:
+        return bq_sql
+    ai_generate.register(ctx.engine._connection, rewritten.functions)
+    ai_generate.counted_statement()
+    return rewritten.sql
 
 
 # jobs.insert and jobs.query both call the name in the routes module.
@@ -378,6 +401,50 @@ def _sync_created_or_altered_table(bq_sql: str, project_id: str, ctx: Any) -> No
 
 # The statement path calls the name in the executor module.
 executor.sync_created_table = _sync_created_or_altered_table
+
+# -- JSON nested in STRUCT and ARRAY (local/bigquery_types.py) ------------------------
+
+_build_response_schema = executor.build_response_schema
+
+
+def _response_schema_with_nested_json(arrow_schema: Any) -> list[dict[str, Any]]:
+    """A query result's schema, JSON fields inside STRUCTs and ARRAYs typed JSON (each
+    top-level column carries its DuckDB type: ``bqemu.duckdb_type``)."""
+    entries = _build_response_schema(arrow_schema)
+    paths = []
+    for field in arrow_schema:
+        duckdb_type = (field.metadata or {}).get(b"bqemu.duckdb_type", b"")
+        if b"JSON" in duckdb_type.upper():
+            paths += [(field.name, *path) for path in json_paths(duckdb_type.decode()) if path]
+    return mark_json_entries(entries, paths) if paths else entries
+
+
+executor.build_response_schema = _response_schema_with_nested_json
+job_routes.build_response_schema = _response_schema_with_nested_json
+
+_introspect_schema = ddl_sync._introspect_schema
+
+
+def _introspect_schema_with_json(project_id: str, dataset_id: str, table_id: str, ctx: Any
+                                 ) -> Any:
+    """A table's schema read from DuckDB, its JSON columns and fields typed JSON (Arrow,
+    which the schema is read from, has them as strings)."""
+    schema = _introspect_schema(project_id, dataset_id, table_id, ctx)
+    described = ctx.engine.execute(
+        f"DESCRIBE {quoted_table_ref(project_id, dataset_id, table_id)}").fetchall()
+    paths = [(name, *path) for name, kind, *_ in described if "JSON" in str(kind).upper()
+             for path in json_paths(str(kind))]
+    if not paths:
+        return schema
+    fields = mark_json(
+        list(schema.fields), paths, name=lambda field: field.name,
+        children=lambda field: list(field.fields),
+        as_json=lambda field, inner: field.model_copy(
+            update={"type": "JSON"} if inner is None else {"fields": tuple(inner)}))
+    return schema.model_copy(update={"fields": tuple(fields)})
+
+
+ddl_sync._introspect_schema = _introspect_schema_with_json
 
 _record_change = SnapshotManager.record_change
 
@@ -486,6 +553,7 @@ async def get_query_results(
                                         pageToken)
 
 faults_router = APIRouter()
+AI_GENERATE_PATH = "/emulator/ai_generate"
 
 
 @faults_router.api_route(FAULTS_PATH, methods=["GET", "PUT", "PATCH"])
@@ -494,12 +562,23 @@ async def faults(request: Request) -> JSONResponse:
     PATCH: change some. Either starts the draws again from the seed."""
     if request.method != "GET":
         try:
-            values = await request.json()
-            base = dml_conflicts.faults if request.method == "PATCH" else None
-            dml_conflicts.set(BigQueryFaults.from_dict(values, base))
+            values = dict(await request.json())
+            replace = request.method == "PUT"
+            ai_values = values.pop("ai_generate", {} if replace else None)
+            base = None if replace else dml_conflicts.faults
+            dml = BigQueryFaults.from_dict(values, base)
+            if ai_values is not None:
+                ai_generate.set_faults(dict(ai_values), replace=replace)
+            dml_conflicts.set(dml)
         except (ValueError, TypeError, AttributeError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
-    return JSONResponse(dml_conflicts.state())
+    return JSONResponse({**dml_conflicts.state(), "ai_generate": ai_generate.fault_settings()})
+
+
+@faults_router.get(AI_GENERATE_PATH)
+async def ai_generate_stats() -> JSONResponse:
+    """What AI.GENERATE answered since the server started."""
+    return JSONResponse(ai_generate.stats())
 
 
 _create_app = server.create_app

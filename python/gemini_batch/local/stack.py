@@ -308,8 +308,10 @@ def start_stack(
         data_dir, project=project, port=storage_port, timeout=timeout
     )
     try:
+        # AI.GENERATE answers with the same engine as the Vertex AI emulator.
         bigquery, bq_port, bq_grpc_port = _start_bigquery_emulator(
-            data_dir, project=project, port=bigquery_port, env=extra_env, timeout=timeout
+            data_dir, project=project, port=bigquery_port,
+            env={"GEMINI_BATCH_ENGINE": engine, **extra_env}, timeout=timeout
         )
     except BaseException:
         _terminate(storage.pid)

@@ -13,8 +13,6 @@ process holds about three pages of a job at most, whatever the table's size.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
 import queue
 import threading
@@ -27,15 +25,15 @@ from typing import Any
 
 import orjson
 
-from gemini_batch.local.vertex.answers import empty_answer
 from gemini_batch.local.vertex.clock import QUEUE_LIMIT_SECONDS, RUN_LIMIT_SECONDS, Stopwatch
 from gemini_batch.local.vertex.engines import Engine
 from gemini_batch.local.vertex.errors import Cancelled, JobFailure, RunLimitReached
 from gemini_batch.local.vertex.faults import Faults
+from gemini_batch.local.vertex.generate import Call, answer
 from gemini_batch.local.vertex.jsonl import WHERE, JsonlFiles, storage_client
-from gemini_batch.local.vertex.models import model_id, output_limit
+from gemini_batch.local.vertex.models import model_id
 from gemini_batch.local.vertex.output import OutputWriter
-from gemini_batch.local.vertex.requests import RequestError, batch_refusal, parse_request
+from gemini_batch.local.vertex.requests import batch_refusal
 from gemini_batch.local.vertex.store import TERMINAL_STATES, JobNotFound, JobStore, timestamp
 from gemini_batch.local.vertex.tables import BigQueryError, BigQueryRest, TableRef
 
@@ -439,48 +437,25 @@ class JobRunner:
         faults: Faults,
     ) -> tuple[list[dict[str, Any]], int]:
         """Output rows for ``rows`` (input columns + response, status, processed_time)."""
-        statuses: list[str | None] = []
-        requests: list[dict[str, Any]] = []
-        for offset, row in enumerate(rows):
-            status = faults.row_failure(job_id, first_row + offset)
-            if status is None:
-                try:
-                    request = parse_request(row["request"])
-                    status = batch_refusal(request)
-                except RequestError as exc:
-                    status = (
-                        exc.status_at(row[WHERE])
-                        if WHERE in row
-                        else exc.status(plan.input_ref, first_row + offset)
-                    )
-                if status is None:
-                    requests.append(request)
-            statuses.append(status)
+        calls = [
+            Call(row["request"], job_id, number,
+                 row.get(WHERE) or f"table {plan.input_ref}, row {number}")
+            for number, row in enumerate(rows, start=first_row)
+        ]
         if faults.row_latency:
             time.sleep(faults.row_latency * len(rows) / faults.time_scale)
-        answers = zip(requests, self._engine.generate(requests, model=plan.model), strict=True)
         processed_time = time.time_ns() // 1000  # TIMESTAMP, in microseconds
-        create_time = timestamp(datetime.fromtimestamp(processed_time / 1e6, UTC))
+        results = answer(calls, engine=self._engine, faults=faults, model=plan.model,
+                         refuse=batch_refusal,
+                         created=datetime.fromtimestamp(processed_time / 1e6, UTC))
         succeeded = 0
-        for offset, (row, status) in enumerate(zip(rows, statuses, strict=True)):
-            if status is None:
-                request, answer = next(answers)
-                if isinstance(answer, str):
-                    status = answer
-                else:
-                    kind = faults.empty_answer(job_id, first_row + offset)
-                    if kind:
-                        answer = empty_answer(
-                            answer, kind, limit=output_limit(request, plan.model)
-                        )
-                    # What the service stamps on each answer: when, and a unique id.
-                    answer["createTime"] = create_time
-                    answer["responseId"] = _response_id(job_id, first_row + offset)
-                    row["response"] = orjson.dumps(answer, option=orjson.OPT_SORT_KEYS).decode()
-                    succeeded += 1
-            if status is not None:
-                row["response"] = None
-            row["status"] = status or ""
+        for row, result in zip(rows, results, strict=True):
+            if isinstance(result, str):
+                row["response"], row["status"] = None, result
+            else:
+                row["response"] = orjson.dumps(result, option=orjson.OPT_SORT_KEYS).decode()
+                row["status"] = ""
+                succeeded += 1
             row["processed_time"] = processed_time
         return rows, succeeded
 
@@ -529,12 +504,6 @@ def _expired(note: str = "") -> JobFailure:
         f"without processing any request{note}. Submit it again.",
         state="JOB_STATE_EXPIRED",
     )
-
-
-def _response_id(job_id: str, row_number: int) -> str:
-    """A responseId like the service's (23 URL-safe characters), unique per job row."""
-    digest = hashlib.blake2b(f"{job_id}:{row_number}".encode(), digest_size=17).digest()
-    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
 def _incomplete(faults: Faults, rows_left: int) -> int:
