@@ -225,13 +225,13 @@ order by params_group
 {%- endmacro %}
 
 
-{#- One AI.GENERATE statement: answers the group's requests still to send and merges
-    them into <model>__responses as a batch job's answers are merged (the derived
-    columns by the rules of ADR 0008/0011; a failure counts an attempt and never
-    overwrites an answer). Sending and keeping are one statement: an answer paid for is
-    never lost between the two. -#}
-{% macro _gemini_batch_ai_generate_merge_sql(responses, snapshot, pending, group, job_name,
-                                            batch) -%}
+{#- One AI.GENERATE statement: the group's requests still to send, answered into
+    `answers` (request_id, request, job_name, response, status, processed_time). The
+    answers are kept in a table before they are merged: the rules read each answer once,
+    and the answers of a run killed before its merge are merged by the next run
+    (_gemini_batch_ai_generate_merge_sql), never paid for twice. -#}
+{% macro _gemini_batch_ai_generate_answers_sql(answers, snapshot, pending, group, job_name,
+                                              batch) -%}
   {%- set args = ["prompt => " ~ gemini_batch._gemini_batch_prompt_sql(group['shape'], batch.connection_id)] -%}
   {%- if batch.connection_id -%}
     {%- do args.append("connection_id => " ~ gemini_batch._sql_string(batch.connection_id)) -%}
@@ -239,42 +239,54 @@ order by params_group
   {%- do args.append("endpoint => " ~ gemini_batch._sql_string(batch.gemini_model)) -%}
   {%- do args.append("request_type => " ~ gemini_batch._sql_string(batch.ai_generate_request_type)) -%}
   {%- do args.append("model_params => " ~ gemini_batch._gemini_batch_model_params_literal(group)) -%}
+create or replace table {{ answers }}
+options (expiration_timestamp = timestamp_add(current_timestamp(), interval 7 day))
+as
+select request_id, request, {{ gemini_batch._sql_string(job_name) }} as job_name,
+  answer.full_response as response, coalesce(answer.status, '') as status,
+  current_timestamp() as processed_time
+from (
+  select request_id, request,
+    ai.generate({{ args | join(', ') }}) as answer
+  from {{ snapshot }}
+  where selected and params_group = {{ gemini_batch._sql_string(group['params_group']) }}
+    and request_id in (select request_id from ({{ pending }}))
+)
+{%- endmacro %}
+
+
+{#- MERGE of an answers table (see above) into <model>__responses as a batch job's
+    answers are merged: the derived columns by the rules of ADR 0008/0011, a success
+    replaces, a failure counts an attempt and never overwrites an answer. A statement
+    merged already (its job_name on the row) changes nothing. -#}
+{% macro _gemini_batch_ai_generate_merge_sql(responses, answers) -%}
 merge {{ responses }} as t
 using (
-  select request_id, response, status, processed_time, succeeded,
+  select request_id, job_name, response, status, processed_time, succeeded,
     {{ gemini_batch._empty_answer('status', 'response') }} as empty_answer,
     {{ gemini_batch._status_error('status')['code'] }} as error_code,
     if(succeeded, null, {{ gemini_batch._failure_reason('status', 'response', 'request') }}) as error
   from (
-    select request_id, request, response, status, processed_time,
+    select request_id, request, job_name, response, status, processed_time,
       {{ gemini_batch._answered('status', 'response') }} as succeeded
-    from (
-      select request_id, request, answer.full_response as response,
-        coalesce(answer.status, '') as status, current_timestamp() as processed_time
-      from (
-        select request_id, request,
-          ai.generate({{ args | join(', ') }}) as answer
-        from {{ snapshot }}
-        where selected and params_group = {{ gemini_batch._sql_string(group['params_group']) }}
-          and request_id in (select request_id from ({{ pending }}))
-      )
-    )
+    from {{ answers }}
   )
 ) as s
 on t.request_id = s.request_id
-when matched and s.succeeded then
+when matched and coalesce(t.job_name, '') != s.job_name and s.succeeded then
   update set response = s.response, status = '', processed_time = s.processed_time,
-    attempts = coalesce(t.attempts, 0) + 1, last_error = null, job_name = {{ gemini_batch._sql_string(job_name) }},
+    attempts = coalesce(t.attempts, 0) + 1, last_error = null, job_name = s.job_name,
     updated_at = current_timestamp(), answered = true, empty_answer = false, error_code = null
-when matched and not s.succeeded and not coalesce(t.answered, false) then
+when matched and coalesce(t.job_name, '') != s.job_name and not s.succeeded
+  and not coalesce(t.answered, false) then
   update set response = s.response, status = s.status, processed_time = s.processed_time,
-    attempts = coalesce(t.attempts, 0) + 1, last_error = s.error, job_name = {{ gemini_batch._sql_string(job_name) }},
+    attempts = coalesce(t.attempts, 0) + 1, last_error = s.error, job_name = s.job_name,
     updated_at = current_timestamp(), answered = false, empty_answer = s.empty_answer,
     error_code = s.error_code
 when not matched then
   insert ({{ gemini_batch._gemini_batch_responses_columns() | map(attribute=0) | join(', ') }})
   values (s.request_id, s.response, s.status, s.processed_time, 1,
-    if(s.succeeded, null, s.error), {{ gemini_batch._sql_string(job_name) }}, current_timestamp(),
+    if(s.succeeded, null, s.error), s.job_name, current_timestamp(),
     s.succeeded, s.empty_answer, s.error_code)
 {%- endmacro %}
 

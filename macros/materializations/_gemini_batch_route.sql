@@ -129,7 +129,21 @@ when not matched then
   {%- set run_key = invocation_id | replace('-', '') -%}
   {%- set snapshot = api.Relation.create(database=this.database, schema=this.schema,
         identifier=this.identifier ~ '__ai_generate_' ~ run_key[:12], type='table') -%}
+  {%- set answers = api.Relation.create(database=this.database, schema=this.schema,
+        identifier=this.identifier ~ '__ai_generate_answers', type='table') -%}
   {%- do gemini_batch._gemini_batch_claim_lock(ledger.locks, token, where) -%}
+
+  {#- Answers of a run killed between its AI.GENERATE statement and their merge: paid
+      for, so merged now (under the lock: no other run writes them). -#}
+  {%- if adapter.get_relation(database=answers.database, schema=answers.schema,
+                              identifier=answers.identifier) is not none -%}
+    {{ log("gemini_batch: " ~ model.name ~ ": merging the answers a stopped run left in "
+           ~ answers, info=true) }}
+    {%- call statement('gemini_batch_ai_generate_recover') -%}
+      {{ gemini_batch._gemini_batch_ai_generate_merge_sql(responses_relation, answers) }}
+    {%- endcall -%}
+    {%- do adapter.drop_relation(answers) -%}
+  {%- endif -%}
 
   {%- set live = gemini_batch._gemini_batch_live_shards(ledger.jobs) -%}
   {%- set pending = gemini_batch._gemini_batch_pending_sql(
@@ -151,7 +165,7 @@ as {{ gemini_batch._gemini_batch_ai_generate_snapshot_sql(pending, batch.ai_gene
   {%- for row in unsupported -%}
     {{ log("gemini_batch: " ~ model.name ~ ": " ~ row[1] ~ " request" ~ ('s' if row[1] != 1)
            ~ " not sent by AI.GENERATE (" ~ row[0] ~ "); they stay pending: `gemini-batch build --select "
-           ~ model.name ~ "` sends them by batch job (set route 'batch' or 'auto')", info=true) }}
+           ~ model.name ~ "` sends them by batch job", info=true) }}
   {%- endfor -%}
   {%- if held_back -%}
     {{ log("gemini_batch: " ~ model.name ~ ": " ~ held_back ~ " more request" ~ ('s' if held_back != 1)
@@ -212,15 +226,16 @@ as {{ gemini_batch._gemini_batch_ai_generate_snapshot_sql(pending, batch.ai_gene
       {%- endif -%}
       {%- for group in todo -%}
         {%- do gemini_batch._gemini_batch_ai_generate_statement(
-              batch, ledger.jobs, responses_relation, snapshot, pending, group,
+              batch, ledger.jobs, responses_relation, answers, snapshot, pending, group,
               gemini_batch._gemini_batch_ai_generate_prefix() ~ invocation_id ~ '/' ~ (round + 1) ~ '-' ~ loop.index,
               estimate, selected, totals) -%}
       {%- endfor -%}
     {%- endfor -%}
     {{ log("gemini_batch: " ~ model.name ~ ": AI.GENERATE answered " ~ totals.answered ~ " of "
            ~ selected ~ " request" ~ ('s' if selected != 1) ~ " in " ~ totals.statements ~ " statement"
-           ~ ('s' if totals.statements != 1) ~ "; " ~ (selected - totals.answered) ~ " not answered "
-           ~ "(see last_error in " ~ this ~ ")", info=true) }}
+           ~ ('s' if totals.statements != 1)
+           ~ ("; " ~ (selected - totals.answered) ~ " not answered (see last_error in " ~ this ~ ")"
+              if selected > totals.answered else ""), info=true) }}
   {%- endif -%}
 
   {%- do adapter.drop_relation(snapshot) -%}
@@ -239,14 +254,18 @@ as {{ gemini_batch._gemini_batch_ai_generate_snapshot_sql(pending, batch.ai_gene
 
 
 {#- One AI.GENERATE statement of `group` and its ledger row. -#}
-{% macro _gemini_batch_ai_generate_statement(batch, jobs, responses, snapshot, pending, group,
-                                            job_name, estimate, selected, totals) -%}
+{% macro _gemini_batch_ai_generate_statement(batch, jobs, responses, answers, snapshot, pending,
+                                            group, job_name, estimate, selected, totals) -%}
   {%- set started = modules.datetime.datetime.utcnow().isoformat() -%}
   {%- call statement('gemini_batch_ai_generate', fetch_result=false) -%}
-    {{ gemini_batch._gemini_batch_ai_generate_merge_sql(responses, snapshot, pending, group, job_name, batch) }}
+    {{ gemini_batch._gemini_batch_ai_generate_answers_sql(answers, snapshot, pending, group, job_name, batch) }}
   {%- endcall -%}
   {%- set result = load_result('gemini_batch_ai_generate') -%}
   {%- set job_id = (result.response.job_id if result and result.response is defined else none) | default(none) -%}
+  {%- call statement('gemini_batch_ai_generate_merge') -%}
+    {{ gemini_batch._gemini_batch_ai_generate_merge_sql(responses, answers) }}
+  {%- endcall -%}
+  {%- do adapter.drop_relation(answers) -%}
   {%- set usage = run_query(gemini_batch._gemini_batch_ai_generate_usage_sql(responses, job_name))[0] -%}
   {%- set sent = group['requests'] | int -%}
   {%- set share = sent / selected -%}

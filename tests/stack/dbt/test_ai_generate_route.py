@@ -162,8 +162,8 @@ def test_rows_refused_with_429_are_all_answered_after_retries_in_the_run(
     assert "retryable" in output
     # One ledger row per statement, the later rounds' failures counted where they happened.
     ledger = project.rows(
-        "select sum(request_count) as sent, sum(succeeded_count) as answered, count(*) as statements "
-        "from `{ds}.gemini_batch_jobs`")[0]
+        "select sum(request_count) as sent, sum(succeeded_count) as answered, "
+        "count(*) as statements from `{ds}.gemini_batch_jobs`")[0]
     assert (ledger["sent"], ledger["answered"]) == (sent, 20)
     assert ledger["statements"] >= 2
 
