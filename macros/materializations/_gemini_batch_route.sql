@@ -56,7 +56,8 @@
 {#- Claim the model's lock in gemini_batch_locks as `gemini-batch build` does
     (ledger.Ledger.lock): one MERGE, then the holder. Someone else's: a compiler error
     naming them. The lock expires 15 minutes after the claim if this run dies first. -#}
-{% macro _gemini_batch_claim_lock(locks, token, where) -%}
+{% macro _gemini_batch_claim_lock(locks, token, where, claim=true) -%}
+  {%- if claim -%}
   {%- call statement('gemini_batch_lock') -%}
 merge {{ locks }} as t
 using (select {{ gemini_batch._sql_string(model.unique_id) }} as dbt_model) as s
@@ -70,6 +71,7 @@ when not matched then
   values (s.dbt_model, {{ gemini_batch._sql_string(token) }}, 'dbt run', 0, current_timestamp(),
           timestamp_add(current_timestamp(), interval 900 second))
   {%- endcall -%}
+  {%- endif -%}
   {%- set holder = run_query("select token, host, pid, cast(since as string) from " ~ locks
         ~ " where dbt_model = " ~ gemini_batch._sql_string(model.unique_id)) -%}
   {%- if holder | length == 0 or holder[0][0] != token -%}
@@ -79,6 +81,11 @@ when not matched then
         ~ "), holding its lock in " ~ locks ~ ". Nothing was sent: wait for it to finish "
         ~ "and run again (a lock left by a killed process expires 15 minutes after its last refresh).") }}
   {%- endif -%}
+{%- endmacro %}
+
+{#- The environment variable a build sets to its lock token (ledger.LOCK_TOKEN_ENV). -#}
+{% macro _gemini_batch_lock_token_env() -%}
+  {{ return('GEMINI_BATCH_LOCK_TOKEN') }}
 {%- endmacro %}
 
 {% macro _gemini_batch_release_lock(locks, token) -%}
@@ -125,13 +132,16 @@ when not matched then
     error (429, 5xx) go again in the next round, up to max_retries (ADR 0009). -#}
 {% macro _gemini_batch_answer_with_ai_generate(batch, requests_relation, responses_relation, where) -%}
   {%- set ledger = gemini_batch._gemini_batch_ledger_relations(create=true) -%}
-  {%- set token = 'dbt-' ~ invocation_id -%}
+  {#- Under `gemini-batch build` (dbt in its process), the build holds the lock: its
+      token (env GEMINI_BATCH_LOCK_TOKEN, ledger.LOCK_TOKEN_ENV) is checked, not claimed. -#}
+  {%- set inherited = env_var(gemini_batch._gemini_batch_lock_token_env(), '') -%}
+  {%- set token = inherited or 'dbt-' ~ invocation_id -%}
   {%- set run_key = invocation_id | replace('-', '') -%}
   {%- set snapshot = api.Relation.create(database=this.database, schema=this.schema,
         identifier=this.identifier ~ '__ai_generate_' ~ run_key[:12], type='table') -%}
   {%- set answers = api.Relation.create(database=this.database, schema=this.schema,
         identifier=this.identifier ~ '__ai_generate_answers', type='table') -%}
-  {%- do gemini_batch._gemini_batch_claim_lock(ledger.locks, token, where) -%}
+  {%- do gemini_batch._gemini_batch_claim_lock(ledger.locks, token, where, claim=not inherited) -%}
 
   {#- Answers of a run killed between its AI.GENERATE statement and their merge: paid
       for, so merged now (under the lock: no other run writes them). -#}
@@ -239,7 +249,9 @@ as {{ gemini_batch._gemini_batch_ai_generate_snapshot_sql(pending, batch.ai_gene
   {%- endif -%}
 
   {%- do adapter.drop_relation(snapshot) -%}
-  {%- do gemini_batch._gemini_batch_release_lock(ledger.locks, token) -%}
+  {%- if not inherited -%}
+    {%- do gemini_batch._gemini_batch_release_lock(ledger.locks, token) -%}
+  {%- endif -%}
   {%- if finish.error is not none -%}
     {{ exceptions.raise_compiler_error(finish.error) }}
   {%- endif -%}

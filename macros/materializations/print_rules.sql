@@ -13,6 +13,7 @@
       locks_columns      [[name, type], ...] of gemini_batch_locks (ledger.LOCKS_SCHEMA)
       ended_states       job states after which a job never changes (ledger.ENDED_STATES)
       ai_generate_prefix job_name prefix of AI.GENERATE statements (ledger.AI_GENERATE_PREFIX)
+      lock_token_env     where a build gives dbt its lock token (ledger.LOCK_TOKEN_ENV)
       pending_sql        the pending requests (warehouse.Warehouse.pending_query) of
                          `p.d.m__requests` with max_retries 2 and one live shard `p.d.shard`
       estimate_groups_sql  the estimate's query over `select request_id, request from
@@ -38,6 +39,7 @@
       'locks_columns': gemini_batch._gemini_batch_locks_columns(),
       'ended_states': gemini_batch._gemini_batch_ended_states(),
       'ai_generate_prefix': gemini_batch._gemini_batch_ai_generate_prefix(),
+      'lock_token_env': gemini_batch._gemini_batch_lock_token_env(),
       'pending_sql': gemini_batch._gemini_batch_pending_sql(
           '`p`.`d`.`m__requests`', '`p`.`d`.`m__responses`', 2, false, ['`p`.`d`.`shard`']) | trim,
       'pending_retry_empty_sql': gemini_batch._gemini_batch_pending_sql(

@@ -181,6 +181,7 @@ def test_locks_columns_and_ended_states_agree(jinja_rules: dict[str, Any]) -> No
     assert jinja_rules["locks_columns"] == [list(item) for item in ledger.LOCKS_SCHEMA.items()]
     assert sorted(jinja_rules["ended_states"]) == sorted(ledger.ENDED_STATES)
     assert jinja_rules["ai_generate_prefix"] == ledger.AI_GENERATE_PREFIX
+    assert jinja_rules["lock_token_env"] == ledger.LOCK_TOKEN_ENV
 
 
 def _probe_model(*, retry_empty_answers: bool) -> config.BatchModel:

@@ -51,6 +51,10 @@ CREATING_JOB = "projects/{project}/locations/{location}/batchPredictionJobs/crea
 # route='ai_generate'): this prefix, the dbt invocation id, the round and the group. No
 # Vertex AI job name starts so; the row is written ended and merged, never live.
 AI_GENERATE_PREFIX = "ai_generate/"
+# Set by a build to its lock token while it holds its models' locks and runs dbt in its
+# process: a route ai_generate model answered in that dbt run works under the build's
+# lock instead of being refused by it (macros/materializations/_gemini_batch_route.sql).
+LOCK_TOKEN_ENV = "GEMINI_BATCH_LOCK_TOKEN"
 
 # States after which a job never changes again (NOT_FOUND: the service lost it).
 ENDED_STATES = TERMINAL_STATES | {NOT_FOUND_STATE}
@@ -566,6 +570,7 @@ __all__ = [
     "CREATING_STATE",
     "DEFAULT_LOCK_TTL",
     "LEDGER_SCHEMA",
+    "LOCK_TOKEN_ENV",
     "LEDGER_TABLE",
     "LOCKS_SCHEMA",
     "LOCKS_TABLE",
