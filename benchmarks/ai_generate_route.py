@@ -39,7 +39,8 @@ select n as id,
   {{{{ gemini_batch.request(
       prompt="concat('Summarise review ', cast(n as string), ': it arrived on time and works.')",
       system_instruction="'You are a concise analyst.'",
-      generation_config={{'temperature': 0.2, 'maxOutputTokens': 256}}) }}}} as request
+      generation_config={{'temperature': 0.2, 'maxOutputTokens': 256,
+                         'thinkingConfig': {{'thinkingBudget': 0}}}}) }}}} as request
 from unnest(generate_array(1, {rows})) as n
 """
 
@@ -85,9 +86,11 @@ def one_route(route: str, rows: int) -> None:
             run("gemini-batch", "build", cwd=path, env=env)
         seconds = time.perf_counter() - started
         bq = bigquery_client(state.project, api_endpoint=state.bigquery_endpoint)
-        answered = next(iter(bq.query(
-            f"select countif(batch_state = 'succeeded') as n from "
-            f"`{state.project}.bench_{route}.reviews`").result())).n
+        counts = next(iter(bq.query(
+            f"select countif(batch_state = 'succeeded') as n, "
+            f"countif(batch_state = 'failed') as failed, min(last_error) as error "
+            f"from `{state.project}.bench_{route}.reviews`").result()))
+        answered = counts.n
         statements = next(iter(bq.query(
             f"select count(*) as n from `{state.project}.bench_{route}.gemini_batch_jobs`"
         ).result())).n
@@ -96,6 +99,8 @@ def one_route(route: str, rows: int) -> None:
               f"BigQuery emulator {peak_rss_mb(state.bigquery_pid):.0f} MB, "
               f"Vertex emulator {peak_rss_mb(state.vertex_pid):.0f} MB "
               f"(load average {os.getloadavg()[0]:.1f})")
+        if counts.failed:
+            print(f"  {counts.failed:,} failed, e.g. {counts.error}")
     finally:
         stop_stack(data_dir)
 

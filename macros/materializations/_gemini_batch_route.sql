@@ -109,9 +109,12 @@ when not matched then
 
 
 {#- One line per run of a batch model with requests that have no answer: how many, and
-    the command that answers them (every route). -#}
+    the command that answers them (every route). Not under `gemini-batch build`, which
+    answers them next and says so itself. -#}
 {% macro _gemini_batch_log_unanswered(batch, requests_relation, responses_relation) -%}
-  {%- if not execute -%}{{ return(none) }}{%- endif -%}
+  {%- if not execute or env_var(gemini_batch._gemini_batch_lock_token_env(), '') -%}
+    {{ return(none) }}
+  {%- endif -%}
   {%- set pending = gemini_batch._gemini_batch_pending_sql(
         requests_relation, responses_relation, batch.max_retries, batch.retry_empty_answers) -%}
   {%- set count = run_query("select count(*) from (" ~ pending ~ ")")[0][0] -%}
