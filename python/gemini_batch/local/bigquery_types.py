@@ -6,7 +6,7 @@ of each column). A JSON field inside a STRUCT (``AI.GENERATE(...) AS g`` has
 ``g.full_response JSON``) or an ARRAY came out as STRING, in query results and in the
 schema of a table made by CREATE TABLE AS; BigQuery says JSON. These helpers find the
 JSON fields in a DuckDB type and mark them in a BigQuery schema (``bqemulator_main``
-applies them to both).
+applies them to both; in a table's schema, to nested fields only).
 """
 
 from __future__ import annotations
@@ -19,10 +19,14 @@ Path = tuple[str, ...]
 
 def json_paths(duckdb_type: str | Any) -> list[Path]:
     """The paths (field names, from the top) of the JSON values inside ``duckdb_type``
-    (a DuckDB type or its text); ``()`` when the type itself is JSON."""
+    (a DuckDB type or its text); ``()`` when the type itself is JSON. A type DuckDB
+    cannot read back has none: the schema stays as bqemulator made it."""
     import duckdb
 
-    kind = duckdb.sqltype(duckdb_type) if isinstance(duckdb_type, str) else duckdb_type
+    try:
+        kind = duckdb.sqltype(duckdb_type) if isinstance(duckdb_type, str) else duckdb_type
+    except duckdb.Error:
+        return []
     if str(kind).upper() == "JSON":
         return [()]
     if kind.id == "list":

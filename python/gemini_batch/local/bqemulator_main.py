@@ -58,9 +58,17 @@ The same as ``python -m bqemulator``, with two fixes for bqemulator 1.4:
   rules of a 1,000-row job's answers). The parses are kept by text (``local/bigquery.py``:
   ``ParseCache``) and handed out as copies, their token positions copied as plain dicts.
 
-And one addition, a fault mode: ``GET|PUT|PATCH /emulator/faults`` (and
+- A JSON field inside a STRUCT or ARRAY was typed STRING in query results and in a
+  CREATE TABLE AS table's schema; both read the DuckDB type now
+  (``local/bigquery_types.py``).
+
+And two additions: a fault mode, ``GET|PUT|PATCH /emulator/faults`` (and
 ``GEMINI_BATCH_BQ_FAULT_*`` at start) make a share of MERGE, UPDATE and DELETE statements
-fail as BigQuery fails one that lost a race (``local/bigquery.py``: ``DmlConflicts``).
+fail as BigQuery fails one that lost a race (``local/bigquery.py``: ``DmlConflicts``);
+and BigQuery's ``AI.GENERATE`` (``local/ai_generate``): each statement's calls rewritten
+before translation, answered by a DuckDB function with the Vertex emulator's engine,
+with ``ai_generate`` faults in ``/emulator/faults`` and its counts at
+``GET /emulator/ai_generate``.
 """
 
 from __future__ import annotations
@@ -92,6 +100,7 @@ from bqemulator.domain.events import TableDataChanged
 from bqemulator.grpc_api.read_servicer import BigQueryReadHandler
 from bqemulator.grpc_api.write_servicer import BigQueryWriteHandler
 from bqemulator.jobs import executor
+from bqemulator.sql import rules as translation_rules
 from bqemulator.storage.engine import DuckDBEngine
 from bqemulator.storage.sql_identifiers import quoted_table_ref
 from bqemulator.streaming import read_session
@@ -100,6 +109,7 @@ from fastapi import APIRouter, FastAPI, Query, Request, routing
 from fastapi.dependencies import utils as dependency_utils
 from fastapi.responses import JSONResponse
 from google.cloud.bigquery_storage_v1 import types
+from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 
 from gemini_batch.local.ai_generate import sql as ai_generate_sql
@@ -371,9 +381,31 @@ def _with_ai_generate(bq_sql: str, ctx: Any) -> str:
     if rewritten is None:
         return bq_sql
     ai_generate.register(ctx.engine._connection, rewritten.functions)
-    ai_generate.counted_statement()
+    if rewritten.calls:
+        ai_generate.counted_statement()
     return rewritten.sql
 
+
+class _SpreadAiGenerate(translation_rules.TranslationRule):
+    """``AI.GENERATE(...).*`` (rewritten as ``SPREAD(<call>)``) in DuckDB: the STRUCT's
+    fields as columns with one call per row; DuckDB's ``UNNEST(<call>)`` makes the call
+    again for each field."""
+
+    name = ai_generate_sql.SPREAD.upper()
+
+    def applies_to(self, node: exp.Expression) -> bool:
+        return isinstance(node, exp.Anonymous) and node.name.upper() == self.name
+
+    def rewrite(self, node: exp.Expression) -> exp.Expression:
+        return exp.Explode(
+            this=exp.Array(expressions=[node.expressions[0].copy()]),
+            expressions=[exp.PropertyEQ(this=exp.to_identifier("max_depth"),
+                                        expression=exp.Literal.number(2))])
+
+
+# New translators (a script's) take it from the registry; the statements' one exists.
+translation_rules.register(_SpreadAiGenerate)
+executor._translator._rules.append(_SpreadAiGenerate())
 
 # jobs.insert and jobs.query both call the name in the routes module.
 job_routes.execute_query_job = _execute_with_faults
@@ -427,13 +459,14 @@ _introspect_schema = ddl_sync._introspect_schema
 
 def _introspect_schema_with_json(project_id: str, dataset_id: str, table_id: str, ctx: Any
                                  ) -> Any:
-    """A table's schema read from DuckDB, its JSON columns and fields typed JSON (Arrow,
-    which the schema is read from, has them as strings)."""
+    """A table's schema read from DuckDB, its JSON fields inside STRUCTs and ARRAYs typed
+    JSON (Arrow, which the schema is read from, has them as strings). Top-level JSON
+    columns are left as bqemulator types them (docs/local-stack.md)."""
     schema = _introspect_schema(project_id, dataset_id, table_id, ctx)
     described = ctx.engine.execute(
         f"DESCRIBE {quoted_table_ref(project_id, dataset_id, table_id)}").fetchall()
     paths = [(name, *path) for name, kind, *_ in described if "JSON" in str(kind).upper()
-             for path in json_paths(str(kind))]
+             for path in json_paths(str(kind)) if path]
     if not paths:
         return schema
     fields = mark_json(

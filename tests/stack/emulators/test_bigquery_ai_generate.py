@@ -119,6 +119,23 @@ def test_create_table_as_and_insert_select_keep_the_struct_and_its_json(
     assert "You asked: Capital? Rome" in rows[-1]["result"]
 
 
+def test_a_script_calls_it_in_each_of_its_statements(bq: bigquery.Client, dataset: str) -> None:
+    # What a dbt materialization sends: several statements in one job.
+    bq.query(f"""
+        DECLARE model STRING DEFAULT 'gemini-2.5-flash';
+        CREATE TEMP TABLE asked AS SELECT city FROM {dataset}.cities WHERE city != 'Lima';
+        CREATE OR REPLACE TABLE {dataset}.scripted AS
+        SELECT city, AI.GENERATE(('Say hello to ', city), output_schema => 'hello STRING').*
+        FROM asked;
+        INSERT INTO {dataset}.scripted
+        SELECT 'Lima', AI.GENERATE('Say hello to Lima', output_schema => 'hello STRING').*;
+    """).result()
+    rows = _rows(bq, f"SELECT city, hello, status FROM {dataset}.scripted ORDER BY city")
+    assert [(row["city"], row["status"]) for row in rows] == [
+        ("Lima", ""), ("Oslo", ""), ("Paris", "")]
+    assert all(row["hello"] for row in rows)
+
+
 def test_quotes_backslashes_newlines_and_triple_quotes_are_answered_like_any_text(
         bq: bigquery.Client, dataset: str) -> None:
     texts = ["it's \"quoted\"", "back\\slash \\n not a newline", "two\nlines\r\nand a tab\t",
@@ -137,6 +154,21 @@ def test_quotes_backslashes_newlines_and_triple_quotes_are_answered_like_any_tex
     assert next(iter(job.result()))["answer"].endswith(f"You asked: {texts[3]}")
     [row] = _rows(bq, r"""SELECT AI.GENERATE('''a 'quoted' \\ "x" ''').result AS answer""")
     assert row["answer"].endswith("""You asked: a 'quoted' \\ "x" """)
+
+
+def test_object_refs_in_a_struct_prompt_are_file_parts(bq: bigquery.Client,
+                                                       dataset: str) -> None:
+    bq.query(f"CREATE OR REPLACE TABLE {dataset}.images AS SELECT 'cat' AS name, "
+             "OBJ.MAKE_REF('gs://pets/cat.png', 'us.my_connection') AS ref").result()
+    table = bq.get_table(f"{dataset}.images")
+    assert _fields(table.schema)["ref.uri"] == ("STRING", "NULLABLE")
+    [row] = _rows(bq, f"SELECT AI.GENERATE(('Describe this ', name, ': ', ref)) AS g "
+                      f"FROM {dataset}.images")
+    assert row["g"]["status"] == ""
+    assert "You asked: Describe this cat: \n[file gs://pets/cat.png (image/png)]" in (
+        row["g"]["result"])
+    details = row["g"]["full_response"]["usageMetadata"]["promptTokensDetails"]
+    assert {"modality": "IMAGE", "tokenCount": 258} in details
 
 
 # ------------------------------------------------------------------ model_params
@@ -264,10 +296,13 @@ def test_the_stats_count_rows_answered_and_statements(
     admin.put("/emulator/faults", json={}).raise_for_status()
     _rows(bq, f"SELECT AI.GENERATE(city).status FROM {dataset}.cities WHERE city = 'Oslo'")
     _rows(bq, "SELECT 'no AI.GENERATE( here' AS s")
+    # Spread into columns: still one call per row, whatever the number of fields.
+    _rows(bq, f"SELECT AI.GENERATE(city, output_schema => 'a STRING, b INT64, c BOOL').* "
+              f"FROM {dataset}.cities")
     after = admin.get("/emulator/ai_generate").json()
-    assert after["rows"] - before["rows"] == 4  # failures included
+    assert after["rows"] - before["rows"] == 7  # failures included
     assert after["failed_rows"] - before["failed_rows"] == 3
-    assert after["statements"] - before["statements"] == 2
+    assert after["statements"] - before["statements"] == 3
 
 
 def test_bad_fault_settings_are_refused(admin: httpx.Client) -> None:
@@ -288,6 +323,8 @@ def test_bad_fault_settings_are_refused(admin: httpx.Client) -> None:
     ("AI.GENERATE('x', request_type => 'BATCH')", "Invalid request_type 'BATCH'"),
     ("AI.GENERATE('x', output_schema => 'when DATE')", "type DATE is not supported"),
     ("AI.GENERATE('x', model_params => JSON '{\"contents\": []}')", "cannot set contents"),
+    ("AI.GENERATE('x', model_params => PARSE_JSON(CONCAT('{', '}')))", "must be a JSON literal"),
+    ("AI.GENERATE('x', request_type => 'DEDICATED')", "Provisioned throughput"),
 ])
 def test_calls_bigquery_refuses_fail_the_query(bq: bigquery.Client, call: str,
                                                words: str) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import mimetypes
-import os
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -32,7 +31,7 @@ import orjson
 import pyarrow as pa
 
 from gemini_batch.local.ai_generate.schema import OutputSchema
-from gemini_batch.local.vertex.engines import Engine, make_engine
+from gemini_batch.local.vertex.engines import Engine, make_engine, settings_from_env
 from gemini_batch.local.vertex.faults import FaultError, Faults
 from gemini_batch.local.vertex.generate import Call, answer
 from gemini_batch.rules import catalog
@@ -49,6 +48,8 @@ _STATUS_NAMES = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FO
                  504: "DEADLINE_EXCEEDED"}
 _RETRYABLE = frozenset({429, 500, 503, 504})
 PLACE = "AI.GENERATE prompt"
+# A row whose prompt is NULL (or has a NULL field) is not sent; its status says so.
+NULL_PROMPT = "The prompt is NULL (or has a NULL field): nothing was sent to the model."
 
 
 def bigquery_status(vertex_status: str) -> str:
@@ -80,7 +81,8 @@ def endpoint_error(endpoint: str | None) -> str | None:
     """Why BigQuery refuses ``endpoint`` (unknown to the catalog, or retired), or None."""
     model = catalog.lookup(model_of(endpoint))
     if model is None:
-        near = catalog.suggestions(model_of(endpoint))
+        near = [name for name in catalog.suggestions(model_of(endpoint))
+                if (catalog.lookup(name) or model).for_new_projects]
         hint = f" Did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
         return (f"Invalid endpoint {endpoint!r} in AI.GENERATE: not a Gemini model "
                 f"BigQuery can call.{hint}")
@@ -107,39 +109,53 @@ def model_params_error(params: Any, output: OutputSchema) -> str | None:
 
 
 def parts_of(prompt: list[str | None]) -> list[dict[str, Any]] | None:
-    """The request's parts from the prompt's fields (each as JSON text): strings side by
-    side are one text part, an ObjectRefRuntime a file part; None if a field is NULL."""
+    """The request's parts from the prompt's fields (each as JSON text), combined as
+    BigQuery combines them, like CONCAT in order: strings side by side are one text part,
+    an ObjectRef or ObjectRefRuntime a file part, an ARRAY's elements each in turn;
+    None if a field is NULL (CONCAT with a NULL is NULL)."""
     parts: list[dict[str, Any]] = []
     for item in prompt:
-        if item is None:
+        value = None if item is None else orjson.loads(item)
+        if value is None or not _add_parts(parts, value, item):
             return None
-        value = orjson.loads(item)
-        if value is None:
-            return None
-        if isinstance(value, str):
-            if parts and "text" in parts[-1]:
-                parts[-1] = {"text": parts[-1]["text"] + value}
-            else:
-                parts.append({"text": value})
-        elif isinstance(value, dict):
-            parts.append(_file_part(value))
-        else:
-            raise ValueError(
-                f"AI.GENERATE's prompt takes STRING and ObjectRefRuntime fields, not "
-                f"{type(value).__name__} ({item[:80]}): cast it to STRING.")
     return parts
 
 
-def _file_part(value: dict[str, Any]) -> dict[str, Any]:
-    """An ObjectRefRuntime (OBJ.GET_ACCESS_URL's JSON) as a fileData part."""
-    ref = value.get("obj_ref") or value.get("objectref") or {}
-    uri = ref.get("uri") if isinstance(ref, dict) else None
-    if not uri:
+def _add_parts(parts: list[dict[str, Any]], value: Any, item: str) -> bool:
+    """Add ``value`` (a field, or an ARRAY element) to ``parts``; False for a NULL."""
+    if value is None:
+        return False
+    if isinstance(value, str):
+        if parts and "text" in parts[-1]:
+            parts[-1] = {"text": parts[-1]["text"] + value}
+        else:
+            parts.append({"text": value})
+    elif isinstance(value, dict):
+        parts.append(_file_part(value))
+    elif isinstance(value, list):
+        return all(_add_parts(parts, element, item) for element in value)
+    else:
         raise ValueError(
-            "AI.GENERATE's prompt takes STRING and ObjectRefRuntime fields; this JSON is "
-            "not an ObjectRefRuntime (it has no obj_ref.uri).")
-    details = (ref.get("details") or {}).get("gcs_metadata") or {}
-    mime_type = details.get("content_type") or mimetypes.guess_type(uri)[0]
+            f"AI.GENERATE's prompt takes STRING, ARRAY<STRING>, ObjectRef and "
+            f"ObjectRefRuntime fields, not {type(value).__name__} ({item[:80]}): cast it "
+            "to STRING.")
+    return True
+
+
+def _file_part(value: dict[str, Any]) -> dict[str, Any]:
+    """An ObjectRef (STRUCT<uri, version, authorizer, details>) or ObjectRefRuntime
+    (OBJ.GET_ACCESS_URL's JSON, the ObjectRef under obj_ref) as a fileData part."""
+    ref = value.get("obj_ref") if isinstance(value.get("obj_ref"), dict) else value
+    uri = ref.get("uri")
+    if not isinstance(uri, str) or not uri:
+        raise ValueError(
+            "AI.GENERATE's prompt takes STRING, ObjectRef and ObjectRefRuntime fields; this "
+            "value is neither a string nor an object reference (it has no uri).")
+    details = ref.get("details")
+    if isinstance(details, str):  # ObjectRef.details is JSON: text in some paths
+        details = orjson.loads(details)
+    metadata = (details or {}).get("gcs_metadata") or {}
+    mime_type = metadata.get("content_type") or mimetypes.guess_type(uri)[0]
     return {"fileData": {"fileUri": uri, "mimeType": mime_type or "application/octet-stream"}}
 
 
@@ -231,16 +247,17 @@ class AiGenerate:
         """One answer per row, as the STRUCT BigQuery returns (a dict per row)."""
         answers: list[dict[str, Any] | None] = [None] * len(prompts)
         by_model: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        for endpoint in set(endpoints):  # usually one: a literal
+            problem = endpoint_error(endpoint)
+            if problem:
+                raise ValueError(problem)
         for index, (prompt, endpoint, raw_params) in enumerate(
                 zip(prompts, endpoints, params, strict=True)):
             parts = parts_of(prompt) if prompt is not None else None
             if parts is None:
-                answers[index] = _row(output, None, None, "")
+                answers[index] = _row(output, None, None, NULL_PROMPT)
                 continue
             request = self._request(parts, raw_params, output)
-            problem = endpoint_error(endpoint)
-            if problem:
-                raise ValueError(problem)
             by_model.setdefault(model_of(endpoint), []).append((index, request))
         for model, rows in by_model.items():
             for (index, _), value in zip(rows, self._answer(model, rows, output), strict=True):
@@ -264,9 +281,9 @@ class AiGenerate:
 
     def _answer(self, model: str, rows: list[tuple[int, dict[str, Any]]],
                 output: OutputSchema) -> list[dict[str, Any]]:
+        keys = [_key(request, model) for _, request in rows]
         with self._lock:
             faults = self._faults
-            keys = [_key(request, model) for _, request in rows]
             calls = [Call(request, key, self._failures.get(key, 0), PLACE)
                      for (_, request), key in zip(rows, keys, strict=True)]
         results = answer(calls, engine=self.engine(), faults=faults, model=model)
@@ -327,19 +344,9 @@ def _row(output: OutputSchema, values: dict[str, Any] | None, full: str | None,
 
 
 def engine_from_env(environ: Mapping[str, str] | None = None) -> Engine:
-    """The engine ``gemini-batch local start`` chose, from the variables it sets for both
-    emulators: GEMINI_BATCH_ENGINE and GEMINI_BATCH_OPENAI_* (as the Vertex emulator's
-    command line reads them)."""
-    env = os.environ if environ is None else environ
-    name = env.get("GEMINI_BATCH_ENGINE") or "simulate"
-    return make_engine(
-        name,
-        base_url=env.get("GEMINI_BATCH_OPENAI_BASE_URL") or "http://localhost:11434/v1",
-        model=env.get("GEMINI_BATCH_OPENAI_MODEL"),
-        api_key=env.get("GEMINI_BATCH_OPENAI_API_KEY"),
-        concurrency=int(env.get("GEMINI_BATCH_OPENAI_CONCURRENCY") or 8),
-        timeout=float(env.get("GEMINI_BATCH_OPENAI_TIMEOUT") or 120),
-    )
+    """The engine ``gemini-batch local start`` chose, as the Vertex emulator reads it."""
+    name, settings = settings_from_env(environ)
+    return make_engine(name, **settings)
 
 
 __all__ = ["DEFAULT_ENDPOINT", "FAULT_SETTINGS", "AiGenerate", "answer_text",

@@ -9,10 +9,11 @@ and checked as BigQuery checks them, and the call becomes::
         <endpoint>, TO_JSON_STRING(<model_params>), <request_type>, <connection_id>)
 
 a DuckDB Python function (``rows.py``) returning the STRUCT BigQuery returns. The
-prompt's parts go as JSON so a STRING and an ObjectRefRuntime (JSON) stay apart; the
-values stay expressions of the statement (columns, literals), never pasted text.
-``AI.GENERATE(...).*`` becomes ``UNNEST(...)``, DuckDB's way to spread a STRUCT into
-columns.
+prompt's parts go as JSON so a STRING and an object reference (a STRUCT, or JSON) stay
+apart; the values stay expressions of the statement (columns, literals, parameters),
+never pasted text. ``AI.GENERATE(...).*`` becomes ``SPREAD(...)`` (below), DuckDB's
+UNNEST of the STRUCT into columns. ``OBJ.MAKE_REF(uri[, authorizer])``, which the local
+BigQuery lacks, becomes the ObjectRef STRUCT.
 """
 
 from __future__ import annotations
@@ -29,11 +30,19 @@ from gemini_batch.local.ai_generate import rows
 from gemini_batch.local.ai_generate import schema as output_schemas
 
 FUNCTION = "gemini_batch_ai_generate"
+# ``AI.GENERATE(...).*`` becomes SPREAD(<call>), which the local BigQuery translates to
+# DuckDB's ``UNNEST([<call>], max_depth := 2)``: the STRUCT's fields as columns, the
+# call made once per row (``UNNEST(<call>)`` calls it once per field).
+SPREAD = "gemini_batch_ai_generate_spread"
 # AI.GENERATE's named arguments, in the order the function takes them after the prompt.
 ARGUMENTS = ("prompt", "connection_id", "endpoint", "request_type", "model_params",
              "output_schema")
 REQUEST_TYPES = ("SHARED", "DEDICATED", "UNSPECIFIED")
-_MENTION = re.compile(r"\bAI\s*\.\s*GENERATE\s*\(", re.IGNORECASE)
+_MENTION = re.compile(r"\b(?:AI\s*\.\s*GENERATE|OBJ\s*\.\s*MAKE_REF)\s*\(", re.IGNORECASE)
+# OBJ.MAKE_REF(uri[, authorizer]) as the ObjectRef STRUCT BigQuery makes (the local
+# BigQuery has no OBJ functions): an AI.GENERATE prompt field reads it as a file part.
+_OBJECT_REF = ("STRUCT({uri} AS uri, CAST(NULL AS STRING) AS version, "
+               "{authorizer} AS authorizer, CAST(NULL AS JSON) AS details)")
 
 
 class AiGenerateError(ValueError):
@@ -55,18 +64,18 @@ def function_name(output: output_schemas.OutputSchema) -> str:
 
 
 def mentions(sql: str) -> bool:
-    """A cheap test: may ``sql`` call AI.GENERATE?"""
+    """A cheap test: may ``sql`` call AI.GENERATE (or OBJ.MAKE_REF)?"""
     return _MENTION.search(sql) is not None
 
 
 def rewrite(sql: str) -> Rewritten | None:
-    """``sql`` with each AI.GENERATE call rewritten; None when it has none.
-    AiGenerateError for a call BigQuery would refuse."""
+    """``sql`` with each AI.GENERATE (and OBJ.MAKE_REF) call rewritten; None when it has
+    none. AiGenerateError for a call BigQuery would refuse."""
     if not mentions(sql):
         return None
     functions: dict[str, output_schemas.OutputSchema] = {}
     text, calls = _rewrite(sql, functions)
-    return Rewritten(text, calls, functions) if calls else None
+    return Rewritten(text, calls, functions) if text != sql else None
 
 
 def _rewrite(sql: str, functions: dict[str, output_schemas.OutputSchema]) -> tuple[str, int]:
@@ -79,35 +88,38 @@ def _rewrite(sql: str, functions: dict[str, output_schemas.OutputSchema]) -> tup
     calls = 0
     index = 0
     while index < len(tokens):
-        if not _starts_call(tokens, index):
+        generate = _starts_call(tokens, index, "AI", "GENERATE")
+        if not generate and not _starts_call(tokens, index, "OBJ", "MAKE_REF"):
             index += 1
             continue
         close = _closing(tokens, index + 3)
         if close is None:
             return sql, 0  # unbalanced: bqemulator reports the syntax error
         call_text = sql[tokens[index].start:tokens[close].end + 1]
-        replacement = _replacement(call_text, functions)
+        replacement = (_replacement(call_text, functions) if generate
+                       else _object_ref(call_text, functions))
         end = tokens[close].end + 1
         after = close + 1
-        spread = (after + 1 < len(tokens) and tokens[after].token_type == TokenType.DOT
+        spread = (generate and after + 1 < len(tokens)
+                  and tokens[after].token_type == TokenType.DOT
                   and tokens[after + 1].token_type == TokenType.STAR)
         if spread:
-            replacement = f"UNNEST({replacement})"
+            replacement = f"{SPREAD}({replacement})"
             end = tokens[after + 1].end + 1
             after += 2
         pieces += [sql[done:tokens[index].start], replacement]
         done = end
-        calls += 1
+        calls += generate
         index = after
     pieces.append(sql[done:])
     return "".join(pieces), calls
 
 
-def _starts_call(tokens: list[Token], index: int) -> bool:
+def _starts_call(tokens: list[Token], index: int, namespace: str, name: str) -> bool:
     return (index + 3 < len(tokens)
-            and tokens[index].text.upper() == "AI"
+            and tokens[index].text.upper() == namespace
             and tokens[index + 1].token_type == TokenType.DOT
-            and tokens[index + 2].text.upper() == "GENERATE"
+            and tokens[index + 2].text.upper() == name
             and tokens[index + 3].token_type == TokenType.L_PAREN
             and (index == 0 or tokens[index - 1].token_type != TokenType.DOT))
 
@@ -187,6 +199,29 @@ def _replacement(call_text: str, functions: dict[str, output_schemas.OutputSchem
             f"{sql(named.get('request_type'))}, {sql(named.get('connection_id'))})")
 
 
+def _object_ref(call_text: str, functions: dict[str, output_schemas.OutputSchema]) -> str:
+    """``OBJ.MAKE_REF(uri[, authorizer])`` as an ObjectRef STRUCT."""
+    try:
+        select = sqlglot.parse_one(f"SELECT {call_text}", read="bigquery")
+    except sqlglot.errors.SqlglotError as exc:
+        raise AiGenerateError(f"Syntax error in OBJ.MAKE_REF: {exc}") from None
+    call = next((node for node in select.walk() if isinstance(node, exp.Anonymous)
+                 and node.name.upper() == "MAKE_REF"), None)
+    arguments = list(call.expressions) if call is not None else []
+    if not 1 <= len(arguments) <= 2 or any(isinstance(a, exp.Kwarg) for a in arguments) or (
+            isinstance(arguments[0], exp.ParseJSON)):
+        raise AiGenerateError(
+            "OBJ.MAKE_REF on the local BigQuery takes (uri) or (uri, authorizer): "
+            f"{call_text[:200]}")
+
+    def sql(node: exp.Expression) -> str:
+        text = node.sql(dialect="bigquery")
+        return _rewrite(text, functions)[0] if mentions(text) else text
+
+    authorizer = sql(arguments[1]) if len(arguments) == 2 else "CAST(NULL AS STRING)"
+    return _OBJECT_REF.format(uri=sql(arguments[0]), authorizer=authorizer)
+
+
 def _field_value(field: exp.Expression) -> exp.Expression:
     """A STRUCT field's value, without its name (``'a' AS x``)."""
     if isinstance(field, exp.Alias):
@@ -211,27 +246,37 @@ def _output_schema(node: exp.Expression | None) -> output_schemas.OutputSchema:
 
 def _check_literals(named: dict[str, exp.Expression], output: output_schemas.OutputSchema
                     ) -> None:
-    """What BigQuery refuses before running, for the arguments given as literals: a
-    request_type it does not know, an endpoint that is no model it serves, model_params
-    that are no JSON object or set the contents."""
+    """What BigQuery refuses before running: a request_type it does not know (and
+    DEDICATED, with no Provisioned Throughput here), an endpoint that is no model it
+    serves, model_params that are no JSON literal, no object, or set the contents."""
     request_type = _string(named.get("request_type"))
     if request_type is not None and request_type.upper() not in REQUEST_TYPES:
         raise AiGenerateError(f"Invalid request_type {request_type!r} in AI.GENERATE: use "
                               f"{', '.join(REQUEST_TYPES)}.")
+    if request_type is not None and request_type.upper() == "DEDICATED":
+        raise AiGenerateError(
+            "AI.GENERATE with request_type => 'DEDICATED': Provisioned throughput is not "
+            "purchased or is not active (the local stack has none; use SHARED or "
+            "UNSPECIFIED).")
     endpoint = named.get("endpoint")
     if endpoint is None or _string(endpoint) is not None:
         problem = rows.endpoint_error(_string(endpoint))
         if problem:
             raise AiGenerateError(problem)
     params = named.get("model_params")
-    if isinstance(params, exp.ParseJSON) and _string(params.this) is not None:
-        try:
-            value = json.loads(params.this.this)
-        except ValueError as exc:
-            raise AiGenerateError(f"Invalid JSON in AI.GENERATE's model_params: {exc}") from None
-        problem = rows.model_params_error(value, output)
-        if problem:
-            raise AiGenerateError(problem)
+    if params is None or isinstance(params, exp.Parameter | exp.Placeholder):
+        return  # a query parameter is checked when the rows are answered
+    if not (isinstance(params, exp.ParseJSON) and _string(params.this) is not None):
+        raise AiGenerateError(
+            "AI.GENERATE's model_params must be a JSON literal, e.g. model_params => "
+            "JSON '{\"generationConfig\": {\"temperature\": 0}}'.")
+    try:
+        value = json.loads(params.this.this)
+    except ValueError as exc:
+        raise AiGenerateError(f"Invalid JSON in AI.GENERATE's model_params: {exc}") from None
+    problem = rows.model_params_error(value, output)
+    if problem:
+        raise AiGenerateError(problem)
 
 
 def _string(node: exp.Expression | None) -> str | None:
@@ -239,5 +284,5 @@ def _string(node: exp.Expression | None) -> str | None:
     return node.this if isinstance(node, exp.Literal) and node.is_string else None
 
 
-__all__ = ["ARGUMENTS", "FUNCTION", "AiGenerateError", "Rewritten", "function_name",
+__all__ = ["ARGUMENTS", "FUNCTION", "SPREAD", "AiGenerateError", "Rewritten", "function_name",
            "mentions", "rewrite"]

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from gemini_batch.local.vertex.engines import make_engine
+from gemini_batch.local.vertex.engines import make_engine, settings_from_env
 from gemini_batch.local.vertex.faults import (
     SETTING_NAMES,
     SETTINGS,
@@ -21,6 +21,7 @@ from gemini_batch.local.vertex.runner import PAGE_SIZE
 
 def _parser() -> argparse.ArgumentParser:
     env = os.environ.get
+    engine, engine_settings = settings_from_env()
     parser = argparse.ArgumentParser(
         prog="python -m gemini_batch.local.vertex",
         description="Vertex AI batch prediction emulator (BigQuery tables or Cloud Storage "
@@ -55,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--engine",
         choices=("simulate", "openai"),
-        default=env("GEMINI_BATCH_ENGINE") or "simulate",
+        default=engine,
         help="How rows are answered (env GEMINI_BATCH_ENGINE).",
     )
     parser.add_argument(
@@ -82,30 +83,30 @@ def _parser() -> argparse.ArgumentParser:
     openai = parser.add_argument_group("openai engine")
     openai.add_argument(
         "--openai-base-url",
-        default=env("GEMINI_BATCH_OPENAI_BASE_URL") or "http://localhost:11434/v1",
+        default=engine_settings["base_url"],
         help="OpenAI-compatible API root (env GEMINI_BATCH_OPENAI_BASE_URL).",
     )
     openai.add_argument(
         "--openai-model",
-        default=env("GEMINI_BATCH_OPENAI_MODEL"),
+        default=engine_settings["model"],
         help="Model to call (env GEMINI_BATCH_OPENAI_MODEL); default: the "
         "first one the server lists.",
     )
     openai.add_argument(
         "--openai-api-key",
-        default=env("GEMINI_BATCH_OPENAI_API_KEY"),
+        default=engine_settings["api_key"],
         help="Bearer token, if the server wants one (env GEMINI_BATCH_OPENAI_API_KEY).",
     )
     openai.add_argument(
         "--openai-concurrency",
         type=int,
-        default=int(env("GEMINI_BATCH_OPENAI_CONCURRENCY") or 8),
+        default=engine_settings["concurrency"],
         help="Requests in flight at once (env GEMINI_BATCH_OPENAI_CONCURRENCY).",
     )
     openai.add_argument(
         "--openai-timeout",
         type=float,
-        default=float(env("GEMINI_BATCH_OPENAI_TIMEOUT") or 120),
+        default=engine_settings["timeout"],
         help="Seconds per request (env GEMINI_BATCH_OPENAI_TIMEOUT).",
     )
 

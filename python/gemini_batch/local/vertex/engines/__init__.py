@@ -7,6 +7,8 @@ error `status` the row gets (a string shaped like the service's, see ``faults.ro
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 Result = dict[str, Any] | str
@@ -21,6 +23,20 @@ class Engine(Protocol):
     def generate(self, requests: list[dict[str, Any]], *, model: str) -> list[Result]: ...
 
     def close(self) -> None: ...
+
+
+def settings_from_env(environ: Mapping[str, str] | None = None) -> tuple[str, dict[str, Any]]:
+    """The engine's name and settings from the variables ``gemini-batch local start``
+    passes to both servers (the Vertex emulator's flags default to them; the local
+    BigQuery's AI.GENERATE reads them): GEMINI_BATCH_ENGINE, GEMINI_BATCH_OPENAI_*."""
+    env = os.environ if environ is None else environ
+    return env.get("GEMINI_BATCH_ENGINE") or "simulate", {
+        "base_url": env.get("GEMINI_BATCH_OPENAI_BASE_URL") or "http://localhost:11434/v1",
+        "model": env.get("GEMINI_BATCH_OPENAI_MODEL"),
+        "api_key": env.get("GEMINI_BATCH_OPENAI_API_KEY"),
+        "concurrency": int(env.get("GEMINI_BATCH_OPENAI_CONCURRENCY") or 8),
+        "timeout": float(env.get("GEMINI_BATCH_OPENAI_TIMEOUT") or 120),
+    }
 
 
 def make_engine(name: str, **settings: Any) -> Engine:
