@@ -22,7 +22,6 @@ eval "$(gemini-batch local start --data-dir "$data_dir" 2>/dev/null)"
 echo "BigQuery emulator:  $BIGQUERY_ENDPOINT"
 echo "Vertex AI emulator: $GEMINI_BATCH_VERTEX_ENDPOINT"
 echo "Cloud Storage:      $STORAGE_EMULATOR_HOST"
-export BIGQUERY_ENDPOINT GEMINI_BATCH_VERTEX_ENDPOINT GEMINI_BATCH_PROJECT STORAGE_EMULATOR_HOST
 
 step "dbt deps (installs the gemini_batch package from this repository)"
 dbt deps --profiles-dir . --project-dir . --quiet

@@ -18,7 +18,7 @@
         ~ uri_expr ~ ", " ~ mime_type_expr) }}
   {%- endif -%}
   {{ gemini_batch._json_object({'fileData': gemini_batch._json_object({
-      'fileUri': gemini_batch._sql_value(uri_expr),
-      'mimeType': gemini_batch._sql_value(mime_type_expr),
+      'fileUri': gemini_batch._sql_value(uri_expr, 'gemini_batch.file_part: uri_expr'),
+      'mimeType': gemini_batch._sql_value(mime_type_expr, 'gemini_batch.file_part: mime_type_expr'),
   })}) }}
 {%- endmacro %}

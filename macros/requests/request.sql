@@ -32,14 +32,18 @@
           fn ~ ": prompt is a SQL expression given as a string, e.g. prompt='question' or "
           ~ "prompt=\"'Give me a recipe for ' || dish\"; got " ~ prompt) }}
     {%- endif -%}
+    {%- do gemini_batch._check_sql_expression(prompt, fn ~ ': prompt') -%}
     {%- set contents_sql = 'JSON_ARRAY(' ~ gemini_batch.turn('user', [gemini_batch.text_part(prompt)]) ~ ')' -%}
   {%- elif contents is string -%}
-    {%- set contents_sql = gemini_batch._sql_value(contents) -%}
+    {%- set contents_sql = gemini_batch._sql_value(contents, fn ~ ': contents') -%}
   {%- elif contents is sequence and contents is not mapping and contents | length > 0 -%}
     {%- for item in contents if item is not string -%}
       {{ exceptions.raise_compiler_error(
           fn ~ ": contents[" ~ loop.index0 ~ "] must be a turn expression, e.g. "
           ~ "gemini_batch.turn('user', [gemini_batch.text_part('question')]); got " ~ item) }}
+    {%- endfor -%}
+    {%- for item in contents -%}
+      {%- do gemini_batch._check_sql_expression(item, fn ~ ': contents[' ~ loop.index0 ~ ']') -%}
     {%- endfor -%}
     {%- set contents_sql = 'JSON_ARRAY(' ~ contents | join(', ') ~ ')' -%}
   {%- else -%}
@@ -52,6 +56,7 @@
   {%- if system_instruction is none -%}
     {%- set system_sql = none -%}
   {%- elif system_instruction is string -%}
+    {%- do gemini_batch._check_sql_expression(system_instruction, fn ~ ': system_instruction') -%}
     {%- set system_sql = gemini_batch._json_object({
         'parts': 'JSON_ARRAY(' ~ gemini_batch.text_part(system_instruction) ~ ')'}) -%}
   {%- else -%}
@@ -67,7 +72,7 @@
           fn ~ ": generation_config is a SQL expression, so output_columns / response_schema "
           ~ "cannot be added to it; give generation_config as a dict instead.") }}
     {%- endif -%}
-    {%- set config_sql = gemini_batch._sql_value(generation_config) -%}
+    {%- set config_sql = gemini_batch._sql_value(generation_config, fn ~ ': generation_config') -%}
   {%- endif -%}
   {%- set config = gemini_batch._generation_config_fields(
       none if generation_config is string else generation_config, fn) -%}
@@ -95,7 +100,7 @@
     {%- endif -%}
     {%- do config.update({
         'responseMimeType': gemini_batch._sql_string('application/json'),
-        'responseSchema': gemini_batch._sql_value(schema),
+        'responseSchema': gemini_batch._sql_value(schema, fn ~ ': response_schema'),
     }) -%}
   {%- endif -%}
 
@@ -140,7 +145,8 @@
     {%- if value is none -%}
       {#- None means "not set": the key is left out. -#}
     {%- elif value is string -%}
-      {%- do fields.update({key: gemini_batch._sql_value(value)}) -%}
+      {%- do fields.update({key: gemini_batch._sql_value(
+          value, fn ~ ": generation_config['" ~ key ~ "']")}) -%}
     {%- elif kind == 'sql'
           or (kind == 'bool' and value is not boolean)
           or (kind in ['number', 'integer'] and (value is boolean or value is not number))
@@ -155,7 +161,8 @@
           ~ (" or a SQL expression as a string" if kind != 'sql' else "")
           ~ "; got " ~ value) }}
     {%- else -%}
-      {%- do fields.update({key: gemini_batch._sql_value(value)}) -%}
+      {%- do fields.update({key: gemini_batch._sql_value(
+          value, fn ~ ": generation_config['" ~ key ~ "']")}) -%}
     {%- endif -%}
   {%- endfor -%}
   {{ return(fields) }}
@@ -169,7 +176,7 @@
   {%- if value is none -%}
     {{ return(none) }}
   {%- elif value is string -%}
-    {{ return(gemini_batch._sql_value(value)) }}
+    {{ return(gemini_batch._sql_value(value, argument)) }}
   {%- elif value is mapping or value is not sequence -%}
     {{ exceptions.raise_compiler_error(
         argument ~ ": expected a list of dicts or a SQL expression as a string; got " ~ value) }}
@@ -189,7 +196,7 @@
           ~ (", e.g. " ~ example if example else "") ~ "; got " ~ item) }}
     {%- endif -%}
   {%- endfor -%}
-  {{ return(gemini_batch._sql_value(value)) }}
+  {{ return(gemini_batch._sql_value(value, argument)) }}
 {%- endmacro %}
 
 

@@ -10,9 +10,9 @@
 
 {% macro bigquery__request_size_bytes(request, input_type) -%}
   {%- if input_type | upper == 'STRING' -%}
-    byte_length({{ gemini_batch._sql_value(request) }})
+    byte_length({{ gemini_batch._sql_value(request, 'gemini_batch.request_size_bytes: request') }})
   {%- elif input_type | upper == 'JSON' -%}
-    byte_length(to_json_string({{ gemini_batch._sql_value(request) }}))
+    byte_length(to_json_string({{ gemini_batch._sql_value(request, 'gemini_batch.request_size_bytes: request') }}))
   {%- else -%}
     {{ exceptions.raise_compiler_error(
         "gemini_batch.request_size_bytes: input_type is 'JSON' or 'STRING'; got " ~ input_type) }}

@@ -13,5 +13,5 @@
         "gemini_batch.text_part(expr): expr is a SQL expression given as a string, e.g. "
         ~ "'description' or \"'Describe this image.'\"; got " ~ expr) }}
   {%- endif -%}
-  {{ gemini_batch._json_object({'text': gemini_batch._sql_value(expr)}) }}
+  {{ gemini_batch._json_object({'text': gemini_batch._sql_value(expr, 'gemini_batch.text_part: expr')}) }}
 {%- endmacro %}

@@ -47,6 +47,7 @@
           fn ~ ": with input_type='TEXT', response is a SQL expression of type STRING "
           ~ "holding the answer text; got " ~ response) }}
     {%- endif -%}
+    {%- do gemini_batch._check_sql_expression(response, fn ~ ': response') -%}
     {%- set present = '(' ~ response ~ ') is not null' -%}
     {%- set text = '(' ~ response ~ ')' -%}
   {%- else -%}

@@ -14,5 +14,6 @@
         fn ~ ": input_type is 'JSON' or 'STRING' (the type of the response expression); got "
         ~ input_type) }}
   {%- endif -%}
+  {%- do gemini_batch._check_sql_expression(response, fn ~ ': response') -%}
   {{- '(' ~ response ~ ')' if input_type | upper == 'JSON' else 'safe.parse_json(' ~ response ~ ", wide_number_mode => 'round')" -}}
 {%- endmacro %}

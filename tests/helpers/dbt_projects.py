@@ -299,9 +299,8 @@ class DbtProjects:
     def _dataset(self, prefix: str, regional: bool) -> str:
         dataset = f"{prefix}_{uuid.uuid4().hex[:10]}"
         if regional:
-            # Vertex AI needs a regional dataset; create it as a user would. (bqemulator
-            # puts a dataset made by dbt's `create schema` in US, unlike BigQuery:
-            # docs/local-stack.md.)
+            # Vertex AI needs a regional dataset; create it as a user would (dbt's
+            # `create schema` makes it in the profile's location too).
             created = bigquery.Dataset(f"{self.stack.project}.{dataset}")
             created.location = DEFAULT_LOCATION
             self.bq.create_dataset(created)

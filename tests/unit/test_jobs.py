@@ -20,6 +20,7 @@ from gemini_batch.clients.vertex import (
     vertex_job_client,
 )
 from gemini_batch.errors import ConfigError
+from gemini_batch.local.stack import LOCAL_POLL_INTERVAL
 from helpers.fake_http import JsonHandler
 
 
@@ -122,7 +123,8 @@ def test_the_job_client_comes_without_the_rest_of_vertex_ai() -> None:
 
 @pytest.mark.parametrize(("environment", "flags", "first_poll"), [
     ({}, [], 1.0),  # Vertex AI: jobs take minutes at least
-    ({"GEMINI_BATCH_POLL_INTERVAL": "0.2"}, [], 0.2),  # what `local start` exports
+    # What `local start` exports (the figure docs/cli.md and docs/local-stack.md give).
+    ({"GEMINI_BATCH_POLL_INTERVAL": "0.1"}, [], LOCAL_POLL_INTERVAL),
     ({"GEMINI_BATCH_POLL_INTERVAL": "0.2"}, ["--poll-interval", "3"], 3.0),  # the flag wins
 ])
 def test_the_first_poll_of_a_build(monkeypatch, environment, flags, first_poll):

@@ -87,6 +87,25 @@ cases as (
     from dishes where dish_id = 1
 
     union all
+    -- A column as a spec with enum (and description): one spec for the request and parse_output.
+    select 'output_columns_enum',
+        {{ gemini_batch.request(prompt='dish', output_columns={
+            'course': {'type': 'STRING', 'enum': ['starter', 'main', 'dessert'],
+                       'description': 'Where it goes in a meal'},
+            'allergens': {'type': 'ARRAY<STRING>', 'enum': ['gluten', 'nuts', 'milk']},
+            'servings': 'INT64',
+        }) }}
+    from dishes where dish_id = 1
+
+    union all
+    -- Plain text with a quote, a backslash, double quotes and a line break: just works.
+    select 'system_instruction_literal',
+        {{ gemini_batch.request(
+            prompt='dish',
+            system_instruction=gemini_batch.literal("You're a \"pastry\" chef.\nSave to C:\\recipes.")) }}
+    from dishes where dish_id = 1
+
+    union all
     select 'response_schema_dict',
         {{ gemini_batch.request(
             prompt='dish',

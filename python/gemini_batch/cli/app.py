@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from gemini_batch import __version__
@@ -36,7 +37,9 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except GeminiBatchError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # The message is text, not markup: "[local]" in it is printed as it is.
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
+                              soft_wrap=True)
             sys.exit(ExitCode.ERROR)
 
 

@@ -67,9 +67,9 @@ def local_start(
         f"(pid {state.vertex_pid}, engine {state.engine}) and Cloud Storage emulator "
         f"(pid {state.storage_pid}), data in {state.data_dir}"
     )
-    # Plain lines on stdout so a shell can `eval "$(gemini-batch local start)"`.
-    for name, value in state.environment().items():
-        click.echo(f"{name}={value}")
+    # `export NAME=value` lines on stdout, quoted for the shell, so that
+    # `eval "$(gemini-batch local start)"` reaches dbt and every other child process.
+    click.echo(state.export_lines())
     err_console.print("\ndbt profile (profiles.yml) for this stack:\n", highlight=False)
     err_console.print(state.dbt_profile(), highlight=False, markup=False)
     err_console.print(f"Stop it with: gemini-batch local stop --data-dir {data_dir}")

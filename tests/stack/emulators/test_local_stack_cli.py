@@ -5,6 +5,7 @@ back through stdout, stderr, exit codes and the processes left running.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -38,10 +39,23 @@ def gemini_batch(*args: str, timeout: float = 180) -> subprocess.CompletedProces
 
 
 def exported(stdout: str) -> dict[str, str]:
-    """The NAME=value lines of stdout; fails on any other line (they must eval)."""
-    lines = [line for line in stdout.splitlines() if line.strip()]
-    assert all("=" in line and " " not in line for line in lines), stdout
-    return dict(line.split("=", 1) for line in lines)
+    """The `export NAME=value` lines of stdout, read as a shell reads them; fails on any
+    other line (they must eval)."""
+    env = {}
+    for line in filter(str.strip, stdout.splitlines()):
+        words = shlex.split(line)
+        assert len(words) == 2 and words[0] == "export" and "=" in words[1], stdout
+        name, value = words[1].split("=", 1)
+        env[name] = value
+    return env
+
+
+def readme_stack_lines() -> list[str]:
+    """The commands of the README's "The local stack" block, as a user copies them."""
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
+    section = readme.split("\n## The local stack\n", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    return block.splitlines()
 
 
 def gone(pid: int) -> bool:
@@ -172,3 +186,62 @@ def test_start_on_a_busy_port_fails_clearly_and_leaves_nothing_running(data_dir:
     assert read_state(data_dir) is None
     status = gemini_batch("local", "status", "--data-dir", str(data_dir))
     assert status.returncode == 1
+
+
+# A child process of the shell: it sees only what `eval` exported.
+_CHILD = (
+    f"{shlex.quote(sys.executable)} -c 'import os; print(os.environ.get(\"BIGQUERY_ENDPOINT\"),"
+    " os.environ.get(\"GEMINI_BATCH_VERTEX_ENDPOINT\"), os.environ.get(\"GEMINI_BATCH_PROJECT\"))'"
+)
+_PROFILE = """\
+stack:
+  target: local
+  outputs:
+    local:
+      type: bigquery
+      method: oauth-secrets
+      token: local
+      project: "{{ env_var('GEMINI_BATCH_PROJECT') }}"
+      dataset: shell_check
+      location: us-central1
+      api_endpoint: "{{ env_var('BIGQUERY_ENDPOINT') }}"
+      threads: 1
+"""
+
+
+@pytest.mark.parametrize("shell", ["bash", "sh", "zsh"])
+def test_readme_lines_export_to_child_processes(shell: str, tmp_path: Path) -> None:
+    """The README's lines, run as written in a real shell: `eval "$(gemini-batch local
+    start)"` exports the variables, so a child process (python, dbt debug) sees them;
+    then status and stop as the README has them."""
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} is not installed")
+    lines = readme_stack_lines()
+    assert lines[0].startswith('eval "$(gemini-batch local start)"'), lines
+    (tmp_path / "profiles.yml").write_text(_PROFILE)
+    (tmp_path / "dbt_project.yml").write_text(
+        "name: shell_check\nversion: '1.0'\nconfig-version: 2\nprofile: stack\n")
+    dbt_debug = "dbt debug --profiles-dir . --project-dir . --no-use-colors"
+    script = "\n".join([lines[0], _CHILD, dbt_debug, *lines[1:]])
+    venv_bin = str(Path(sys.executable).parent)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BIGQUERY_", "GEMINI_BATCH_"))}
+    try:
+        run = subprocess.run(
+            [shell, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+            stdin=subprocess.DEVNULL,
+            env={**env, "PATH": f"{venv_bin}:{env['PATH']}", "NO_COLOR": "1"},
+        )
+    finally:
+        if read_state(tmp_path / ".gemini_batch/local") is not None:
+            gemini_batch("local", "stop", "--data-dir", str(tmp_path / ".gemini_batch/local"))
+    assert run.returncode == 0, run.stdout + run.stderr
+    out = run.stdout.splitlines()
+    state_endpoints = out[0].split()
+    assert state_endpoints[0].startswith("http://127.0.0.1:"), run.stdout
+    assert state_endpoints[1].startswith("http://127.0.0.1:"), run.stdout
+    assert state_endpoints[2] == "local-project"
+    assert "All checks passed!" in run.stdout, run.stdout
+    assert "Connection test: [OK connection ok]" in run.stdout, run.stdout
+    status = [line for line in out if line.startswith("bigquery ")]
+    assert status and status[0].split()[:3] == ["bigquery", "up", state_endpoints[0]]
+    assert any(line.startswith("Stopped the local stack") for line in out), run.stdout
