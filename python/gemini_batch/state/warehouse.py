@@ -334,15 +334,31 @@ FROM (
             params: dict[str, Any] = {}
         else:
             pending, params = self.pending_query(model, live_shards, planned=planned)
-        kinds = {f"file_parts_{n}": prefix for n, prefix in enumerate(FILE_PART_TOKENS)}
-        part_counts = ",\n        ".join(
-            f"{_mime_count(prefix)} AS {column}" for column, prefix in kinds.items())
-        file_tokens = " + ".join(
-            f"{FILE_PART_TOKENS[prefix]} * {column}" for column, prefix in kinds.items())
-        other_parts = " - ".join(["file_parts_all", *kinds])
-        audio_column = next(column for column, prefix in kinds.items() if prefix == "audio/")
         return self.bq.query(
-            f"""
+            estimate_groups_sql(pending),
+            {**params, "long_context_tokens": LONG_CONTEXT_TOKENS},
+        )
+
+_RUN_ID = re.compile(r"^[a-z0-9_]{1,40}$")
+_COUNT_FIELDS = [f.name for f in fields(RequestCounts)]
+
+
+
+def estimate_groups_sql(pending: str) -> str:
+    """The cost estimate's query over ``pending`` (a SELECT of request_id, request): one
+    row per group of requests that price alike (requested thinkingBudget,
+    maxOutputTokens, over ``@long_context_tokens``), with their count, input tokens and
+    audio input tokens; the token rules are ``pricing.request_price_row``'s. The
+    AI.GENERATE route runs the same query from the dbt package
+    (_gemini_batch_estimate_groups_sql; tests/unit/test_rules_agree.py ties them)."""
+    kinds = {f"file_parts_{n}": prefix for n, prefix in enumerate(FILE_PART_TOKENS)}
+    part_counts = ",\n        ".join(
+        f"{_mime_count(prefix)} AS {column}" for column, prefix in kinds.items())
+    file_tokens = " + ".join(
+        f"{FILE_PART_TOKENS[prefix]} * {column}" for column, prefix in kinds.items())
+    other_parts = " - ".join(["file_parts_all", *kinds])
+    audio_column = next(column for column, prefix in kinds.items() if prefix == "audio/")
+    return f"""
 SELECT
   requested_budget, max_output_tokens, long_context,
   COUNT(*) AS requests,
@@ -378,13 +394,7 @@ FROM (
     )
   )
 )
-GROUP BY requested_budget, max_output_tokens, long_context""",
-            {**params, "long_context_tokens": LONG_CONTEXT_TOKENS},
-        )
-
-_RUN_ID = re.compile(r"^[a-z0-9_]{1,40}$")
-_COUNT_FIELDS = [f.name for f in fields(RequestCounts)]
-
+GROUP BY requested_budget, max_output_tokens, long_context"""
 
 def failed_for_good(model: BatchModel, alias: str) -> str:
     """The model's rule for a responses row (``alias``, NULL when there is none) failed
