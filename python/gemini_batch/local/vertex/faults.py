@@ -80,6 +80,8 @@ SETTINGS = {
     "open exactly as long as it needs).",
     "released": "Job ids, comma separated, that go on while hold stays true for every other "
     "job (one job let go, the next one made still held).",
+    "drop_output": "true: jobs end SUCCEEDED with their counts but nothing where outputInfo "
+    "points (the rows go to <table>__dropped or <folder>__dropped/, for a test to put back).",
 }
 SETTING_NAMES = tuple(SETTINGS)
 _LISTS = {"row_failure_codes": int, "empty_answer_kinds": str, "released": str}
@@ -87,7 +89,7 @@ _FLOATS = frozenset(
     {"row_failure_rate", "empty_answer_rate", "queue_delay", "row_latency", "run_seconds",
      "time_scale"}
 )
-_BOOLS = frozenset({"incomplete_unknown", "legacy_models", "hold"})
+_BOOLS = frozenset({"incomplete_unknown", "legacy_models", "hold", "drop_output"})
 _INTS = frozenset({"lose_create_answers"})
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
@@ -152,6 +154,10 @@ class Faults:
     # Job ids (the last segment of the name) let go while `hold` stays on: a test
     # releases one job and the next job made, whenever it comes, is still held.
     released: tuple[str, ...] = ()
+    # A job ends SUCCEEDED with its counts and nothing where its outputInfo points: the
+    # operator must not take "no output" for "no answers". What it wrote is set aside
+    # (``<table>__dropped``, ``<folder>__dropped/``) so a test can make it turn up late.
+    drop_output: bool = False
 
     def holds(self, job_id: str) -> bool:
         """Whether job ``job_id`` waits in the queue now (``hold`` on, not released)."""
