@@ -80,13 +80,15 @@ SETTINGS = {
     "open exactly as long as it needs).",
     "released": "Job ids, comma separated, that go on while hold stays true for every other "
     "job (one job let go, the next one made still held).",
+    "stop_empty_rate": "Share of answered rows (0..1) that come back finishReason STOP with no "
+    "parts, as Gemini 2.5 and 3 sometimes answer (drawn per job and row: a resend may pass).",
     "drop_output": "true: jobs end SUCCEEDED with their counts but nothing where outputInfo "
     "points (the rows go to <table>__dropped or <folder>__dropped/, for a test to put back).",
 }
 SETTING_NAMES = tuple(SETTINGS)
 _LISTS = {"row_failure_codes": int, "empty_answer_kinds": str, "released": str}
 _FLOATS = frozenset(
-    {"row_failure_rate", "empty_answer_rate", "queue_delay", "row_latency", "run_seconds",
+    {"row_failure_rate", "empty_answer_rate", "stop_empty_rate", "queue_delay", "row_latency", "run_seconds",
      "time_scale"}
 )
 _BOOLS = frozenset({"incomplete_unknown", "legacy_models", "hold", "drop_output"})
@@ -128,6 +130,10 @@ class Faults:
     # same), drawn per (job, row) like failures; the kind is drawn from the list.
     empty_answer_rate: float = 0.0
     empty_answer_kinds: tuple[str, ...] = EMPTY_KINDS
+    # Share of answered rows (0..1) that come back finishReason STOP with no parts (Gemini
+    # 2.5 and 3 do so now and then; the same request sent again usually answers), drawn
+    # per (job, row): the same row of a new job draws again.
+    stop_empty_rate: float = 0.0
     # FAILED or EXPIRED: end every job so without processing it. PAUSED: a job pauses
     # before it runs while this is set (read live, not from the job's snapshot).
     job_outcome: str | None = None
@@ -164,7 +170,7 @@ class Faults:
         return self.hold and job_id not in self.released
 
     def __post_init__(self) -> None:
-        for name in ("row_failure_rate", "empty_answer_rate"):
+        for name in ("row_failure_rate", "empty_answer_rate", "stop_empty_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise FaultError(f"{name} must be between 0 and 1, not {getattr(self, name)}")
         if not self.row_failure_codes:
@@ -242,6 +248,11 @@ class Faults:
         if draw is None:
             return None
         return self.empty_answer_kinds[draw % len(self.empty_answer_kinds)]
+
+
+    def stop_empty(self, job_id: str, row_number: int) -> bool:
+        """Whether row ``row_number`` of job ``job_id`` answers STOP with no parts."""
+        return _draw(self.stop_empty_rate, f"{job_id}:{row_number}:stop") is not None
 
 
 def _draw(rate: float, key: str) -> int | None:
