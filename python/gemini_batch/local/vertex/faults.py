@@ -88,8 +88,8 @@ SETTINGS = {
 SETTING_NAMES = tuple(SETTINGS)
 _LISTS = {"row_failure_codes": int, "empty_answer_kinds": str, "released": str}
 _FLOATS = frozenset(
-    {"row_failure_rate", "empty_answer_rate", "stop_empty_rate", "queue_delay", "row_latency", "run_seconds",
-     "time_scale"}
+    {"row_failure_rate", "empty_answer_rate", "stop_empty_rate", "queue_delay", "row_latency",
+     "run_seconds", "time_scale"}
 )
 _BOOLS = frozenset({"incomplete_unknown", "legacy_models", "hold", "drop_output"})
 _INTS = frozenset({"lose_create_answers"})
