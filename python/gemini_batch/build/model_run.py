@@ -93,9 +93,7 @@ class ModelRun:
         self.reporter.message(self.model.name, text)
 
     def _location(self) -> str:
-        dataset_location = self.ws.bq.dataset_location(
-            self.model.project, self.model.dataset
-        )
+        dataset_location = self.ws.bq.dataset_location(self.model.project, self.model.dataset)
         return self.model.job_location(dataset_location)
 
     def _count(self, live: list[LedgerEntry] | None = None) -> RequestCounts:
@@ -115,6 +113,13 @@ class ModelRun:
         """The model's jobs: resume, submit rounds, wait, merge. Then :meth:`report`."""
         with self._noted():
             self._run()
+        return self.summary
+
+    def collect(self, entry: LedgerEntry) -> ModelSummary:
+        """Merge one ended job of the model (``gemini-batch collect``): as a build does."""
+        with self._noted():
+            self.route = self._routes(self.ws, self.model, self._location())
+            self._wait([self._track(entry, announce=True)], queue=[])
         return self.summary
 
     def report(self) -> ModelSummary:
@@ -156,9 +161,10 @@ class ModelRun:
             self._say(f"resuming {counted(len(live), 'job')} of an earlier build "
                       f"({counted(resumed, 'request')})")
             self.summary.resumed = resumed
-            self._wait([self._track(entry, announce=True) for entry in live], queue=[])
-            # Waited on, each one is merged; --no-wait leaves some running.
-            live = [] if self.ctx.settings.wait else self.ws.ledger.live_jobs(model.unique_id)
+            waited = self._wait([self._track(entry, announce=True) for entry in live], queue=[])
+            # Merged once waited on, unless unreadable (live); --no-wait leaves some running.
+            live = ([job.entry for job in waited if job.entry.is_live] if self.ctx.settings.wait
+                    else self.ws.ledger.live_jobs(model.unique_id))
 
         counts = self._count(live)
         if counts.invalid:  # marking scans every request: only when there is one to mark
@@ -217,7 +223,7 @@ class ModelRun:
             model.unique_id, limit=len(labelled) + 1000)}
         orphans = [
             job for job in labelled if job.name not in known
-            and (not job.terminal or route.has_output(job))
+            and (not job.terminal or job.succeeded or route.has_output(job))
         ]
         adopted = []
         for job in orphans:
@@ -300,18 +306,11 @@ class ModelRun:
         )
         status = route.submit(shard, output_table=output_table, labels=labels)
         entry = LedgerEntry(
-            job_name=status.name,
-            job_id=status.job_id,
-            dbt_model=model.unique_id,
-            model_relation=model.view,
-            invocation_id=ctx.invocation_id,
-            shard_table=shard.table,
-            output_table=output_table,
-            gemini_model=model.config.gemini_model,
-            location=route.location,
-            state=status.state,
-            request_count=shard.rows,
-            estimated_cost_usd=estimated_usd,
+            job_name=status.name, job_id=status.job_id, dbt_model=model.unique_id,
+            model_relation=model.view, invocation_id=ctx.invocation_id,
+            shard_table=shard.table, output_table=output_table,
+            gemini_model=model.config.gemini_model, location=route.location,
+            state=status.state, request_count=shard.rows, estimated_cost_usd=estimated_usd,
         )
         try:
             self.ws.ledger.record_submitted(entry)
@@ -343,14 +342,8 @@ class ModelRun:
     def _free_slots(self) -> int:
         return max(0, self.model.config.max_concurrent_jobs - len(self.summary.in_flight_jobs))
 
-    def _wait(
-        self,
-        active: list[_Tracked],
-        *,
-        queue: list[tuple[Shard, float]],
-        route: Route | None = None,
-        run_id: str | None = None,
-    ) -> list[_Tracked]:
+    def _wait(self, active: list[_Tracked], *, queue: list[tuple[Shard, float]],
+              route: Route | None = None, run_id: str | None = None) -> list[_Tracked]:
         """Submit ``queue`` with at most max_concurrent_jobs in flight; wait until every
         job ended and is merged. Returns every job handled.
 
@@ -382,14 +375,8 @@ class ModelRun:
         updates.flush()
         return handled
 
-    def _poll_once(
-        self,
-        active: list[_Tracked],
-        *,
-        queue: list[tuple[Shard, float]],
-        route: Route | None,
-        run_id: str | None,
-    ) -> list[_Tracked]:
+    def _poll_once(self, active: list[_Tracked], *, queue: list[tuple[Shard, float]],
+                   route: Route | None, run_id: str | None) -> list[_Tracked]:
         """--no-wait: poll each job once (merging the ended ones), submit what the free
         slots take, and leave the rest in flight for a later build. Shards no slot takes
         are dropped: their requests stay pending and go in a later round."""
@@ -443,6 +430,9 @@ class ModelRun:
         merge = job.route.collect(entry)
         fields: dict[str, Any] = {"state": status.state, "ended_at": ended_at,
                                   "error": status.error}
+        if status.succeeded and (merge is None or not merge.succeeded + merge.failed):
+            self._output_missing(job, status, fields)
+            return
         note = status.state
         if merge is not None:
             usd = pricing.actual_cost(entry.gemini_model, merge, prices=self.ws.prices)
@@ -474,6 +464,19 @@ class ModelRun:
         if not model.config.keep_job_tables:
             job.route.clean_up(entry)
         self.reporter.job_finished(model.name, status, note)
+
+    def _output_missing(self, job: _Tracked, status: JobStatus, fields: dict[str, Any]
+                        ) -> None:
+        """Answered rows and no output where it should be: the job stays unmerged (its
+        requests in flight, shard, output and files kept) until one can be read."""
+        entry, counts = job.entry, {"succeeded_count": status.succeeded,
+                                    "failed_count": status.failed}
+        self.ws.ledger.update(entry.job_name, **fields, **counts)
+        job.entry = replace(entry, state=status.state, **counts)
+        note = job.route.locate(entry).missing(status, entry)  # the build exits 1
+        self.summary.error = f"{self.summary.error}; {note}" if self.summary.error else note
+        self.reporter.job_finished(self.model.name, status,
+                                   f"{status.state}: output not found, not merged")
 
 
 __all__ = ["BatchContext", "BatchSettings", "ModelRun", "new_run_id"]
