@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from gemini_batch.build.estimate import estimate as estimate_cost
 from gemini_batch.build.dbt_project import DbtProject
+from gemini_batch.build.estimate import estimate as estimate_cost
 from gemini_batch.build.summary import counted
 from gemini_batch.build.workspace import Workspace
 from gemini_batch.clients.polling import Backoff, watch_jobs

@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from google.api_core.exceptions import GoogleAPICallError
 
-from gemini_batch.build.estimate import estimate as estimate_cost
 from gemini_batch.build.context import BatchContext
+from gemini_batch.build.estimate import estimate as estimate_cost
 from gemini_batch.build.summary import ModelSummary, Reporter, all_failed_reason, counted
 from gemini_batch.build.workspace import Workspace
 from gemini_batch.clients.bigquery import quote_table
@@ -34,7 +33,7 @@ from gemini_batch.errors import BuildInterrupted, ConfigError, GeminiBatchError
 from gemini_batch.routes.choice import route_for
 from gemini_batch.rules import pricing
 from gemini_batch.rules.config import BatchModel
-from gemini_batch.state.ledger import LedgerEntry, LedgerUpdates, LockOwner
+from gemini_batch.state.ledger import LedgerEntry, LedgerUpdates
 from gemini_batch.state.warehouse import RequestCounts, Shard
 
 if TYPE_CHECKING:

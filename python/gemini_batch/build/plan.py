@@ -18,7 +18,6 @@ import re
 from dataclasses import dataclass, field, replace
 
 from gemini_batch.build.dbt_options import DbtOptions
-
 from gemini_batch.build.dbt_project import DbtProject
 from gemini_batch.build.estimate import estimate as estimate_cost
 from gemini_batch.build.workspace import Workspace

@@ -20,9 +20,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from gemini_batch.build import request_tests
+from gemini_batch.build.context import BatchContext, BatchSettings
 from gemini_batch.build.dbt_options import DbtOptions
 from gemini_batch.build.dbt_project import DbtProject, Stage
-from gemini_batch.build.context import BatchContext, BatchSettings
 from gemini_batch.build.model_run import ModelRun
 from gemini_batch.build.summary import INTERRUPTED_NOTE, ModelSummary, Reporter
 from gemini_batch.build.workspace import Workspace

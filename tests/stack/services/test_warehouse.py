@@ -195,7 +195,9 @@ def test_mark_invalid_fails_them_with_the_reason(bq: bigquery.Client, dataset: s
     warehouse = Warehouse(BigQuery(bq))
     summary = warehouse.mark_invalid(model)
     assert summary.count == 2
-    assert summary.examples == [("bad-1", "contents: is empty"), ("bad-2", "request: is NULL")]
+    # Named by the model's key columns (here the one other than request), not a hash.
+    assert summary.examples == [("key_column=1", "contents: is empty"),
+                                ("key_column=2", "request: is NULL")]
 
     responses = _responses(bq, model)
     assert set(responses) == {"bad-1", "bad-2"}
