@@ -12,6 +12,17 @@
                          (answers.final_failure_sql), over the kept t.error_code and t.empty_answer
       failed_for_good_sql  batch_state 'failed' over the kept columns, with attempts
                          and retry_at_attempt (answers.failed_for_good_sql)
+      locks_columns      [[name, type], ...] of gemini_batch_locks (ledger.LOCKS_SCHEMA)
+      ended_states       job states after which a job never changes (ledger.ENDED_STATES)
+      ai_generate_prefix job_name prefix of AI.GENERATE statements (ledger.AI_GENERATE_PREFIX)
+      lock_token_env     where a build gives dbt its lock token (ledger.LOCK_TOKEN_ENV)
+      pending_sql        the pending requests (warehouse.Warehouse.pending_query) of
+                         `p.d.m__requests` with max_retries 2 and one live shard `p.d.shard`
+      estimate_groups_sql  the estimate's query over `select request_id, request from
+                         pending` for gemini-2.5-flash (warehouse.estimate_groups_sql)
+      estimate_groups_sql_gemini_3  the same for a Gemini 3 model (its media rates)
+      catalog            model -> price, thinking, output limit, aliases (catalog.MODELS)
+      failure_reason_sql the reason of a row that is not an answer (answers.failure_reason_sql)
     `dbt --quiet run-operation gemini_batch.print_rules` prints the JSON alone; no query
     runs. tests/unit/test_rules_agree.py compares it with the Python side. -#}
 {% macro print_rules() -%}
@@ -32,5 +43,19 @@
           gemini_batch._failed_for_good('t.status', 't.error_code', 't.empty_answer',
                                         't.attempts', 't.retry_at_attempt', '@max_retries')
           | trim,
+      'locks_columns': gemini_batch._gemini_batch_locks_columns(),
+      'ended_states': gemini_batch._gemini_batch_ended_states(),
+      'ai_generate_prefix': gemini_batch._gemini_batch_ai_generate_prefix(),
+      'lock_token_env': gemini_batch._gemini_batch_lock_token_env(),
+      'pending_sql': gemini_batch._gemini_batch_pending_sql(
+          '`p`.`d`.`m__requests`', '`p`.`d`.`m__responses`', 2, false, ['`p`.`d`.`shard`']) | trim,
+      'pending_retry_empty_sql': gemini_batch._gemini_batch_pending_sql(
+          '`p`.`d`.`m__requests`', '`p`.`d`.`m__responses`', 2, true) | trim,
+      'estimate_groups_sql': gemini_batch._gemini_batch_estimate_groups_sql(
+          'select request_id, request from pending', 'gemini-2.5-flash') | trim,
+      'estimate_groups_sql_gemini_3': gemini_batch._gemini_batch_estimate_groups_sql(
+          'select request_id, request from pending', 'publishers/google/models/gemini-3-pro-preview') | trim,
+      'catalog': gemini_batch._gemini_batch_catalog(),
+      'failure_reason_sql': gemini_batch._failure_reason('t.status', 't.response', 't.request') | trim,
   })) -%}
 {%- endmacro %}

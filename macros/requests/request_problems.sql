@@ -380,7 +380,7 @@
         from (select request_key, {{ gemini_batch._request_object_column(objects, 'generationConfig.responseSchema') }} as response_schema from {{ fields }}) as schemas,
           unnest(regexp_extract_all(coalesce(json_value(parse_json(to_json_string(schemas.response_schema))),
                                              to_json_string(schemas.response_schema)), r'(?:^|[^\\])"type"\s*:\s*"([^"\\]*)"')) as type_name
-        where type_name not in ({% for name in schema.schema_types %}'{{ name }}', {% endfor %}'TYPE_UNSPECIFIED')
+        where upper(type_name) not in ({% for name in schema.schema_types %}'{{ name }}', {% endfor %}'TYPE_UNSPECIFIED')
       )
 {%- endmacro %}
 

@@ -42,14 +42,14 @@
 
 
 {#- Failed for good: sending the same request again cannot succeed. An invalid request,
-    a row error 4xx other than 429, or (unless retry_empty_answers) an answer with
+    a row error 4xx other than 409 ABORTED and 429, or (unless retry_empty_answers) an answer with
     nothing usable in it, which was paid for. `error_code` and `empty_answer` are the
     columns of <model>__responses that keep the row's error code (as error_code reads
     it) and _empty_answer: neither status nor response is parsed here. -#}
 {% macro _final_failure(status, error_code, empty_answer, retry_empty_answers=false) -%}
   {%- set code = error_code -%}
   coalesce({{ status }} = 'INVALID_REQUEST'
-    or ({{ code }} between 400 and 499 and {{ code }} != 429)
+    or ({{ code }} between 400 and 499 and {{ code }} not in (409, 429))
     {%- if not retry_empty_answers %}
     or {{ empty_answer }}
     {%- endif %}, false)

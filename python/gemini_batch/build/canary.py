@@ -11,11 +11,15 @@ docs/costs.md explains the canary and the cap.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from gemini_batch.build.estimate import estimate
+from gemini_batch.build.workspace import Workspace
 from gemini_batch.rules.config import BatchModel, BatchModelConfig
+from gemini_batch.rules.pricing import CostEstimate
 from gemini_batch.state.ledger import Ledger
 from gemini_batch.state.warehouse import Warehouse
 
@@ -130,6 +134,26 @@ def _gate(ledger: Ledger, warehouse: Warehouse, model: BatchModel, pending: int)
                      f"sending the other {pending:,} requests")
 
 
+def priced_round(
+    tables: contextlib.ExitStack, ws: Workspace, model: BatchModel, run_id: str,
+    live_shards: Sequence[str], sample: int,
+) -> tuple[str, CostEstimate, CostEstimate]:
+    """A round's snapshot table of what it sends (entered on ``tables``), the estimate of
+    every pending request (the build's estimate, and its thinking-trap warning), and the
+    estimate of what is sent, which the cap checks: with a canary (``sample`` > 0), the
+    sample's. One read of the pending requests: the estimate is of exactly what is cut."""
+    snapshot = tables.enter_context(
+        ws.warehouse.pending_snapshot(model, run_id, live_shards))
+    observed = ws.ledger.observed_tokens(model.config.gemini_model, model.unique_id)
+    whole = estimate(ws.warehouse, model, prices=ws.prices, pending_snapshot=snapshot,
+                     observed=observed)
+    if not sample:
+        return snapshot, whole, whole
+    snapshot = tables.enter_context(ws.warehouse.sample_snapshot(model, run_id, snapshot, sample))
+    return snapshot, whole, estimate(ws.warehouse, model, prices=ws.prices,
+                                     pending_snapshot=snapshot, observed=observed)
+
+
 __all__ = [
     "Gate",
     "gate",
@@ -137,5 +161,6 @@ __all__ = [
     "CanaryVerdict",
     "canary_size",
     "is_canary_shard",
+    "priced_round",
     "stop_message",
 ]

@@ -454,5 +454,4 @@ __all__ = [
     "DbtProject",
     "DbtTarget",
     "Stage",
-    "run_flags",
 ]

@@ -1,4 +1,4 @@
-"""What `gemini-batch status|jobs|cancel|reset|retry` do with the ledger and the jobs.
+"""What `gemini-batch status|jobs|cancel|collect|reset|retry` do with the ledger and the jobs.
 
 Reads and updates the ledger (BigQuery) and asks or cancels Vertex AI jobs, all through
 one workspace; the CLI asks for confirmation and prints the tables.
@@ -11,9 +11,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from gemini_batch.build.estimate import estimate as estimate_cost
 from gemini_batch.build.dbt_project import DbtProject
+from gemini_batch.build.estimate import estimate as estimate_cost
 from gemini_batch.build.summary import counted
 from gemini_batch.build.workspace import Workspace
 from gemini_batch.clients.polling import Backoff, watch_jobs
@@ -22,6 +23,9 @@ from gemini_batch.errors import GeminiBatchError
 from gemini_batch.rules.config import BatchModel
 from gemini_batch.state.ledger import LedgerEntry, LedgerUpdates, LockOwner
 from gemini_batch.state.retries import Retries, RetryChoice
+
+if TYPE_CHECKING:
+    from gemini_batch.build.summary import ModelSummary, Reporter
 
 
 def service_statuses(ws: Workspace, entries: list[LedgerEntry]) -> dict[str, JobStatus]:
@@ -106,6 +110,38 @@ def wait_for_jobs(
     return watched, statuses
 
 
+def collect_job(ws: Workspace, project: DbtProject, what: str, reporter: Reporter
+                ) -> ModelSummary:
+    """Merge the ended, unmerged job ``what`` (id or full name) of a batch model, under
+    the model's lock, as a build would: its answers into ``<model>__responses``, the
+    ledger, the clean-up. A job whose output still cannot be read stays unmerged (the
+    summary's failed_jobs says where it looked)."""
+    from gemini_batch.build.context import BatchContext, BatchSettings
+    from gemini_batch.build.model_run import ModelRun
+
+    known = [entry for entry in ws.ledger.entries(limit=1000) if what in _names(entry)]
+    if not known:
+        raise GeminiBatchError(f"No job {what} in the ledger ({ws.ledger.table}): "
+                               "`gemini-batch jobs` lists them.")
+    entry = known[0]
+    if not entry.is_live:
+        raise GeminiBatchError(f"Job {what} is merged already ({entry.merged_at}).")
+    status = ws.vertex(entry.location).get(entry.job_name) if entry.is_created else None
+    if status is None or not status.terminal:
+        raise GeminiBatchError(
+            f"Job {what} is still running ({status.state if status else entry.state}): "
+            "`gemini-batch wait` waits for it; the build that resumes it merges it.")
+    model = project.find_model(entry.dbt_model)
+    owner = LockOwner.current()
+    ctx = BatchContext(workspace=ws, owner=owner, settings=BatchSettings(),
+                       invocation_id=entry.invocation_id or "collect", reporter=reporter)
+    ws.ledger.lock(model, owner)
+    try:
+        return ModelRun(ctx, model).collect(entry)
+    finally:
+        ws.ledger.unlock(model, owner)
+
+
 def check_resettable(ws: Workspace, model: BatchModel, doing: str = "reset") -> None:
     """Refuse a reset (or a retry) while the model has live jobs: their answers would
     land in a table that no longer holds the others, or be lost (a retry: their failed
@@ -178,6 +214,7 @@ __all__ = [
     "retry_requests",
     "wait_for_jobs",
     "cancel_jobs",
+    "collect_job",
     "check_resettable",
     "jobs_to_cancel",
     "reset_answers",

@@ -13,12 +13,10 @@ beside the next dbt stage: the downstream models need the answers, not the count
 from __future__ import annotations
 
 import contextlib
-import functools
 import secrets
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +24,6 @@ from google.api_core.exceptions import GoogleAPICallError
 
 from gemini_batch.build import canary
 from gemini_batch.build.context import BatchContext
-from gemini_batch.build.estimate import estimate as estimate_cost
 from gemini_batch.build.summary import ModelSummary, Reporter, all_failed_reason, counted
 from gemini_batch.build.workspace import Workspace
 from gemini_batch.clients.bigquery import quote_table
@@ -36,7 +33,7 @@ from gemini_batch.errors import BuildInterrupted, ConfigError, GeminiBatchError
 from gemini_batch.routes.choice import route_for
 from gemini_batch.rules import pricing
 from gemini_batch.rules.config import BatchModel
-from gemini_batch.state.ledger import LedgerEntry, LedgerUpdates, LockOwner
+from gemini_batch.state.ledger import LedgerEntry, LedgerUpdates
 from gemini_batch.state.warehouse import RequestCounts, Shard
 
 if TYPE_CHECKING:
@@ -95,9 +92,7 @@ class ModelRun:
         self.reporter.message(self.model.name, text)
 
     def _location(self) -> str:
-        dataset_location = self.ws.bq.dataset_location(
-            self.model.project, self.model.dataset
-        )
+        dataset_location = self.ws.bq.dataset_location(self.model.project, self.model.dataset)
         return self.model.job_location(dataset_location)
 
     def _count(self, live: list[LedgerEntry] | None = None) -> RequestCounts:
@@ -117,6 +112,13 @@ class ModelRun:
         """The model's jobs: resume, submit rounds, wait, merge. Then :meth:`report`."""
         with self._noted():
             self._run()
+        return self.summary
+
+    def collect(self, entry: LedgerEntry) -> ModelSummary:
+        """Merge one ended job of the model (``gemini-batch collect``): as a build does."""
+        with self._noted():
+            self.route = self._routes(self.ws, self.model, self._location())
+            self._wait([self._track(entry, announce=True)], queue=[])
         return self.summary
 
     def report(self) -> ModelSummary:
@@ -158,9 +160,10 @@ class ModelRun:
             self._say(f"resuming {counted(len(live), 'job')} of an earlier build "
                       f"({counted(resumed, 'request')})")
             self.summary.resumed = resumed
-            self._wait([self._track(entry, announce=True) for entry in live], queue=[])
-            # Waited on, each one is merged; --no-wait leaves some running.
-            live = [] if self.ctx.settings.wait else self.ws.ledger.live_jobs(model.unique_id)
+            waited = self._wait([self._track(entry, announce=True) for entry in live], queue=[])
+            # Merged once waited on, unless unreadable (live); --no-wait leaves some running.
+            live = ([job.entry for job in waited if job.entry.is_live] if self.ctx.settings.wait
+                    else self.ws.ledger.live_jobs(model.unique_id))
 
         counts = self._count(live)
         if counts.invalid:  # marking scans every request: only when there is one to mark
@@ -187,7 +190,8 @@ class ModelRun:
                 self.summary.canary_stopped = word.stop
                 break
             if attempt and not word.sample:
-                self._say(f"retry round {attempt}: {counted(counts.pending, 'request')} still pending")
+                self._say(f"retry round {attempt}: {counted(counts.pending, 'request')} "
+                          "still pending")
             round_ok, all_answered = self._submit_round(self.route, counts, word.sample)
             if word.sample:  # not a retry: the next turn's verdict decides what follows
                 counts = final = self._count()
@@ -230,7 +234,7 @@ class ModelRun:
             model.unique_id, limit=len(labelled) + 1000)}
         orphans = [
             job for job in labelled if job.name not in known
-            and (not job.terminal or route.has_output(job))
+            and (not job.terminal or job.succeeded or route.has_output(job))
         ]
         adopted = []
         for job in orphans:
@@ -278,19 +282,12 @@ class ModelRun:
         run_id = new_run_id() + (canary.CANARY_RUN_SUFFIX if sample else "")
         # One read of the pending requests: the estimate is of exactly what is cut.
         with contextlib.ExitStack() as tables:
-            snapshot = tables.enter_context(ws.warehouse.pending_snapshot(model, run_id, self._live_shards))
-            observed = ws.ledger.observed_tokens(model.config.gemini_model, model.unique_id)
-            price = functools.partial(estimate_cost, ws.warehouse, model, prices=ws.prices,
-                                      observed=observed)
-            estimate = price(pending_snapshot=snapshot)
+            snapshot, whole, estimate = canary.priced_round(
+                tables, ws, model, run_id, self._live_shards, sample)
             if self.summary.estimated_cost_usd is None:  # the build's first round
-                self.summary.estimated_cost_usd = estimate.usd
-                if estimate.thinking_trap:
-                    self._say(f"warning: {estimate.thinking_trap}")
-            if sample:  # what is sent and checked against the build's cap: the sample
-                snapshot = tables.enter_context(
-                    ws.warehouse.sample_snapshot(model, run_id, snapshot, sample))
-                estimate = price(pending_snapshot=snapshot)
+                self.summary.estimated_cost_usd = whole.usd
+                if whole.thinking_trap:
+                    self._say(f"warning: {whole.thinking_trap}")
             pricing.check_budget(model, estimate, spent_usd=self.summary.cost_usd)
             shards = ws.warehouse.cut_shards(model, run_id, snapshot)
         if not shards:
@@ -321,18 +318,11 @@ class ModelRun:
         )
         status = route.submit(shard, output_table=output_table, labels=labels)
         entry = LedgerEntry(
-            job_name=status.name,
-            job_id=status.job_id,
-            dbt_model=model.unique_id,
-            model_relation=model.view,
-            invocation_id=ctx.invocation_id,
-            shard_table=shard.table,
-            output_table=output_table,
-            gemini_model=model.config.gemini_model,
-            location=route.location,
-            state=status.state,
-            request_count=shard.rows,
-            estimated_cost_usd=estimated_usd,
+            job_name=status.name, job_id=status.job_id, dbt_model=model.unique_id,
+            model_relation=model.view, invocation_id=ctx.invocation_id,
+            shard_table=shard.table, output_table=output_table,
+            gemini_model=model.config.gemini_model, location=route.location,
+            state=status.state, request_count=shard.rows, estimated_cost_usd=estimated_usd,
         )
         try:
             self.ws.ledger.record_submitted(entry)
@@ -364,14 +354,8 @@ class ModelRun:
     def _free_slots(self) -> int:
         return max(0, self.model.config.max_concurrent_jobs - len(self.summary.in_flight_jobs))
 
-    def _wait(
-        self,
-        active: list[_Tracked],
-        *,
-        queue: list[tuple[Shard, float]],
-        route: Route | None = None,
-        run_id: str | None = None,
-    ) -> list[_Tracked]:
+    def _wait(self, active: list[_Tracked], *, queue: list[tuple[Shard, float]],
+              route: Route | None = None, run_id: str | None = None) -> list[_Tracked]:
         """Submit ``queue`` with at most max_concurrent_jobs in flight; wait until every
         job ended and is merged. Returns every job handled.
 
@@ -403,14 +387,8 @@ class ModelRun:
         updates.flush()
         return handled
 
-    def _poll_once(
-        self,
-        active: list[_Tracked],
-        *,
-        queue: list[tuple[Shard, float]],
-        route: Route | None,
-        run_id: str | None,
-    ) -> list[_Tracked]:
+    def _poll_once(self, active: list[_Tracked], *, queue: list[tuple[Shard, float]],
+                   route: Route | None, run_id: str | None) -> list[_Tracked]:
         """--no-wait: poll each job once (merging the ended ones), submit what the free
         slots take, and leave the rest in flight for a later build. Shards no slot takes
         are dropped: their requests stay pending and go in a later round."""
@@ -464,6 +442,9 @@ class ModelRun:
         merge = job.route.collect(entry)
         fields: dict[str, Any] = {"state": status.state, "ended_at": ended_at,
                                   "error": status.error}
+        if status.succeeded and (merge is None or not merge.succeeded + merge.failed):
+            self._output_missing(job, status, fields)
+            return
         note = status.state
         if merge is not None:
             usd = pricing.actual_cost(entry.gemini_model, merge, prices=self.ws.prices)
@@ -496,5 +477,18 @@ class ModelRun:
             job.route.clean_up(entry)
         self.reporter.job_finished(model.name, status, note)
 
+    def _output_missing(self, job: _Tracked, status: JobStatus, fields: dict[str, Any]
+                        ) -> None:
+        """Answered rows and no output where it should be: the job stays unmerged (its
+        requests in flight, shard, output and files kept) until one can be read."""
+        entry, counts = job.entry, {"succeeded_count": status.succeeded,
+                                    "failed_count": status.failed}
+        self.ws.ledger.update(entry.job_name, **fields, **counts)
+        job.entry = replace(entry, state=status.state, **counts)
+        note = job.route.locate(entry).missing(status, entry)  # the build exits 1
+        self.summary.error = f"{self.summary.error}; {note}" if self.summary.error else note
+        self.reporter.job_finished(self.model.name, status,
+                                   f"{status.state}: output not found, not merged")
 
-__all__ = ["BatchContext", "BatchSettings", "ModelRun", "new_run_id"]
+
+__all__ = ["ModelRun", "new_run_id"]

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field, replace
 
 from gemini_batch.build import canary
 from gemini_batch.build.dbt_options import DbtOptions
-
 from gemini_batch.build.dbt_project import DbtProject
 from gemini_batch.build.estimate import estimate as estimate_cost
 from gemini_batch.build.workspace import Workspace

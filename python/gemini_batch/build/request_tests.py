@@ -93,7 +93,7 @@ def _examples(bq: BigQuery, model: BatchModel, result: Any) -> list[str]:
         values = dict(row.items())
         detail = [name for name in values if name.lower() not in known]
         named = row_label(values, keys)
-        added = row_label(values, detail)
+        added = row_label(values, detail, limit=None)
         examples.append(f"{named}: {added}" if named and added else named or added or "a row")
     return examples
 

@@ -12,6 +12,7 @@ dbt stages and jobs run for hours.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -19,16 +20,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from gemini_batch.build import request_tests
+from gemini_batch.build.context import BatchContext, BatchSettings
 from gemini_batch.build.dbt_options import DbtOptions
 from gemini_batch.build.dbt_project import DbtProject, Stage
-from gemini_batch.build.context import BatchContext, BatchSettings
 from gemini_batch.build.model_run import ModelRun
 from gemini_batch.build.summary import INTERRUPTED_NOTE, ModelSummary, Reporter
 from gemini_batch.build.workspace import Workspace
 from gemini_batch.errors import BuildInterrupted, GeminiBatchError, service_errors
 from gemini_batch.exit_codes import ExitCode
 from gemini_batch.rules.config import BatchModel
-from gemini_batch.state.ledger import LedgerEntry, LockOwner
+from gemini_batch.state.ledger import LOCK_TOKEN_ENV, LedgerEntry, LockOwner
 
 # How often a waiting build pushes its locks' expiry forward.
 LOCK_REFRESH_SECONDS = 120.0
@@ -173,6 +174,8 @@ def build(
     locked = _lock_all(ctx, list(models.values()))
     keeper = _LockKeeper(ctx, locked)
     keeper.start()
+    # dbt runs in this process: a route ai_generate model answers under our locks.
+    os.environ[LOCK_TOKEN_ENV] = ctx.owner.token
     summaries: list[ModelSummary] = []
     # The closing counts of each stage's batch models, counted beside the next stage.
     reports = ThreadPoolExecutor(max_workers=4, thread_name_prefix="report")
@@ -214,6 +217,7 @@ def build(
     except (GeminiBatchError, KeyboardInterrupt, BuildInterrupted) as exc:
         stop = exc
     finally:
+        os.environ.pop(LOCK_TOKEN_ENV, None)
         reports.shutdown(wait=True)
         keeper.stop()
         _unlock_all(ctx, locked)

@@ -1,4 +1,4 @@
-"""`gemini-batch status|wait|jobs|cancel|reset`: the ledger and the jobs in it."""
+"""`gemini-batch status|wait|jobs|cancel|collect|reset`: the ledger and the jobs in it."""
 
 from __future__ import annotations
 
@@ -166,6 +166,30 @@ def cancel_command(what: str | None, yes: bool, **kwargs: Any) -> None:
     for entry, status in cancel_jobs(ws, chosen):
         console.print(f"{entry.job_id or entry.job_name}: {status.state} "
                       f"({entry.model_name}, {counted(entry.request_count, 'request')})")
+
+
+@main.command("collect")
+@_project_options
+@click.argument("job")
+@_reports_service_errors
+def collect_command(job: str, **kwargs: Any) -> None:
+    """Merge one ended job that is not merged yet (id or full name): a job whose output
+    could not be read when it ended, once it can. Exits 1 if it still cannot."""
+    from gemini_batch.build.ledger_commands import collect_job
+    from gemini_batch.display import make_reporter
+
+    project, ws = _open_workspace(kwargs)
+    if not _ledger_ready(ws):
+        sys.exit(ExitCode.FAILED)
+    summary = collect_job(ws, project, job, make_reporter(console, plain=True))
+    problems = ([summary.error] if summary.error else []) + [
+        f"job {failed}" for failed in summary.failed_jobs]
+    for problem in problems:
+        err_console.print(f"{summary.model}: {problem}", highlight=False, markup=False)
+    if problems:
+        sys.exit(ExitCode.FAILED)
+    console.print(f"{summary.model}: job {job} merged ({summary.tokens:,} tokens).",
+                  highlight=False)
 
 
 @main.command("reset")

@@ -7,10 +7,10 @@ an output row (or a ``<model>__responses`` row) into what a user pays for:
 
 - **answered**: status '' and a candidate with a non-thought text part or a
   functionCall (docs/decisions/0008-what-counts-as-an-answer.md);
-- **final failure**: sending the same bytes again cannot succeed: a 4xx row error other
-  than 429, an invalid request, or an answer with nothing usable in it (which was paid
-  for) unless the model sets ``retry_empty_answers``; everything else (429, 500, 503,
-  504, no response) is retried up to ``max_retries``
+- **final failure**: sending the same bytes again cannot succeed: a 4xx row error
+  other than 409 ABORTED and 429, an invalid request, or an answer with nothing usable
+  in it (which was paid for) unless the model sets ``retry_empty_answers``; everything
+  else (409, 429, 500, 503, 504, no response) is retried up to ``max_retries``
   (docs/decisions/0009-retry-classes.md);
 - **failed for good**: a final failure or attempts used up, unless ``gemini-batch
   retry`` asked for the request again since its last answer (``retry_at_attempt``);
@@ -36,6 +36,9 @@ INVALID_STATUS = "INVALID_REQUEST"
 # Prefixes of the reasons of answers with nothing usable (status '').
 EMPTY_ANSWER = "EMPTY_ANSWER"
 BLOCKED = "BLOCKED"
+# 4xx row errors that pass when sent again: 409 (ABORTED, a concurrency conflict) and
+# 429 (RESOURCE_EXHAUSTED). Every other 4xx, 499 CANCELLED included, is final.
+RETRIED_4XX = "409, 429"
 
 
 def usable_answer_sql(response: str) -> str:
@@ -132,7 +135,8 @@ def final_failure_sql(
     empty = "" if retry_empty_answers else f"\n  OR {empty_answer}"
     return (
         f"COALESCE({status} = '{INVALID_STATUS}'\n"
-        f"  OR ({error_code} BETWEEN 400 AND 499 AND {error_code} != 429){empty}, FALSE)"
+        f"  OR ({error_code} BETWEEN 400 AND 499 AND {error_code} NOT IN ({RETRIED_4XX}))"
+        f"{empty}, FALSE)"
     )
 
 

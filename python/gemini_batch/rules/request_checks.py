@@ -214,7 +214,9 @@ def _schema_type_problems(objects: list[Any], rules: dict[str, Any]) -> list[str
     index = [entry["path"] for entry in rules["objects"]].index("generationConfig.responseSchema")
     names = rules["schema_types"]
     found = []
-    for kind in sorted(_type_strings(objects[index]) - {*names, "TYPE_UNSPECIFIED"}):
+    # Lower case (OpenAPI's spelling) is taken too, as the service does.
+    for kind in sorted(kind for kind in _type_strings(objects[index])
+                       if kind.upper() not in {*names, "TYPE_UNSPECIFIED"}):
         guess = rules["type_synonyms"].get(kind.upper()) or request_schema.nearest(kind, names)
         hint = f"; did you mean {guess}?" if guess else ""
         found.append(f'generationConfig.responseSchema: type "{kind}" is not one of '

@@ -53,14 +53,16 @@ def quote_column(name: str) -> str:
     return exp.to_identifier(name, quoted=True).sql(dialect="bigquery")
 
 
-def _value(value: Any) -> str:
+def _value(value: Any, limit: int | None) -> str:
     text = "NULL" if value is None else str(value)
-    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 3] + "..."
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
 
 
-def row_label(row: Mapping[str, Any], columns: Sequence[str]) -> str:
-    """``ticket_id=17, lang=en``: the row's values of ``columns`` (those it has)."""
-    return ", ".join(f"{name}={_value(row[name])}" for name in columns if name in row)
+def row_label(row: Mapping[str, Any], columns: Sequence[str], *,
+              limit: int | None = MAX_VALUE_CHARS) -> str:
+    """``ticket_id=17, lang=en``: the row's values of ``columns`` (those it has), each cut
+    at ``limit`` characters (None: whole, for a reason the user must read)."""
+    return ", ".join(f"{name}={_value(row[name], limit)}" for name in columns if name in row)
 
 
 __all__ = ["MAX_KEYS", "NOT_KEYS", "key_columns", "quote_column", "requests_columns",

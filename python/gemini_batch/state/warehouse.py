@@ -383,20 +383,38 @@ ORDER BY requests DESC, reason""",
             params: dict[str, Any] = {}
         else:
             pending, params = self.pending_query(model, live_shards, planned=planned)
-        rates = file_part_tokens(model.config.gemini_model)
-        kinds = {f"file_parts_{n}": prefix for n, prefix in enumerate(rates)}
-        part_counts = ",\n        ".join(
-            f"{_mime_count(prefix)} AS {column}" for column, prefix in kinds.items())
-        file_tokens = " + ".join(
-            f"{rates[prefix]} * {column}" for column, prefix in kinds.items())
-        declared_chars = " + ".join(
-            f"IF(JSON_QUERY(request, '$.{'.'.join(path)}') IS NULL, 0, "
-            f"LENGTH(TO_JSON_STRING(JSON_QUERY(request, '$.{'.'.join(path)}'))))"
-            for path in DECLARED_PATHS)
-        other_parts = " - ".join(["file_parts_all", *kinds])
-        audio_column = next(column for column, prefix in kinds.items() if prefix == "audio/")
         return self.bq.query(
-            f"""
+            estimate_groups_sql(pending, model.config.gemini_model),
+            {**params, "long_context_tokens": LONG_CONTEXT_TOKENS},
+        )
+
+
+_RUN_ID = re.compile(r"^[a-z0-9_]{1,40}$")
+_COUNT_FIELDS = [f.name for f in fields(RequestCounts)]
+
+
+def estimate_groups_sql(pending: str, gemini_model: str) -> str:
+    """The cost estimate's query over ``pending`` (a SELECT of request_id, request): one
+    row per group of requests that price alike (requested thinkingBudget,
+    maxOutputTokens, candidateCount, over ``@long_context_tokens``), with their count,
+    input tokens (media at ``gemini_model``'s generation's rates, tool declarations and
+    response schema counted) and audio input tokens; the token rules are
+    ``pricing.request_price_row``'s. The AI.GENERATE route runs the same query from the
+    dbt package (_gemini_batch_estimate_groups_sql; tests/unit/test_rules_agree.py ties
+    them)."""
+    rates = file_part_tokens(gemini_model)
+    kinds = {f"file_parts_{n}": prefix for n, prefix in enumerate(rates)}
+    part_counts = ",\n        ".join(
+        f"{_mime_count(prefix)} AS {column}" for column, prefix in kinds.items())
+    file_tokens = " + ".join(
+        f"{rates[prefix]} * {column}" for column, prefix in kinds.items())
+    declared_chars = " + ".join(
+        f"IF(JSON_QUERY(request, '$.{'.'.join(path)}') IS NULL, 0, "
+        f"LENGTH(TO_JSON_STRING(JSON_QUERY(request, '$.{'.'.join(path)}'))))"
+        for path in DECLARED_PATHS)
+    other_parts = " - ".join(["file_parts_all", *kinds])
+    audio_column = next(column for column, prefix in kinds.items() if prefix == "audio/")
+    return f"""
 SELECT
   requested_budget, max_output_tokens, candidate_count, long_context,
   COUNT(*) AS requests,
@@ -439,12 +457,7 @@ FROM (
     )
   )
 )
-GROUP BY requested_budget, max_output_tokens, candidate_count, long_context""",
-            {**params, "long_context_tokens": LONG_CONTEXT_TOKENS},
-        )
-
-_RUN_ID = re.compile(r"^[a-z0-9_]{1,40}$")
-_COUNT_FIELDS = [f.name for f in fields(RequestCounts)]
+GROUP BY requested_budget, max_output_tokens, candidate_count, long_context"""
 
 
 def failed_for_good(model: BatchModel, alias: str) -> str:
