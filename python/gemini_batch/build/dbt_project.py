@@ -450,9 +450,7 @@ __all__ = [
     "BUILD_RESOURCE_TYPES",
     "MATERIALIZATION",
     "REQUEST_COLUMN",
-    "DbtOptions",
     "DbtProject",
     "DbtTarget",
     "Stage",
-    "run_flags",
 ]

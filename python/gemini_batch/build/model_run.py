@@ -185,7 +185,8 @@ class ModelRun:
             if not self.ctx.settings.wait and self._free_slots() == 0:
                 break  # every slot holds a running job: the next build submits
             if attempt:
-                self._say(f"retry round {attempt}: {counted(counts.pending, 'request')} still pending")
+                pending = counted(counts.pending, "request")
+                self._say(f"retry round {attempt}: {pending} still pending")
             round_ok, all_answered = self._submit_round(self.route, counts)
             if all_answered and self.ctx.settings.wait:
                 # Every request the round cut (all that were pending) has its answer:
@@ -478,4 +479,4 @@ class ModelRun:
                                    f"{status.state}: output not found, not merged")
 
 
-__all__ = ["BatchContext", "BatchSettings", "ModelRun", "new_run_id"]
+__all__ = ["ModelRun", "new_run_id"]
