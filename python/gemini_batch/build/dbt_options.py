@@ -85,3 +85,6 @@ class DbtOptions:
             if value is not None:
                 args.append(f"--{flag}" if value else f"--no-{flag}")
         return args
+
+
+__all__ = ["DbtOptions", "run_flags", "split_selection"]

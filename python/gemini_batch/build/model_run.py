@@ -190,8 +190,8 @@ class ModelRun:
                 self.summary.canary_stopped = word.stop
                 break
             if attempt and not word.sample:
-                self._say(f"retry round {attempt}: {counted(counts.pending, 'request')} "
-                          "still pending")
+                pending = counted(counts.pending, "request")
+                self._say(f"retry round {attempt}: {pending} still pending")
             round_ok, all_answered = self._submit_round(self.route, counts, word.sample)
             if word.sample:  # not a retry: the next turn's verdict decides what follows
                 counts = final = self._count()
