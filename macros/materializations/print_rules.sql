@@ -22,6 +22,7 @@
                          pending` (cost.estimate_groups_sql)
       catalog            model -> price, thinking, output limit, aliases (catalog.MODELS)
       failure_reason_sql the reason of a row that is not an answer (answers.failure_reason_sql)
+      bigquery_usd_per_tib  AI.GENERATE's data processing price (cost.BIGQUERY_USD_PER_TIB)
     `dbt --quiet run-operation gemini_batch.print_rules` prints the JSON alone; no query
     runs. tests/unit/test_rules_agree.py compares it with the Python side. -#}
 {% macro print_rules() -%}
@@ -54,5 +55,6 @@
           'select request_id, request from pending') | trim,
       'catalog': gemini_batch._gemini_batch_catalog(),
       'failure_reason_sql': gemini_batch._failure_reason('t.status', 't.response', 't.request') | trim,
+      'bigquery_usd_per_tib': gemini_batch._gemini_batch_bigquery_usd_per_tib(),
   })) -%}
 {%- endmacro %}

@@ -245,6 +245,10 @@ def test_failure_reason_rule_agrees(jinja_rules: dict[str, Any]) -> None:
     )
 
 
+def test_ai_generate_processing_price_agrees(jinja_rules: dict[str, Any]) -> None:
+    assert jinja_rules["bigquery_usd_per_tib"] == cost.BIGQUERY_USD_PER_TIB
+
+
 _REQUESTS = [
     {"contents": [{"role": "user", "parts": [{"text": "Summarize: " + "x" * 900}]}]},
     {"contents": [{"role": "user", "parts": [{"text": "short"}]}],

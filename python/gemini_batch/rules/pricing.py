@@ -44,6 +44,12 @@ FILE_PART_TOKENS: dict[str, int] = {
 }
 # Any other mime type.
 OTHER_FILE_PART_TOKENS = 258
+# BigQuery ML's data-processing charge of AI.GENERATE: USD per TiB of the requests'
+# JSON text (on-demand; docs/costs.md), var gemini_batch_bigquery_usd_per_tib overrides.
+# The materialization's _gemini_batch_bigquery_usd_per_tib (test_rules_agree ties them).
+BIGQUERY_USD_PER_TIB_VAR = "gemini_batch_bigquery_usd_per_tib"
+BIGQUERY_USD_PER_TIB = 6.25
+TIB = 1024**4
 # The fields a price in var gemini_batch_prices may set (catalog.Price's).
 _PRICE_FIELDS = tuple(f.name for f in dataclasses.fields(Price))
 
@@ -154,6 +160,8 @@ class CostEstimate:
     worst_case_usd: float | None = None
     long_context_requests: int = 0  # prompts over LONG_CONTEXT_TOKENS: the long tier
     audio_tokens: int = 0  # of input_tokens, priced as audio
+    # BigQuery ML data processing (route AI.GENERATE), included in usd and worst_case_usd.
+    processing_usd: float = 0.0
 
     @property
     def output_tokens(self) -> int:
@@ -298,6 +306,19 @@ def actual_cost(
     return short + long
 
 
+def with_ai_generate_processing(cost: CostEstimate, request_bytes: int,
+                                dbt_vars: Mapping[str, Any]) -> CostEstimate:
+    """``cost`` sent through AI.GENERATE: plus BigQuery ML's data processing of
+    ``request_bytes`` (the requests' JSON text), as the materialization adds it."""
+    per_tib = float(dbt_vars.get(BIGQUERY_USD_PER_TIB_VAR, BIGQUERY_USD_PER_TIB))
+    processing = request_bytes / TIB * per_tib
+    return dataclasses.replace(
+        cost, processing_usd=processing,
+        usd=None if cost.usd is None else cost.usd + processing,
+        worst_case_usd=None if cost.worst_case_usd is None else cost.worst_case_usd + processing,
+    )
+
+
 def check_budget(model: BatchModel, cost: CostEstimate) -> None:
     """Refuse (BudgetExceededError) when the estimate, or with ``max_cost_mode:
     worst_case`` the worst case, is over ``max_cost_usd``; a cap on a model with no
@@ -399,6 +420,8 @@ def _non_negative(value: Any) -> float:
 
 
 __all__ = [
+    "BIGQUERY_USD_PER_TIB",
+    "BIGQUERY_USD_PER_TIB_VAR",
     "CHARS_PER_TOKEN",
     "DEFAULT_ANSWER_TOKENS",
     "FILE_PART_TOKENS",
@@ -415,4 +438,5 @@ __all__ = [
     "mime_type_pattern",
     "model_problem",
     "request_price_row",
+    "with_ai_generate_processing",
 ]

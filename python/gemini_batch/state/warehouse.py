@@ -339,6 +339,19 @@ FROM (
             {**params, "long_context_tokens": LONG_CONTEXT_TOKENS},
         )
 
+    def pending_request_bytes(
+        self, model: BatchModel, live_shards: Sequence[str] = (), *,
+        planned: str | None = None,
+    ) -> int:
+        """Bytes of the pending requests' JSON text: what AI.GENERATE's data processing
+        is charged on, measured as the materialization measures it (its snapshot's
+        ``length(to_json_string(request))``)."""
+        pending, params = self.pending_query(model, live_shards, planned=planned)
+        rows = self.bq.query(
+            f"SELECT COALESCE(SUM(LENGTH(TO_JSON_STRING(request))), 0) AS n FROM ({pending})",
+            params)
+        return int(rows[0]["n"])
+
 _RUN_ID = re.compile(r"^[a-z0-9_]{1,40}$")
 _COUNT_FIELDS = [f.name for f in fields(RequestCounts)]
 
