@@ -1,5 +1,6 @@
 {#- What a plain `dbt run` does about a batch model's requests with no answer: with
-    route='ai_generate' it answers them through AI.GENERATE (the flow below); on every
+    route='ai_generate' it answers them through AI.GENERATE (the flow below), and with
+    route='auto' too when at most ai_generate_max_rows of them can be; on every
     route it logs how many are left and the command that answers them. Plain Jinja,
     run_query, statement and adapter.get_relation only: it renders on dbt Fusion too. -#}
 
@@ -180,14 +181,21 @@ as {{ gemini_batch._gemini_batch_ai_generate_snapshot_sql(pending, batch.ai_gene
            ~ " not sent by AI.GENERATE (" ~ row[0] ~ "); they stay pending: `gemini-batch build --select "
            ~ model.name ~ "` sends them by batch job", info=true) }}
   {%- endfor -%}
-  {%- if held_back -%}
+  {#- route='auto': more than ai_generate_max_rows it can send go by batch job, all of
+      them: nothing is sent here (`gemini-batch build` sends them after this stage). -#}
+  {%- set by_batch = batch.route == 'auto' and held_back > 0 -%}
+  {%- if by_batch -%}
+    {{ log("gemini_batch: " ~ model.name ~ ": route auto: " ~ (selected + held_back) ~ " pending requests, over ai_generate_max_rows="
+           ~ batch.ai_generate_max_rows ~ ": none sent by AI.GENERATE; `gemini-batch build --select " ~ model.name
+           ~ "` sends them by batch jobs", info=true) }}
+  {%- elif held_back -%}
     {{ log("gemini_batch: " ~ model.name ~ ": " ~ held_back ~ " more request" ~ ('s' if held_back != 1)
            ~ " over ai_generate_max_rows=" ~ batch.ai_generate_max_rows ~ (" stays" if held_back == 1 else " stay") ~ " pending: the next "
            ~ "`dbt run` sends them, or `gemini-batch build --select " ~ model.name ~ "` by batch job", info=true) }}
   {%- endif -%}
 
   {%- set bound = gemini_batch._gemini_batch_max_groups() -%}
-  {%- if groups > bound -%}
+  {%- if groups > bound and not by_batch -%}
     {%- do finish.update({'error': where ~ ": " ~ selected ~ " pending requests need " ~ groups
           ~ " different model_params (system instruction, generation config, safety settings, "
           ~ "tools) or prompt shapes; AI.GENERATE takes one per statement and one run makes at most "
@@ -196,7 +204,7 @@ as {{ gemini_batch._gemini_batch_ai_generate_snapshot_sql(pending, batch.ai_gene
   {%- endif -%}
 
   {%- set estimate = {'usd': 0, 'processing_usd': 0, 'requests': 0} -%}
-  {%- if selected and finish.error is none -%}
+  {%- if selected and finish.error is none and not by_batch -%}
     {%- set grouped = run_query(gemini_batch._gemini_batch_estimate_groups_sql(
           "select request_id, request from " ~ snapshot ~ " where selected", batch.gemini_model)) -%}
     {%- set rows = [] -%}
@@ -207,7 +215,7 @@ as {{ gemini_batch._gemini_batch_ai_generate_snapshot_sql(pending, batch.ai_gene
     {%- endfor -%}
     {%- set cost = gemini_batch._gemini_batch_estimate(batch.gemini_model, rows,
           gemini_batch._gemini_batch_observed_tokens(ledger.jobs, batch.gemini_model)) -%}
-    {%- set processing = selected_bytes / 1099511627776 * var('gemini_batch_bigquery_usd_per_tib', 6.25) | float -%}
+    {%- set processing = selected_bytes / 1099511627776 * gemini_batch._gemini_batch_bigquery_usd_per_tib() -%}
     {%- do estimate.update({'usd': cost.usd, 'processing_usd': processing, 'requests': selected, 'cost': cost}) -%}
     {%- set cap = batch.max_cost_usd -%}
     {%- if cap is not none and cost.usd is none -%}
@@ -231,7 +239,7 @@ as {{ gemini_batch._gemini_batch_ai_generate_snapshot_sql(pending, batch.ai_gene
   {%- endif -%}
 
   {%- set totals = {'sent': 0, 'answered': 0, 'failed': 0, 'statements': 0} -%}
-  {%- if finish.error is none and selected -%}
+  {%- if finish.error is none and selected and not by_batch -%}
     {%- set state = {'done': false} -%}
     {%- for round in range(batch.max_retries + 1) if not state.done -%}
       {%- set todo = run_query(gemini_batch._gemini_batch_ai_generate_groups_sql(snapshot, pending)) -%}
@@ -259,6 +267,13 @@ as {{ gemini_batch._gemini_batch_ai_generate_snapshot_sql(pending, batch.ai_gene
   {%- if finish.error is not none -%}
     {{ exceptions.raise_compiler_error(finish.error) }}
   {%- endif -%}
+{%- endmacro %}
+
+
+{#- BigQuery ML's data-processing charge of AI.GENERATE, USD per TiB of the requests'
+    JSON text (on-demand price; docs/costs.md): pricing.bigquery_usd_per_tib. -#}
+{% macro _gemini_batch_bigquery_usd_per_tib() -%}
+  {{ return(var('gemini_batch_bigquery_usd_per_tib', 6.25) | float) }}
 {%- endmacro %}
 
 

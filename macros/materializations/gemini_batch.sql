@@ -7,8 +7,8 @@
                           dropped, except with var gemini_batch_reset)
       <model>             a view: each request with its latest answer and batch_state
     Never submits a job: `gemini-batch build` does (docs/materialization.md). With
-    config route='ai_generate' it answers the pending requests itself, through BigQuery's
-    AI.GENERATE (_gemini_batch_route.sql, docs/routes.md). -#}
+    config route='ai_generate' (or 'auto' with at most ai_generate_max_rows pending) it
+    answers the pending requests itself, through BigQuery's AI.GENERATE (_gemini_batch_route.sql, docs/routes.md). -#}
 {% materialization gemini_batch, adapter='bigquery' -%}
   {%- set batch = gemini_batch._gemini_batch_config() -%}
   {%- set where = "gemini_batch model " ~ model.unique_id ~ " (" ~ model.original_file_path ~ ")" -%}
@@ -137,9 +137,9 @@
   {%- do apply_grants(target_relation, grant_config, should_revoke=should_revoke) -%}
   {%- do persist_docs(target_relation, model) -%}
 
-  {#- route='ai_generate': this run answers the pending requests (BigQuery's
-      AI.GENERATE); every route then says how many have no answer and what answers them. -#}
-  {%- if batch.route == 'ai_generate' -%}
+  {#- route='ai_generate' (and 'auto' with at most ai_generate_max_rows pending): this
+      run answers the pending requests (BigQuery's AI.GENERATE); every route then says how many have no answer and what answers them. -#}
+  {%- if batch.route in ['ai_generate', 'auto'] -%}
     {%- do gemini_batch._gemini_batch_answer_with_ai_generate(
           batch, requests_relation, responses_relation, where) -%}
   {%- endif -%}

@@ -23,6 +23,7 @@
       estimate_groups_sql_gemini_3  the same for a Gemini 3 model (its media rates)
       catalog            model -> price, thinking, output limit, aliases (catalog.MODELS)
       failure_reason_sql the reason of a row that is not an answer (answers.failure_reason_sql)
+      bigquery_usd_per_tib  AI.GENERATE's data processing price (cost.BIGQUERY_USD_PER_TIB)
     `dbt --quiet run-operation gemini_batch.print_rules` prints the JSON alone; no query
     runs. tests/unit/test_rules_agree.py compares it with the Python side. -#}
 {% macro print_rules() -%}
@@ -57,5 +58,6 @@
           'select request_id, request from pending', 'publishers/google/models/gemini-3-pro-preview') | trim,
       'catalog': gemini_batch._gemini_batch_catalog(),
       'failure_reason_sql': gemini_batch._failure_reason('t.status', 't.response', 't.request') | trim,
+      'bigquery_usd_per_tib': gemini_batch._gemini_batch_bigquery_usd_per_tib(),
   })) -%}
 {%- endmacro %}

@@ -207,6 +207,13 @@ def summary_notes(summary: ModelSummary) -> list[str]:
         were = "was" if answerable == 1 else "were"
         notes.append(f"{summary.model}: all {counted(answerable, 'answerable request')} "
                      f"{were} cached; no job submitted.")
+    if summary.route:
+        how = {"ai_generate": "AI.GENERATE in its dbt run", "batch": "batch jobs",
+               "ai_generate+batch": "AI.GENERATE in its dbt run, then batch jobs for the rest"}
+        statements = (f" ({counted(summary.ai_generate_statements, 'AI.GENERATE statement')})"
+                      if summary.ai_generate_statements else "")
+        notes.append(f"{summary.model}: route {summary.route}: sent by "
+                     f"{how[summary.route]}{statements}.")
     notes.extend(f"{summary.model}: {warning}; the requests were sent all the same."
                  for warning in summary.warnings)
     if summary.resumed:
@@ -240,7 +247,7 @@ def plan_table(plans: list[ModelPlan]) -> Table:
     table = Table(title="gemini-batch plan", title_justify="left")
     columns = ("model", "requests", "cached", "pending", "failed", "invalid", "in flight",
                "shards", "input tokens", "thinking tokens", "answer tokens", "est. cost",
-               "worst case", "cap")
+               "worst case", "cap", "route")
     for name in columns:
         table.add_column(name, justify="left" if name == "model" else "right")
     for item in plans:
@@ -250,14 +257,15 @@ def plan_table(plans: list[ModelPlan]) -> Table:
             f"{_money(config.max_cost_usd)} on {config.max_cost_mode.replace('_', ' ')}")
         counts, estimate = item.counts, item.estimate
         if counts is None or estimate is None:
-            table.add_row(item.model.name, *["-"] * (len(columns) - 2), cap)
+            table.add_row(item.model.name, *["-"] * (len(columns) - 3), cap,
+                          item.model.config.route)
             continue
         table.add_row(
             item.model.name, f"{counts.unique:,}", f"{counts.cached:,}", f"{counts.pending:,}",
             f"{counts.failed:,}", f"{counts.invalid:,}", f"{counts.in_flight:,}",
             f"{item.shards:,}", f"{estimate.input_tokens:,}", f"{estimate.thinking_tokens:,}",
             f"{estimate.answer_tokens:,}", _money(estimate.usd),
-            _money(estimate.worst_case_usd), cap,
+            _money(estimate.worst_case_usd), cap, item.route,
         )
     return table
 
@@ -296,6 +304,16 @@ def plan_notes(plans: list[ModelPlan]) -> list[str]:
             notes.append(f"{name}: {item.from_sql}: the figures are read from its SQL now.")
         if item.model_problem:
             notes.append(f"{name}: {item.model_problem}")
+        if item.route != "batch" and item.counts.pending and item.estimate is not None:
+            rows = item.model.config.ai_generate_max_rows
+            notes.append(
+                f"{name}: route {item.model.config.route}: "
+                f"{counted(min(item.counts.pending, rows), 'request')} through AI.GENERATE in "
+                "the model's dbt run"
+                + (f", the other {item.counts.pending - rows:,} by batch job"
+                   if item.route == "ai_generate+batch" else "")
+                + f"; the estimate includes ${item.estimate.processing_usd:,.6f} of "
+                "BigQuery ML data processing.")
         if item.over_budget:
             notes.append(f"{name}: {item.over_budget}")
         if item.estimate is not None and item.estimate.thinking_trap:

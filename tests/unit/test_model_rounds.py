@@ -24,7 +24,7 @@ from gemini_batch.clients.vertex import TOOL_LABEL, JobStatus
 from gemini_batch.routes.base import OutputPlace
 from gemini_batch.rules.config import BatchModel, BatchModelConfig
 from gemini_batch.rules.pricing import PriceTable
-from gemini_batch.state.ledger import LedgerEntry, LockOwner
+from gemini_batch.state.ledger import AI_GENERATE_PREFIX, LedgerEntry, LockOwner
 from gemini_batch.state.warehouse import InvalidSummary, MergeResult, RequestCounts, Shard
 
 LOCATION = "us-central1"
@@ -159,6 +159,10 @@ class FakeLedger:
 
     def entries(self, model_unique_id: str | None = None, limit: int = 50) -> list[LedgerEntry]:
         return list(self.rows.values())[:limit]
+
+    def ai_generate_entries(self, model_unique_id: str, invocation_id: str) -> list[LedgerEntry]:
+        prefix = f"{AI_GENERATE_PREFIX}{invocation_id}/"
+        return [entry for entry in self.rows.values() if entry.job_name.startswith(prefix)]
 
     def record_submitted(self, entry: LedgerEntry) -> None:
         assert entry.job_name not in self.rows, "a job recorded twice"
@@ -620,3 +624,27 @@ def test_with_no_wait_the_canary_is_a_job_and_the_next_build_decides():
     build.route.hold_new = False
     done = build.run()
     assert (done.submitted, done.succeeded, done.pending) == (25, 30, 0)
+
+
+def test_what_ai_generate_answered_in_the_dbt_run_is_the_build_s_and_the_rest_goes_by_job():
+    # route auto / ai_generate: the model's dbt run of this build (invocation inv-1)
+    # answered 2 of 5 through AI.GENERATE (one statement); an earlier run's is not ours.
+    build = Build(5, shard_size=10, route="ai_generate")
+    build.warehouse.answered |= {"r000", "r001", "r002"}
+    for name, sent in (("inv-1/1-1", 2), ("inv-0/1-1", 1)):
+        build.ledger.record_submitted(LedgerEntry(
+            job_name=AI_GENERATE_PREFIX + name, dbt_model=UNIQUE_ID,
+            model_relation="p.ds.reviews", shard_table="", output_table="",
+            gemini_model="gemini-2.5-flash", location=LOCATION,
+            state="SUCCEEDED", request_count=sent, succeeded_count=sent, failed_count=0,
+            total_tokens=10 * sent, actual_cost_usd=0.01 * sent, merged_at=datetime.now(UTC)))
+    summary = build.run()
+    # The other 2 (say, conversations AI.GENERATE cannot send) went in one batch job.
+    assert len(build.route.submitted) == 1
+    assert [entry.request_count for entry in build.recorded()
+            if not entry.job_name.startswith(AI_GENERATE_PREFIX)] == [2]
+    assert summary.route == "ai_generate+batch"
+    assert (summary.cached, summary.submitted, summary.succeeded) == (1, 4, 4)
+    assert summary.ai_generate_statements == 1
+    assert AI_GENERATE_PREFIX + "inv-1/1-1" in summary.job_names
+    assert AI_GENERATE_PREFIX + "inv-0/1-1" not in summary.job_names

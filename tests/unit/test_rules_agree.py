@@ -27,7 +27,7 @@ from pydantic.fields import FieldInfo
 
 from gemini_batch.rules import answers, catalog, config
 from gemini_batch.rules import pricing as cost
-from gemini_batch.state import ledger, warehouse
+from gemini_batch.state import estimate_query, ledger, warehouse
 from helpers.offline_profile import offline_profile
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -222,7 +222,7 @@ def test_pending_rule_agrees(jinja_rules: dict[str, Any], retry_empty: bool) -> 
 def test_estimate_query_agrees(jinja_rules: dict[str, Any], key: str, gemini_model: str) -> None:
     """Both routes count candidates, declarations and media (at the generation's rates)
     alike."""
-    python = warehouse.estimate_groups_sql(
+    python = estimate_query.estimate_groups_sql(
         "select request_id, request from pending", gemini_model,
     ).replace("@long_context_tokens", str(catalog.LONG_CONTEXT_TOKENS))
     assert _normalised(jinja_rules[key]) == _normalised(python)
@@ -250,6 +250,10 @@ def test_failure_reason_rule_agrees(jinja_rules: dict[str, Any]) -> None:
     assert _normalised(jinja_rules["failure_reason_sql"]) == _normalised(
         answers.failure_reason_sql("t.status", "t.response", "t.request")
     )
+
+
+def test_ai_generate_processing_price_agrees(jinja_rules: dict[str, Any]) -> None:
+    assert jinja_rules["bigquery_usd_per_tib"] == processing.BIGQUERY_USD_PER_TIB
 
 
 _REQUESTS = [

@@ -152,6 +152,10 @@ class ModelRun:
         self.ws.warehouse.check_tables(model)
         location = self._location()
         self.route = self._routes(self.ws, model, location)
+        # What AI.GENERATE answered in the model's dbt run just before (route ai_generate
+        # or auto) is this build's: the rest is sent by batch jobs.
+        by_ai_generate = self.summary.add_ai_generate(
+            self.ws.ledger.ai_generate_entries(model.unique_id, self.ctx.invocation_id))
         live = self.ws.ledger.live_jobs(model.unique_id)
         cached_before: int | None = None
         if live:
@@ -177,6 +181,7 @@ class ModelRun:
             counts = self._count()
         if cached_before is None:
             cached_before = counts.cached
+        cached_before -= by_ai_generate
 
         final: RequestCounts | None = counts
         attempt = 0
@@ -344,6 +349,7 @@ class ModelRun:
         """Start waiting on a job (made by ``route``, else by the model's); ``announce``
         one this build did not submit."""
         self.summary.job_names.append(entry.job_name)
+        self.summary.took("batch")
         if announce:
             self.reporter.job_started(self.model.name, entry.job_name, entry.request_count,
                                       resumed=True)

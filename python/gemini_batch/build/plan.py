@@ -24,7 +24,8 @@ from gemini_batch.build.estimate import estimate as estimate_cost
 from gemini_batch.build.workspace import Workspace
 from gemini_batch.clients.bigquery import quote_table
 from gemini_batch.errors import ConfigError, GeminiBatchError
-from gemini_batch.rules import pricing
+from gemini_batch.routes.choice import planned_route
+from gemini_batch.rules import pricing, processing
 from gemini_batch.rules.config import BatchModel
 from gemini_batch.state.warehouse import RequestCounts
 
@@ -62,6 +63,9 @@ class ModelPlan:
     from_sql: str | None = None
     # Inputs of the model not built yet (no figures then): build them first.
     missing_inputs: list[str] = field(default_factory=list)
+    # How `build` answers its pending requests (routes/choice.py planned_route):
+    # ai_generate, batch, or ai_generate+batch; the estimate is of that route.
+    route: str = "batch"
     # Batch models whose answers it reads -> their requests without an answer yet
     # (None: not built yet); while any has some, its own requests are not final.
     waits_on: dict[str, int | None] = field(default_factory=dict)
@@ -155,6 +159,14 @@ def model_plan(workspace: Workspace, model: BatchModel, *, planned: str | None =
         observed=(ledger.observed_tokens(model.config.gemini_model, model.unique_id)
                   if ledger else None),
     )
+    route = planned_route(model.config, counts.pending)
+    if route != "batch" and counts.pending:
+        # AI.GENERATE adds BigQuery ML's data processing of what it sends (at most
+        # ai_generate_max_rows; the rest of ai_generate+batch goes by batch job).
+        sent = min(counts.pending, model.config.ai_generate_max_rows) / counts.pending
+        request_bytes = ws.warehouse.pending_request_bytes(model, live_shards, planned=planned)
+        estimate = processing.with_ai_generate_processing(
+            estimate, round(request_bytes * sent), ws.dbt_vars)
     try:
         pricing.check_budget(model, estimate)
         over_budget = None
@@ -171,14 +183,22 @@ def model_plan(workspace: Workspace, model: BatchModel, *, planned: str | None =
                 "or comes back empty (a canary already answered decides instead)"
                 if sample else None),
         counts=counts,
-        shards=math.ceil(counts.pending / model.config.shard_size),
+        shards=math.ceil(_by_batch(route, counts.pending, model) / model.config.shard_size),
         estimate=estimate,
+        route=route,
         over_budget=over_budget,
         live_jobs=len(live_jobs),
         model_problem=model_problem,
         failure_reasons=(ws.warehouse.failure_reasons(model)
                          if counts.failed and planned is None else {}),
     )
+
+
+def _by_batch(route: str, pending: int, model: BatchModel) -> int:
+    """Of ``pending``, the requests batch jobs send on ``route``."""
+    if route == "batch":
+        return pending
+    return 0 if route == "ai_generate" else pending - model.config.ai_generate_max_rows
 
 
 __all__ = ["ModelPlan", "fingerprint", "model_plan", "plan"]

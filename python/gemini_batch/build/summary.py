@@ -10,7 +10,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from gemini_batch.clients.vertex import JobStatus
+    from gemini_batch.state.ledger import LedgerEntry
 
 
 @dataclass
@@ -30,6 +33,11 @@ class ModelSummary:
     invalid_examples: list[str] = field(default_factory=list)
     pending: int = 0  # still without an answer at the end (e.g. a job failed)
     jobs: int = 0
+    # Which route answered this build's requests: "ai_generate" (AI.GENERATE statements
+    # in the model's dbt run), "batch" (Vertex AI batch jobs), "ai_generate+batch";
+    # None: nothing was sent. From the ledger rows of what ran (took()).
+    route: str | None = None
+    ai_generate_statements: int = 0  # AI.GENERATE statements of its dbt run (and retries)
     # Jobs still running when the build left (--no-wait): the next build collects them.
     in_flight_jobs: list[str] = field(default_factory=list)
     job_names: list[str] = field(default_factory=list)  # every job this build handled
@@ -46,6 +54,31 @@ class ModelSummary:
     # Nodes not run because a test on its request column failed (downstream of it).
     skipped: list[str] = field(default_factory=list)
 
+    def took(self, route: str) -> None:
+        """Something of this build went by ``route`` (``ai_generate`` or ``batch``)."""
+        routes = {*(self.route or "").split("+"), route}
+        self.route = "+".join(name for name in ROUTES if name in routes)
+
+    def add_ai_generate(self, entries: Sequence[LedgerEntry]) -> int:
+        """The ledger rows of the AI.GENERATE statements the model's dbt run in this build
+        made: counted as this build's (sent, tokens, cost, jobs handled). Returns the
+        requests they answered (the build counted them as cached before its jobs)."""
+        answered = 0
+        for entry in entries:
+            self.took("ai_generate")
+            self.ai_generate_statements += 1
+            if entry.job_name.rsplit("/", 1)[-1].startswith("1-"):
+                # The first round sends each request once; later rounds retry some.
+                self.submitted += entry.request_count
+            self.job_names.append(entry.job_name)
+            self.tokens += entry.total_tokens or 0
+            self.cost_usd += entry.actual_cost_usd or 0.0
+            if entry.estimated_cost_usd is not None:
+                self.estimated_cost_usd = ((self.estimated_cost_usd or 0.0)
+                                           + entry.estimated_cost_usd)
+            answered += entry.succeeded_count or 0
+        return answered
+
     def interrupt(self) -> None:
         """Ctrl-C stopped the model's jobs: said as its error (the build is interrupted)."""
         self.error = INTERRUPTED_NOTE
@@ -56,6 +89,9 @@ class ModelSummary:
     def all_cached(self) -> bool:
         return self.error is None and self.submitted == 0 and self.resumed == 0
 
+
+# The routes a build answers by, in the order ModelSummary.route names them.
+ROUTES = ("ai_generate", "batch")
 
 # A model's summary.error when Ctrl-C stopped its jobs (not an error: the build says so).
 INTERRUPTED_NOTE = "interrupted: live jobs stay in the ledger; the next build resumes them"

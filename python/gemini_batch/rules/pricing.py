@@ -170,6 +170,8 @@ class CostEstimate:
     audio_tokens: int = 0  # of input_tokens, priced as audio
     # Why requests would leave thinking no room for an answer, with the fix (None: none).
     thinking_trap: str | None = None
+    # BigQuery ML data processing (route AI.GENERATE), included in usd and worst_case_usd.
+    processing_usd: float = 0.0
 
     @property
     def output_tokens(self) -> int:

@@ -306,6 +306,14 @@ WHEN MATCHED THEN UPDATE SET {assignments}""",
             },
         )
 
+    def ai_generate_entries(self, model_unique_id: str, invocation_id: str) -> list[LedgerEntry]:
+        """The AI.GENERATE statements the model's dbt invocation ``invocation_id`` ran."""
+        return self._select(
+            "WHERE dbt_model = @dbt_model AND STARTS_WITH(job_name, @prefix) ORDER BY job_name",
+            {"dbt_model": model_unique_id,
+             "prefix": f"{AI_GENERATE_PREFIX}{invocation_id}/"},
+        )
+
     def observed_output_tokens(self, gemini_model: str) -> float | None:
         """Average output tokens (candidates + thoughts) per succeeded request of
         ``gemini_model`` over the ledger, or None when nothing was answered yet."""
