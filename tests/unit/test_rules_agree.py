@@ -25,7 +25,7 @@ import sqlglot
 from dbt.cli.main import dbtRunner
 from pydantic.fields import FieldInfo
 
-from gemini_batch.rules import answers, catalog, config
+from gemini_batch.rules import answers, catalog, config, processing
 from gemini_batch.rules import pricing as cost
 from gemini_batch.state import estimate_query, ledger, warehouse
 from helpers.offline_profile import offline_profile
