@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # `make demo`: the recipes example end to end on the local stack.
 #   1. start the local BigQuery and Vertex AI emulators
-#   2. gemini-batch build: seeds, request models, batch jobs, downstream models
-#   3. show a few answers
-#   4. build again: everything is cached, nothing is submitted
-#   5. the tutorial's JSONL flow: gemini-batch submit of its two files (examples/tutorial)
-#   6. stop the stack (also on failure or Ctrl-C)
+#   2. a plain `dbt build` of dessert_tips (route ai_generate): answered by AI.GENERATE
+#   3. gemini-batch build: seeds, request models, batch jobs, downstream models
+#   4. show a few answers
+#   5. build again: everything is cached, nothing is submitted
+#   6. the tutorial's JSONL flow: gemini-batch submit of its two files (examples/tutorial)
+#   7. stop the stack (also on failure or Ctrl-C)
 set -euo pipefail
 cd "$(dirname "$0")/recipes"
 
@@ -24,6 +25,12 @@ echo "Cloud Storage:      $STORAGE_EMULATOR_HOST"
 
 step "dbt deps (installs the gemini_batch package from this repository)"
 dbt deps --profiles-dir . --project-dir . --quiet
+
+step "A plain dbt build answers dessert_tips (route ai_generate: BigQuery's AI.GENERATE, no gemini-batch)"
+dbt build --profiles-dir . --project-dir . --select +dessert_tips
+dbt show --profiles-dir . --project-dir . --quiet --limit 3 --inline \
+  "select dessert, batch_state, {{ gemini_batch.response_text('response') }} as tip
+   from {{ ref('dessert_tips') }} order by dessert_id"
 
 step "gemini-batch build (first run: every request is submitted)"
 gemini-batch build --profiles-dir . --project-dir .

@@ -17,6 +17,10 @@
       'labels': {'type': 'mapping', 'default': {}},
       'fail_on_failed_rows': {'type': 'boolean', 'default': true},
       'retry_empty_answers': {'type': 'boolean', 'default': false},
+      'route': {'type': 'string', 'default': 'batch', 'choices': ['batch', 'ai_generate', 'auto']},
+      'ai_generate_max_rows': {'type': 'integer', 'default': 10000, 'min': 1, 'max': 10000000},
+      'connection_id': {'type': 'string', 'pattern': '^[A-Za-z0-9_-]+([.][A-Za-z0-9_-]+){0,2}$'},
+      'ai_generate_request_type': {'type': 'string', 'default': 'UNSPECIFIED', 'choices': ['UNSPECIFIED', 'SHARED', 'DEDICATED']},
   }) }}
 {%- endmacro %}
 
@@ -85,6 +89,13 @@
       {%- if value is not boolean -%}
         {{ exceptions.raise_compiler_error(
             where ~ ": config '" ~ name ~ "' must be true or false; got " ~ value) }}
+      {%- endif -%}
+    {%- elif setting.type == 'string' and setting.pattern -%}
+      {%- if value is not none and (value is not string or not modules.re.match(setting.pattern, value)) -%}
+        {{ exceptions.raise_compiler_error(
+            where ~ ": config '" ~ name ~ "' = " ~ value ~ " is not a BigQuery connection id "
+            ~ "('connection' in the dataset's location, 'location.connection' or "
+            ~ "'project.location.connection'); leave it out to use your own credentials") }}
       {%- endif -%}
     {%- elif setting.type == 'string' -%}
       {%- if value not in setting.choices -%}

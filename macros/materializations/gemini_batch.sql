@@ -6,7 +6,9 @@
       <model>__responses  the answers, one row per request_id (created if missing; never
                           dropped, except with var gemini_batch_reset)
       <model>             a view: each request with its latest answer and batch_state
-    Never submits a job: `gemini-batch build` does (docs/materialization.md). -#}
+    Never submits a job: `gemini-batch build` does (docs/materialization.md). With
+    config route='ai_generate' it answers the pending requests itself, through BigQuery's
+    AI.GENERATE (_gemini_batch_route.sql, docs/routes.md). -#}
 {% materialization gemini_batch, adapter='bigquery' -%}
   {%- set batch = gemini_batch._gemini_batch_config() -%}
   {%- set where = "gemini_batch model " ~ model.unique_id ~ " (" ~ model.original_file_path ~ ")" -%}
@@ -122,6 +124,14 @@
   {%- set should_revoke = should_revoke(existing_relation, full_refresh_mode=true) -%}
   {%- do apply_grants(target_relation, grant_config, should_revoke=should_revoke) -%}
   {%- do persist_docs(target_relation, model) -%}
+
+  {#- route='ai_generate': this run answers the pending requests (BigQuery's
+      AI.GENERATE); every route then says how many have no answer and what answers them. -#}
+  {%- if batch.route == 'ai_generate' -%}
+    {%- do gemini_batch._gemini_batch_answer_with_ai_generate(
+          batch, requests_relation, responses_relation, where) -%}
+  {%- endif -%}
+  {%- do gemini_batch._gemini_batch_log_unanswered(batch, requests_relation, responses_relation) -%}
 
   {{ run_hooks(post_hooks) }}
 

@@ -10,6 +10,16 @@
       empty_answer_sql   the rule "an answer with nothing usable" (answers.empty_answer_sql)
       final_failure_sql  the rule "failed for good", and with retry_empty_answers
                          (answers.final_failure_sql), over the kept t.error_code and t.empty_answer
+      locks_columns      [[name, type], ...] of gemini_batch_locks (ledger.LOCKS_SCHEMA)
+      ended_states       job states after which a job never changes (ledger.ENDED_STATES)
+      ai_generate_prefix job_name prefix of AI.GENERATE statements (ledger.AI_GENERATE_PREFIX)
+      lock_token_env     where a build gives dbt its lock token (ledger.LOCK_TOKEN_ENV)
+      pending_sql        the pending requests (warehouse.Warehouse.pending_query) of
+                         `p.d.m__requests` with max_retries 2 and one live shard `p.d.shard`
+      estimate_groups_sql  the estimate's query over `select request_id, request from
+                         pending` (cost.estimate_groups_sql)
+      catalog            model -> price, thinking, output limit, aliases (catalog.MODELS)
+      failure_reason_sql the reason of a row that is not an answer (answers.failure_reason_sql)
     `dbt --quiet run-operation gemini_batch.print_rules` prints the JSON alone; no query
     runs. tests/unit/test_rules_agree.py compares it with the Python side. -#}
 {% macro print_rules() -%}
@@ -26,5 +36,17 @@
       'final_failure_retry_empty_sql':
           gemini_batch._final_failure('t.status', 't.error_code', 't.empty_answer', true)
           | trim,
+      'locks_columns': gemini_batch._gemini_batch_locks_columns(),
+      'ended_states': gemini_batch._gemini_batch_ended_states(),
+      'ai_generate_prefix': gemini_batch._gemini_batch_ai_generate_prefix(),
+      'lock_token_env': gemini_batch._gemini_batch_lock_token_env(),
+      'pending_sql': gemini_batch._gemini_batch_pending_sql(
+          '`p`.`d`.`m__requests`', '`p`.`d`.`m__responses`', 2, false, ['`p`.`d`.`shard`']) | trim,
+      'pending_retry_empty_sql': gemini_batch._gemini_batch_pending_sql(
+          '`p`.`d`.`m__requests`', '`p`.`d`.`m__responses`', 2, true) | trim,
+      'estimate_groups_sql': gemini_batch._gemini_batch_estimate_groups_sql(
+          'select request_id, request from pending') | trim,
+      'catalog': gemini_batch._gemini_batch_catalog(),
+      'failure_reason_sql': gemini_batch._failure_reason('t.status', 't.response', 't.request') | trim,
   })) -%}
 {%- endmacro %}

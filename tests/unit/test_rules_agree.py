@@ -11,6 +11,7 @@ connection), and every rule is compared with the Python names that hold it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import types
@@ -24,7 +25,8 @@ import sqlglot
 from dbt.cli.main import dbtRunner
 from pydantic.fields import FieldInfo
 
-from gemini_batch.rules import answers, config
+from gemini_batch.build import cost
+from gemini_batch.rules import answers, catalog, config
 from gemini_batch.state import ledger, warehouse
 from helpers.offline_profile import offline_profile
 
@@ -40,14 +42,16 @@ profile: rules_probe
 """
 
 
-@pytest.fixture(scope="module")
-def jinja_rules(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """What `gemini_batch.print_rules` prints: the Jinja side of every rule."""
+def _run_operation(
+    tmp_path_factory: pytest.TempPathFactory, macro: str, args: dict[str, Any] | None = None
+) -> Any:
+    """What `dbt --quiet run-operation <macro>` prints as its one JSON line."""
     project = tmp_path_factory.mktemp("rules-project")
     (project / "dbt_project.yml").write_text(_PROJECT)
     (project / "profiles.yml").write_text(offline_profile("rules_probe"))
     (project / "packages.yml").write_text(f"packages:\n  - local: {REPO_ROOT}\n")
     where = ["--project-dir", str(project), "--profiles-dir", str(project)]
+    extra = ["--args", json.dumps(args)] if args else []
     printed = io.StringIO()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
@@ -57,13 +61,17 @@ def jinja_rules(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         assert deps.success, f"dbt deps failed: {deps.exception}"
         # dbt's print() writes to sys.stdout; --quiet keeps dbt's own lines out of it.
         with contextlib.redirect_stdout(printed):
-            run = dbtRunner().invoke(
-                ["--quiet", "run-operation", "gemini_batch.print_rules", *where]
-            )
-    assert run.success, f"dbt run-operation gemini_batch.print_rules failed: {run.exception}"
-    documents = [line for line in printed.getvalue().splitlines() if line.startswith("{")]
+            run = dbtRunner().invoke(["--quiet", "run-operation", macro, *extra, *where])
+    assert run.success, f"dbt run-operation {macro} failed: {run.exception}"
+    documents = [line for line in printed.getvalue().splitlines() if line.startswith(("{", "["))]
     assert len(documents) == 1, f"expected one JSON line, dbt printed:\n{printed.getvalue()}"
     return json.loads(documents[0])
+
+
+@pytest.fixture(scope="module")
+def jinja_rules(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """What `gemini_batch.print_rules` prints: the Jinja side of every rule."""
+    return _run_operation(tmp_path_factory, "gemini_batch.print_rules")
 
 
 def test_ledger_columns_agree(jinja_rules: dict[str, Any]) -> None:
@@ -131,6 +139,7 @@ def test_config_patterns_agree(jinja_rules: dict[str, Any]) -> None:
     # The model name is pasted into SQL as a literal: both sides must be as strict.
     assert jinja_rules["config"]["gemini_model"]["pattern"] == config._GEMINI_MODEL.pattern
     assert jinja_rules["config"]["location"]["pattern"] == config._LOCATION.pattern
+    assert jinja_rules["config"]["connection_id"]["pattern"] == config._CONNECTION_ID.pattern
 
 
 def _normalised(sql: str) -> str:
@@ -165,3 +174,107 @@ def test_error_code_rule_agrees(jinja_rules: dict[str, Any]) -> None:
     assert _normalised(jinja_rules["error_code_sql"]) == _normalised(
         answers.error_code_sql("t.status")
     )
+
+
+def test_locks_columns_and_ended_states_agree(jinja_rules: dict[str, Any]) -> None:
+    """The AI.GENERATE route takes the lock a build takes and skips live batch jobs."""
+    assert jinja_rules["locks_columns"] == [list(item) for item in ledger.LOCKS_SCHEMA.items()]
+    assert sorted(jinja_rules["ended_states"]) == sorted(ledger.ENDED_STATES)
+    assert jinja_rules["ai_generate_prefix"] == ledger.AI_GENERATE_PREFIX
+    assert jinja_rules["lock_token_env"] == ledger.LOCK_TOKEN_ENV
+
+
+def _probe_model(*, retry_empty_answers: bool) -> config.BatchModel:
+    return config.BatchModel(
+        unique_id="model.p.m", name="m", project="p", dataset="d",
+        config=config.BatchModelConfig(
+            gemini_model="gemini-2.5-flash", max_retries=2,
+            retry_empty_answers=retry_empty_answers),
+    )
+
+
+@pytest.mark.parametrize("retry_empty", [False, True])
+def test_pending_rule_agrees(jinja_rules: dict[str, Any], retry_empty: bool) -> None:
+    """Pending means the same on both routes: the AI.GENERATE route sends what a build
+    would submit."""
+    store = warehouse.Warehouse(bq=None)  # type: ignore[arg-type]  # builds SQL only
+    model = _probe_model(retry_empty_answers=retry_empty)
+    sql, params = store.pending_query(model, [] if retry_empty else ["p.d.shard"])
+    python = sql.replace("@max_retries", str(params["max_retries"]))
+    key = "pending_retry_empty_sql" if retry_empty else "pending_sql"
+    assert _normalised(jinja_rules[key]) == _normalised(python)
+
+
+def test_estimate_query_agrees(jinja_rules: dict[str, Any]) -> None:
+    python = cost.estimate_groups_sql("select request_id, request from pending").replace(
+        "@long_context_tokens", str(catalog.LONG_CONTEXT_TOKENS))
+    assert _normalised(jinja_rules["estimate_groups_sql"]) == _normalised(python)
+
+
+def test_catalog_agrees(jinja_rules: dict[str, Any]) -> None:
+    """The AI.GENERATE route prices requests from the same catalog as batch jobs."""
+    python = {
+        name: {
+            "price": {key: value for key, value in dataclasses.asdict(model.price).items()
+                      if value is not None and key != "batch_discount"},
+            "thinking": dataclasses.asdict(model.thinking),
+            "max_output_tokens": model.max_output_tokens,
+            "aliases": list(model.aliases),
+        }
+        for name, model in catalog.MODELS.items()
+    }
+    assert jinja_rules["catalog"] == python
+    assert {model.price.batch_discount for model in catalog.MODELS.values()} == {0.5}
+
+
+def test_failure_reason_rule_agrees(jinja_rules: dict[str, Any]) -> None:
+    assert _normalised(jinja_rules["failure_reason_sql"]) == _normalised(
+        answers.failure_reason_sql("t.status", "t.response", "t.request")
+    )
+
+
+_REQUESTS = [
+    {"contents": [{"role": "user", "parts": [{"text": "Summarize: " + "x" * 900}]}]},
+    {"contents": [{"role": "user", "parts": [{"text": "short"}]}],
+     "generationConfig": {"maxOutputTokens": 100,
+                          "thinkingConfig": {"thinkingBudget": 0}}},
+    {"contents": [{"role": "user", "parts": [
+        {"text": "Describe"},
+        {"fileData": {"fileUri": "gs://b/a.mp3", "mimeType": "audio/mpeg"}}]}],
+     "generationConfig": {"thinkingConfig": {"thinkingBudget": 300}}},
+    {"contents": [{"parts": [{"text": "y" * 40}]}],
+     "generationConfig": {"maxOutputTokens": 50, "thinkingConfig": {"thinkingBudget": -1}}},
+]
+_ESTIMATE_CASES = [
+    {"gemini_model": "gemini-2.5-flash", "observed": None, "prices": None},
+    {"gemini_model": "gemini-2.5-pro", "observed": [120.5, 640.25], "prices": None},
+    {"gemini_model": "publishers/google/models/gemini-2.0-flash@001", "observed": None,
+     "prices": None},
+    {"gemini_model": "gemini-2.5-flash-lite", "observed": None,
+     "prices": {"gemini-2.5-flash-lite": {"input": 0.2, "batch_discount": 0.4}}},
+    {"gemini_model": "my-tuned-model", "observed": None, "prices": None},
+]
+
+
+def test_estimate_arithmetic_agrees(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The AI.GENERATE route's cap is checked against the batch estimate: the package's
+    arithmetic (print_estimate) gives the numbers cost.estimate_groups gives."""
+    rows = [cost.request_price_row(request) for request in _REQUESTS]
+    cases = [{**case, "rows": rows} for case in _ESTIMATE_CASES]
+    printed = _run_operation(tmp_path_factory, "gemini_batch.print_estimate", {"cases": cases})
+    for case, jinja in zip(cases, printed, strict=True):
+        prices = cost.PriceTable.from_vars({cost.PRICES_VAR: case["prices"]} if case["prices"]
+                                           else {})
+        observed = tuple(case["observed"]) if case["observed"] else None
+        python = cost.estimate_groups(case["gemini_model"], rows, prices=prices,
+                                      observed=observed)
+        assert jinja["requests"] == python.requests
+        assert jinja["input_tokens"] == python.input_tokens
+        assert round(jinja["thinking_tokens"]) == python.thinking_tokens
+        assert round(jinja["answer_tokens"]) == python.answer_tokens
+        assert jinja["worst_case_output_tokens"] == python.worst_case_output_tokens
+        for key in ("usd", "worst_case_usd"):
+            expected = getattr(python, key)
+            assert (jinja[key] is None) == (expected is None), (case, key)
+            if expected is not None:
+                assert jinja[key] == pytest.approx(expected, rel=1e-9), (case, key)

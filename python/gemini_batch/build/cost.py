@@ -315,6 +315,17 @@ def _pending_groups(
         params: dict[str, Any] = {}
     else:
         pending, params = warehouse.pending_query(model, live_shards)
+    return warehouse.bq.query(
+        estimate_groups_sql(pending),
+        {**params, "long_context_tokens": LONG_CONTEXT_TOKENS},
+    )
+
+
+def estimate_groups_sql(pending: str) -> str:
+    """The estimate's query over ``pending`` (a SELECT of request_id, request): one row
+    per group of requests that price alike, with parameter ``@long_context_tokens``.
+    The AI.GENERATE route runs the same query from the dbt package
+    (_gemini_batch_estimate_groups_sql; tests/unit/test_rules_agree.py ties them)."""
     file_kinds = {f"file_parts_{n}": prefix for n, prefix in enumerate(FILE_PART_TOKENS)}
     part_counts = ",\n        ".join(
         f"{_mime_count(prefix)} AS {column}" for column, prefix in file_kinds.items()
@@ -324,8 +335,7 @@ def _pending_groups(
     )
     other_parts = " - ".join(["file_parts_all", *file_kinds])
     audio_column = next(column for column, prefix in file_kinds.items() if prefix == "audio/")
-    return warehouse.bq.query(
-        f"""
+    return f"""
 SELECT
   requested_budget, max_output_tokens, long_context,
   COUNT(*) AS requests,
@@ -361,9 +371,7 @@ FROM (
     )
   )
 )
-GROUP BY requested_budget, max_output_tokens, long_context""",
-        {**params, "long_context_tokens": LONG_CONTEXT_TOKENS},
-    )
+GROUP BY requested_budget, max_output_tokens, long_context"""
 
 
 def actual_cost(
@@ -507,6 +515,7 @@ __all__ = [
     "check_budget",
     "estimate",
     "estimate_groups",
+    "estimate_groups_sql",
     "model_problem",
     "request_price_row",
 ]

@@ -10,6 +10,7 @@ pushes the locks' expiry forward while dbt stages and jobs run for hours.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -22,7 +23,7 @@ from gemini_batch.build.summary import ModelSummary, Reporter
 from gemini_batch.build.workspace import Workspace
 from gemini_batch.exit_codes import ExitCode
 from gemini_batch.rules.config import BatchModel
-from gemini_batch.state.ledger import LedgerEntry, LockOwner
+from gemini_batch.state.ledger import LOCK_TOKEN_ENV, LedgerEntry, LockOwner
 
 # How often a waiting build pushes its locks' expiry forward.
 LOCK_REFRESH_SECONDS = 120.0
@@ -149,6 +150,8 @@ def build(
     locked = _lock_all(ctx, list(models.values()))
     keeper = _LockKeeper(ctx, locked)
     keeper.start()
+    # dbt runs in this process: a route ai_generate model answers under our locks.
+    os.environ[LOCK_TOKEN_ENV] = ctx.owner.token
     summaries: list[ModelSummary] = []
     # The closing counts of each stage's batch models, counted beside the next stage.
     reports = ThreadPoolExecutor(max_workers=4, thread_name_prefix="report")
@@ -172,6 +175,7 @@ def build(
             if any(s.error or s.in_flight_jobs for s in level):
                 break  # downstream models would read answers that are not there (yet)
     finally:
+        os.environ.pop(LOCK_TOKEN_ENV, None)
         reports.shutdown(wait=True)
         keeper.stop()
         _unlock_all(ctx, locked)

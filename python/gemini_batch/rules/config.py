@@ -26,6 +26,9 @@ _GEMINI_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@/-]*$")
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
 _LOCATION = re.compile(r"^[a-z]+(-[a-z0-9]+)*$")
+# A BigQuery connection id (`connection`, `location.connection`, `project.location.connection`),
+# pasted into the AI.GENERATE statement as a literal: keep it strict.
+_CONNECTION_ID = re.compile(r"^[A-Za-z0-9_-]+([.][A-Za-z0-9_-]+){0,2}$")
 
 
 class BatchModelConfig(BaseModel):
@@ -50,6 +53,17 @@ class BatchModelConfig(BaseModel):
     # Answers with nothing usable (status '', no text) are paid for and final by default:
     # the same bytes get the same answer. True: retried like a 429 (paid again).
     retry_empty_answers: bool = False
+    # How pending requests are answered: Vertex AI batch jobs (`gemini-batch build`),
+    # BigQuery's AI.GENERATE inside a plain `dbt run`, or `auto` (docs/routes.md).
+    route: Literal["batch", "ai_generate", "auto"] = "batch"
+    # Requests one run sends through AI.GENERATE at most (the rest stay pending); with
+    # route `auto`, more pending requests than this go by batch job.
+    ai_generate_max_rows: int = Field(default=10_000, ge=1, le=10_000_000)
+    # AI.GENERATE's connection_id; none: the user's own credentials.
+    connection_id: str | None = None
+    # AI.GENERATE's request_type: Provisioned Throughput (DEDICATED), pay as you go
+    # (SHARED), or either (UNSPECIFIED).
+    ai_generate_request_type: Literal["UNSPECIFIED", "SHARED", "DEDICATED"] = "UNSPECIFIED"
 
     @field_validator("gemini_model")
     @classmethod
@@ -66,6 +80,16 @@ class BatchModelConfig(BaseModel):
     def _check_location(cls, value: str | None) -> str | None:
         if value is not None and not _LOCATION.match(value.lower()):
             raise ValueError(f"{value!r} is not a Google Cloud region (e.g. 'us-central1')")
+        return value
+
+    @field_validator("connection_id")
+    @classmethod
+    def _check_connection_id(cls, value: str | None) -> str | None:
+        if value is not None and not _CONNECTION_ID.match(value):
+            raise ValueError(
+                f"{value!r} is not a BigQuery connection id ('connection', "
+                "'location.connection' or 'project.location.connection')"
+            )
         return value
 
     @field_validator("labels")

@@ -47,6 +47,15 @@ SUBMIT_PREFIX = "submit."
 CREATING_STATE = "CREATING"
 CREATING_JOB = "projects/{project}/locations/{location}/batchPredictionJobs/creating-{submit_id}"
 
+# `job_name` of a row the dbt package writes for one AI.GENERATE statement (config
+# route='ai_generate'): this prefix, the dbt invocation id, the round and the group. No
+# Vertex AI job name starts so; the row is written ended and merged, never live.
+AI_GENERATE_PREFIX = "ai_generate/"
+# Set by a build to its lock token while it holds its models' locks and runs dbt in its
+# process: a route ai_generate model answered in that dbt run works under the build's
+# lock instead of being refused by it (macros/materializations/_gemini_batch_route.sql).
+LOCK_TOKEN_ENV = "GEMINI_BATCH_LOCK_TOKEN"
+
 # States after which a job never changes again (NOT_FOUND: the service lost it).
 ENDED_STATES = TERMINAL_STATES | {NOT_FOUND_STATE}
 # How long a lock holds without a refresh: a killed build on another host stops
@@ -100,6 +109,11 @@ class LedgerEntry:
     def is_submission(self) -> bool:
         """A `gemini-batch submit` job, not a batch model's."""
         return self.dbt_model.startswith(SUBMIT_PREFIX)
+
+    @property
+    def route(self) -> str:
+        """``ai_generate`` for an AI.GENERATE statement's row, else ``batch``."""
+        return "ai_generate" if self.job_name.startswith(AI_GENERATE_PREFIX) else "batch"
 
     @property
     def model_name(self) -> str:
@@ -551,10 +565,12 @@ def _now() -> datetime:
 
 
 __all__ = [
+    "AI_GENERATE_PREFIX",
     "CREATING_JOB",
     "CREATING_STATE",
     "DEFAULT_LOCK_TTL",
     "LEDGER_SCHEMA",
+    "LOCK_TOKEN_ENV",
     "LEDGER_TABLE",
     "LOCKS_SCHEMA",
     "LOCKS_TABLE",

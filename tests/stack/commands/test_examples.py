@@ -88,7 +88,7 @@ def test_recipes_example_answers_everything_then_resubmits_nothing(
     usage = {row.batch_model: row for row in bq.query(
         f"select * from `{table}.llm_usage_summary`").result()}
     assert {name: row.succeeded for name, row in usage.items()} == {
-        "recipes": 10, "media_objects": 3, "structured_recipes": 10}
+        "recipes": 10, "media_objects": 3, "structured_recipes": 10, "dessert_tips": 10}
 
     jobs = project.vertex()
     mine = [job for job in jobs.list(limit=1000)

@@ -1,5 +1,5 @@
 -- One row per batch model: how many rows are answered, and what they used.
-{% set batch_models = ['recipes', 'media_objects', 'structured_recipes'] %}
+{% set batch_models = ['recipes', 'media_objects', 'structured_recipes', 'dessert_tips'] %}
 {% for model_name in batch_models %}
 select
     '{{ model_name }}' as batch_model,
