@@ -276,7 +276,8 @@ on t.request_id = s.request_id
 when matched and coalesce(t.job_name, '') != s.job_name and s.succeeded then
   update set response = s.response, status = '', processed_time = s.processed_time,
     attempts = coalesce(t.attempts, 0) + 1, last_error = null, job_name = s.job_name,
-    updated_at = current_timestamp(), answered = true, empty_answer = false, error_code = null
+    updated_at = current_timestamp(), answered = true, empty_answer = false, error_code = null,
+    reused_from = null
 when matched and coalesce(t.job_name, '') != s.job_name and not s.succeeded
   and not coalesce(t.answered, false) then
   update set response = s.response, status = s.status, processed_time = s.processed_time,
@@ -287,7 +288,7 @@ when not matched then
   insert ({{ gemini_batch._gemini_batch_responses_columns() | map(attribute=0) | join(', ') }})
   values (s.request_id, s.response, s.status, s.processed_time, 1,
     if(s.succeeded, null, s.error), s.job_name, current_timestamp(),
-    s.succeeded, s.empty_answer, s.error_code)
+    s.succeeded, s.empty_answer, s.error_code, null)
 {%- endmacro %}
 
 

@@ -11,7 +11,8 @@
     ('request_id', 'STRING'), ('response', 'JSON'), ('status', 'STRING'),
     ('processed_time', 'TIMESTAMP'), ('attempts', 'INT64'), ('last_error', 'STRING'),
     ('job_name', 'STRING'), ('updated_at', 'TIMESTAMP')]
-    + gemini_batch._gemini_batch_derived_columns() | map(attribute='column') | list) }}
+    + gemini_batch._gemini_batch_derived_columns() | map(attribute='column') | list
+    + [('reused_from', 'STRING')]) }}
 {%- endmacro %}
 
 
@@ -36,8 +37,9 @@
   {%- set derived = gemini_batch._gemini_batch_derived_columns() | map(attribute='column')
         | map(attribute=0) | list -%}
   {{ return(gemini_batch._gemini_batch_responses_columns() | map(attribute=0)
-            | reject('in', derived) | list
-            + ['request_problem', 'batch_state', '_gemini_batch_raw_request']) }}
+            | reject('in', derived + ['reused_from']) | list
+            + ['request_problem', 'batch_state', '_gemini_batch_raw_request',
+               gemini_batch._gemini_batch_key_column()]) }}
 {%- endmacro %}
 
 
@@ -68,6 +70,9 @@ with model_rows as (
     request as _gemini_batch_raw_request,
     to_hex(sha256(concat({{ gemini_batch._sql_string(gemini_model) }}, '\n', {{ canonical }}))) as request_id
   from model_rows
+), keyed as (
+  select hashed.*, {{ gemini_batch._gemini_batch_key_sql(columns, 'hashed') }} as {{ gemini_batch._gemini_batch_key_column() }}
+  from hashed
 ), known_checks as (
   select request_id, request_problem
   from {{ checks_relation }}
@@ -85,14 +90,15 @@ with model_rows as (
 ), {{ gemini_batch._request_problems_ctes('unchecked', request_type) }}
 select
   {%- for column in columns %}
-  hashed.{{ adapter.quote(column.name) }},
+  keyed.{{ adapter.quote(column.name) }},
   {%- endfor %}
-  hashed.request_id,
+  keyed.request_id,
   if(known_checks.request_id is null, rp_problems.request_problem,
-     known_checks.request_problem) as request_problem
-from hashed
-left join known_checks on known_checks.request_id = hashed.request_id
-left join rp_problems on rp_problems.request_key = hashed.request_id
+     known_checks.request_problem) as request_problem,
+  keyed.{{ gemini_batch._gemini_batch_key_column() }}
+from keyed
+left join known_checks on known_checks.request_id = keyed.request_id
+left join rp_problems on rp_problems.request_key = keyed.request_id
 {%- endmacro %}
 
 

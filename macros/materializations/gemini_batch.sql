@@ -5,6 +5,8 @@
                           checks only the new requests; rebuilt by --full-refresh)
       <model>__responses  the answers, one row per request_id (created if missing; never
                           dropped, except with var gemini_batch_reset)
+      <model>__keys       each key hash's request_ids and since when (kept: what
+                          `gemini-batch diff` compares; ADR 0016)
       <model>             a view: each request with its latest answer and batch_state
     Never submits a job: `gemini-batch build` does (docs/materialization.md). With
     config route='ai_generate' it answers the pending requests itself, through BigQuery's
@@ -24,6 +26,9 @@
   {%- set responses_relation = api.Relation.create(
         database=this.database, schema=this.schema,
         identifier=this.identifier ~ '__responses', type='table') -%}
+  {%- set keys_relation = api.Relation.create(
+        database=this.database, schema=this.schema,
+        identifier=this.identifier ~ '__keys', type='table') -%}
   {%- set existing_relation = adapter.get_relation(
         database=this.database, schema=this.schema, identifier=this.identifier) -%}
   {%- set existing_responses = adapter.get_relation(
@@ -85,6 +90,13 @@
     {{ gemini_batch._gemini_batch_checks_merge(checks_relation, requests_relation, check_rules) }}
   {%- endcall -%}
 
+  {%- call statement('keys') -%}
+    {{ gemini_batch._gemini_batch_keys_ddl(keys_relation) }}
+  {%- endcall -%}
+  {%- call statement('keys_insert') -%}
+    {{ gemini_batch._gemini_batch_keys_insert(keys_relation, requests_relation) }}
+  {%- endcall -%}
+
   {%- call statement('responses') -%}
     {{ gemini_batch._gemini_batch_responses_ddl(responses_relation) }}
   {%- endcall -%}
@@ -103,6 +115,14 @@
       {%- endfor -%}
       {%- call statement('responses_fill_derived') -%}
         {{ gemini_batch._gemini_batch_responses_fill_derived(responses_relation) }}
+      {%- endcall -%}
+    {%- endif -%}
+    {#- reused_from (answers copied from another dataset) came later: NULL for what
+        this target paid for. -#}
+    {%- if 'reused_from' not in adapter.get_columns_in_relation(responses_relation)
+          | map(attribute='name') | map('lower') | list -%}
+      {%- call statement('responses_add_reused_from') -%}
+        alter table {{ responses_relation }} add column if not exists reused_from STRING
       {%- endcall -%}
     {%- endif -%}
   {%- endif -%}
@@ -135,5 +155,5 @@
 
   {{ run_hooks(post_hooks) }}
 
-  {{ return({'relations': [target_relation, requests_relation, checks_relation, responses_relation]}) }}
+  {{ return({'relations': [target_relation, requests_relation, checks_relation, responses_relation, keys_relation]}) }}
 {%- endmaterialization %}

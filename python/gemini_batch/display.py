@@ -163,14 +163,15 @@ def _money(value: float | None) -> str:
 def summary_table(summaries: list[ModelSummary]) -> Table:
     """The closing table: one row per batch model of the build."""
     table = Table(title="gemini-batch summary", title_justify="left")
-    for name in ("model", "requests", "cached", "submitted", "succeeded", "failed", "tokens",
-                 "est. cost", "cost", "wall time"):
+    for name in ("model", "requests", "cached", "reused", "submitted", "succeeded", "failed",
+                 "tokens", "est. cost", "cost", "wall time"):
         table.add_column(name, justify="left" if name == "model" else "right")
     for summary in summaries:
         table.add_row(
             summary.model,
             f"{summary.requests:,}",
             f"{summary.cached:,}",
+            f"{summary.reused:,}",
             f"{summary.submitted:,}",
             f"{summary.succeeded:,}",
             f"{summary.failed:,}",
@@ -191,11 +192,14 @@ def summary_notes(summary: ModelSummary) -> list[str]:
     notes = []
     if summary.error:
         notes.append(f"{summary.model}: {summary.error}")
-    elif summary.all_cached:
+    elif summary.all_cached and not summary.outside_sample:
         notes.append(
             f"{summary.model}: all {summary.requests - summary.failed:,} answerable "
             "requests were cached; no job submitted."
         )
+    if summary.reused:
+        notes.append(f"{summary.model}: {summary.reused:,} answers copied from another "
+                     "dataset (var gemini_batch_answers_from), not sent: they cost nothing.")
     if summary.resumed:
         notes.append(f"{summary.model}: resumed {summary.resumed:,} requests from an "
                      "earlier build's jobs.")
@@ -210,6 +214,10 @@ def summary_notes(summary: ModelSummary) -> list[str]:
         notes.append(f"{summary.model}: {len(summary.in_flight_jobs)} job(s) in flight "
                      f"({summary.pending:,} requests without an answer yet); the next "
                      "`gemini-batch build` collects them, `gemini-batch wait` waits for them.")
+    elif summary.outside_sample and not summary.error:
+        notes.append(f"{summary.model}: {summary.outside_sample:,} pending requests outside "
+                     "the sample were not sent; `gemini-batch build` without --sample "
+                     "sends them.")
     elif summary.pending and not summary.error:
         notes.append(f"{summary.model}: {summary.pending:,} requests are still pending; "
                      "run `gemini-batch build` again.")
@@ -262,6 +270,17 @@ def plan_notes(plans: list[ModelPlan]) -> list[str]:
         if item.live_jobs:
             notes.append(f"{name}: {item.live_jobs} job(s) of an earlier build are "
                          "live; `build` resumes them first.")
+        notes.extend(f"{name}: {warning}" for warning in item.reuse_warnings)
+        for source, requests in item.reusable.items():
+            notes.append(f"{name}: {requests:,} pending requests have an answer in {source}: "
+                         "`build` copies them instead of sending them.")
+        if item.reuse_saves_usd is not None:
+            notes.append(f"{name}: answers reused save {_money(item.reuse_saves_usd)} "
+                         "(est.; the estimate above still counts them).")
+        if item.sample is not None:
+            notes.append(f"{name}: --sample {item.sample:,}: {item.sampled or 0:,} of the "
+                         f"{item.counts.pending:,} pending requests would be sent; the "
+                         "estimate is theirs.")
         if item.counts.pending == 0:
             notes.append(f"{name}: nothing to submit (all cached or failed for good).")
     return notes

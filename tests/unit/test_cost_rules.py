@@ -59,7 +59,8 @@ class FakeWarehouse:
         self.bq = self
         self.queries = 0
 
-    def pending_query(self, model: BatchModel, live_shards: Any) -> tuple[str, dict[str, Any]]:
+    def pending_query(self, model: BatchModel, live_shards: Any,
+                      sample: int | None = None) -> tuple[str, dict[str, Any]]:
         return "SELECT request_id, request FROM pending", {"max_retries": 2}
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:

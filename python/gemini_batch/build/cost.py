@@ -197,6 +197,7 @@ def estimate(
     prices: PriceTable | None = None,
     observed: tuple[float, float] | None = None,
     pending_snapshot: str | None = None,
+    sample: int | None = None,
 ) -> CostEstimate:
     """Estimate tokens and cost of ``model``'s pending requests, in one BigQuery query
     (over ``pending_snapshot``, a :meth:`Warehouse.pending_snapshot` table, when given).
@@ -206,11 +207,12 @@ def estimate(
     the observed thoughts, else the model's typical_tokens) plus the answer (observed,
     else DEFAULT_ANSWER_TOKENS), thinking first within maxOutputTokens. ``observed`` is
     the ledger's (answer, thoughts) tokens per answered request of this Gemini model.
-    Requests in ``live_shards`` (live jobs) are not pending.
+    Requests in ``live_shards`` (live jobs) are not pending; with ``sample``, only the
+    sample's are estimated (var gemini_batch_sample).
     """
     return estimate_groups(
         model.config.gemini_model,
-        _pending_groups(warehouse, model, live_shards, pending_snapshot),
+        _pending_groups(warehouse, model, live_shards, pending_snapshot, sample),
         prices=prices,
         observed=observed,
     )
@@ -305,7 +307,7 @@ class _Group:
 
 def _pending_groups(
     warehouse: Warehouse, model: BatchModel, live_shards: Sequence[str],
-    pending_snapshot: str | None = None,
+    pending_snapshot: str | None = None, sample: int | None = None,
 ) -> list[Any]:
     """The one query of the estimate: the pending requests grouped by what prices them
     (requested thinkingBudget, maxOutputTokens, over the long-context threshold), with
@@ -314,7 +316,7 @@ def _pending_groups(
         pending = f"SELECT request_id, request FROM {quote_table(pending_snapshot)}"
         params: dict[str, Any] = {}
     else:
-        pending, params = warehouse.pending_query(model, live_shards)
+        pending, params = warehouse.pending_query(model, live_shards, sample)
     return warehouse.bq.query(
         estimate_groups_sql(pending),
         {**params, "long_context_tokens": LONG_CONTEXT_TOKENS},

@@ -30,6 +30,7 @@ from gemini_batch.errors import BuildInterrupted, ConfigError, GeminiBatchError
 from gemini_batch.routes.gcs import GcsStaging, workspace_staging
 from gemini_batch.rules.config import BatchModel
 from gemini_batch.state.ledger import LedgerEntry, LedgerUpdates, LockOwner
+from gemini_batch.state.reuse import AnswerSources, deferred_dataset, sample_size, source_datasets
 from gemini_batch.state.warehouse import MergeResult, RequestCounts
 
 
@@ -53,6 +54,9 @@ class BatchSettings:
     fail_on_failed_rows: bool | None = None
     # False (--no-wait): merge what ended, submit one round, leave the rest in flight.
     wait: bool = True
+    # --defer --state: the dbt state directory whose relations answers are read from
+    # when var gemini_batch_answers_from is unset (state/reuse.py).
+    defer_state: str | None = None
 
 
 @dataclass
@@ -96,6 +100,8 @@ class ModelRun:
         self._counts: RequestCounts | None = None
         # Cloud Storage staging of transport: gcs (None: jobs read and write BigQuery).
         self._staging: GcsStaging | None = None
+        # At most this many requests sent (var gemini_batch_sample, `--sample`).
+        self._sample = sample_size(self.ws.dbt_vars)
 
     # -- helpers -------------------------------------------------------------------
 
@@ -170,6 +176,11 @@ class ModelRun:
             live = [] if self.ctx.settings.wait else self.ws.ledger.live_jobs(model.unique_id)
 
         counts = self._count(live)
+        reused = self._reuse(location) if counts.pending else 0
+        if reused:
+            counts = self._count()
+            if cached_before is not None:  # taken before the copy: a copy is no answer of ours
+                cached_before += reused
         if counts.invalid:  # marking scans every request: only when there is one to mark
             invalid = self.ws.warehouse.mark_invalid(model)
             examples = "; ".join(f"{rid[:12]}: {reason}" for rid, reason in invalid.examples)
@@ -182,12 +193,13 @@ class ModelRun:
 
         final: RequestCounts | None = counts
         for attempt in range(model.config.max_retries + 1):
-            if counts.pending == 0:
+            if self._to_send(counts) == 0:
                 break
             if not self.ctx.settings.wait and self._free_slots() == 0:
                 break  # every slot holds a running job: the next build submits
             if attempt:
-                self._say(f"retry round {attempt}: {counts.pending:,} requests still pending")
+                self._say(f"retry round {attempt}: {self._to_send(counts):,} requests "
+                          "still pending")
             round_ok, all_answered = self._submit_round(location, counts)
             if all_answered and self.ctx.settings.wait:
                 # Every request the round cut (all that were pending) has its answer:
@@ -201,6 +213,30 @@ class ModelRun:
                 break
 
         self._counts, self._cached_before = final, cached_before
+
+    def _to_send(self, counts: RequestCounts) -> int:
+        """The pending requests this build may send: those of the sample, if any."""
+        if self._sample is None or counts.pending == 0:
+            return counts.pending
+        return self.ws.warehouse.pending_count(self.model, self._live_shards, self._sample)
+
+    def _reuse(self, location: str) -> int:
+        """Copy the answers other datasets hold for the pending requests (var
+        gemini_batch_answers_from, else the --defer dataset); one ledger row per
+        source. How many were copied."""
+        model = self.model
+        datasets = source_datasets(
+            self.ws.dbt_vars, model,
+            deferred_dataset(self.ctx.settings.defer_state, model.unique_id))
+        if not datasets:
+            return 0
+        pending, params = self.ws.warehouse.pending_query(model, self._live_shards)
+        copied = AnswerSources(self.ws.bq, self._say).copy(
+            model, datasets, pending, params,
+            ledger=self.ws.ledger, invocation_id=self.ctx.invocation_id, location=location)
+        total = sum(reused.requests for reused in copied)
+        self.summary.reused += total
+        return total
 
     def _adopt_orphans(self, location: str) -> bool:
         """Merge jobs of this model the ledger does not know, waiting on live ones.
@@ -278,6 +314,9 @@ class ModelRun:
         self.summary.failed = counts.failed
         self.summary.invalid = counts.invalid
         self.summary.pending = counts.pending + counts.in_flight
+        if self._sample is not None and counts.pending:
+            self.summary.outside_sample = counts.pending - self.ws.warehouse.pending_count(
+                self.model, self._live_shards, self._sample)
         if counts.failed:
             self.summary.failure_reasons = self.ws.warehouse.failure_reasons(self.model)
 
@@ -291,7 +330,8 @@ class ModelRun:
             raise ConfigError(problem)
         run_id = new_run_id()
         # One read of the pending requests: the estimate is of exactly what is cut.
-        with ws.warehouse.pending_snapshot(model, run_id, self._live_shards) as snapshot:
+        with ws.warehouse.pending_snapshot(
+                model, run_id, self._live_shards, self._sample) as snapshot:
             estimate = cost.estimate(
                 ws.warehouse, model, prices=ws.prices, pending_snapshot=snapshot,
                 observed=ws.ledger.observed_tokens(model.config.gemini_model),

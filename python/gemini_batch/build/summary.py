@@ -20,12 +20,15 @@ class ModelSummary:
     model: str  # dbt model name
     requests: int = 0  # distinct requests in <model>__requests
     cached: int = 0  # answered before this build started submitting
+    # answers copied from another dataset's responses (var gemini_batch_answers_from)
+    reused: int = 0
     submitted: int = 0  # requests sent in new jobs by this build
     resumed: int = 0  # requests in jobs of an earlier build this one waited on
     succeeded: int = 0  # answered by this build's (or resumed) jobs
     failed: int = 0  # rows that end failed (retries used up, or invalid)
     invalid: int = 0  # subset of failed: never submitted, the request is not valid
     pending: int = 0  # still without an answer at the end (e.g. a job failed)
+    outside_sample: int = 0  # of them, left out by --sample (var gemini_batch_sample)
     jobs: int = 0
     # Jobs still running when the build left (--no-wait): the next build collects them.
     in_flight_jobs: list[str] = field(default_factory=list)

@@ -30,6 +30,7 @@ from gemini_batch.rules.answers import (
 )
 from gemini_batch.rules.catalog import LONG_CONTEXT_TOKENS
 from gemini_batch.rules.config import BatchModel
+from gemini_batch.state.reuse import sample_sql
 
 # Columns of <model>__responses, in table order: the materialization creates the table
 # (_gemini_batch_responses_ddl); tests/unit/test_rules_agree.py holds the two together.
@@ -47,6 +48,9 @@ RESPONSES_SCHEMA: dict[str, str] = {
     "answered": "BOOL",
     "empty_answer": "BOOL",
     "error_code": "INT64",
+    # project.dataset.table an answer was copied from (var gemini_batch_answers_from;
+    # state/reuse.py), NULL for an answer this target paid for.
+    "reused_from": "STRING",
 }
 
 
@@ -234,7 +238,7 @@ WHEN NOT MATCHED THEN
       request_id="s.request_id", response="NULL", status="@invalid_status",
       processed_time="NULL", attempts="@max_retries + 1", last_error="s.reason",
       job_name="NULL", updated_at="CURRENT_TIMESTAMP()", answered="FALSE",
-      empty_answer="FALSE", error_code="NULL")}""",
+      empty_answer="FALSE", error_code="NULL", reused_from="NULL")}""",
             {"max_retries": model.config.max_retries, "invalid_status": INVALID_STATUS},
         )
         rows = self._query_model(
@@ -257,17 +261,19 @@ WHEN NOT MATCHED THEN
 
     @contextlib.contextmanager
     def pending_snapshot(
-        self, model: BatchModel, run_id: str, live_shards: Sequence[str] = ()
+        self, model: BatchModel, run_id: str, live_shards: Sequence[str] = (),
+        sample: int | None = None,
     ) -> Iterator[str]:
         """A table of the pending requests as they are now (request_id, request, shard:
         numbered by request_id and cut every ``shard_size``), dropped on exit; it expires
         by itself if this process dies first. One read of the pending set serves the
         estimate and the shards, which are then disjoint and exactly sized even if
         responses change meanwhile. Requests in ``live_shards`` (the shard tables of
-        live jobs) are left out."""
+        live jobs) are left out; with ``sample``, those of the sample only
+        (:func:`~gemini_batch.state.reuse.sample_sql`)."""
         if not _RUN_ID.match(run_id):
             raise ValueError(f"run_id {run_id!r}: use lowercase letters, digits and '_'")
-        pending, params = self.pending_query(model, live_shards)
+        pending, params = self.pending_query(model, live_shards, sample)
         with self._transient_table(
             model,
             f"{model.project}.{model.dataset}.{model.name}__pending_{run_id}",
@@ -374,7 +380,7 @@ FROM (
             status="s.status", processed_time="s.processed_time", attempts="1",
             last_error="IF(s.succeeded, NULL, s.error)", job_name="@job_name",
             updated_at="CURRENT_TIMESTAMP()", answered="s.succeeded",
-            empty_answer="s.empty_answer", error_code="s.error_code")
+            empty_answer="s.empty_answer", error_code="s.error_code", reused_from="NULL")
         if not stats["known"]:
             # NOT IN keeps it idempotent, and safe if a row appeared since the count.
             self._query_model(
@@ -396,7 +402,8 @@ ON t.request_id = s.request_id
 WHEN MATCHED AND COALESCE(t.job_name, '') != @job_name AND s.succeeded THEN
   UPDATE SET response = s.response, status = '', processed_time = s.processed_time,
     attempts = COALESCE(t.attempts, 0) + 1, last_error = NULL, job_name = @job_name,
-    updated_at = CURRENT_TIMESTAMP(), answered = TRUE, empty_answer = FALSE, error_code = NULL
+    updated_at = CURRENT_TIMESTAMP(), answered = TRUE, empty_answer = FALSE, error_code = NULL,
+    reused_from = NULL
 WHEN MATCHED AND COALESCE(t.job_name, '') != @job_name AND NOT s.succeeded
   AND NOT {_answered("t")} THEN
   UPDATE SET response = s.response, status = s.status, processed_time = s.processed_time,
@@ -411,11 +418,12 @@ WHEN NOT MATCHED THEN
         return MergeResult(**{name: int(stats[name] or 0) for name in _MERGE_FIELDS})
 
     def pending_query(
-        self, model: BatchModel, live_shards: Sequence[str] = ()
+        self, model: BatchModel, live_shards: Sequence[str] = (), sample: int | None = None
     ) -> tuple[str, dict[str, Any]]:
         """SELECT of the pending requests (request_id, request; one row per request_id)
         and its parameters: valid, no success, attempts <= max_retries and, with
-        in none of ``live_shards`` (the shard tables of live jobs)."""
+        in none of ``live_shards`` (the shard tables of live jobs); with ``sample``,
+        only those among the sample's first ``sample`` request_ids."""
         live = list(live_shards)
         not_live = f"AND r.request_id NOT IN ({_union_request_ids(live)})" if live else ""
         sql = f"""
@@ -432,7 +440,16 @@ WHEN NOT MATCHED THEN
       {not_live}
   )
   WHERE copy = 1"""
+        if sample is not None:
+            sql = sample_sql(sql, quote_table(model.requests_table), sample)
         return sql, {"max_retries": model.config.max_retries}
+
+    def pending_count(
+        self, model: BatchModel, live_shards: Sequence[str] = (), sample: int | None = None
+    ) -> int:
+        """How many requests :meth:`pending_query` selects."""
+        sql, params = self.pending_query(model, live_shards, sample)
+        return int(self._query_model(model, f"SELECT COUNT(*) AS n FROM ({sql})", params)[0]["n"])
 
     # -- helpers --------------------------------------------------------------------
 
