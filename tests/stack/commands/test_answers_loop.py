@@ -56,9 +56,14 @@ def two_targets(project: DbtTestProject, dbt_projects: DbtProjects) -> str:
     return dev
 
 
-def build_json(project: DbtTestProject, *args: str) -> dict:
-    output = cli_ok(project.cli("build", "--json", *args))
+def json_of(output: str) -> dict:
+    """The --json document of a command's output (its human lines go to stderr, which
+    click's runner mixes in before it)."""
     return json.loads(output[output.index("{\n"):])
+
+
+def build_json(project: DbtTestProject, *args: str) -> dict:
+    return json_of(cli_ok(project.cli("build", "--json", *args)))
 
 
 def model_row(document: dict) -> dict:
@@ -96,7 +101,10 @@ def test_dev_reuses_prod_answers_and_sends_only_what_changed(
     missing = f"{project.stack.project}.no_such_dataset_here"
     answers_from = f"{{gemini_batch_answers_from: ['{missing}', '{source}']}}"
 
-    document = build_json(project, "--vars", answers_from)
+    output = cli_ok(project.cli("build", "--json", "--vars", answers_from))
+    document = json_of(output)
+    # The missing source is a warning; the next one gives every answer.
+    assert f"answers from {missing}.questions__responses not read" in output
 
     row = model_row(document)
     assert (row["reused"], row["submitted"], row["succeeded"], row["pending"]) == (12, 0, 0, 0)
@@ -107,8 +115,14 @@ def test_dev_reuses_prod_answers_and_sends_only_what_changed(
     assert len(responses) == 12
     assert {r["reused_from"] for r in responses} == {f"{source}.questions__responses"}
     assert all(r["answered"] and r["response"] for r in responses)
-    ledger = [job for job in document["jobs"] if job["job_name"].startswith("reused/")]
-    assert [(j["request_count"], j["actual_cost_usd"]) for j in ledger] == [(12, 0.0)]
+    ledger = project.rows(
+        "select job_name, state, request_count, actual_cost_usd, merged_at from "
+        f"`{project.stack.project}.{dev}.gemini_batch_jobs` where starts_with(job_name, 'reused/')")
+    assert [(j["state"], j["request_count"], j["actual_cost_usd"]) for j in ledger] == [
+        ("SUCCEEDED", 12, 0.0)]
+    assert ledger[0]["job_name"].endswith(f"/{source}.questions__responses")
+    assert ledger[0]["merged_at"] is not None
+
     states = project.rows(f"select batch_state from `{project.stack.project}.{dev}.questions`")
     assert {s["batch_state"] for s in states} == {"succeeded"}
 
@@ -142,7 +156,7 @@ def test_sample_sends_the_same_rows_before_and_after_a_prompt_change(
         "select id from `{ds}.questions` where batch_state = 'succeeded'")}
     assert answered < now and len(now) == 20  # the first ten are among the twenty
 
-    diff = json.loads(cli_ok(project.cli("diff", "questions", "--json", "--limit", "100")))
+    diff = json_of(cli_ok(project.cli("diff", "questions", "--json", "--limit", "100")))
     assert len(diff["rows"]) == 10  # ten keys have an answer under each prompt
     assert {r["key"]["id"] for r in diff["rows"]} == answered
     for row in diff["rows"]:
@@ -164,7 +178,7 @@ def test_diff_after_a_prompt_change_and_a_sample_of_twenty(loop_project: DbtTest
     project.write("models/questions.sql", questions_sql(40, prompt="Summarise item"))
     row = model_row(build_json(project, "--sample", "20"))
     assert (row["submitted"], row["outside_sample"]) == (20, 20)
-    diff = json.loads(cli_ok(project.cli("diff", "questions", "--json", "--limit", "100")))
+    diff = json_of(cli_ok(project.cli("diff", "questions", "--json", "--limit", "100")))
     assert len(diff["rows"]) == 20
 
 
