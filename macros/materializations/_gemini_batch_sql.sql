@@ -87,7 +87,7 @@ with model_rows as (
     where known_checks.request_id is null
   )
   where copy = 1
-), {{ gemini_batch._request_problems_ctes('unchecked', request_type) }}
+), {{ gemini_batch._request_problems_ctes('unchecked', request_type, gemini_batch._sql_string(gemini_model)) }}
 select
   {%- for column in columns %}
   keyed.{{ adapter.quote(column.name) }},
@@ -102,10 +102,12 @@ left join rp_problems on rp_problems.request_key = keyed.request_id
 {%- endmacro %}
 
 
-{#- The rules hash of the request check for requests of `request_type`: a check kept
-    in <model>__checks under another hash (another package version) is run again. -#}
-{% macro _gemini_batch_check_rules(request_type) -%}
-  {{ return(local_md5(gemini_batch._request_problems_ctes('unchecked', request_type))) }}
+{#- The rules hash of the request check for requests of `request_type` to
+    `gemini_model`: a check kept in <model>__checks under another hash (another package
+    version, or another model's rules) is run again. -#}
+{% macro _gemini_batch_check_rules(request_type, gemini_model) -%}
+  {{ return(local_md5(gemini_batch._request_problems_ctes('unchecked', request_type,
+                                                          gemini_batch._sql_string(gemini_model)))) }}
 {%- endmacro %}
 
 

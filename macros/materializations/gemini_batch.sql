@@ -75,7 +75,7 @@
   {%- if existing_checks is not none and should_full_refresh() -%}
     {%- do adapter.drop_relation(existing_checks) -%}
   {%- endif -%}
-  {%- set check_rules = gemini_batch._gemini_batch_check_rules(request_type) -%}
+  {%- set check_rules = gemini_batch._gemini_batch_check_rules(request_type, batch.gemini_model) -%}
   {%- call statement('checks') -%}
     {{ gemini_batch._gemini_batch_checks_ddl(checks_relation) }}
   {%- endcall -%}

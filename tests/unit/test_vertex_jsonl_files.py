@@ -12,7 +12,7 @@ import pytest
 from gemini_batch.local.vertex.jsonl import (
     EXTRA,
     WHERE,
-    JsonlFiles,
+    JsonlSink,
     output_directory_name,
     output_line,
     wildcard_pattern,
@@ -56,7 +56,7 @@ def test_each_export_of_a_long_job_is_a_file_of_its_own():
     uploads = Uploads()
     job = {"inputConfig": {"gcsSource": {"uris": ["gs://bkt/in.jsonl"]}},
            "outputConfig": {"gcsDestination": {"outputUriPrefix": "gs://bkt/out"}}}
-    files = JsonlFiles(uploads, job)  # type: ignore[arg-type]
+    files = JsonlSink(uploads, job)  # type: ignore[arg-type]
     moment = datetime(2026, 1, 2, tzinfo=UTC)
     files.output_dir = files.output_dir.child(output_directory_name(moment))
     row = {"request": {"contents": []}, "status": "", "processed_time": 1_767_312_000_000_000,

@@ -1,9 +1,11 @@
 """One batch model's jobs in one build: resume, count, submit rounds, wait, merge.
 
-Talks to BigQuery (through the workspace's ledger and warehouse) and Vertex AI
-(through ``jobs``). Every job is written to the ledger right after it is created and
-before anything waits on it; answers are merged into ``<model>__responses`` as each job
-ends. Several ``ModelRun``s of one stage run side by side, one thread each. The
+Talks to BigQuery through the workspace's ledger and warehouse, and to what answers
+through the model's route (routes/base.py: Vertex AI batch jobs over BigQuery tables or
+over Cloud Storage JSONL), which it submits to, polls, collects from and cleans up
+after, and nothing else. Every job is written to the ledger right after it is created
+and before anything waits on it; answers are merged into ``<model>__responses`` as each
+job ends. Several ``ModelRun``s of one stage run side by side, one thread each. The
 closing counts (:meth:`ModelRun.report`) come after the jobs, and the build runs them
 beside the next dbt stage: the downstream models need the answers, not the counts.
 """
@@ -14,10 +16,10 @@ import contextlib
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.api_core.exceptions import GoogleAPICallError
 
@@ -27,11 +29,17 @@ from gemini_batch.build.workspace import Workspace
 from gemini_batch.clients.bigquery import quote_table
 from gemini_batch.clients.vertex import TOOL_LABEL, Backoff, JobStatus, job_labels, label_value
 from gemini_batch.errors import BuildInterrupted, ConfigError, GeminiBatchError
-from gemini_batch.routes.gcs import GcsStaging, workspace_staging
+from gemini_batch.routes.choice import route_for
 from gemini_batch.rules.config import BatchModel
 from gemini_batch.state.ledger import LedgerEntry, LedgerUpdates, LockOwner
 from gemini_batch.state.reuse import AnswerSources, deferred_dataset, sample_size, source_datasets
-from gemini_batch.state.warehouse import MergeResult, RequestCounts
+from gemini_batch.state.warehouse import RequestCounts, Shard
+
+if TYPE_CHECKING:
+    from gemini_batch.routes.base import Route
+
+# Which route a model's jobs take in a location (routes/choice.py; a test gives a fake).
+RouteChooser = Callable[[Workspace, BatchModel, str], "Route"]
 
 
 def new_run_id() -> str:
@@ -64,6 +72,7 @@ class _Tracked:
     """A job this build waits on."""
 
     entry: LedgerEntry
+    route: Route  # the one that made the job: polls, collects and cleans up after it
     backoff: Backoff
     next_poll: float = 0.0
     status: JobStatus | None = None
@@ -86,7 +95,9 @@ class BatchContext:
 class ModelRun:
     """The jobs of one batch model in one build: resume, count, submit rounds, merge."""
 
-    def __init__(self, ctx: BatchContext, model: BatchModel) -> None:
+    def __init__(
+        self, ctx: BatchContext, model: BatchModel, *, routes: RouteChooser = route_for
+    ) -> None:
         self.ctx = ctx
         self.ws = ctx.workspace
         self.model = model
@@ -98,8 +109,8 @@ class ModelRun:
         # nothing changed since they were taken (None: count again).
         self._cached_before = 0
         self._counts: RequestCounts | None = None
-        # Cloud Storage staging of transport: gcs (None: jobs read and write BigQuery).
-        self._staging: GcsStaging | None = None
+        self._routes = routes
+        self.route: Route  # the model's route, chosen once its location is known (_run)
         # At most this many requests sent (var gemini_batch_sample, `--sample`).
         self._sample = sample_size(self.ws.dbt_vars)
 
@@ -163,7 +174,7 @@ class ModelRun:
         model = self.model
         self.ws.warehouse.check_tables(model)
         location = self._location()
-        self._staging = workspace_staging(self.ws, model, location)
+        self.route = self._routes(self.ws, model, location)
         live = self.ws.ledger.live_jobs(model.unique_id)
         cached_before: int | None = None
         if live:
@@ -186,7 +197,7 @@ class ModelRun:
             examples = "; ".join(f"{rid[:12]}: {reason}" for rid, reason in invalid.examples)
             self._say(f"{counts.invalid:,} invalid requests are not submitted (e.g. {examples})")
             counts = self._count()
-        if counts.pending and self._adopt_orphans(location):
+        if counts.pending and self._adopt_orphans():
             counts = self._count()
         if cached_before is None:
             cached_before = counts.cached
@@ -200,7 +211,7 @@ class ModelRun:
             if attempt:
                 self._say(f"retry round {attempt}: {self._to_send(counts):,} requests "
                           "still pending")
-            round_ok, all_answered = self._submit_round(location, counts)
+            round_ok, all_answered = self._submit_round(self.route, counts)
             if all_answered and self.ctx.settings.wait:
                 # Every request the round cut (all that were pending) has its answer:
                 # no retry to decide; report() counts.
@@ -238,7 +249,7 @@ class ModelRun:
         self.summary.reused += total
         return total
 
-    def _adopt_orphans(self, location: str) -> bool:
+    def _adopt_orphans(self) -> bool:
         """Merge jobs of this model the ledger does not know, waiting on live ones.
 
         A build killed between creating a job and writing its ledger row leaves one; its
@@ -246,13 +257,13 @@ class ModelRun:
         if it ended, its answers (paid for) are in its output table. Found by the labels
         every job gets and the model's shard table prefix, among the jobs of ORPHAN_WINDOW.
         """
-        model = self.model
+        model, route = self.model, self.route
         prefix = f"{model.view}__shard_"
         labelled = [
-            job for job in self.ws.vertex(location).list(
-                labels={"tool": TOOL_LABEL, "dbt_model": label_value(model.name)},
-                created_after=datetime.now(UTC) - ORPHAN_WINDOW, limit=1000)
-            if self._shard_of(job).startswith(prefix)
+            job for job in route.labelled_jobs(
+                {"tool": TOOL_LABEL, "dbt_model": label_value(model.name)},
+                created_after=datetime.now(UTC) - ORPHAN_WINDOW)
+            if route.shard_of(job).startswith(prefix)
         ]
         if not labelled:
             return False
@@ -260,11 +271,11 @@ class ModelRun:
             model.unique_id, limit=len(labelled) + 1000)}
         orphans = [
             job for job in labelled if job.name not in known
-            and (not job.terminal or self._has_output(job))
+            and (not job.terminal or route.has_output(job))
         ]
         adopted = []
         for job in orphans:
-            shard = self._shard_of(job)
+            shard = route.shard_of(job)
             if self.ws.bq.table_exists(shard):
                 requests = int(self.ws.bq.query(
                     f"SELECT COUNT(*) AS n FROM {quote_table(shard)}")[0]["n"])
@@ -273,8 +284,9 @@ class ModelRun:
             entry = LedgerEntry(
                 job_name=job.name, job_id=job.job_id, dbt_model=model.unique_id,
                 model_relation=model.view, invocation_id=job.labels.get("dbt_invocation_id"),
-                shard_table=shard, output_table=self._output_of(job),
-                gemini_model=model.config.gemini_model, location=location, state=job.state,
+                shard_table=shard, output_table=route.output_of(job),
+                gemini_model=model.config.gemini_model, location=route.location,
+                state=job.state,
                 request_count=requests, submitted_at=job.create_time,
             )
             self.ws.ledger.record_submitted(entry)
@@ -285,27 +297,6 @@ class ModelRun:
             self.summary.resumed += sum(entry.request_count for entry in adopted)
             self._wait([self._track(entry, announce=True) for entry in adopted], queue=[])
         return bool(adopted)
-
-    def _shard_of(self, job: JobStatus) -> str:
-        """The shard table a job sends: its input table, or the one its JSONL input
-        was exported from (transport: gcs)."""
-        if job.input_table:
-            return job.input_table
-        if self._staging is not None:
-            return self._staging.shard_of(list(job.input_uris)) or ""
-        return ""
-
-    def _output_of(self, job: JobStatus) -> str:
-        """The BigQuery table a job's answers are (or, for a JSONL job, get loaded) in."""
-        if job.output_table or self._staging is None:
-            return job.output_table or ""
-        return self._shard_of(job).replace("__shard_", "__output_", 1)
-
-    def _has_output(self, job: JobStatus) -> bool:
-        if job.output_table:
-            return self.ws.bq.table_exists(job.output_table)
-        return self._staging is not None and bool(
-            self._staging.prediction_uris(self._shard_of(job)))
 
     def _finish_summary(self, counts: RequestCounts, cached_before: int) -> None:
         self.summary.requests = counts.unique
@@ -320,12 +311,12 @@ class ModelRun:
         if counts.failed:
             self.summary.failure_reasons = self.ws.warehouse.failure_reasons(self.model)
 
-    def _submit_round(self, location: str, counts: RequestCounts) -> tuple[bool, bool]:
+    def _submit_round(self, route: Route, counts: RequestCounts) -> tuple[bool, bool]:
         """One round: shards of the pending requests, jobs, wait, merge. Whether every
         job brought rows back (False: one failed before answering, was cancelled,
         expired...), and whether every request cut has its answer."""
         model, ws = self.model, self.ws
-        problem = cost.model_problem(model, location, ws.prices)
+        problem = cost.model_problem(model, route.location, ws.prices)
         if problem:  # before any job is created: the service would refuse every one
             raise ConfigError(problem)
         run_id = new_run_id()
@@ -352,34 +343,20 @@ class ModelRun:
             (shard, (estimate.usd or 0.0) * shard.rows / max(estimate.requests, 1))
             for shard in shards
         ]
-        jobs = self._wait([], queue=queue, location=location, run_id=run_id)
+        jobs = self._wait([], queue=queue, route=route, run_id=run_id)
         answered = sum(job.answered for job in jobs) == sum(shard.rows for shard in shards)
         return all(job.rows_back for job in jobs), answered
 
     # -- submit and wait -----------------------------------------------------------
 
-    def _submit(self, location: str, run_id: str, shard: Any, estimated_usd: float) -> _Tracked:
+    def _submit(self, route: Route, run_id: str, shard: Shard, estimated_usd: float
+                ) -> _Tracked:
         ctx, model = self.ctx, self.model
         output_table = model.output_table(run_id, shard.index)
         labels = job_labels(
             model_name=model.name, invocation_id=ctx.invocation_id, extra=model.config.labels,
         )
-        if self._staging is None:
-            status = self.ws.vertex(location).submit(
-                display_name=shard.table.rsplit(".", 1)[-1],
-                gemini_model=model.config.gemini_model,
-                input_table=shard.table,
-                output_table=output_table,
-                labels=labels,
-            )
-        else:  # the predictions are loaded into output_table when the job ends
-            status = self.ws.vertex(location).submit_jsonl(
-                display_name=shard.table.rsplit(".", 1)[-1],
-                gemini_model=model.config.gemini_model,
-                input_uris=[self._staging.export_shard(self.ws.bq, shard.table)],
-                output_prefix=self._staging.output_prefix(shard.table),
-                labels=labels,
-            )
+        status = route.submit(shard, output_table=output_table, labels=labels)
         entry = LedgerEntry(
             job_name=status.name,
             job_id=status.job_id,
@@ -389,7 +366,7 @@ class ModelRun:
             shard_table=shard.table,
             output_table=output_table,
             gemini_model=model.config.gemini_model,
-            location=location,
+            location=route.location,
             state=status.state,
             request_count=shard.rows,
             estimated_cost_usd=estimated_usd,
@@ -398,25 +375,28 @@ class ModelRun:
             self.ws.ledger.record_submitted(entry)
         except Exception:
             # A job the ledger does not know could be paid for twice: take it back.
-            self.ws.vertex(location).cancel(status.name)
+            route.cancel(status)
             raise
         self.summary.submitted += shard.rows
         self.summary.jobs += 1
         self.reporter.job_started(model.name, status.name, shard.rows)
-        tracked = self._track(entry)
+        tracked = self._track(entry, route)
         tracked.status = status
         # The create call just said where the job is: the first poll can wait.
         tracked.next_poll = time.monotonic() + tracked.backoff.next_delay()
         return tracked
 
-    def _track(self, entry: LedgerEntry, *, announce: bool = False) -> _Tracked:
-        """Start waiting on a job; ``announce`` one this build did not submit."""
+    def _track(self, entry: LedgerEntry, route: Route | None = None, *,
+               announce: bool = False) -> _Tracked:
+        """Start waiting on a job (made by ``route``, else by the model's); ``announce``
+        one this build did not submit."""
         self.summary.job_names.append(entry.job_name)
         if announce:
             self.reporter.job_started(self.model.name, entry.job_name, entry.request_count,
                                       resumed=True)
         settings = self.ctx.settings
-        return _Tracked(entry=entry, backoff=Backoff(settings.poll_initial, settings.poll_max))
+        return _Tracked(entry=entry, route=route or self.route,
+                        backoff=Backoff(settings.poll_initial, settings.poll_max))
 
     def _free_slots(self) -> int:
         return max(0, self.model.config.max_concurrent_jobs - len(self.summary.in_flight_jobs))
@@ -425,8 +405,8 @@ class ModelRun:
         self,
         active: list[_Tracked],
         *,
-        queue: list[tuple[Any, float]],
-        location: str | None = None,
+        queue: list[tuple[Shard, float]],
+        route: Route | None = None,
         run_id: str | None = None,
     ) -> list[_Tracked]:
         """Submit ``queue`` with at most max_concurrent_jobs in flight; wait until every
@@ -437,7 +417,7 @@ class ModelRun:
         at once). Left by an error, what is held is dropped: the ledger has every job,
         and the next build polls each again."""
         if not self.ctx.settings.wait:
-            return self._poll_once(active, queue=queue, location=location, run_id=run_id)
+            return self._poll_once(active, queue=queue, route=route, run_id=run_id)
         handled = list(active)
         active = list(active)
         queue = list(queue)
@@ -446,8 +426,8 @@ class ModelRun:
         while active or queue:
             while queue and len(active) < limit:
                 shard, usd = queue.pop(0)
-                assert location is not None and run_id is not None
-                tracked = self._submit(location, run_id, shard, usd)
+                assert route is not None and run_id is not None
+                tracked = self._submit(route, run_id, shard, usd)
                 active.append(tracked)
                 handled.append(tracked)
             due = min(job.next_poll for job in active)
@@ -464,8 +444,8 @@ class ModelRun:
         self,
         active: list[_Tracked],
         *,
-        queue: list[tuple[Any, float]],
-        location: str | None,
+        queue: list[tuple[Shard, float]],
+        route: Route | None,
         run_id: str | None,
     ) -> list[_Tracked]:
         """--no-wait: poll each job once (merging the ended ones), submit what the free
@@ -480,8 +460,8 @@ class ModelRun:
             if self._free_slots() == 0:
                 self.ws.bq.drop_tables(s.table for s, _ in queue[index:])
                 break
-            assert location is not None and run_id is not None
-            tracked = self._submit(location, run_id, shard, usd)
+            assert route is not None and run_id is not None
+            tracked = self._submit(route, run_id, shard, usd)
             self.summary.in_flight_jobs.append(tracked.entry.job_name)
             handled.append(tracked)
         return handled
@@ -496,7 +476,7 @@ class ModelRun:
                 succeeded=entry.succeeded_count or 0, failed=entry.failed_count or 0,
             )
         else:
-            status = self.ws.vertex(entry.location).get(entry.job_name)
+            status = job.route.status(entry)
         changed = job.status is None or (
             status.state, status.succeeded, status.failed
         ) != (job.status.state, job.status.succeeded, job.status.failed)
@@ -516,17 +496,11 @@ class ModelRun:
         return True
 
     def _merge(self, job: _Tracked, status: JobStatus) -> None:
-        """Fold an ended job's output into responses; ledger; drop the job's tables."""
+        """Collect an ended job's output into responses; ledger; clean up after it."""
         model, entry = self.model, job.entry
         ended_at = status.end_time or entry.ended_at or datetime.now(UTC)
-        merge: MergeResult | None = None
-        if self._staging is not None:
-            self._staging.load_predictions(self.ws.bq, entry.shard_table, entry.output_table)
-        if self.ws.bq.table_exists(entry.output_table):
-            # Even a FAILED or EXPIRED job may have answered some rows: they were paid.
-            merge = self.ws.warehouse.merge_output(
-                model, entry.output_table, entry.job_name, shard_table=entry.shard_table
-            )
+        # Even a FAILED or EXPIRED job may have answered some rows: they were paid.
+        merge = job.route.collect(entry)
         fields: dict[str, Any] = {"state": status.state, "ended_at": ended_at,
                                   "error": status.error}
         note = status.state
@@ -557,9 +531,7 @@ class ModelRun:
         self.ws.ledger.update(entry.job_name, **fields)
         job.entry = replace(entry, state=status.state, merged_at=fields["merged_at"])
         if not model.config.keep_job_tables:
-            self.ws.bq.drop_tables([entry.shard_table, entry.output_table])
-            if self._staging is not None:
-                self._staging.remove(entry.shard_table)
+            job.route.clean_up(entry)
         self.reporter.job_finished(model.name, status, note)
 
 

@@ -1,80 +1,13 @@
 """Run bqemulator (``python -m gemini_batch.local.bqemulator_main start ...``).
 
-The same as ``python -m bqemulator``, with two fixes for bqemulator 1.4:
-
-- google-cloud-bigquery sends the data part of a multipart load-job upload as
-  ``Content-Type: */*``, which BigQuery accepts and bqemulator refuses ("multipart
-  upload's second part has unsupported Content-Type '*/*'"). Without the fix
-  ``Client.load_table_from_json``, ``load_table_from_dataframe``, small
-  ``load_table_from_file`` uploads and ``pandas_gbq.to_gbq`` all fail.
-- Every statement runs on one DuckDB connection that the server's request threads
-  share, so two requests at once read each other's results: concurrent
-  ``tabledata.list`` calls answer 500 ("'NoneType' object has no attribute 'schema'")
-  or rows with missing fields, which broke batch jobs reading their inputs side by
-  side. Each thread gets a cursor of its own instead (a DuckDB connection to the same
-  database: tables, macros and functions are shared; session settings are not, so
-  the time zone is set again).
-
-- A statement ran on the server's event loop, inside the ``jobs.insert`` call, however
-  long it took: the server answered nothing else meanwhile, a client's 60 s read
-  timeout fired, the client sent ``jobs.insert`` again with the same job id, and the
-  emulator ran the statement a second time (and a third...), holding each run's
-  memory. Now a statement runs on a worker thread of its own; ``jobs.insert`` answers
-  within ``INSERT_WAIT_SECONDS`` (the job DONE, or RUNNING as BigQuery says it for a
-  long one); ``jobs.get`` says RUNNING until it ends; ``getQueryResults`` waits up to
-  its ``timeoutMs`` (at most ``RESULTS_WAIT_SECONDS``) and says ``jobComplete: false``;
-  a second ``jobs.insert`` of a job id it knows is refused with 409 "Already Exists",
-  as BigQuery does, which the clients (dbt-bigquery, google-cloud-bigquery) answer
-  by reading the job they already made. A statement runs once.
-- Two MERGEs into one table at once, each on its own cursor, both inserted the row they
-  did not find (DuckDB's snapshot isolation), where BigQuery queues mutating DML on a
-  table and inserts it once. A MERGE, UPDATE or DELETE now waits for the one before it
-  on the same table (``local/bigquery.py``: ``DmlQueues``).
-- Every query result was kept in memory for the life of the server; now the oldest go
-  once the kept ones pass ``RESULTS_KEPT_BYTES`` (a client reads a result right
-  after its job; BigQuery keeps them a day), each measured once (``ResultSizes``).
-- A result read in part (``fetchone()``) kept its transaction open until its thread's
-  cursor ran another statement, and DuckDB checkpoints only when no other transaction is
-  open: the WAL and the tables written since, in memory, grew without end. Each unit of
-  work (statement job, HTTP request, sync route, gRPC call) now closes its thread's
-  cursor when it ends.
-- Storage Read API sessions, each a copy of its table's rows, were kept for the life
-  of the server; now one goes once each of its streams has been read to the end.
-- DuckDB may use 80% of the machine's memory by default and spills nothing; the
-  launcher sets its ``memory_limit`` and a ``temp_directory`` under the data dir
-  (``local/bigquery.py``: ``duckdb_settings``), so a big statement spills to disk.
-- ``ALTER TABLE ... ADD COLUMN`` / ``DROP COLUMN`` changed the DuckDB table but not the
-  catalog: ``tables.get`` kept the old schema, where BigQuery shows the new column at
-  once. The catalog's schema is read again from DuckDB after such a statement.
-
-- Every write into a table (DML, load, streaming) made a full copy of it for time
-  travel, kept for 7 days: a merge into a 1,000,000-row table took 2.5 s and its copy.
-  The copies are made only with ``GEMINI_BATCH_BQ_TIME_TRAVEL=1`` (``local/bigquery.py``:
-  ``time_travel_enabled``); without them ``FOR SYSTEM_TIME AS OF`` reads the table as it
-  is. The change event (which marks materialized views stale) is still published.
-
-- bqemulator parses a statement's text again in each of its checks and rewriters
-  (about 60 times for a 7 KB statement: 70% of its time in the emulator, 0.3 s for the
-  rules of a 1,000-row job's answers). The parses are kept by text (``local/bigquery.py``:
-  ``ParseCache``) and handed out as copies, their token positions copied as plain dicts.
-
-- A JSON field inside a STRUCT or ARRAY was typed STRING in query results and in a
-  CREATE TABLE AS table's schema; both read the DuckDB type now
-  (``local/bigquery_types.py``).
-
-- A dataset made by SQL (dbt's ``create schema if not exists``, or a ``CREATE TABLE`` in a
-  dataset not made yet) was made in ``US`` whatever the job's location; BigQuery makes
-  it where the query runs, and dbt-bigquery runs it in the profile's ``location``. The
-  location a jobs.insert / jobs.query call names (``local/bigquery.py``: ``job_location``)
-  is now the new dataset's.
-
-And two additions: a fault mode, ``GET|PUT|PATCH /emulator/faults`` (and
-``GEMINI_BATCH_BQ_FAULT_*`` at start) make a share of MERGE, UPDATE and DELETE statements
-fail as BigQuery fails one that lost a race (``local/bigquery.py``: ``DmlConflicts``);
-and BigQuery's ``AI.GENERATE`` (``local/ai_generate``): each statement's calls rewritten
-before translation, answered by a DuckDB function with the Vertex emulator's engine,
-with ``ai_generate`` faults in ``/emulator/faults`` and its counts at
-``GET /emulator/ai_generate``.
+The same as ``python -m bqemulator``, with shims for bqemulator 1.4 and two additions: a
+fault mode (``GET|PUT|PATCH /emulator/faults``: a share of MERGE, UPDATE and DELETE
+statements fail as on BigQuery when they lose a race), and BigQuery's ``AI.GENERATE``
+(``local/ai_generate``: the calls rewritten before translation, answered by the Vertex
+emulator's engine; its faults in ``/emulator/faults``, its counts at
+``GET /emulator/ai_generate``). Each shim replaces a bqemulator name when this module is
+imported, with its reason in one line beside it; what broke, what BigQuery does instead
+and what still differs: docs/local-stack.md, "Where the emulator differs from BigQuery".
 """
 
 from __future__ import annotations
@@ -139,10 +72,10 @@ from gemini_batch.local.bigquery import (
 )
 from gemini_batch.local.bigquery_types import json_paths, mark_json, mark_json_entries
 
-# One statement is parsed again by each of bqemulator's checks and rewriters.
+# Shim: each check and rewriter parsed a statement again (~60 times): parses kept by text.
 ParseCache(Dialect.parse).install(Dialect)
 
-# The module reads the tuple at each upload, so extending it here is enough.
+# Shim: a multipart load's data part (google-cloud-bigquery's */*) was refused. Read per upload.
 upload._PERMITTED_MEDIA_CONTENT_TYPES = (*upload._PERMITTED_MEDIA_CONTENT_TYPES, "*/*")
 
 _thread = threading.local()
@@ -161,6 +94,7 @@ def _thread_connection(engine: DuckDBEngine) -> duckdb.DuckDBPyConnection:
     return cached[1]
 
 
+# Shim: threads shared one DuckDB connection and read each other's rows: a cursor per thread.
 DuckDBEngine.connection = property(_thread_connection)  # type: ignore[assignment, method-assign]
 
 
@@ -197,8 +131,7 @@ def _releasing(work: Callable[_P, _T]) -> Callable[_P, _T]:
     return run
 
 
-# FastAPI runs the sync routes (jobs.get, tabledata.list, tables.get...) and
-# dependencies on a pool of threads, each with a cursor of its own.
+# Shim: a half-read result's open transaction stopped checkpoints: each unit of work closes.
 _run_in_threadpool = routing.run_in_threadpool
 
 
@@ -274,7 +207,7 @@ def _ensure_dataset_where_the_job_runs(project_id: str, dataset_id: str, ctx: An
         ctx.catalog.update_dataset(meta.model_copy(update={"location": location}))
 
 
-# The sync helpers call the name in the ddl_sync module.
+# Shim: a dataset made by SQL was made in US, not where the job runs (as dbt's location).
 ddl_sync._ensure_dataset = _ensure_dataset_where_the_job_runs
 
 
@@ -293,6 +226,7 @@ def _releasing_handler(service: Callable[[Any, Any], Any]) -> Callable[[Any, Any
     return wrapped
 
 
+# Shim: the gRPC calls close their thread's cursor too (checkpoints, as above).
 BigQueryReadHandler.service = _releasing_handler(BigQueryReadHandler.service)  # type: ignore[method-assign]
 BigQueryWriteHandler.service = _releasing_handler(BigQueryWriteHandler.service)  # type: ignore[method-assign]
 
@@ -306,6 +240,7 @@ def _apply_settings(engine: DuckDBEngine) -> None:
         engine.connection.execute(f"SET {name} = '{value}'")
 
 
+# Shim: DuckDB took up to 80% of the machine and spilled nothing; a limit and a spill dir.
 DuckDBEngine._apply_session_pragmas = _apply_settings  # type: ignore[method-assign]
 
 # -- Storage Read API sessions ------------------------------------------------------
@@ -334,6 +269,7 @@ def _read_rows_then_forget(self: BigQueryReadHandler, request_bytes: bytes, cont
             del _streams_read[session_name]
 
 
+# Shim: Storage Read sessions (a copy of the table each) were kept for the server's life.
 BigQueryReadHandler._handle_read_rows = _read_rows_then_forget  # type: ignore[method-assign]
 
 # -- statements off the event loop, once each ---------------------------------------
@@ -360,9 +296,11 @@ async def _thread_safe_write_lock(self: DuckDBEngine) -> AsyncIterator[None]:
         _write_lock.release()
 
 
+# Shim: statements run on worker threads (below), each its own event loop: one lock for all.
 DuckDBEngine.write_lock = _thread_safe_write_lock  # type: ignore[assignment, method-assign]
 
 
+# Shim: every query result was kept in memory for the server's life (_trim_results).
 _result_sizes = ResultSizes()
 
 
@@ -466,11 +404,11 @@ class _SpreadAiGenerate(translation_rules.TranslationRule):
                                         expression=exp.Literal.number(2))])
 
 
-# New translators (a script's) take it from the registry; the statements' one exists.
+# Addition: AI.GENERATE(...).* as columns, one call per row (a script's translators too).
 translation_rules.register(_SpreadAiGenerate)
 executor._translator._rules.append(_SpreadAiGenerate())
 
-# jobs.insert and jobs.query both call the name in the routes module.
+# Shim: statements stalled the event loop: on a worker, DML per table in turn, AI.GENERATE.
 job_routes.execute_query_job = _execute_with_faults
 
 _sync_created_table = executor.sync_created_table
@@ -494,7 +432,7 @@ def _sync_created_or_altered_table(bq_sql: str, project_id: str, ctx: Any) -> No
     }))
 
 
-# The statement path calls the name in the executor module.
+# Shim: ALTER TABLE ADD/DROP COLUMN left tables.get with the old schema: read it again.
 executor.sync_created_table = _sync_created_or_altered_table
 
 # -- JSON nested in STRUCT and ARRAY (local/bigquery_types.py) ------------------------
@@ -514,6 +452,7 @@ def _response_schema_with_nested_json(arrow_schema: Any) -> list[dict[str, Any]]
     return mark_json_entries(entries, paths) if paths else entries
 
 
+# Shim: JSON inside a STRUCT or an ARRAY of a query result was typed STRING.
 executor.build_response_schema = _response_schema_with_nested_json
 job_routes.build_response_schema = _response_schema_with_nested_json
 
@@ -540,6 +479,7 @@ def _introspect_schema_with_json(project_id: str, dataset_id: str, table_id: str
     return schema.model_copy(update={"fields": tuple(fields)})
 
 
+# Shim: JSON inside a STRUCT or an ARRAY of a CREATE TABLE AS table was typed STRING.
 ddl_sync._introspect_schema = _introspect_schema_with_json
 
 _record_change = SnapshotManager.record_change
@@ -555,6 +495,7 @@ def _record_change_without_a_copy(self: SnapshotManager, project_id: str, datase
     return None
 
 
+# Shim: each write copied the whole table for time travel (2.5 s per merge into 1M rows).
 SnapshotManager.record_change = _record_change_without_a_copy  # type: ignore[method-assign]
 
 # Query jobs inserted and still running (or ended, until their end is in the catalog).
@@ -614,8 +555,10 @@ def _record_end(ctx: Any, key: tuple[str, str], config: dict[str, Any],
     _running.pop(key, None)
 
 
+# Shim: jobs.insert waited for the statement; a repeated job id ran it again (now 409).
 job_routes._handle_query_job = _handle_query_job_once
 
+# Shim: getQueryResults waited for the statement whatever its timeoutMs.
 statements_router = APIRouter(prefix="/bigquery/v2")
 
 
@@ -691,6 +634,7 @@ def _create_app_with_faults(context: Any) -> FastAPI:
     return app
 
 
+# Shim: the app with the cursor-closing middleware, getQueryResults and the fault routes.
 server.create_app = _create_app_with_faults
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ Settings, per model (``config(meta={...})``) or for all (dbt vars
 or ``gcs``; default ``gcs`` for a model whose location is ``global``, where batch takes
 no BigQuery tables, else ``bigquery``) and ``staging_uri`` (``gs://bucket/prefix``).
 They are the operator's alone: the materialization builds the same tables either way.
-Talks to BigQuery and Cloud Storage.
+``GcsRoute`` is the route (base.Route) over ``GcsStaging``. Talks to BigQuery, Cloud
+Storage and Vertex AI.
 """
 
 from __future__ import annotations
@@ -36,14 +37,20 @@ from sqlglot import exp
 from gemini_batch.clients.bigquery import quote_table
 from gemini_batch.clients.storage import PREDICTION_FILE, GcsPath, object_lines, storage_client
 from gemini_batch.errors import ConfigError, StorageError
+from gemini_batch.routes.vertex_batch import VertexBatchRoute
 from gemini_batch.rules import catalog
 from gemini_batch.rules.config import BatchModel
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from google.cloud import bigquery, storage
 
     from gemini_batch.build.workspace import Workspace
     from gemini_batch.clients.bigquery import BigQuery
+    from gemini_batch.clients.vertex import JobStatus, VertexJobs
+    from gemini_batch.state.ledger import LedgerEntry
+    from gemini_batch.state.warehouse import MergeResult, Shard, Warehouse
 
 TRANSPORTS = ("bigquery", "gcs")
 TRANSPORT_VAR = "gemini_batch_transport"
@@ -259,6 +266,56 @@ class GcsStaging:
         from gemini_batch.clients.storage import require_bucket
 
         require_bucket(self.client, self.root, "staging_uri")
+
+
+class GcsRoute(VertexBatchRoute):
+    """A JSONL batch job per shard table, through the model's staging folder."""
+
+    name = "gcs"
+
+    def __init__(
+        self,
+        model: BatchModel,
+        location: str,
+        warehouse: Warehouse,
+        vertex: Callable[[str], VertexJobs],
+        staging: GcsStaging,
+    ) -> None:
+        super().__init__(model, location, warehouse, vertex)
+        self.staging = staging
+
+    def submit(self, shard: Shard, *, output_table: str, labels: Mapping[str, str]
+               ) -> JobStatus:
+        # The predictions are loaded into output_table when the job ends (collect).
+        return self.jobs.submit_jsonl(
+            display_name=self.display_name(shard.table),
+            gemini_model=self.model.config.gemini_model,
+            input_uris=[self.staging.export_shard(self.warehouse.bq, shard.table)],
+            output_prefix=self.staging.output_prefix(shard.table),
+            labels=labels,
+        )
+
+    def shard_of(self, job: JobStatus) -> str:
+        """Its input table, or the one its JSONL input was exported from."""
+        return super().shard_of(job) or self.staging.shard_of(list(job.input_uris)) or ""
+
+    def output_of(self, job: JobStatus) -> str:
+        if job.output_table:
+            return job.output_table
+        return self.shard_of(job).replace("__shard_", "__output_", 1)
+
+    def has_output(self, job: JobStatus) -> bool:
+        if job.output_table:
+            return super().has_output(job)
+        return bool(self.staging.prediction_uris(self.shard_of(job)))
+
+    def collect(self, entry: LedgerEntry) -> MergeResult | None:
+        self.staging.load_predictions(self.warehouse.bq, entry.shard_table, entry.output_table)
+        return super().collect(entry)
+
+    def clean_up(self, entry: LedgerEntry) -> None:
+        super().clean_up(entry)
+        self.staging.remove(entry.shard_table)
 
 
 def _pages(bq: BigQuery, table: str) -> Iterator[list[Any]]:

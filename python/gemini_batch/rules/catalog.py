@@ -54,6 +54,23 @@ class Thinking:
     max_budget: int = 24_576
     can_disable: bool = True
     typical_tokens: int = 1_000
+    # The thinkingLevel values the model takes (Gemini 3); empty: it takes none.
+    levels: tuple[str, ...] = ()
+
+    def budget_problem(self, requested: int, model: str) -> str | None:
+        """Why ``model`` refuses ``thinkingBudget: requested``, or None."""
+        if not self.max_budget:
+            return None if requested == 0 else f"{model} does not think; remove thinkingBudget"
+        if requested == -1:
+            return None
+        allowed = f"use {self.min_budget} to {self.max_budget}, or -1 (dynamic)"
+        if requested == 0:
+            return None if self.can_disable else (
+                f"0 turns thinking off, which {model} cannot do; {allowed}")
+        if not self.min_budget <= requested <= self.max_budget:
+            return f"{requested} is outside what {model} takes; {allowed}" + (
+                ", or 0 (off)" if self.can_disable else "")
+        return None
 
     def budget(self, requested: int | None) -> int:
         """The budget a request gets: ``requested`` clamped to what the model takes;
@@ -67,7 +84,8 @@ class Thinking:
         return max(self.min_budget, min(self.max_budget, requested))
 
 
-NO_THINKING = Thinking(default_budget=0, min_budget=0, max_budget=0, typical_tokens=0)
+NO_THINKING = Thinking(default_budget=0, min_budget=0, max_budget=0, can_disable=True,
+                       typical_tokens=0)
 
 
 @dataclass(frozen=True)
@@ -132,6 +150,14 @@ class Model:
     # Offered to new projects; gemini-1.5-* are not (since 2025-04-29).
     for_new_projects: bool = True
     aliases: tuple[str, ...] = field(default=())
+    max_candidates: int = 8
+    # Past its retirement date (YYYY-MM-DD): refused, naming ``replacement``. Kept here
+    # for the prices of jobs the ledger already holds.
+    retired: str | None = None
+    replacement: str | None = None
+    # The Google page the entry follows and the day it was read.
+    source: str = ""
+    read: str = CHECKED
 
     def serves(self, location: str) -> bool:
         return location.lower() in self.locations
@@ -142,38 +168,61 @@ _FLASH_THINKING = Thinking(default_budget=-1, min_budget=1, max_budget=24_576,
 _PRO_THINKING = Thinking(default_budget=-1, min_budget=128, max_budget=32_768,
                          can_disable=False, typical_tokens=1_500)
 _GEMINI_3_THINKING = Thinking(default_budget=-1, min_budget=128, max_budget=32_768,
-                              can_disable=False, typical_tokens=2_000)
+                              can_disable=False, typical_tokens=2_000, levels=("LOW", "HIGH"))
+
+_MODEL_PAGE = "https://docs.cloud.google.com/vertex-ai/generative-ai/docs/models/gemini/"
+_LIFECYCLE = "https://docs.cloud.google.com/vertex-ai/generative-ai/docs/learn/model-versions"
 
 MODELS: dict[str, Model] = {
     model.name: model
     for model in (
         Model("gemini-3-pro-preview",
               Price(2.00, 12.00, long_input=4.00, long_output=18.00, cached_input=0.20),
-              thinking=_GEMINI_3_THINKING, locations=frozenset({GLOBAL}), stage="preview"),
+              thinking=_GEMINI_3_THINKING, locations=frozenset({GLOBAL}), stage="preview",
+              source=_MODEL_PAGE + "3-pro", read="2026-12-06"),
         Model("gemini-3-flash-preview",
               Price(0.50, 3.00, audio_input=1.00, cached_input=0.05),
               thinking=Thinking(default_budget=-1, min_budget=0, max_budget=24_576,
-                                can_disable=True, typical_tokens=1_000),
-              locations=frozenset({GLOBAL}), stage="preview"),
+                                can_disable=True, typical_tokens=1_000,
+                                levels=("MINIMAL", "LOW", "MEDIUM", "HIGH")),
+              locations=frozenset({GLOBAL}), stage="preview", source=_MODEL_PAGE + "3-flash"),
         Model("gemini-2.5-pro",
               Price(1.25, 10.00, long_input=2.50, long_output=15.00, cached_input=0.125),
-              thinking=_PRO_THINKING),
+              thinking=_PRO_THINKING, source=_MODEL_PAGE + "2-5-pro"),
         Model("gemini-2.5-flash",
               Price(0.30, 2.50, audio_input=1.00, cached_input=0.03),
-              thinking=_FLASH_THINKING),
+              thinking=_FLASH_THINKING, source=_MODEL_PAGE + "2-5-flash"),
         Model("gemini-2.5-flash-lite",
               Price(0.10, 0.40, audio_input=0.30, cached_input=0.01),
               thinking=Thinking(default_budget=0, min_budget=512, max_budget=24_576,
-                                can_disable=True, typical_tokens=0)),
+                                can_disable=True, typical_tokens=0),
+              source=_MODEL_PAGE + "2-5-flash-lite"),
         Model("gemini-2.0-flash-001", Price(0.15, 0.60, audio_input=1.00, cached_input=0.0375),
-              max_output_tokens=8_192, aliases=("gemini-2.0-flash",)),
+              max_output_tokens=8_192, aliases=("gemini-2.0-flash",),
+              source=_MODEL_PAGE + "2-0-flash"),
         Model("gemini-2.0-flash-lite-001", Price(0.075, 0.30),
-              max_output_tokens=8_192, aliases=("gemini-2.0-flash-lite",)),
+              max_output_tokens=8_192, aliases=("gemini-2.0-flash-lite",),
+              source=_MODEL_PAGE + "2-0-flash-lite"),
+        # Retired 2025-09-24 (the lifecycle page's "Retired models"); new projects could
+        # not use them from 2025-04-29.
         Model("gemini-1.5-pro-002", Price(1.25, 5.00, long_input=2.50, long_output=10.00),
-              max_output_tokens=8_192, for_new_projects=False, aliases=("gemini-1.5-pro",)),
+              max_output_tokens=8_192, for_new_projects=False, aliases=("gemini-1.5-pro",),
+              retired="2025-09-24", replacement="gemini-2.5-pro", source=_LIFECYCLE,
+              read="2026-12-06"),
         Model("gemini-1.5-flash-002", Price(0.075, 0.30, long_input=0.15, long_output=0.60),
-              max_output_tokens=8_192, for_new_projects=False, aliases=("gemini-1.5-flash",)),
+              max_output_tokens=8_192, for_new_projects=False, aliases=("gemini-1.5-flash",),
+              retired="2025-09-24", replacement="gemini-2.5-flash", source=_LIFECYCLE,
+              read="2026-12-06"),
     )
+}
+# Retired before this catalog began: names only, for the refusal.
+RETIRED_NAMES = {
+    "gemini-1.5-pro-001": ("2025-05-24", "gemini-2.5-pro"),
+    "gemini-1.5-flash-001": ("2025-05-24", "gemini-2.5-flash"),
+    "gemini-1.0-pro-001": ("2025-04-09", "gemini-2.5-flash"),
+    "gemini-1.0-pro-002": ("2025-04-09", "gemini-2.5-flash"),
+    "gemini-1.0-pro-vision-001": ("2025-04-09", "gemini-2.5-flash"),
+    "gemini-1.0-pro": ("2025-04-09", "gemini-2.5-flash"),
 }
 _BY_NAME: dict[str, Model] = {
     name: model for model in MODELS.values() for name in (model.name, *model.aliases)
@@ -199,7 +248,8 @@ def lookup(name: str) -> Model | None:
 
 def suggestions(name: str, location: str | None = None) -> list[str]:
     """Close catalog names for a mistyped one (served in ``location``, when given)."""
-    names = [n for n, m in _BY_NAME.items() if location is None or m.serves(location)]
+    names = [n for n, m in _BY_NAME.items()
+             if not m.retired and (location is None or m.serves(location))]
     return difflib.get_close_matches(model_id(name) or name, names, n=3, cutoff=0.6)
 
 
@@ -207,6 +257,11 @@ def check_model(name: str, location: str) -> str | None:
     """Why a batch job for ``name`` in ``location`` would be refused, or None if it is
     served there. Names the locations that do serve it, or what was meant."""
     model = lookup(name)
+    retired = (model.retired, model.replacement) if model and model.retired else \
+        RETIRED_NAMES.get(model_id(name) or "")
+    if retired:
+        return (f"{model_id(name)} was retired on {retired[0]} (Google's model versions and "
+                f"lifecycle page); use {retired[1]}.")
     if model is None:
         near = suggestions(name, location) or suggestions(name)
         hint = f" Did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
@@ -217,6 +272,24 @@ def check_model(name: str, location: str) -> str | None:
         return (f"{model.name} is not served for batch prediction in {location!r}; it is "
                 f"served in {where}{more}.")
     return None
+
+
+def sql_rules() -> dict[str, dict[str, object]]:
+    """The per-model request rules, by every name a model goes by, for the SQL check
+    (macros/utils/_request_schema.sql, generated by request_schema_build)."""
+    return {
+        name: {
+            "model": model.name,
+            "min_budget": model.thinking.min_budget,
+            "max_budget": model.thinking.max_budget,
+            "can_disable": model.thinking.can_disable,
+            "levels": list(model.thinking.levels),
+            "max_output_tokens": model.max_output_tokens,
+            "max_candidates": model.max_candidates,
+        }
+        for name, model in sorted(_BY_NAME.items())
+        if not model.retired
+    }
 
 
 __all__ = [
@@ -230,9 +303,11 @@ __all__ = [
     "Model",
     "NO_THINKING",
     "Price",
+    "RETIRED_NAMES",
     "Thinking",
     "check_model",
     "lookup",
     "model_id",
+    "sql_rules",
     "suggestions",
 ]

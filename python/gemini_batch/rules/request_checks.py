@@ -4,60 +4,22 @@ that never pass through BigQuery (a JSONL file given to ``gemini-batch submit``)
 
 Same problems, same words, same order as the SQL: the cases of the integration
 project's seed ``request_problem_inputs.csv`` (whose expected column the SQL side is
-tested against) are run through this module by tests/unit/test_submit_checks.py, and the
-GenerationConfig fields are read from macros/utils/_generation_config_keys.sql there too.
+tested against) are run through this module by tests/unit/test_submit_checks.py. Field
+names, enum values and model rules are read from the same place as the SQL's
+(request_schema.sql_rules, generated into macros/utils/_request_schema.sql).
 Like BigQuery's JSON, a member set to null counts as absent and object keys are read in
 sorted order.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any
 
-# The GenerationConfig fields (camelCase; the snake_case spelling is accepted too).
-GENERATION_CONFIG_KEYS = (
-    "audioTimestamp",
-    "candidateCount",
-    "enableAffectiveDialog",
-    "frequencyPenalty",
-    "imageConfig",
-    "logprobs",
-    "maxOutputTokens",
-    "mediaResolution",
-    "presencePenalty",
-    "responseJsonSchema",
-    "responseLogprobs",
-    "responseMimeType",
-    "responseModalities",
-    "responseSchema",
-    "routingConfig",
-    "seed",
-    "speechConfig",
-    "stopSequences",
-    "temperature",
-    "thinkingConfig",
-    "topK",
-    "topP",
-)
-REQUEST_KEYS = frozenset(
-    {
-        "contents",
-        "systemInstruction",
-        "system_instruction",
-        "generationConfig",
-        "generation_config",
-        "safetySettings",
-        "safety_settings",
-        "tools",
-        "toolConfig",
-        "tool_config",
-        "labels",
-        "cachedContent",
-        "cached_content",
-    }
-)
+from gemini_batch.rules import catalog, request_schema
+
 # A part holds exactly one of these (either spelling).
 _PART_KINDS = {
     "text": ("text",),
@@ -72,14 +34,14 @@ _CACHE = (
     "cachedContent: batch prediction does not take a context cache (remove it; repeated "
     "prompt prefixes are cached implicitly)"
 )
-
-
-def _snake(name: str) -> str:
-    return re.sub("([A-Z])", r"_\1", name).lower()
-
-
-_CONFIG_KEYS = frozenset(GENERATION_CONFIG_KEYS) | {_snake(key) for key in GENERATION_CONFIG_KEYS}
 _MISSING = object()
+# The "type" strings of a response schema as the SQL side finds them in its JSON text.
+_TYPE_TEXT = re.compile(r'[^"\\]*')
+
+
+@functools.cache
+def _rules() -> dict[str, Any]:
+    return request_schema.sql_rules(request_schema.schema())
 
 
 def _member(value: Any, *names: str) -> Any:
@@ -112,10 +74,12 @@ def _parts_of(parts: Any) -> list[Any]:
     return []
 
 
-def request_problems(request: Any, *, from_text: bool = False) -> str | None:
+def request_problems(request: Any, *, from_text: bool = False,
+                     gemini_model: str | None = None) -> str | None:
     """Every problem of ``request`` joined by "; ", or None for a request batch takes.
 
-    ``request`` is the parsed JSON value (None: NULL), or with ``from_text`` JSON text.
+    ``request`` is the parsed JSON value (None: NULL), or with ``from_text`` JSON text;
+    ``gemini_model`` adds that model's rules.
     """
     if from_text and request is not None:
         try:
@@ -141,11 +105,9 @@ def request_problems(request: Any, *, from_text: bool = False) -> str | None:
         problems.append(first)
     if not isinstance(request, dict):
         return "; ".join(problems)
-    problems.extend(
-        f"{key}: unknown field of a GenerateContentRequest"
-        for key in sorted(request)
-        if key not in REQUEST_KEYS
-    )
+    rules = _rules()
+    objects = [_object_at(request, entry["steps"]) for entry in rules["objects"]]
+    problems.extend(_object_problems(objects, rules["objects"]))
     turns = contents if isinstance(contents, list) else []
     for item, content in enumerate(turns):
         problems.extend(_content_problems(content, item, several=len(turns) > 1))
@@ -156,16 +118,101 @@ def request_problems(request: Any, *, from_text: bool = False) -> str | None:
             problems.append(problem)
     if _member(request, "cachedContent", "cached_content") is not None:
         problems.append(_CACHE)
-    config = _member(request, "generationConfig", "generation_config")
-    if config is not None and not isinstance(config, dict):
-        problems.append("generationConfig: is not an object")
-    if isinstance(config, dict):
-        problems.extend(
-            f"generationConfig.{key}: unknown field of a GenerationConfig"
-            for key in sorted(config)
-            if key not in _CONFIG_KEYS
-        )
+    for item, content in enumerate(turns):
+        found = [f"contents[{item}].{_unknown(key, ['parts', 'role'], 'Content')}"
+                 for key in (content if isinstance(content, dict) else {})
+                 if key not in ("parts", "role")]
+        problems.extend(sorted(found))
+        for index, part in enumerate(_parts_of(_member(content, "parts"))):
+            problems.extend(_part_field_problems(part, f"contents[{item}].parts[{index}]"))
+    for index, part in enumerate(_parts_of(_member(system, "parts"))):
+        problems.extend(_part_field_problems(part, f"systemInstruction.parts[{index}]"))
+    problems.extend(_enum_problems(request, rules))
+    problems.extend(_schema_type_problems(objects, rules))
+    model = catalog.lookup(gemini_model) if gemini_model else None
+    if model is not None and not model.retired:
+        problems.extend(str(problem) for problem in request_schema.model_problems(request, model))
     return "; ".join(problems) or None
+
+
+def _object_at(request: Any, steps: list[list[str]]) -> Any:
+    value = request
+    for names in steps:
+        value = _member(value, *names)
+    return value
+
+
+def _unknown(key: str, names: list[str], message: str) -> str:
+    """``key: unknown field`` with the nearest name, as the SQL's _unknown_field."""
+    guess = request_schema.nearest(key, names)
+    return f"{key}: unknown field; did you mean {guess}?" if guess else \
+        f"{key}: unknown field of a {message}"
+
+
+def _object_problems(objects: list[Any], entries: list[dict[str, Any]]) -> list[str]:
+    problems = []
+    for value, entry in zip(objects, entries, strict=True):
+        path = entry["path"]
+        if path and value is not None and not isinstance(value, dict):
+            problems.append(f"{path}: is not an object")
+        elif isinstance(value, dict):
+            prefix = f"{path}." if path else ""
+            found = [f"{prefix}{_unknown(key, entry['names'], entry['message'])}"
+                     for key in sorted(value) if key not in entry["fields"]]
+            if found:
+                problems.append("; ".join(found))
+    return problems
+
+
+def _part_field_problems(part: Any, where: str) -> list[str]:
+    found = []
+    for entry in _rules()["part_objects"]:
+        value = part if not entry["path"] else _member(part, *entry["steps"][0])
+        if isinstance(value, dict):
+            prefix = f"{where}.{entry['path'] + '.' if entry['path'] else ''}"
+            found.extend(f"{prefix}{_unknown(key, entry['names'], entry['message'])}"
+                         for key in value if key not in entry["fields"])
+    return sorted(found)
+
+
+def _enum_problems(request: Any, rules: dict[str, Any]) -> list[str]:
+    found = []
+    for enum in rules["enums"]:
+        if enum["path"].startswith("generationConfig.responseSchema."):
+            continue  # every depth of the response schema: _schema_type_problems
+        value = _object_at(request, enum["steps"])
+        if isinstance(value, str) and value not in enum["accepted"]:
+            guess = request_schema.nearest(value, enum["values"])
+            hint = f"; did you mean {guess}?" if guess else ""
+            found.append(f'{enum["path"]}: "{value}" is not one of '
+                         f'{", ".join(enum["values"])}{hint}')
+    return found
+
+
+def _type_strings(value: Any) -> set[str]:
+    """Every string under a "type" key, at any depth (the SQL reads them from the JSON
+    text with a regex, free-form members such as ``example`` included)."""
+    if isinstance(value, list):
+        return set().union(*(_type_strings(item) for item in value)) if value else set()
+    if not isinstance(value, dict):
+        return set()
+    found = set().union(*(_type_strings(item) for item in value.values())) if value else set()
+    kind = value.get("type")
+    if isinstance(kind, str) and _TYPE_TEXT.fullmatch(kind):
+        found.add(kind)
+    return found
+
+
+def _schema_type_problems(objects: list[Any], rules: dict[str, Any]) -> list[str]:
+    index = [entry["path"] for entry in rules["objects"]].index("generationConfig.responseSchema")
+    names = rules["schema_types"]
+    found = []
+    for kind in sorted(_type_strings(objects[index]) - {*names, "TYPE_UNSPECIFIED"}):
+        guess = rules["type_synonyms"].get(kind.upper()) or request_schema.nearest(kind, names)
+        hint = f"; did you mean {guess}?" if guess else ""
+        found.append(f'generationConfig.responseSchema: type "{kind}" is not one of '
+                     f'{", ".join(names)}{hint}')
+    return found
 
 
 def _content_problems(content: Any, item: int, *, several: bool) -> list[str]:

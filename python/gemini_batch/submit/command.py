@@ -35,7 +35,7 @@ from gemini_batch.clients.storage import (
 from gemini_batch.clients.vertex import TOOL_LABEL, Backoff, JobStatus, VertexJobs, label_value
 from gemini_batch.errors import ConfigError, InputError
 from gemini_batch.exit_codes import ExitCode
-from gemini_batch.rules import catalog
+from gemini_batch.rules import catalog, request_schema
 from gemini_batch.rules.request_checks import request_problems
 from gemini_batch.state.warehouse import MergeResult
 from gemini_batch.submit.ledger import (
@@ -96,8 +96,11 @@ class SubmitResult:
         return ExitCode.FAILED_ROWS
 
 
-def check_lines(lines: Iterable[bytes], source: str) -> CheckedInput:
-    """Check every line of ``source``; InputError lists the bad ones by line number.
+def check_lines(
+    lines: Iterable[bytes], source: str, gemini_model: str | None = None
+) -> CheckedInput:
+    """Check every line of ``source`` (with ``gemini_model``'s rules); InputError lists
+    the bad ones by line number.
 
     A line is ``{"request": {...}}`` (other fields pass through to its output line);
     blank lines are skipped, as the service skips them. Price rows are grouped as the
@@ -111,7 +114,7 @@ def check_lines(lines: Iterable[bytes], source: str) -> CheckedInput:
         digest.update(line)
         if not line.strip():
             continue
-        problem, request = _line_problem(line)
+        problem, request = _line_problem(line, gemini_model)
         if problem is not None:
             bad += 1
             if len(problems) < SHOWN_PROBLEMS:
@@ -143,7 +146,7 @@ def check_lines(lines: Iterable[bytes], source: str) -> CheckedInput:
     return CheckedInput(requests, digest.hexdigest(), list(groups.values()))
 
 
-def _line_problem(line: bytes) -> tuple[str | None, Any]:
+def _line_problem(line: bytes, gemini_model: str | None) -> tuple[str | None, Any]:
     try:
         value = json.loads(line)
     except ValueError as exc:
@@ -153,7 +156,12 @@ def _line_problem(line: bytes) -> tuple[str | None, Any]:
     if "request" not in value:
         keys = ", ".join(sorted(value)) or "none"
         return f'has no "request" field (its fields: {keys})', None
-    problems = request_problems(value["request"])
+    # The SQL check's problems first; then what only the full validator reaches (inside
+    # lists, value types): the emulator and Vertex AI refuse those too.
+    problems = request_problems(value["request"], gemini_model=gemini_model)
+    if problems is None and isinstance(value["request"], dict):
+        deeper = request_schema.schema_problems(value["request"])
+        problems = "; ".join(str(problem) for problem in deeper) or None
     return problems, value["request"]
 
 
@@ -219,7 +227,7 @@ def run_submit(
     output = GcsPath.of(options.output, "--output")
     _model_problem(options.model, options.location)
     client = client or storage_client(project)
-    checked = check_lines(_input_lines(client, options.input), options.input)
+    checked = check_lines(_input_lines(client, options.input), options.input, options.model)
     estimate = estimate_groups(options.model, checked.price_rows)
     say(f"{options.input}: {checked.requests} requests, every line valid; estimated cost "
         f"{_usd(estimate.usd)} (worst case {_usd(estimate.worst_case_usd)}), model "

@@ -396,6 +396,34 @@ def test_bad_rows_get_an_error_naming_the_field_and_the_rest_go_on(
     assert responses[1] is None and responses[6] is not None
 
 
+def test_what_google_describes_or_the_model_refuses_is_a_400_per_row(
+    client, bq, dataset, local_stack
+):
+    # Issue 22's table: a nested typo, BigQuery type names in a response schema, and
+    # thinking turned off on 2.5 Pro each fail their row with the service's 400.
+    schema = {"type": "OBJECT", "properties": {"urgency": {"type": "INT64"}}}
+    rows = [
+        {"id": 1, "request": text_request("a", thinkingConfig={"thinkingBugdet": 512})},
+        {"id": 2, "request": text_request("b", responseMimeType="application/json",
+                                          responseSchema=schema)},
+        {"id": 3, "request": text_request("c", thinkingConfig={"thinkingBudget": 0})},
+        {"id": 4, "request": text_request("d", thinkingConfig={"thinkingBudget": 128})},
+    ]
+    table = make_table(bq, f"{dataset}.schema_rows", rows)
+    job = run(client, local_stack.project, table, dataset,
+              model="publishers/google/models/gemini-2.5-pro")
+
+    assert (job.completion_stats.successful_count, job.completion_stats.failed_count) == (1, 3)
+    status = {row["id"]: row["status"] for row in output_rows(bq, job)}
+    assert status[1].startswith('Bad Request: {"error": {"code": 400, "message": "Invalid JSON '
+                                'payload received. Unknown name \\"thinkingBugdet\\" at '
+                                "'generation_config.thinking_config': Cannot find field.")
+    assert "'generation_config.response_schema.properties.urgency.type' (TYPE_ENUM)" in status[2]
+    assert "Budget 0 is invalid. This model only works in thinking mode." in status[3]
+    assert all('"status": "INVALID_ARGUMENT"' in status[i] for i in (1, 2, 3))
+    assert status[4] == ""
+
+
 @pytest.mark.parametrize(
     ("columns", "expected"),
     [

@@ -10,6 +10,10 @@ kept out of the hierarchy so that ``except EmulatorError`` never swallows it.
 
 from __future__ import annotations
 
+# google.rpc.Code values of a job's `error`.
+CANCELLED, INVALID_ARGUMENT, DEADLINE_EXCEEDED, NOT_FOUND, ALREADY_EXISTS, INTERNAL = (
+    1, 3, 4, 5, 6, 13,
+)
 # google.rpc.Code names of the HTTP codes the emulator answers with.
 _STATUS_NAMES = {
     400: "INVALID_ARGUMENT",

@@ -48,11 +48,12 @@ class Call:
 Refusal = Callable[[dict[str, Any]], str | None]
 
 
-def read_request(raw: Any, place: str, refuse: Refusal | None = None
-                 ) -> tuple[dict[str, Any] | None, str | None]:
-    """(the normalised request, None), or (None, the `status` the row fails with)."""
+def read_request(raw: Any, place: str, refuse: Refusal | None = None,
+                 model: str | None = None) -> tuple[dict[str, Any] | None, str | None]:
+    """(the normalised request, None), or (None, the `status` the row fails with): the
+    request is checked against Google's schema and ``model``'s rules (``parse_request``)."""
     try:
-        request = parse_request(raw)
+        request = parse_request(raw, model)
     except RequestError as exc:
         return None, exc.status_at(place)
     status = refuse(request) if refuse else None
@@ -71,7 +72,7 @@ def answer(calls: Sequence[Call], *, engine: Engine, faults: Faults, model: str,
         status = faults.row_failure(call.scope, call.number)
         request = None
         if status is None:
-            request, status = read_request(call.request, call.place, refuse)
+            request, status = read_request(call.request, call.place, refuse, model)
         if request is not None:
             requests.append(request)
         results.append(status)

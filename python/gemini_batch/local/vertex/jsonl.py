@@ -10,10 +10,13 @@ rows are exported as they are answered, so a cancelled job keeps its rows); each
 ../shared/fixtures/vertex_samples/*_output.jsonl. Reads stream: the process holds a
 page of lines at a time. The Cloud Storage client is google-cloud-storage, pointed at the
 local stack's emulator by ``--storage-endpoint`` (or ``STORAGE_EMULATOR_HOST``).
+
+``JsonlSource`` and ``JsonlSink`` are the job's source and sink (job_io.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -25,15 +28,16 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from gemini_batch.clients.storage import GcsPath
-from gemini_batch.local.vertex.errors import JobFailure
+from gemini_batch.local.vertex.errors import INTERNAL, INVALID_ARGUMENT, NOT_FOUND, JobFailure
+from gemini_batch.local.vertex.output import OutputWriter
 
 _WILDCARD = re.compile(r"[*?\[]")
 # Keys of an input row that are not the line's own fields (a NUL never starts a JSON key
 # written by a user, and they are dropped from the output line).
 WHERE = "\0where"
 EXTRA = "\0extra"
-# google.rpc.Code values.
-_INVALID_ARGUMENT, _NOT_FOUND, _INTERNAL = 3, 5, 13
+# Seconds between two exports of a running job's answered rows (one file each).
+EXPORT_INTERVAL = 30.0
 
 
 def wildcard_pattern(name: str) -> re.Pattern[str]:
@@ -75,52 +79,47 @@ def storage_client(endpoint: str | None, project: str) -> storage.Client:
     return storage.Client(project=project)
 
 
-class JsonlFiles:
-    """One job's input files and output folder."""
+@contextlib.contextmanager
+def _storage_calls() -> Iterator[None]:
+    """A Cloud Storage error while a job opens its files ends the job, saying so."""
+    try:
+        yield
+    except google_errors.GoogleAPIError as exc:
+        raise JobFailure(INTERNAL, f"A Cloud Storage call failed: {exc}") from exc
+
+
+class JsonlSource:
+    """``inputConfig.gcsSource``: the lines of the input files, one request each."""
+
+    name = "files"
+    columns: list[dict[str, Any]] = []  # each line carries its own fields (EXTRA)
 
     def __init__(self, client: storage.Client, job: dict[str, Any]) -> None:
         self._client = client
         self._uris: list[str] = list(job["inputConfig"]["gcsSource"]["uris"])
-        prefix = job["outputConfig"]["gcsDestination"]["outputUriPrefix"]
-        self._prefix = GcsPath.parse(prefix)
-        assert self._prefix is not None  # checked when the job was created
         self.inputs: list[storage.Blob] = []
-        self.output_dir = self._prefix
-        self._written = 0
+        self.total_rows = 0
 
-    # ------------------------------------------------------------------ input
-
-    def prepare(self) -> int:
-        """Find the input files and check the output bucket; the number of requests.
-
-        JobFailure names an input that matches nothing or a bucket that does not exist.
-        """
-        try:
+    def open(self) -> JsonlSource:
+        """Find the input files and count their requests (JobFailure names an input
+        that matches nothing)."""
+        with _storage_calls():
             for uri in self._uris:
                 self.inputs.extend(self._matching(uri))
-            if self._client.lookup_bucket(self._prefix.bucket) is None:
-                raise JobFailure(
-                    _NOT_FOUND,
-                    f"The output bucket gs://{self._prefix.bucket} does not exist (from "
-                    "outputConfig.gcsDestination.outputUriPrefix). Create it before "
-                    "submitting the job.",
-                )
-            self.output_dir = self._prefix.child(output_directory_name(datetime.now(UTC)))
-            return sum(self._count_lines(blob) for blob in self.inputs)
-        except google_errors.GoogleAPIError as exc:
-            raise JobFailure(_INTERNAL, f"A Cloud Storage call failed: {exc}") from exc
+            self.total_rows = sum(self._count_lines(blob) for blob in self.inputs)
+        return self
 
     def _matching(self, uri: str) -> list[storage.Blob]:
         path = GcsPath.parse(uri)
         if path is None or not path.name:
             raise JobFailure(
-                _INVALID_ARGUMENT,
+                INVALID_ARGUMENT,
                 f"Failed to import data: {uri!r} in inputConfig.gcsSource.uris is not a "
                 "Cloud Storage object: write gs://bucket/path/file.jsonl.",
             )
         if self._client.lookup_bucket(path.bucket) is None:
             raise JobFailure(
-                _NOT_FOUND,
+                NOT_FOUND,
                 f"Failed to import data: the bucket gs://{path.bucket} of {uri} does not exist.",
             )
         wildcard = _WILDCARD.search(path.name)
@@ -128,7 +127,7 @@ class JsonlFiles:
             blob = self._client.bucket(path.bucket).get_blob(path.name)
             if blob is None:
                 raise JobFailure(
-                    _NOT_FOUND,
+                    NOT_FOUND,
                     f"Failed to import data: {uri} does not exist. Upload the JSONL file "
                     "or fix inputConfig.gcsSource.uris.",
                 )
@@ -143,7 +142,7 @@ class JsonlFiles:
         ]
         if not found:
             raise JobFailure(
-                _NOT_FOUND, f"Failed to import data: no object matches {uri}."
+                NOT_FOUND, f"Failed to import data: no object matches {uri}."
             )
         return sorted(found, key=lambda blob: blob.name)
 
@@ -168,7 +167,37 @@ class JsonlFiles:
         if page:
             yield page
 
-    # ------------------------------------------------------------------ output
+    def too_many(self, limit: int) -> str:
+        return (f"The input files hold {self.total_rows} requests; a batch prediction job "
+                f"takes at most {limit}. Split them into several jobs.")
+
+    def place(self, row: dict[str, Any], number: int) -> str:
+        return str(row[WHERE])
+
+
+class JsonlSink:
+    """``outputConfig.gcsDestination``: a new folder of prediction files under the prefix."""
+
+    def __init__(self, client: storage.Client, job: dict[str, Any]) -> None:
+        self._client = client
+        prefix = job["outputConfig"]["gcsDestination"]["outputUriPrefix"]
+        self._prefix = GcsPath.parse(prefix)
+        assert self._prefix is not None  # checked when the job was created
+        self.output_dir = self._prefix
+        self._written = 0
+
+    def open(self) -> JsonlSink:
+        """Check the output bucket and name the job's folder."""
+        with _storage_calls():
+            if self._client.lookup_bucket(self._prefix.bucket) is None:
+                raise JobFailure(
+                    NOT_FOUND,
+                    f"The output bucket gs://{self._prefix.bucket} does not exist (from "
+                    "outputConfig.gcsDestination.outputUriPrefix). Create it before "
+                    "submitting the job.",
+                )
+        self.output_dir = self._prefix.child(output_directory_name(datetime.now(UTC)))
+        return self
 
     def write(self, rows: list[dict[str, Any]]) -> None:
         """Export answered rows as the next predictions file (never overwriting one)."""
@@ -178,9 +207,18 @@ class JsonlFiles:
         blob.upload_from_string(data, content_type="application/jsonl", if_generation_match=0)
         self._written += 1
 
+    def writer(self, *, page_size: int, thread_name: str) -> OutputWriter:
+        # Each export is a file: fewer, larger ones than table appends.
+        return OutputWriter(self.write, page_size=page_size, max_interval=EXPORT_INTERVAL,
+                            thread_name=thread_name)
+
     @property
     def output_info(self) -> dict[str, str]:
         return {"gcsOutputDirectory": str(self.output_dir).rstrip("/")}
+
+    @property
+    def errors_where(self) -> str:
+        return f"each line's error is in its `status` in {self.output_dir}"
 
 
 def _input_row(line: bytes, where: str) -> dict[str, Any]:

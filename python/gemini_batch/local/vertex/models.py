@@ -72,9 +72,12 @@ def check_served(model: str, parent: str, *, legacy_models: bool, bigquery: bool
     found = spec(model)
     if found is None:
         return
-    hint = catalog.check_model(found.name, location)
+    # A retired model is the operator's refusal (catalog.check_model); the emulator still
+    # serves it with legacy_models, to replay the real outputs it answered.
+    hint = None if found.retired else catalog.check_model(found.name, location)
     if hint is None and not found.for_new_projects and not legacy_models:
-        hint = (f"{found.name} is not available to new projects; set the emulator's "
+        hint = (f"{found.name} is not available to new projects (retired on "
+                f"{found.retired}; use {found.replacement}); set the emulator's "
                 "legacy_models setting for a project that used it before")
     if hint:
         raise ApiError(404, f"{_NOT_FOUND.format(parent=parent, model=model)} ({hint})")

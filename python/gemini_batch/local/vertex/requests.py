@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from gemini_batch.local.vertex.faults import model_call_error, row_error
+from gemini_batch.rules import catalog, request_schema
 
 ROLES = ("user", "model")
 # Part fields that carry content; a part needs one of them.
@@ -94,8 +95,9 @@ def camel(name: str) -> str:
     return _SNAKE.sub(lambda match: match.group(1).upper(), name)
 
 
-def parse_request(raw: Any) -> dict[str, Any]:
-    """The `request` column's value (JSON text, or already parsed) as a normalised dict."""
+def parse_request(raw: Any, model: str | None = None) -> dict[str, Any]:
+    """The `request` column's value (JSON text, or already parsed) as a normalised dict,
+    checked against the discovery document's schema and ``model``'s rules."""
     if isinstance(raw, str | bytes):
         try:
             raw = orjson.loads(raw)
@@ -103,7 +105,22 @@ def parse_request(raw: Any) -> dict[str, Any]:
             raise RequestError("", f"Invalid JSON payload received: {exc}") from None
     if raw is None:
         raise RequestError("", "The request is empty (NULL): write a GenerateContentRequest.")
-    return normalise_request(raw)
+    request = normalise_request(raw)
+    check_request(raw, model)
+    return request
+
+
+def check_request(raw: dict[str, Any], model: str | None) -> None:
+    """Raise RequestError with the service's 400 for the first thing in ``raw`` (a JSON
+    object) that Google's API description or ``model``'s rules refuse: one validator
+    (request_schema.py) for the operator's checks, this emulator and the local
+    BigQuery's AI.GENERATE."""
+    problems = request_schema.schema_problems(raw)
+    found = catalog.lookup(model) if model else None
+    if not problems and found is not None:
+        problems = request_schema.model_problems(raw, found)
+    if problems:
+        raise RequestError(problems[0].path, problems[0].service_message())
 
 
 def batch_refusal(request: dict[str, Any]) -> str | None:

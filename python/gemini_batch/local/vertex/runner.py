@@ -1,14 +1,17 @@
-"""Runs batch prediction jobs: input table → engine → output table, as the service does
-(or JSONL files in Cloud Storage → engine → prediction files: jsonl.py).
+"""Runs batch prediction jobs: source → engine → sink, as the service does. A source is
+an input table or JSONL files in Cloud Storage, a sink an output table or a folder of
+prediction files (job_io.py; table_io.py, jsonl.py); only ``_source`` and ``_sink``
+know which.
 
 Each job runs in its own thread: QUEUED (waiting for a slot, plus any injected queue
-delay; 72 hours queued: EXPIRED) → PENDING (checks the input and output tables, creates
-the output table) → (PAUSED while the setting says so) → RUNNING (pages of input rows
-through the engine, appended to the output table by load jobs and counted in
-``completionStats``; 24 hours running: CANCELLED) → SUCCEEDED, PARTIALLY_SUCCEEDED,
-FAILED, CANCELLED or EXPIRED. Time is emulated (clock.py), so tests reach those limits
-in seconds. Rows answered before a cancel are written before the job ends, and the
-process holds about three pages of a job at most, whatever the table's size.
+delay; 72 hours queued: EXPIRED) → PENDING (opens the source and the sink: checks the
+input, creates the output table or names the output folder) → (PAUSED while the setting
+says so) → RUNNING (pages of input rows through the engine, written to the sink by load
+jobs or files, and counted in ``completionStats``; 24 hours running: CANCELLED) →
+SUCCEEDED, PARTIALLY_SUCCEEDED, FAILED, CANCELLED or EXPIRED. Time is emulated
+(clock.py), so tests reach those limits in seconds. Rows answered before a cancel are
+written before the job ends, and the process holds about three pages of a job at most,
+whatever the input's size.
 """
 
 from __future__ import annotations
@@ -21,56 +24,40 @@ from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from gemini_batch.local.vertex.clock import QUEUE_LIMIT_SECONDS, RUN_LIMIT_SECONDS, Stopwatch
 from gemini_batch.local.vertex.engines import Engine
-from gemini_batch.local.vertex.errors import Cancelled, JobFailure, RunLimitReached
+from gemini_batch.local.vertex.errors import (
+    CANCELLED,
+    DEADLINE_EXCEEDED,
+    INTERNAL,
+    INVALID_ARGUMENT,
+    Cancelled,
+    JobFailure,
+    RunLimitReached,
+)
 from gemini_batch.local.vertex.faults import Faults
 from gemini_batch.local.vertex.generate import Call, answer
-from gemini_batch.local.vertex.jsonl import WHERE, JsonlFiles, storage_client
+from gemini_batch.local.vertex.job_io import Sink, Source
+from gemini_batch.local.vertex.jsonl import JsonlSink, JsonlSource, storage_client
 from gemini_batch.local.vertex.models import model_id
-from gemini_batch.local.vertex.output import OutputWriter
 from gemini_batch.local.vertex.requests import batch_refusal
 from gemini_batch.local.vertex.store import TERMINAL_STATES, JobNotFound, JobStore, timestamp
-from gemini_batch.local.vertex.tables import BigQueryError, BigQueryRest, TableRef
+from gemini_batch.local.vertex.table_io import TableSink, TableSource
+from gemini_batch.local.vertex.tables import BigQueryError, BigQueryRest
+
+if TYPE_CHECKING:
+    from google.cloud import storage
 
 log = logging.getLogger(__name__)
 
-RESERVED_COLUMNS = ("response", "status", "processed_time")
-# Column types the service does not pass through to the output table.
-UNSUPPORTED_TYPES = frozenset({"RECORD", "STRUCT", "RANGE", "DATETIME", "GEOGRAPHY"})
-OUTPUT_COLUMNS = [
-    {"name": "response", "type": "JSON", "mode": "NULLABLE"},
-    {"name": "status", "type": "STRING", "mode": "NULLABLE"},
-    {"name": "processed_time", "type": "TIMESTAMP", "mode": "NULLABLE"},
-]
 MAX_REQUESTS_PER_JOB = 200_000
-# Seconds between two exports of a running JSONL job's answered rows (one file each).
-JSONL_EXPORT_INTERVAL = 30.0
-# Rows read per page (Storage Read stream or tabledata.list page) and written per load
-# job (output.OutputWriter also starts a load on size and time).
+# Rows read per page (Storage Read stream, tabledata.list page or lines) and written per
+# load job (output.OutputWriter also starts a load on size and time).
 PAGE_SIZE = 25_000
-# google.rpc.Code values used in a job's `error`.
-CANCELLED, INVALID_ARGUMENT, DEADLINE_EXCEEDED, NOT_FOUND, ALREADY_EXISTS, INTERNAL = (
-    1,
-    3,
-    4,
-    5,
-    6,
-    13,
-)
-
-
-def output_table_name(moment: datetime) -> str:
-    """The table the service creates when the output URI names only a dataset."""
-    return (
-        "predictions_"
-        + moment.strftime("%Y_%m_%dT%H_%M_%S_")
-        + f"{moment.microsecond // 1000:03d}Z"
-    )
 
 
 class JobRunner:
@@ -273,82 +260,26 @@ class JobRunner:
             raise RunLimitReached
 
     def _prepare(self, job: dict[str, Any], bigquery: BigQueryRest) -> _Plan:
-        """Check the input table, create the output table; JobFailure names what is wrong."""
-        if "gcsSource" in job["inputConfig"]:
-            return self._prepare_jsonl(job)
-        input_ref = TableRef.parse(job["inputConfig"]["bigquerySource"]["inputUri"])
-        output_ref = TableRef.parse(job["outputConfig"]["bigqueryDestination"]["outputUri"])
-        assert input_ref and output_ref  # checked when the job was created
-        try:
-            table = bigquery.get_table(input_ref)
-            if table is None:
-                raise JobFailure(
-                    NOT_FOUND,
-                    f"Failed to import data: the input table {input_ref} does not exist. "
-                    "Create it (with a `request` column) or fix "
-                    "inputConfig.bigquerySource.inputUri.",
-                )
-            schema = table.get("schema", {}).get("fields", [])
-            _check_input_schema(input_ref, schema)
-            total = int(table.get("numRows") or 0)
-            if total > MAX_REQUESTS_PER_JOB:
-                raise JobFailure(
-                    INVALID_ARGUMENT,
-                    f"The input table {input_ref} has {total} rows; a batch prediction job "
-                    f"takes at most {MAX_REQUESTS_PER_JOB}. Split it into several jobs.",
-                )
-            if not bigquery.dataset_exists(output_ref):
-                raise JobFailure(
-                    NOT_FOUND,
-                    f"The output dataset {output_ref.dataset_uri.removeprefix('bq://')} does not "
-                    "exist. Create it before submitting the job.",
-                )
-            if output_ref.table is None:
-                output_ref = output_ref.with_table(output_table_name(datetime.now(UTC)))
-            elif bigquery.get_table(output_ref) is not None:
-                raise JobFailure(
-                    ALREADY_EXISTS,
-                    f"The output table {output_ref} already exists. Name a new table, or only "
-                    "the dataset (bq://project.dataset) to get a new predictions_<time> table.",
-                )
-            try:
-                bigquery.create_table(
-                    output_ref, [_output_field(f) for f in schema] + OUTPUT_COLUMNS
-                )
-            except BigQueryError as exc:
-                if exc.status == 409:
-                    raise JobFailure(
-                        ALREADY_EXISTS, f"The output table {output_ref} already exists."
-                    ) from exc
-                raise
-        except BigQueryError as exc:
-            raise JobFailure(INTERNAL, f"BigQuery call failed: {exc}") from exc
-        return _Plan(
-            input_ref=input_ref,
-            output_ref=output_ref,
-            input_table=table,
-            total_rows=total,
-            model=model_id(job["model"]) or job["model"],
-        )
+        """Open the source, then the sink; JobFailure names what is wrong."""
+        source = self._source(job, bigquery)
+        if source.total_rows > MAX_REQUESTS_PER_JOB:
+            raise JobFailure(INVALID_ARGUMENT, source.too_many(MAX_REQUESTS_PER_JOB))
+        return _Plan(source=source, sink=self._sink(job, bigquery, source),
+                     model=model_id(job["model"]) or job["model"])
 
-    def _prepare_jsonl(self, job: dict[str, Any]) -> _Plan:
-        """Find the input files and check the output bucket (jsonl.py)."""
-        files = JsonlFiles(storage_client(self._storage_endpoint, self._project), job)
-        total = files.prepare()
-        if total > MAX_REQUESTS_PER_JOB:
-            raise JobFailure(
-                INVALID_ARGUMENT,
-                f"The input files hold {total} requests; a batch prediction job takes at most "
-                f"{MAX_REQUESTS_PER_JOB}. Split them into several jobs.",
-            )
-        return _Plan(
-            input_ref=None,
-            output_ref=None,
-            input_table={},
-            total_rows=total,
-            model=model_id(job["model"]) or job["model"],
-            jsonl=files,
-        )
+    # The server takes a table input with a table output, and files with files.
+    def _source(self, job: dict[str, Any], bigquery: BigQueryRest) -> Source:
+        if "gcsSource" in job["inputConfig"]:
+            return JsonlSource(self._storage(), job).open()
+        return TableSource(bigquery, job).open()
+
+    def _sink(self, job: dict[str, Any], bigquery: BigQueryRest, source: Source) -> Sink:
+        if "gcsDestination" in job["outputConfig"]:
+            return JsonlSink(self._storage(), job).open()
+        return TableSink(bigquery, job).open(source.columns)
+
+    def _storage(self) -> storage.Client:
+        return storage_client(self._storage_endpoint, self._project)
 
     def _process(
         self,
@@ -363,29 +294,10 @@ class JobRunner:
         answering = 0.0
         chunk_size = _chunk_size(self._engine, faults)
         # Reading, answering and writing overlap: the next page is fetched while this one
-        # is answered, and answered rows are appended by a load job in another thread, so
-        # the process holds at most about three pages.
-        if plan.jsonl is not None:
-            pages = _Prefetch(plan.jsonl.pages(self._page_size), "files")
-            # Each export is a file: fewer, larger ones than table appends.
-            output = OutputWriter(
-                plan.jsonl.write,
-                page_size=self._page_size,
-                max_interval=JSONL_EXPORT_INTERVAL,
-                thread_name=f"write-{job_id}",
-            )
-        else:
-            assert plan.input_ref is not None and plan.output_ref is not None
-            input_ref, output_ref = plan.input_ref, plan.output_ref
-            pages = _Prefetch(
-                bigquery.read_rows(input_ref, plan.input_table, page_size=self._page_size),
-                f"table {input_ref}",
-            )
-            output = OutputWriter(
-                lambda rows: bigquery.load_rows(output_ref, plan.output_schema, rows),
-                page_size=self._page_size,
-                thread_name=f"write-{job_id}",
-            )
+        # is answered, and answered rows are written in another thread, so the process
+        # holds at most about three pages.
+        pages = _Prefetch(plan.source.pages(self._page_size), plan.source.name)
+        output = plan.sink.writer(page_size=self._page_size, thread_name=f"write-{job_id}")
         # On the way out, also when cancelled: stop reading, write the rows answered.
         with output, closing(pages):
             for page in pages:
@@ -418,12 +330,9 @@ class JobRunner:
         )
         self._check_cancel(cancel)
         if output.failed and not output.succeeded:
-            where = (
-                f"the output table {plan.output_ref} has each row's error in its `status` column"
-                if plan.jsonl is None
-                else f"each line's error is in its `status` in {plan.jsonl.output_dir}"
+            raise JobFailure(
+                INTERNAL, f"All {output.failed} requests failed; {plan.sink.errors_where}."
             )
-            raise JobFailure(INTERNAL, f"All {output.failed} requests failed; {where}.")
         self._finish(
             job_id, "JOB_STATE_PARTIALLY_SUCCEEDED" if output.failed else "JOB_STATE_SUCCEEDED"
         )
@@ -438,8 +347,7 @@ class JobRunner:
     ) -> tuple[list[dict[str, Any]], int]:
         """Output rows for ``rows`` (input columns + response, status, processed_time)."""
         calls = [
-            Call(row["request"], job_id, number,
-                 row.get(WHERE) or f"table {plan.input_ref}, row {number}")
+            Call(row["request"], job_id, number, plan.source.place(row, number))
             for number, row in enumerate(rows, start=first_row)
         ]
         if faults.row_latency:
@@ -475,26 +383,17 @@ class JobRunner:
 
 @dataclass(frozen=True)
 class _Plan:
-    input_ref: TableRef | None
-    output_ref: TableRef | None
-    input_table: dict[str, Any]
-    total_rows: int
+    source: Source
+    sink: Sink
     model: str
-    jsonl: JsonlFiles | None = None
 
     @property
-    def output_schema(self) -> list[dict[str, Any]]:
-        fields = self.input_table["schema"]["fields"]
-        return [_output_field(field) for field in fields] + OUTPUT_COLUMNS
+    def total_rows(self) -> int:
+        return self.source.total_rows
 
     @property
     def output_info(self) -> dict[str, str]:
-        if self.jsonl is not None:
-            return self.jsonl.output_info
-        return {
-            "bigqueryOutputDataset": self.output_ref.dataset_uri,
-            "bigqueryOutputTable": str(self.output_ref.table),
-        }
+        return self.sink.output_info
 
 
 def _expired(note: str = "") -> JobFailure:
@@ -528,46 +427,6 @@ def _stats(succeeded: int, failed: int, incomplete: int) -> dict[str, str]:
 def _chunk_size(engine: Engine, faults: Faults) -> int:
     """Rows answered between cancel checks and progress updates: small when rows are slow."""
     return 10 if faults.row_latency or faults.run_seconds else engine.batch_size
-
-
-def _check_input_schema(table: TableRef, schema: list[dict[str, Any]]) -> None:
-    by_name = {field["name"].lower(): field for field in schema}
-    request = by_name.get("request")
-    if request is None:
-        columns = ", ".join(field["name"] for field in schema) or "none"
-        raise JobFailure(
-            INVALID_ARGUMENT,
-            f"Failed to import data: the input table {table} has no `request` column "
-            f"(columns: {columns}). Add a JSON or STRING column `request` holding a "
-            "GenerateContentRequest per row.",
-        )
-    if request.get("type") not in ("JSON", "STRING") or request.get("mode") == "REPEATED":
-        raise JobFailure(
-            INVALID_ARGUMENT,
-            f"Failed to import data: column `request` of {table} is {request.get('type')}; "
-            "it must be JSON or STRING.",
-        )
-    for name in RESERVED_COLUMNS[:2]:
-        if name in by_name:
-            raise JobFailure(
-                INVALID_ARGUMENT,
-                f"Failed to import data: the input table {table} has a column `{name}`, a name "
-                "reserved for the output. Rename or drop it.",
-            )
-    for field in schema:
-        kind = field.get("type", "STRING")
-        if kind in UNSUPPORTED_TYPES or field.get("mode") == "REPEATED":
-            shown = "ARRAY" if field.get("mode") == "REPEATED" else kind
-            raise JobFailure(
-                INVALID_ARGUMENT,
-                f"Failed to import data: column `{field['name']}` of {table} is {shown}, a "
-                "type batch prediction does not pass through (ARRAY, STRUCT, RANGE, DATETIME "
-                "and GEOGRAPHY are not supported). Drop it or cast it to STRING.",
-            )
-
-
-def _output_field(field: dict[str, Any]) -> dict[str, Any]:
-    return {key: field[key] for key in ("name", "type", "mode", "description") if key in field}
 
 
 class _Prefetch(Iterator[list[dict[str, Any]]]):

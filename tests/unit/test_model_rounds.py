@@ -1,0 +1,492 @@
+"""A batch model's rounds (build/model_run.py) against fakes of the route, the warehouse
+and the ledger: no server. Each fake keeps the state a real one would (which requests
+have an answer, which jobs the ledger holds, which tables exist), so a test asserts what
+a build reports and leaves behind, not which calls were made.
+
+The stack tests (tests/stack/commands/) run the same rounds against the local services.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from gemini_batch.build.cost import PriceTable
+from gemini_batch.build.model_run import BatchContext, BatchSettings, ModelRun
+from gemini_batch.clients.vertex import TOOL_LABEL, JobStatus
+from gemini_batch.rules.config import BatchModel, BatchModelConfig
+from gemini_batch.state.ledger import LedgerEntry, LockOwner
+from gemini_batch.state.warehouse import InvalidSummary, MergeResult, RequestCounts, Shard
+
+LOCATION = "us-central1"
+UNIQUE_ID = "model.shop.reviews"
+
+
+def batch_model(**config: Any) -> BatchModel:
+    return BatchModel(unique_id=UNIQUE_ID, name="reviews", project="p", dataset="ds",
+                      config=BatchModelConfig(gemini_model="gemini-2.5-flash", **config))
+
+
+# -- fakes -----------------------------------------------------------------------------
+
+
+class FakeBigQuery:
+    """Tables by name (each a list of request ids) and the two queries a round reads
+    outside the warehouse: the estimate's groups and the size of an unrecorded job's
+    shard."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, list[str]] = {}
+        self.snapshot: list[str] = []  # what the estimate prices
+
+    def dataset_location(self, project: str, dataset: str) -> str:
+        return LOCATION
+
+    def table_exists(self, table: str) -> bool:
+        return table in self.tables
+
+    def drop_tables(self, tables: Any) -> None:
+        for table in tables:
+            self.tables.pop(table, None)
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        if "GROUP BY requested_budget" in sql:
+            return [{"requested_budget": None, "max_output_tokens": None,
+                     "long_context": False, "requests": len(self.snapshot),
+                     "input_tokens": 1_000 * len(self.snapshot), "audio_tokens": 0}]
+        counted = re.fullmatch(r"SELECT COUNT\(\*\) AS n FROM `(.+)`", sql.strip())
+        assert counted, f"a query the fake does not know: {sql}"
+        return [{"n": len(self.tables[counted.group(1).replace("`.`", ".")])}]
+
+
+class FakeWarehouse:
+    """The requests of one model and what ``<model>__responses`` says of each."""
+
+    def __init__(self, request_ids: list[str], *, invalid: set[str] = frozenset()) -> None:
+        self.bq = FakeBigQuery()
+        self.request_ids = request_ids
+        self.invalid = set(invalid)
+        self.answered: set[str] = set()
+        self.attempts: dict[str, int] = {}
+
+    def check_tables(self, model: BatchModel) -> None:
+        pass
+
+    def _in_flight(self, live_shards: Any) -> set[str]:
+        return {rid for table in live_shards for rid in self.bq.tables.get(table, [])}
+
+    def _pending(self, model: BatchModel, live_shards: Any) -> list[str]:
+        in_flight = self._in_flight(live_shards)
+        return [rid for rid in self.request_ids if rid not in self.answered
+                and rid not in self.invalid and rid not in in_flight
+                and self.attempts.get(rid, 0) <= model.config.max_retries]
+
+    def counts(self, model: BatchModel, live_shards: Any = ()) -> RequestCounts:
+        pending = self._pending(model, live_shards)
+        in_flight = self._in_flight(live_shards) - self.answered
+        failed = [rid for rid in self.request_ids if rid not in self.answered
+                  and (rid in self.invalid or self.attempts.get(rid, 0) > model.config.max_retries)]
+        return RequestCounts(
+            total=len(self.request_ids), unique=len(self.request_ids),
+            cached=len(self.answered), pending=len(pending), failed=len(failed),
+            invalid=len(self.invalid), in_flight=len(in_flight),
+        )
+
+    def mark_invalid(self, model: BatchModel) -> InvalidSummary:
+        return InvalidSummary(count=len(self.invalid),
+                              examples=[(rid, "no contents") for rid in sorted(self.invalid)])
+
+    def failure_reasons(self, model: BatchModel) -> dict[str, int]:
+        return {"429 RESOURCE_EXHAUSTED": self.counts(model).failed}
+
+    @contextlib.contextmanager
+    def pending_snapshot(self, model: BatchModel, run_id: str, live_shards: Any = ()
+                         ) -> Iterator[str]:
+        self.bq.snapshot = self._pending(model, live_shards)
+        yield f"p.ds.reviews__pending_{run_id}"
+
+    def cut_shards(self, model: BatchModel, run_id: str, snapshot: str) -> list[Shard]:
+        rows, size = self.bq.snapshot, model.config.shard_size
+        shards = []
+        for index, start in enumerate(range(0, len(rows), size)):
+            table = model.shard_table(run_id, index)
+            self.bq.tables[table] = rows[start:start + size]
+            shards.append(Shard(table=table, rows=len(self.bq.tables[table]), index=index))
+        return shards
+
+
+class FakeLedger:
+    """``gemini_batch_jobs`` as a dict by job name."""
+
+    def __init__(self, bq: FakeBigQuery) -> None:
+        self.bq = bq
+        self.rows: dict[str, LedgerEntry] = {}
+
+    def live_jobs(self, model_unique_id: str | None = None) -> list[LedgerEntry]:
+        return [entry for entry in self.rows.values() if entry.is_live]
+
+    def live_shard_tables(self, model_unique_id: str, live: list[LedgerEntry] | None = None
+                          ) -> list[str]:
+        jobs = self.live_jobs() if live is None else live
+        return sorted({job.shard_table for job in jobs if self.bq.table_exists(job.shard_table)})
+
+    def entries(self, model_unique_id: str | None = None, limit: int = 50) -> list[LedgerEntry]:
+        return list(self.rows.values())[:limit]
+
+    def record_submitted(self, entry: LedgerEntry) -> None:
+        assert entry.job_name not in self.rows, "a job recorded twice"
+        self.rows[entry.job_name] = entry
+
+    def update(self, job_name: str, /, **fields: Any) -> None:
+        self.rows[job_name] = replace(self.rows[job_name], **fields)
+
+    def update_many(self, changes: Mapping[str, Mapping[str, Any]]) -> None:
+        for job_name, fields in changes.items():
+            self.update(job_name, **fields)
+
+    def observed_tokens(self, gemini_model: str) -> None:
+        return None
+
+
+@dataclass
+class FakeJob:
+    status: JobStatus
+    requests: list[str]
+    # What the job does once released: its end state, and which of its requests it
+    # answers and fails (None: every request answered; "nothing": no output at all).
+    end_state: str = "SUCCEEDED"
+    fails: set[str] = field(default_factory=set)
+    brings_nothing: bool = False
+    held: bool = False  # still running (the test releases it)
+
+
+class FakeRoute:
+    """Batch jobs that answer from a script: each submitted job runs until released
+    (``hold``) and then ends as ``outcome`` says for its index."""
+
+    name = "fake"
+    location = LOCATION
+
+    def __init__(self, warehouse: FakeWarehouse) -> None:
+        self.warehouse = warehouse
+        self.jobs: dict[str, FakeJob] = {}
+        self.submitted: list[str] = []  # job names, in order
+        self.hold_new = False
+        self.outcome: dict[int, dict[str, Any]] = {}  # by submit index: FakeJob fields
+        self.max_running = 0
+        self._ids = itertools.count(1)
+
+    def running(self) -> list[str]:
+        return [name for name, job in self.jobs.items() if job.held]
+
+    def release(self) -> None:
+        for job in self.jobs.values():
+            job.held = False
+
+    def add_job(self, requests: list[str], shard_table: str, *, held: bool,
+                labels: Mapping[str, str] | None = None, **outcome: Any) -> JobStatus:
+        number = next(self._ids)
+        name = f"projects/p/locations/{LOCATION}/batchPredictionJobs/{number}"
+        status = JobStatus(
+            name=name, state="PENDING", input_table=shard_table,
+            output_table=shard_table.replace("__shard_", "__output_"),
+            labels=dict(labels or {}), create_time=datetime.now(UTC),
+        )
+        self.warehouse.bq.tables.setdefault(shard_table, list(requests))
+        self.jobs[name] = FakeJob(status=status, requests=list(requests), held=held, **outcome)
+        return status
+
+    # -- the Route protocol --
+
+    def submit(self, shard: Shard, *, output_table: str, labels: Mapping[str, str]
+               ) -> JobStatus:
+        outcome = self.outcome.get(len(self.submitted), {})
+        status = self.add_job(self.warehouse.bq.tables[shard.table], shard.table,
+                              held=self.hold_new, labels=labels, **outcome)
+        status = replace(status, output_table=output_table)
+        self.jobs[status.name].status = status
+        self.submitted.append(status.name)
+        self.max_running = max(self.max_running, len(self.running()))
+        return status
+
+    def status(self, entry: LedgerEntry) -> JobStatus:
+        job = self.jobs[entry.job_name]
+        if job.held:
+            return replace(job.status, state="RUNNING")
+        state = job.end_state
+        done = 0 if job.brings_nothing else len(job.requests)
+        return replace(job.status, state=state, succeeded=done - len(job.fails),
+                       failed=len(job.fails), error=None if state == "SUCCEEDED" else "quota")
+
+    def cancel(self, job: JobStatus) -> None:
+        self.jobs[job.name].end_state = "CANCELLED"
+
+    def labelled_jobs(self, labels: Mapping[str, str], created_after: datetime
+                      ) -> list[JobStatus]:
+        return [job.status for job in self.jobs.values()
+                if all(job.status.labels.get(k) == v for k, v in labels.items())]
+
+    def shard_of(self, job: JobStatus) -> str:
+        return job.input_table or ""
+
+    def output_of(self, job: JobStatus) -> str:
+        return job.output_table or ""
+
+    def has_output(self, job: JobStatus) -> bool:
+        return not self.jobs[job.name].brings_nothing
+
+    def collect(self, entry: LedgerEntry) -> MergeResult | None:
+        job = self.jobs[entry.job_name]
+        if job.brings_nothing:
+            return None
+        answered = [rid for rid in job.requests if rid not in job.fails]
+        self.warehouse.answered.update(answered)
+        for rid in job.fails:
+            self.warehouse.attempts[rid] = self.warehouse.attempts.get(rid, 0) + 1
+        self.warehouse.bq.tables[entry.output_table] = list(job.requests)
+        return MergeResult(succeeded=len(answered), failed=len(job.fails), unanswered=0,
+                           prompt_tokens=10 * len(answered), candidates_tokens=5 * len(answered),
+                           thoughts_tokens=0, total_tokens=15 * len(answered))
+
+    def clean_up(self, entry: LedgerEntry) -> None:
+        self.warehouse.bq.drop_tables([entry.shard_table, entry.output_table])
+
+
+class FakeReporter:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def message(self, model: str, text: str) -> None:
+        self.lines.append(text)
+
+    def job_started(self, model: str, job_name: str, requests: int, *,
+                    resumed: bool = False) -> None:
+        self.lines.append(f"{'resumed' if resumed else 'started'} {job_name} ({requests})")
+
+    def job_update(self, model: str, status: JobStatus) -> None:
+        pass
+
+    def job_finished(self, model: str, status: JobStatus, note: str) -> None:
+        self.lines.append(f"finished {status.job_id}: {note}")
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class FakeWorkspace:
+    warehouse: FakeWarehouse
+    ledger: FakeLedger
+    prices: PriceTable = field(default_factory=PriceTable)
+
+    @property
+    def bq(self) -> FakeBigQuery:
+        return self.warehouse.bq
+
+
+class Build:
+    """One model's requests, ledger and route; ``run`` is one `gemini-batch build`."""
+
+    def __init__(self, requests: int, *, invalid: int = 0, **config: Any) -> None:
+        ids = [f"r{n:03d}" for n in range(requests)]
+        self.model = batch_model(**config)
+        self.warehouse = FakeWarehouse(ids, invalid=set(ids[:invalid]))
+        self.ledger = FakeLedger(self.warehouse.bq)
+        self.route = FakeRoute(self.warehouse)
+        self.reporter = FakeReporter()
+
+    def run(self, *, wait: bool = True) -> Any:
+        ctx = BatchContext(
+            workspace=FakeWorkspace(self.warehouse, self.ledger),  # type: ignore[arg-type]
+            owner=LockOwner.current(), invocation_id="inv-1", reporter=self.reporter,
+            settings=BatchSettings(poll_initial=0.001, poll_max=0.001, wait=wait),
+        )
+        run = ModelRun(ctx, self.model, routes=lambda ws, model, location: self.route)
+        run.run()
+        return run.report()
+
+    def recorded(self) -> list[LedgerEntry]:
+        return list(self.ledger.rows.values())
+
+    def job_tables(self) -> list[str]:
+        return sorted(t for t in self.warehouse.bq.tables if "__shard_" in t or "__output_" in t)
+
+
+# -- the rounds ------------------------------------------------------------------------
+
+
+def test_a_round_answers_every_pending_request_and_leaves_no_table():
+    build = Build(5, shard_size=2)
+    summary = build.run()
+    assert summary.error is None
+    assert (summary.requests, summary.submitted, summary.jobs) == (5, 5, 3)
+    assert (summary.succeeded, summary.cached, summary.pending, summary.failed) == (5, 0, 0, 0)
+    assert summary.tokens == 75
+    assert all(entry.merged_at and entry.state == "SUCCEEDED" for entry in build.recorded())
+    assert [entry.request_count for entry in build.recorded()] == [2, 2, 1]
+    assert build.job_tables() == []
+    assert "5 requests in 3 job(s)" in build.reporter.lines[0]
+
+    again = build.run()  # every answer is cached: nothing is sent again
+    assert (again.submitted, again.cached, again.pending) == (0, 5, 0)
+    assert len(build.route.submitted) == 3
+
+
+def test_at_most_max_concurrent_jobs_run_at_once():
+    build = Build(6, shard_size=1, max_concurrent_jobs=2)
+    build.route.hold_new = True
+
+    real_status = build.route.status
+
+    def status(entry: LedgerEntry) -> JobStatus:
+        # The oldest running job ends at its poll: a slot frees for the next shard.
+        running = build.route.running()
+        if running and entry.job_name == running[0]:
+            build.route.jobs[entry.job_name].held = False
+        return real_status(entry)
+
+    build.route.status = status  # type: ignore[method-assign]
+    summary = build.run()
+    assert (summary.submitted, summary.jobs, summary.succeeded) == (6, 6, 6)
+    assert build.route.max_running == 2
+
+
+def test_a_live_job_of_an_earlier_build_is_resumed_not_sent_again():
+    build = Build(5)
+    build.route.hold_new = True
+    first = build.run(wait=False)
+    assert first.in_flight_jobs == build.route.submitted
+    assert first.pending == 5  # in flight: pending until merged
+
+    build.route.release()
+    summary = build.run()
+    assert summary.resumed == 5
+    assert (summary.submitted, summary.succeeded, summary.pending) == (0, 5, 0)
+    assert "resuming 1 job(s) of an earlier build (5 requests)" in build.reporter.lines
+    assert len(build.route.submitted) == 1
+
+
+def test_a_job_a_dead_build_never_recorded_is_adopted_and_its_requests_not_resent():
+    build = Build(5)
+    # A build died between creating this job and writing its ledger row.
+    shard = build.model.shard_table("20260101t000000_dead", 0)
+    orphan = build.route.add_job(
+        ["r000", "r001"], shard, held=True,
+        labels={"tool": TOOL_LABEL, "dbt_model": "reviews"},
+    )
+    real_status = build.route.status
+
+    def status(entry: LedgerEntry) -> JobStatus:
+        build.route.release()  # it ends once this build polls it
+        return real_status(entry)
+
+    build.route.status = status  # type: ignore[method-assign]
+    summary = build.run()
+    assert summary.error is None
+    assert any(line.startswith(f"adopting job {orphan.job_id} (2 requests)")
+               for line in build.reporter.lines)
+    adopted = build.ledger.rows[orphan.name]
+    assert (adopted.shard_table, adopted.request_count, adopted.merged_at is not None) == (
+        shard, 2, True)
+    # Only the three requests the orphan did not carry went out in a new job.
+    assert [build.route.jobs[name].requests for name in build.route.submitted] == [
+        ["r002", "r003", "r004"]]
+    # The adopted job's answers count as there before this build (a dead build paid).
+    assert (summary.resumed, summary.cached, summary.submitted, summary.succeeded) == (
+        2, 2, 3, 3)
+
+
+def test_no_wait_submits_what_the_slots_take_and_merges_what_ended_next_time():
+    build = Build(5, shard_size=2, max_concurrent_jobs=2)
+    build.route.hold_new = True
+    first = build.run(wait=False)
+    assert first.error is None
+    # Two slots: two jobs (4 requests); the third shard's table is dropped, its request
+    # stays pending for a later build.
+    assert (first.submitted, first.jobs, len(first.in_flight_jobs)) == (4, 2, 2)
+    assert first.pending == 5
+    assert len(build.job_tables()) == 2
+
+    # Still running: the next --no-wait build polls them once, and has no free slot.
+    second = build.run(wait=False)
+    assert (second.submitted, second.in_flight_jobs) == (0, first.in_flight_jobs)
+
+    build.route.release()
+    third = build.run(wait=False)  # merges both, sends the last request
+    assert (third.succeeded, third.submitted, third.pending) == (4, 1, 1)
+    build.route.release()
+    fourth = build.run()
+    assert (fourth.succeeded, fourth.cached, fourth.pending, fourth.submitted) == (1, 4, 0, 0)
+    assert len(build.route.submitted) == 3
+
+
+def test_failed_rows_go_in_a_retry_round_until_max_retries():
+    build = Build(5, max_retries=1)
+    build.route.outcome = {
+        0: {"end_state": "PARTIALLY_SUCCEEDED", "fails": {"r001", "r003"}},
+        1: {"end_state": "PARTIALLY_SUCCEEDED", "fails": {"r003"}},
+    }
+    summary = build.run()
+    assert "retry round 1: 2 requests still pending" in build.reporter.lines
+    assert [build.route.jobs[name].requests for name in build.route.submitted] == [
+        ["r000", "r001", "r002", "r003", "r004"], ["r001", "r003"]]
+    # r003 failed twice: its retries are used up; it is not sent a third time.
+    assert (summary.succeeded, summary.failed, summary.pending) == (4, 1, 0)
+    assert summary.submitted == 7
+    assert build.run().submitted == 0
+
+
+def test_a_job_that_brings_nothing_back_ends_the_rounds_and_the_requests_stay_pending():
+    build = Build(5, max_retries=3)
+    build.route.outcome = {0: {"end_state": "FAILED", "brings_nothing": True}}
+    summary = build.run()
+    assert len(build.route.submitted) == 1  # another round would fail alike
+    [failed_job] = summary.failed_jobs
+    assert failed_job.endswith("ended FAILED without answers: quota")
+    assert (summary.succeeded, summary.pending, summary.failed) == (0, 5, 0)
+    [entry] = build.recorded()
+    assert (entry.state, entry.merged_at is not None, entry.succeeded_count) == (
+        "FAILED", True, None)
+
+    retry = build.run()  # a later build sends them again
+    assert (retry.submitted, retry.succeeded) == (5, 5)
+
+
+def test_invalid_requests_are_marked_and_never_sent():
+    build = Build(5, invalid=2)
+    summary = build.run()
+    assert any(line.startswith("2 invalid requests are not submitted (e.g. r000: no contents")
+               for line in build.reporter.lines)
+    assert [build.route.jobs[name].requests for name in build.route.submitted] == [
+        ["r002", "r003", "r004"]]
+    assert (summary.invalid, summary.failed, summary.succeeded) == (2, 2, 3)
+
+
+def test_over_the_cost_cap_nothing_is_sent():
+    build = Build(5, max_cost_usd=0.000001)
+    summary = build.run()
+    assert summary.error is not None
+    assert "over max_cost_usd=$0.0000" in summary.error
+    assert "Nothing was submitted" in summary.error
+    assert build.route.submitted == [] and build.recorded() == []
+    assert build.job_tables() == []  # no shard was cut
+
+
+def test_a_ledger_write_that_fails_cancels_the_job_it_records():
+    build = Build(3)
+
+    def refuse(entry: LedgerEntry) -> None:
+        raise RuntimeError("ledger unavailable")
+
+    build.ledger.record_submitted = refuse  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="ledger unavailable"):
+        build.run()
+    [name] = build.route.submitted
+    assert build.route.jobs[name].end_state == "CANCELLED"
