@@ -29,6 +29,7 @@ from rich.table import Table
 
 from gemini_batch.build.plan import ModelPlan
 from gemini_batch.build.summary import ModelSummary, Reporter
+from gemini_batch.clients.polling import Progress as JobProgress
 from gemini_batch.clients.vertex import JobStatus
 from gemini_batch.exit_codes import ExitCode
 from gemini_batch.state.ledger import LedgerEntry
@@ -51,7 +52,7 @@ class PlainReporter:
     def __init__(self, console: Console) -> None:
         self.console = console
         self._lock = threading.Lock()
-        self._seen: dict[str, tuple[str, int, int]] = {}
+        self._seen: dict[str, JobProgress] = {}
         self._requests: dict[str, int] = {}
         self._started: dict[str, float] = {}
 
@@ -76,10 +77,9 @@ class PlainReporter:
         self._line(model, f"job {_short(job_name)} {text}")
 
     def job_update(self, model: str, status: JobStatus) -> None:
-        key = (status.state, status.succeeded, status.failed)
-        if self._seen.get(status.name) == key:
+        if self._seen.get(status.name) == status.progress:
             return
-        self._seen[status.name] = key
+        self._seen[status.name] = status.progress
         elapsed = time.monotonic() - self._started.get(status.name, time.monotonic())
         requests = self._requests.get(status.name, 0)
         self._line(
@@ -185,6 +185,17 @@ def summary_table(summaries: list[ModelSummary]) -> Table:
 
 def _reasons(reasons: dict[str, int]) -> str:
     return ", ".join(f"{count:,} {reason}" for reason, count in reasons.items())
+
+
+def print_summary(console: Console, summaries: list[ModelSummary]) -> None:
+    """The closing table of a build and the notes under it (`gemini-batch build|run`,
+    the Airflow operator's log)."""
+    if not summaries:
+        return
+    print_table(console, summary_table(summaries))
+    for summary in summaries:
+        for note in summary_notes(summary):
+            console.print(note, highlight=False, markup=False, soft_wrap=True)
 
 
 def summary_notes(summary: ModelSummary) -> list[str]:

@@ -27,6 +27,7 @@ from gemini_batch.airflow import (  # noqa: E402
     GeminiBatchJobTrigger,
     triggers,
 )
+from gemini_batch.clients import retries  # noqa: E402
 from gemini_batch.errors import ConfigError  # noqa: E402
 
 JOB = "projects/p/locations/us-central1/batchPredictionJobs/{}"
@@ -240,7 +241,7 @@ def test_a_job_refused_to_be_read_fires_an_error_naming_it(
 def test_errors_that_may_pass_are_retried_then_fire_an_error(
     vertex: FakeVertex, waits: list[float], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(triggers, "READ_RETRY_INITIAL", 0.01)
+    monkeypatch.setattr(retries, "INITIAL", 0.01)
     vertex.scripts = {JOB.format(1): [503, "SUCCEEDED"], JOB.format(2): [503]}
     trigger = GeminiBatchJobTrigger(job_names=[JOB.format(2)], endpoint=vertex.endpoint,
                                     unreadable_timeout=0.5)
@@ -276,16 +277,18 @@ def test_the_async_client_goes_where_the_sync_client_goes(
     import google.auth
     from google.auth.credentials import AnonymousCredentials
 
-    from gemini_batch.clients.vertex import ENDPOINT_ENV, vertex_job_client
+    from gemini_batch.clients.endpoints import VERTEX_ENDPOINT_ENV
+    from gemini_batch.clients.vertex import vertex_job_client
+    from gemini_batch.clients.vertex_async import vertex_async_client
 
-    monkeypatch.delenv(ENDPOINT_ENV, raising=False)
+    monkeypatch.delenv(VERTEX_ENDPOINT_ENV, raising=False)
     # No Google account here: the clients are made, never used.
     monkeypatch.setattr(google.auth, "default",
                         lambda *args, **kwargs: (AnonymousCredentials(), "p"))
 
     async def both() -> tuple[Any, Any]:
         sync = vertex_job_client("europe-west4", endpoint=endpoint)
-        client = triggers.vertex_async_client("europe-west4", endpoint=endpoint)
+        client = vertex_async_client("europe-west4", endpoint=endpoint)
         try:
             return sync.transport, client.transport
         finally:

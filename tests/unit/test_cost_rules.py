@@ -13,21 +13,20 @@ from typing import Any
 
 import pytest
 
-from gemini_batch.build.cost import (
+from gemini_batch.build.estimate import estimate
+from gemini_batch.errors import BudgetExceededError, ConfigError
+from gemini_batch.rules import catalog
+from gemini_batch.rules.catalog import LONG_CONTEXT_TOKENS, Price
+from gemini_batch.rules.config import BatchModel, BatchModelConfig
+from gemini_batch.rules.pricing import (
     DEFAULT_ANSWER_TOKENS,
     UNKNOWN_MAX_OUTPUT_TOKENS,
     CostEstimate,
     PriceTable,
     actual_cost,
-    catalog_model,
     check_budget,
-    estimate,
     model_problem,
 )
-from gemini_batch.errors import BudgetExceededError, ConfigError
-from gemini_batch.rules import catalog
-from gemini_batch.rules.catalog import LONG_CONTEXT_TOKENS, Price
-from gemini_batch.rules.config import BatchModel, BatchModelConfig
 from gemini_batch.state.warehouse import MergeResult
 
 FLASH = catalog.MODELS["gemini-2.5-flash"]
@@ -56,14 +55,11 @@ class FakeWarehouse:
 
     def __init__(self, rows: list[dict[str, Any]]) -> None:
         self.rows = rows
-        self.bq = self
         self.queries = 0
 
-    def pending_query(self, model: BatchModel, live_shards: Any,
-                      sample: int | None = None) -> tuple[str, dict[str, Any]]:
-        return "SELECT request_id, request FROM pending", {"max_retries": 2}
-
-    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    def pending_price_groups(self, model: BatchModel, live_shards: Any,
+                             pending_snapshot: str | None = None,
+                             sample: int | None = None) -> list[dict[str, Any]]:
         self.queries += 1
         return self.rows
 
@@ -87,8 +83,8 @@ def test_prices_come_from_the_catalog_by_longest_name() -> None:
     assert table.price_for("publishers/google/models/gemini-2.5-pro@001") == PRO.price
     assert table.price_for("gemini-2.0-flash") == catalog.MODELS["gemini-2.0-flash-001"].price
     assert table.price_for("llama-3") is None
-    assert catalog_model("gemini-2.5-flash-preview-09-2025") is FLASH
-    assert catalog_model("llama-3") is None
+    assert catalog.lookup("gemini-2.5-flash-preview-09-2025", extended=True) is FLASH
+    assert catalog.lookup("llama-3", extended=True) is None
 
 
 def test_var_prices_override_fields_and_add_models() -> None:

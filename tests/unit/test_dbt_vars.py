@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from gemini_batch.build.cost import PriceTable
 from gemini_batch.build.dbt_project import DbtOptions, DbtProject
 from gemini_batch.rules.config import ledger_dataset
+from gemini_batch.rules.pricing import PriceTable
 from helpers.offline_profile import offline_profile
 
 

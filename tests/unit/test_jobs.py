@@ -10,9 +10,9 @@ from http.server import ThreadingHTTPServer
 
 import pytest
 
+from gemini_batch.clients.polling import Backoff
 from gemini_batch.clients.vertex import (
     TERMINAL_STATES,
-    Backoff,
     JobStatus,
     VertexJobs,
     job_labels,

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from gemini_batch.cli import main
-from gemini_batch.clients.vertex import POLL_INTERVAL_ENV
+from gemini_batch.clients.polling import POLL_INTERVAL_ENV
 from gemini_batch.exit_codes import ExitCode
 from gemini_batch.local.stack import LOCAL_EXTRA_MODULES, LOCAL_POLL_INTERVAL, StackState
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from gemini_batch.build.cost import PriceTable
 from gemini_batch.build.model_run import BatchContext, BatchSettings, ModelRun
 from gemini_batch.clients.vertex import TOOL_LABEL, JobStatus
 from gemini_batch.rules.config import BatchModel, BatchModelConfig
+from gemini_batch.rules.pricing import PriceTable
 from gemini_batch.state.ledger import LedgerEntry, LockOwner
 from gemini_batch.state.warehouse import InvalidSummary, MergeResult, RequestCounts, Shard
 
@@ -38,9 +38,8 @@ def batch_model(**config: Any) -> BatchModel:
 
 
 class FakeBigQuery:
-    """Tables by name (each a list of request ids) and the two queries a round reads
-    outside the warehouse: the estimate's groups and the size of an unrecorded job's
-    shard."""
+    """Tables by name (each a list of request ids) and the one query a round reads
+    outside the warehouse: the size of an unrecorded job's shard."""
 
     def __init__(self) -> None:
         self.tables: dict[str, list[str]] = {}
@@ -57,10 +56,6 @@ class FakeBigQuery:
             self.tables.pop(table, None)
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        if "GROUP BY requested_budget" in sql:
-            return [{"requested_budget": None, "max_output_tokens": None,
-                     "long_context": False, "requests": len(self.snapshot),
-                     "input_tokens": 1_000 * len(self.snapshot), "audio_tokens": 0}]
         counted = re.fullmatch(r"SELECT COUNT\(\*\) AS n FROM `(.+)`", sql.strip())
         assert counted, f"a query the fake does not know: {sql}"
         return [{"n": len(self.tables[counted.group(1).replace("`.`", ".")])}]
@@ -99,6 +94,14 @@ class FakeWarehouse:
             invalid=len(self.invalid), in_flight=len(in_flight),
         )
 
+    def pending_price_groups(self, model: BatchModel, live_shards: Any = (),
+                             pending_snapshot: str | None = None,
+                             sample: int | None = None) -> list[dict[str, Any]]:
+        snapshot = self.bq.snapshot
+        return [{"requested_budget": None, "max_output_tokens": None,
+                 "long_context": False, "requests": len(snapshot),
+                 "input_tokens": 1_000 * len(snapshot), "audio_tokens": 0}]
+
     def mark_invalid(self, model: BatchModel) -> InvalidSummary:
         return InvalidSummary(count=len(self.invalid),
                               examples=[(rid, "no contents") for rid in sorted(self.invalid)])
@@ -107,8 +110,8 @@ class FakeWarehouse:
         return {"429 RESOURCE_EXHAUSTED": self.counts(model).failed}
 
     @contextlib.contextmanager
-    def pending_snapshot(self, model: BatchModel, run_id: str, live_shards: Any = ()
-                         ) -> Iterator[str]:
+    def pending_snapshot(self, model: BatchModel, run_id: str, live_shards: Any = (),
+                         sample: int | None = None) -> Iterator[str]:
         self.bq.snapshot = self._pending(model, live_shards)
         yield f"p.ds.reviews__pending_{run_id}"
 
@@ -285,6 +288,7 @@ class FakeWorkspace:
     warehouse: FakeWarehouse
     ledger: FakeLedger
     prices: PriceTable = field(default_factory=PriceTable)
+    dbt_vars: dict[str, Any] = field(default_factory=dict)  # no sample, no answers source
 
     @property
     def bq(self) -> FakeBigQuery:

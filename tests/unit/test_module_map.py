@@ -149,3 +149,14 @@ def test_exit_codes_are_the_documented_ones() -> None:
     table = cli_doc[cli_doc.index("## Exit codes"):]
     documented = {int(code) for code in re.findall(r"^\|\s*`?(\d+)`?\s*\|", table, re.M)}
     assert documented == {int(code) for code in ExitCode}
+
+
+def test_no_module_outside_the_emulators_is_over_500_lines() -> None:
+    """Each module does one job: none outside local/ (the emulators) is over 500 lines."""
+    sizes = {
+        str(p.relative_to(PACKAGE)): len(p.read_text().splitlines())
+        for p in PACKAGE.rglob("*.py") if p.relative_to(PACKAGE).parts[0] != "local"
+    }
+    assert "build/model_run.py" in sizes
+    over = {path: lines for path, lines in sizes.items() if lines > 500}
+    assert over == {}, f"modules over 500 lines: {over}"

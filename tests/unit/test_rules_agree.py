@@ -25,8 +25,8 @@ import sqlglot
 from dbt.cli.main import dbtRunner
 from pydantic.fields import FieldInfo
 
-from gemini_batch.build import cost
 from gemini_batch.rules import answers, catalog, config
+from gemini_batch.rules import pricing as cost
 from gemini_batch.state import ledger, reuse, warehouse
 from helpers.offline_profile import offline_profile
 
@@ -206,7 +206,7 @@ def test_pending_rule_agrees(jinja_rules: dict[str, Any], retry_empty: bool) -> 
 
 
 def test_estimate_query_agrees(jinja_rules: dict[str, Any]) -> None:
-    python = cost.estimate_groups_sql("select request_id, request from pending").replace(
+    python = warehouse.estimate_groups_sql("select request_id, request from pending").replace(
         "@long_context_tokens", str(catalog.LONG_CONTEXT_TOKENS))
     assert _normalised(jinja_rules["estimate_groups_sql"]) == _normalised(python)
 

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from gemini_batch.clients import endpoints
 from gemini_batch.clients import vertex as jobs
 from gemini_batch.clients.vertex import SUBMIT_LABEL, VertexJobs, vertex_job_client
 from gemini_batch.errors import JobServiceError
@@ -158,5 +159,5 @@ def test_list_sorts_newest_first_whatever_the_service_order(service) -> None:
 
 
 def test_global_is_reached_without_a_region_prefix() -> None:
-    assert jobs.google_endpoint("global") == "aiplatform.googleapis.com"
-    assert jobs.google_endpoint("europe-west4") == "europe-west4-aiplatform.googleapis.com"
+    assert endpoints.google_endpoint("global") == "aiplatform.googleapis.com"
+    assert endpoints.google_endpoint("europe-west4") == "europe-west4-aiplatform.googleapis.com"

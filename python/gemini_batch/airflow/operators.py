@@ -25,7 +25,8 @@ except ImportError:  # Airflow 3.0
     from airflow.exceptions import AirflowException, AirflowFailException
 
 from gemini_batch.airflow.triggers import GeminiBatchJobTrigger
-from gemini_batch.clients.vertex import ENDPOINT_ENV, Backoff
+from gemini_batch.clients.endpoints import VERTEX_ENDPOINT_ENV
+from gemini_batch.clients.polling import Backoff
 from gemini_batch.errors import ConfigError, GeminiBatchError
 from gemini_batch.exit_codes import ExitCode
 
@@ -136,7 +137,7 @@ class GeminiBatchBuildOperator(BaseOperator):
             self.defer(
                 trigger=GeminiBatchJobTrigger(
                     job_names=in_flight,
-                    endpoint=os.environ.get(ENDPOINT_ENV),
+                    endpoint=os.environ.get(VERTEX_ENDPOINT_ENV),
                     poll_interval=self.poll_interval,
                     max_poll_interval=self.max_poll_interval,
                     cancel_on_kill=self.cancel_on_kill,
@@ -159,7 +160,7 @@ class GeminiBatchBuildOperator(BaseOperator):
 
         from gemini_batch.build.model_run import BatchSettings
         from gemini_batch.build.stages import build
-        from gemini_batch.display import make_reporter, print_table, summary_notes, summary_table
+        from gemini_batch.display import make_reporter, print_summary
         from gemini_batch.errors import service_errors
 
         console = Console(highlight=False, soft_wrap=True)
@@ -175,11 +176,7 @@ class GeminiBatchBuildOperator(BaseOperator):
             raise AirflowException(str(exc)) from exc
         finally:
             self._running = None
-        if result.summaries:
-            print_table(console, summary_table(result.summaries))
-            for summary in result.summaries:
-                for note in summary_notes(summary):
-                    console.print(note, markup=False)
+        print_summary(console, result.summaries)
         return result
 
     def _locked(self, workspace: Workspace, models: Sequence[BatchModel]) -> None:
@@ -187,13 +184,9 @@ class GeminiBatchBuildOperator(BaseOperator):
 
     def dbt_options(self) -> DbtOptions:
         """The dbt arguments of the build, as `gemini-batch build` would get them."""
-        from gemini_batch.build.dbt_project import DbtOptions, split_selection
+        from gemini_batch.build.dbt_project import DbtOptions, run_flags, split_selection
 
-        extra = list(self.dbt_args)
-        if self.full_refresh:
-            extra.append("--full-refresh")
-        if self.threads is not None:
-            extra += ["--threads", str(self.threads)]
+        extra = run_flags(self.dbt_args, full_refresh=self.full_refresh, threads=self.threads)
         return DbtOptions(
             project_dir=self.project_dir,
             profiles_dir=self.profiles_dir,
@@ -203,7 +196,7 @@ class GeminiBatchBuildOperator(BaseOperator):
             select=split_selection(_as_tuple(self.select)),
             exclude=split_selection(_as_tuple(self.exclude)),
             selector=self.selector or None,
-            extra=tuple(extra),
+            extra=extra,
         )
 
     def _document(self, result: BuildResult, deferrals: int) -> dict[str, Any]:

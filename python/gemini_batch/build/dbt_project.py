@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from graphlib import TopologicalSorter
 from typing import Any
 
+from gemini_batch.clients.endpoints import is_local
 from gemini_batch.errors import ConfigError, DbtError
 from gemini_batch.rules.config import BatchModel
 
@@ -29,6 +30,22 @@ def split_selection(values: tuple[tuple[str, ...] | str, ...]) -> tuple[str, ...
     """`-s a b`, `-s "a b"` and `-s a -s b` mean the same, as in dbt."""
     flat = [item for value in values for item in ((value,) if isinstance(value, str) else value)]
     return tuple(part for item in flat for part in item.split())
+
+
+def run_flags(
+    extra: Sequence[str] = (), *, full_refresh: bool = False, threads: int | None = None,
+    fail_fast: bool = False,
+) -> tuple[str, ...]:
+    """The dbt arguments of a build's flags (the command's options, the Airflow
+    operator's parameters) after ``extra`` (passed to dbt as they are)."""
+    flags = list(extra)
+    if full_refresh:
+        flags.append("--full-refresh")
+    if threads is not None:
+        flags += ["--threads", str(threads)]
+    if fail_fast:
+        flags.append("--fail-fast")
+    return tuple(flags)
 
 
 @dataclass(frozen=True)
@@ -86,9 +103,10 @@ class DbtTarget:
     credentials: Any  # dbt-bigquery's BigQueryCredentials
 
     def google_credentials(self) -> Any:
-        """The credentials dbt uses (keyfile, oauth, impersonation...); None for a local
-        endpoint, which takes anonymous ones."""
-        if self.api_endpoint:
+        """The credentials dbt uses (keyfile, oauth, impersonation...); None for an
+        emulator's endpoint (``clients.endpoints.is_local``), which takes anonymous ones.
+        A private ``https://`` endpoint gets them too."""
+        if is_local(self.api_endpoint):
             return None
         from dbt.adapters.bigquery.credentials import create_google_credentials
 
@@ -139,6 +157,13 @@ class DbtProject:
 
         self.invocation_id = get_invocation_id()
         return result
+
+    @classmethod
+    def parsed(cls, options: DbtOptions) -> DbtProject:
+        """The project of ``options``, parsed: how every command opens it."""
+        project = cls(options)
+        project.parse()
+        return project
 
     def parse(self) -> None:
         """Parse the project (partial parsing applies) and keep the manifest for reuse."""
@@ -335,4 +360,5 @@ __all__ = [
     "DbtProject",
     "DbtTarget",
     "Stage",
+    "run_flags",
 ]

@@ -12,7 +12,8 @@ from collections.abc import Callable
 
 from gemini_batch.build.dbt_project import DbtProject
 from gemini_batch.build.workspace import Workspace
-from gemini_batch.clients.vertex import Backoff, JobStatus
+from gemini_batch.clients.polling import Backoff, watch_jobs
+from gemini_batch.clients.vertex import JobStatus
 from gemini_batch.errors import GeminiBatchError
 from gemini_batch.rules.config import BatchModel
 from gemini_batch.state.ledger import LedgerEntry, LedgerUpdates, LockOwner
@@ -79,37 +80,22 @@ def wait_for_jobs(
     what the service said last of each; a job still running is in flight.
     """
     watched = _running(ws)
-    statuses: dict[str, JobStatus] = {}
-    deadline = None if timeout is None else time.monotonic() + timeout
-    backoff = Backoff(poll_initial, poll_max)
+    entries = {entry.job_name: entry for entry in watched}
     updates = LedgerUpdates(ws.ledger)
-    running = list(watched)
-    stop = stop or threading.Event()
+
+    def changed(name: str, status: JobStatus) -> None:
+        updates.set(name, state=status.state,
+                    succeeded_count=status.succeeded, failed_count=status.failed)
+        if on_status:
+            on_status(entries[name], status)
+
     try:
-        while running:
-            for entry in list(running):
-                status = ws.vertex(entry.location).get(entry.job_name)
-                before = statuses.get(entry.job_name)
-                statuses[entry.job_name] = status
-                if before is None or (before.state, before.succeeded, before.failed) != (
-                    status.state, status.succeeded, status.failed
-                ):
-                    updates.set(entry.job_name, state=status.state,
-                                succeeded_count=status.succeeded, failed_count=status.failed)
-                    if on_status:
-                        on_status(entry, status)
-                if status.terminal:
-                    running.remove(entry)
-            updates.flush_if_due()
-            if not running:
-                break
-            delay = backoff.next_delay()
-            if deadline is not None:
-                delay = min(delay, deadline - time.monotonic())
-                if delay <= 0:
-                    break
-            if stop.wait(delay):
-                break
+        statuses = watch_jobs(
+            entries, lambda name: ws.vertex(entries[name].location).get(name),
+            backoff=Backoff(poll_initial, poll_max), on_change=changed,
+            after_round=updates.flush_if_due, sleep=(stop or threading.Event()).wait,
+            deadline=None if timeout is None else time.monotonic() + timeout,
+        )
     finally:
         updates.flush()
     return watched, statuses

@@ -1,13 +1,9 @@
 """One batch model's jobs in one build: resume, count, submit rounds, wait, merge.
 
-Talks to BigQuery through the workspace's ledger and warehouse, and to what answers
-through the model's route (routes/base.py: Vertex AI batch jobs over BigQuery tables or
-over Cloud Storage JSONL), which it submits to, polls, collects from and cleans up
-after, and nothing else. Every job is written to the ledger right after it is created
-and before anything waits on it; answers are merged into ``<model>__responses`` as each
-job ends. Several ``ModelRun``s of one stage run side by side, one thread each. The
-closing counts (:meth:`ModelRun.report`) come after the jobs, and the build runs them
-beside the next dbt stage: the downstream models need the answers, not the counts.
+Talks to BigQuery (ledger, warehouse) and to the model's route (routes/base.py), and
+nothing else. Every job is in the ledger before anything waits on it; answers are merged
+as each job ends. ``ModelRun``s of one stage run side by side, one thread each; the
+closing counts (:meth:`ModelRun.report`) run beside the next dbt stage.
 """
 
 from __future__ import annotations
@@ -23,16 +19,18 @@ from typing import TYPE_CHECKING, Any
 
 from google.api_core.exceptions import GoogleAPICallError
 
-from gemini_batch.build import cost
+from gemini_batch.build.estimate import estimate as estimate_cost
+from gemini_batch.build.answers_loop import AnswersLoop
 from gemini_batch.build.summary import ModelSummary, Reporter
 from gemini_batch.build.workspace import Workspace
 from gemini_batch.clients.bigquery import quote_table
-from gemini_batch.clients.vertex import TOOL_LABEL, Backoff, JobStatus, job_labels, label_value
+from gemini_batch.clients.polling import Backoff
+from gemini_batch.clients.vertex import TOOL_LABEL, JobStatus, job_labels, label_value
 from gemini_batch.errors import BuildInterrupted, ConfigError, GeminiBatchError
 from gemini_batch.routes.choice import route_for
+from gemini_batch.rules import pricing
 from gemini_batch.rules.config import BatchModel
 from gemini_batch.state.ledger import LedgerEntry, LedgerUpdates, LockOwner
-from gemini_batch.state.reuse import AnswerSources, deferred_dataset, sample_size, source_datasets
 from gemini_batch.state.warehouse import RequestCounts, Shard
 
 if TYPE_CHECKING:
@@ -62,9 +60,7 @@ class BatchSettings:
     fail_on_failed_rows: bool | None = None
     # False (--no-wait): merge what ended, submit one round, leave the rest in flight.
     wait: bool = True
-    # --defer --state: the dbt state directory whose relations answers are read from
-    # when var gemini_batch_answers_from is unset (state/reuse.py).
-    defer_state: str | None = None
+    defer_state: str | None = None  # --defer --state: answers are read there (ADR 0016)
 
 
 @dataclass
@@ -111,8 +107,7 @@ class ModelRun:
         self._counts: RequestCounts | None = None
         self._routes = routes
         self.route: Route  # the model's route, chosen once its location is known (_run)
-        # At most this many requests sent (var gemini_batch_sample, `--sample`).
-        self._sample = sample_size(self.ws.dbt_vars)
+        self._loop = AnswersLoop(ctx, model, self._say)
 
     # -- helpers -------------------------------------------------------------------
 
@@ -176,6 +171,8 @@ class ModelRun:
         location = self._location()
         self.route = self._routes(self.ws, model, location)
         live = self.ws.ledger.live_jobs(model.unique_id)
+        if self._loop.datasets and self._count(live).pending:  # copies, before any count
+            self.summary.reused = self._loop.copy_answers(self._live_shards, location)
         cached_before: int | None = None
         if live:
             cached_before = self._count().cached
@@ -187,11 +184,6 @@ class ModelRun:
             live = [] if self.ctx.settings.wait else self.ws.ledger.live_jobs(model.unique_id)
 
         counts = self._count(live)
-        reused = self._reuse(location) if counts.pending else 0
-        if reused:
-            counts = self._count()
-            if cached_before is not None:  # taken before the copy: a copy is no answer of ours
-                cached_before += reused
         if counts.invalid:  # marking scans every request: only when there is one to mark
             invalid = self.ws.warehouse.mark_invalid(model)
             examples = "; ".join(f"{rid[:12]}: {reason}" for rid, reason in invalid.examples)
@@ -204,13 +196,12 @@ class ModelRun:
 
         final: RequestCounts | None = counts
         for attempt in range(model.config.max_retries + 1):
-            if self._to_send(counts) == 0:
+            if (sendable := self._loop.to_send(counts, self._live_shards)) == 0:
                 break
             if not self.ctx.settings.wait and self._free_slots() == 0:
                 break  # every slot holds a running job: the next build submits
             if attempt:
-                self._say(f"retry round {attempt}: {self._to_send(counts):,} requests "
-                          "still pending")
+                self._say(f"retry round {attempt}: {sendable:,} requests still pending")
             round_ok, all_answered = self._submit_round(self.route, counts)
             if all_answered and self.ctx.settings.wait:
                 # Every request the round cut (all that were pending) has its answer:
@@ -224,30 +215,6 @@ class ModelRun:
                 break
 
         self._counts, self._cached_before = final, cached_before
-
-    def _to_send(self, counts: RequestCounts) -> int:
-        """The pending requests this build may send: those of the sample, if any."""
-        if self._sample is None or counts.pending == 0:
-            return counts.pending
-        return self.ws.warehouse.pending_count(self.model, self._live_shards, self._sample)
-
-    def _reuse(self, location: str) -> int:
-        """Copy the answers other datasets hold for the pending requests (var
-        gemini_batch_answers_from, else the --defer dataset); one ledger row per
-        source. How many were copied."""
-        model = self.model
-        datasets = source_datasets(
-            self.ws.dbt_vars, model,
-            deferred_dataset(self.ctx.settings.defer_state, model.unique_id))
-        if not datasets:
-            return 0
-        pending, params = self.ws.warehouse.pending_query(model, self._live_shards)
-        copied = AnswerSources(self.ws.bq, self._say).copy(
-            model, datasets, pending, params,
-            ledger=self.ws.ledger, invocation_id=self.ctx.invocation_id, location=location)
-        total = sum(reused.requests for reused in copied)
-        self.summary.reused += total
-        return total
 
     def _adopt_orphans(self) -> bool:
         """Merge jobs of this model the ledger does not know, waiting on live ones.
@@ -305,9 +272,7 @@ class ModelRun:
         self.summary.failed = counts.failed
         self.summary.invalid = counts.invalid
         self.summary.pending = counts.pending + counts.in_flight
-        if self._sample is not None and counts.pending:
-            self.summary.outside_sample = counts.pending - self.ws.warehouse.pending_count(
-                self.model, self._live_shards, self._sample)
+        self.summary.outside_sample = counts.pending - self._loop.to_send(counts, self._live_shards)
         if counts.failed:
             self.summary.failure_reasons = self.ws.warehouse.failure_reasons(self.model)
 
@@ -316,18 +281,17 @@ class ModelRun:
         job brought rows back (False: one failed before answering, was cancelled,
         expired...), and whether every request cut has its answer."""
         model, ws = self.model, self.ws
-        problem = cost.model_problem(model, route.location, ws.prices)
+        problem = pricing.model_problem(model, route.location, ws.prices)
         if problem:  # before any job is created: the service would refuse every one
             raise ConfigError(problem)
         run_id = new_run_id()
-        # One read of the pending requests: the estimate is of exactly what is cut.
-        with ws.warehouse.pending_snapshot(
-                model, run_id, self._live_shards, self._sample) as snapshot:
-            estimate = cost.estimate(
+        with ws.warehouse.pending_snapshot(  # one read: the estimate is of exactly what is cut
+                model, run_id, self._live_shards, self._loop.sample) as snapshot:
+            estimate = estimate_cost(
                 ws.warehouse, model, prices=ws.prices, pending_snapshot=snapshot,
                 observed=ws.ledger.observed_tokens(model.config.gemini_model),
             )
-            cost.check_budget(model, estimate)
+            pricing.check_budget(model, estimate)
             if self.summary.estimated_cost_usd is None:
                 self.summary.estimated_cost_usd = estimate.usd
             shards = ws.warehouse.cut_shards(model, run_id, snapshot)
@@ -477,9 +441,7 @@ class ModelRun:
             )
         else:
             status = job.route.status(entry)
-        changed = job.status is None or (
-            status.state, status.succeeded, status.failed
-        ) != (job.status.state, job.status.succeeded, job.status.failed)
+        changed = job.status is None or status.progress != job.status.progress
         job.status = status
         self.reporter.job_update(self.model.name, status)
         if changed and not status.terminal:
@@ -505,7 +467,7 @@ class ModelRun:
                                   "error": status.error}
         note = status.state
         if merge is not None:
-            usd = cost.actual_cost(entry.gemini_model, merge, prices=self.ws.prices)
+            usd = pricing.actual_cost(entry.gemini_model, merge, prices=self.ws.prices)
             fields.update(
                 succeeded_count=merge.succeeded, failed_count=merge.failed,
                 prompt_tokens=merge.prompt_tokens, candidates_tokens=merge.candidates_tokens,

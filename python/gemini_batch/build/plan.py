@@ -9,10 +9,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from gemini_batch.build import cost
 from gemini_batch.build.dbt_project import DbtOptions, DbtProject
+from gemini_batch.build.estimate import estimate as estimate_cost
 from gemini_batch.build.workspace import Workspace
 from gemini_batch.errors import ConfigError, GeminiBatchError
+from gemini_batch.rules import pricing
 from gemini_batch.rules.config import BatchModel
 from gemini_batch.state.reuse import AnswerSources, deferred_dataset, sample_size, source_datasets
 from gemini_batch.state.warehouse import RequestCounts
@@ -26,7 +27,7 @@ class ModelPlan:
     built: bool  # <model>__requests exists
     counts: RequestCounts | None = None
     shards: int = 0
-    estimate: cost.CostEstimate | None = None
+    estimate: pricing.CostEstimate | None = None
     over_budget: str | None = None  # why the budget cap would refuse the build
     live_jobs: int = 0
     # Why the service would refuse the model's jobs (not served there, a typo): the
@@ -45,8 +46,7 @@ class ModelPlan:
 
 def plan(options: DbtOptions, *, command: str = "build") -> list[ModelPlan]:
     """Per selected batch model: cached, pending, failed, shards, tokens and cost."""
-    project = DbtProject(options)
-    project.parse()
+    project = DbtProject.parsed(options)
     batch_ids = [uid for uid in project.select(command) if project.is_batch_model(uid)]
     if not batch_ids:
         return []
@@ -69,11 +69,11 @@ def model_plan(
     counts = ws.warehouse.counts(model, live_shards)
     try:
         location = model.job_location(ws.bq.dataset_location(model.project, model.dataset))
-        model_problem = cost.model_problem(model, location, ws.prices)
+        model_problem = pricing.model_problem(model, location, ws.prices)
     except ConfigError as exc:  # a multi-region dataset, a location that is not its own
         model_problem = str(exc)
     observed = ledger.observed_tokens(model.config.gemini_model) if ledger else None
-    estimate = cost.estimate(ws.warehouse, model, live_shards=live_shards, prices=ws.prices,
+    estimate = estimate_cost(ws.warehouse, model, live_shards=live_shards, prices=ws.prices,
                              observed=observed, sample=sample)
     sampled = None if sample is None else ws.warehouse.pending_count(model, live_shards, sample)
     reusable: dict[str, int] = {}
@@ -84,13 +84,13 @@ def model_plan(
         pending, params = ws.warehouse.pending_query(model, live_shards)
         reusable = AnswerSources(ws.bq, warnings.append).available(model, datasets, pending, params)
         if reusable:
-            every = estimate if sample is None else cost.estimate(
+            every = estimate if sample is None else estimate_cost(
                 ws.warehouse, model, live_shards=live_shards, prices=ws.prices,
                 observed=observed)
             if every.usd is not None:
                 saves = every.usd * sum(reusable.values()) / counts.pending
     try:
-        cost.check_budget(model, estimate)
+        pricing.check_budget(model, estimate)
         over_budget = None
     except GeminiBatchError as exc:
         over_budget = str(exc)

@@ -128,8 +128,7 @@ def build(
     cancels them when its task is killed).
     """
     settings = settings or BatchSettings()
-    project = DbtProject(options)
-    project.parse()
+    project = DbtProject.parsed(options)
     selected = project.select(command)
     stages = project.stages(selected)
     batch_ids = [uid for stage in stages for uid in stage.batch_ids]

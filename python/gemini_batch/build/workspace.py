@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from gemini_batch.build.cost import PriceTable
 from gemini_batch.build.dbt_project import DbtProject, DbtTarget
 from gemini_batch.clients.bigquery import BigQuery, bigquery_client
 from gemini_batch.clients.vertex import VertexJobs, vertex_job_client
 from gemini_batch.rules.config import ledger_dataset
+from gemini_batch.rules.pricing import PriceTable
 from gemini_batch.state.ledger import Ledger
 from gemini_batch.state.warehouse import Warehouse
 

@@ -145,8 +145,7 @@ def _open_workspace(kwargs: dict[str, Any]) -> tuple[DbtProject, Workspace]:
     from gemini_batch.build.dbt_project import DbtProject
     from gemini_batch.build.workspace import Workspace
 
-    project = DbtProject(_dbt_options(kwargs))
-    project.parse()
+    project = DbtProject.parsed(_dbt_options(kwargs))
     return project, Workspace.open(project)
 
 

@@ -21,26 +21,22 @@ from gemini_batch.cli.app import (
     err_console,
     main,
 )
-from gemini_batch.clients.vertex import POLL_INTERVAL_ENV
+from gemini_batch.clients.polling import POLL_INTERVAL_ENV
 from gemini_batch.exit_codes import ExitCode
 
 _PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True}
 
 
 def _run_build(command: str, ctx: click.Context, kwargs: dict[str, Any]) -> None:
+    from gemini_batch.build.dbt_project import run_flags
     from gemini_batch.build.model_run import BatchSettings
     from gemini_batch.build.stages import build
-    from gemini_batch.display import make_reporter, summary_notes, summary_table
+    from gemini_batch.display import make_reporter, print_summary
 
     _settle()  # the build's libraries are imported
-    extra = list(ctx.args)
-    if kwargs.pop("full_refresh"):
-        extra.append("--full-refresh")
-    if kwargs.get("threads") is not None:
-        extra += ["--threads", str(kwargs["threads"])]
-    if kwargs.pop("fail_fast"):
-        extra.append("--fail-fast")
-    options = _dbt_options(_with_sample(kwargs), tuple(extra))
+    extra = run_flags(ctx.args, full_refresh=kwargs.pop("full_refresh"),
+                      threads=kwargs.get("threads"), fail_fast=kwargs.pop("fail_fast"))
+    options = _dbt_options(_with_sample(kwargs), extra)
     settings = BatchSettings(
         poll_initial=kwargs["poll_interval"],
         poll_max=kwargs["max_poll_interval"],
@@ -64,10 +60,7 @@ def _run_build(command: str, ctx: click.Context, kwargs: dict[str, Any]) -> None
                 "ledger; `gemini-batch build` resumes them, `gemini-batch cancel` stops them."
             )
             sys.exit(ExitCode.INTERRUPTED)
-        if result.summaries:
-            _print_table(summary_table(result.summaries), to=human)
-            _print_notes([note for summary in result.summaries
-                          for note in summary_notes(summary)], to=human)
+        print_summary(human, result.summaries)
         for error in result.errors:
             err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
     if kwargs["as_json"]:

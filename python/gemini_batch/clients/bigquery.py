@@ -24,6 +24,7 @@ from google.auth.credentials import AnonymousCredentials, Credentials
 from google.cloud import bigquery
 from sqlglot import exp
 
+from gemini_batch.clients.endpoints import is_local
 from gemini_batch.errors import WarehouseError
 
 _log = logging.getLogger(__name__)
@@ -118,20 +119,18 @@ def bigquery_client(
     location: str | None = None,
     credentials: Credentials | None = None,
 ) -> bigquery.Client:
-    """A BigQuery client for ``project``.
+    """A BigQuery client for ``project``, at ``api_endpoint`` when given (else Google's).
 
-    With ``api_endpoint`` (the local emulator, or any BigQuery-compatible endpoint) the
-    client uses anonymous credentials; without it, ``credentials`` (default: Application
-    Default Credentials) and Google's endpoint.
+    An emulator's endpoint (``http://``, ``clients.endpoints.is_local``) gets anonymous
+    credentials; any other (Google's, a private ``https://`` one) gets ``credentials``
+    (default: Application Default Credentials).
     """
-    if api_endpoint:
-        return bigquery.Client(
-            project=project,
-            location=location,
-            credentials=AnonymousCredentials(),
-            client_options=ClientOptions(api_endpoint=api_endpoint),
-        )
-    return bigquery.Client(project=project, location=location, credentials=credentials)
+    return bigquery.Client(
+        project=project,
+        location=location,
+        credentials=AnonymousCredentials() if is_local(api_endpoint) else credentials,
+        client_options=ClientOptions(api_endpoint=api_endpoint) if api_endpoint else None,
+    )
 
 
 def quote_table(name: str) -> str:

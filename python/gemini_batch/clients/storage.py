@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gemini_batch.clients.endpoints import storage_emulator
 from gemini_batch.errors import ConfigError, StorageError
 
 if TYPE_CHECKING:
@@ -58,12 +59,10 @@ class GcsPath:
 
 def storage_client(project: str | None = None) -> storage.Client:
     """google-cloud-storage: ADC, or the emulator of ``STORAGE_EMULATOR_HOST`` when set."""
-    import os
-
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    if os.environ.get("STORAGE_EMULATOR_HOST"):
+    if storage_emulator():
         return storage.Client(project=project or "local-project",
                               credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
     return storage.Client(project=project)

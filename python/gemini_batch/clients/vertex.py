@@ -1,44 +1,42 @@
 """Vertex AI batch prediction jobs: submit, poll and cancel.
 
-Talks to the Vertex AI Job Service (``google.cloud.aiplatform_v1.JobServiceClient``):
-Google's regional endpoint ``{location}-aiplatform.googleapis.com`` with Application
-Default Credentials, or the endpoint in ``GEMINI_BATCH_VERTEX_ENDPOINT`` (the local
-emulator: ``http://127.0.0.1:PORT``, REST, anonymous). Submitting does not block;
-waiting is the caller's loop over ``VertexJobs.get`` with a ``Backoff``.
+Talks to the Vertex AI Job Service (``google.cloud.aiplatform_v1.JobServiceClient``)
+where ``clients/endpoints.py`` says, with the retry policy of ``clients/retries.py``.
+Submitting does not block; waiting is the caller's loop over ``VertexJobs.get``
+(``clients/polling.py``). The async client of the Airflow trigger: ``vertex_async.py``.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import os
 import re
 import secrets
-import sys
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import requests
 from google.api_core import exceptions as api_exceptions
-from google.api_core import retry as api_retry
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials, Credentials
 
-from gemini_batch.errors import ConfigError, JobServiceError
-from gemini_batch.rules.catalog import GLOBAL
-from gemini_batch.rules.config import MULTI_REGIONS
+from gemini_batch.clients import retries
+from gemini_batch.clients.endpoints import vertex_endpoint
+from gemini_batch.clients.lazy_import import import_part
+from gemini_batch.clients.polling import Backoff, Progress
+from gemini_batch.clients.retries import (
+    CREATE_TIMEOUT,
+    LIST_TIMEOUT,
+    READ_RETRY,
+    READ_TIMEOUT,
+    THROTTLED,
+    TRANSIENT,
+)
+from gemini_batch.errors import JobServiceError
 
 if TYPE_CHECKING:
     from google.cloud import aiplatform_v1
 
-ENDPOINT_ENV = "GEMINI_BATCH_VERTEX_ENDPOINT"
-# The first poll's delay of `gemini-batch build|run` when --poll-interval is not given
-# (the local stack sets it: its jobs end in moments, and polling it costs nothing).
-POLL_INTERVAL_ENV = "GEMINI_BATCH_POLL_INTERVAL"
 TOOL_LABEL = "gemini-batch"
 # Label naming one create call: after a create whose answer was lost, the job it may
 # have made is found by it instead of being created twice.
@@ -56,40 +54,8 @@ ANSWERED_STATES = frozenset({"SUCCEEDED", "PARTIALLY_SUCCEEDED"})
 # project/location): terminal, nothing to wait for.
 NOT_FOUND_STATE = "NOT_FOUND"
 
-# 429 means the service did not take the call: safe to send again, even a create.
-_THROTTLED = (api_exceptions.TooManyRequests,)
-# Anything else that may be passing: safe to retry for reads and cancels (idempotent);
-# after a create, the job may exist all the same (see VertexJobs.submit).
-_TRANSIENT = (
-    *_THROTTLED,
-    api_exceptions.ServiceUnavailable,
-    api_exceptions.InternalServerError,
-    api_exceptions.GatewayTimeout,
-    api_exceptions.DeadlineExceeded,
-    requests.exceptions.ConnectionError,
-    requests.exceptions.Timeout,
-    ConnectionError,
-    TimeoutError,
-)
-# Deadlines of one call, in seconds (a retried call gets each attempt this long).
-CREATE_TIMEOUT = 60.0
-READ_TIMEOUT = 30.0
-LIST_TIMEOUT = 60.0
 # How long a create is tried again after answers that leave its fate open.
 CREATE_ATTEMPTS = 5
-
-
-def _retry(exception_types: tuple[type[BaseException], ...], timeout: float) -> api_retry.Retry:
-    return api_retry.Retry(
-        predicate=api_retry.if_exception_type(*exception_types),
-        initial=1.0,
-        maximum=30.0,
-        multiplier=2.0,
-        timeout=timeout,
-    )
-
-
-READ_RETRY = _retry(_TRANSIENT, timeout=300.0)
 
 _LABEL_BAD_CHARS = re.compile(r"[^a-z0-9_-]+")
 
@@ -126,56 +92,13 @@ def job_labels(
     return labels
 
 
-# The Vertex AI client is imported where a job is touched (a build with everything
-# cached never talks to Vertex AI), and only the Job Service's part of it:
-# google.cloud.aiplatform_v1's __init__ imports every service and message type of Vertex
-# AI, 65 MB where the Job Service needs 7 (they are the `__lazy_modules__` it declares,
-# which Python 3.15 would leave unimported).
 _AIPLATFORM = "google.cloud.aiplatform_v1"
-_lazy_packages_lock = threading.Lock()
-
-
-def _install_lazy_package(name: str) -> None:
-    """Put package ``name`` in ``sys.modules`` without running its ``__init__``: a
-    submodule asked for is imported on its own; any other attribute (``__all__``, a
-    name the package re-exports) runs the real ``__init__`` first, so other code in the
-    process sees the whole package as usual. A package already imported is left as it is.
-    """
-    if name in sys.modules:
-        return
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.loader is None or spec.submodule_search_locations is None:
-        importlib.import_module(name)  # not a package we know: the usual import, or its error
-        return
-    package = importlib.util.module_from_spec(spec)
-    loader = spec.loader
-    state = {"loaded": False}
-    load_lock = threading.Lock()
-
-    def lazy_attribute(attribute: str) -> object:
-        if not attribute.startswith("__") and importlib.util.find_spec(
-            f"{name}.{attribute}"
-        ) is not None:
-            return importlib.import_module(f"{name}.{attribute}")
-        with load_lock:
-            if not state["loaded"]:
-                state["loaded"] = True
-                loader.exec_module(package)
-        if attribute in package.__dict__:
-            return package.__dict__[attribute]
-        raise AttributeError(f"module {name!r} has no attribute {attribute!r}")
-
-    package.__getattr__ = lazy_attribute  # type: ignore[method-assign]
-    sys.modules[name] = package
 
 
 def _aiplatform(module: str) -> Any:
     """``google.cloud.aiplatform_v1.<module>`` (``services.job_service``, ``types.io``...),
-    imported without the rest of Vertex AI's client."""
-    with _lazy_packages_lock:
-        _install_lazy_package(_AIPLATFORM)
-        _install_lazy_package(f"{_AIPLATFORM}.types")
-    return importlib.import_module(f"{_AIPLATFORM}.{module}")
+    imported without the rest of Vertex AI's client (clients/lazy_import.py)."""
+    return import_part(f"{_AIPLATFORM}.{module}", _AIPLATFORM, f"{_AIPLATFORM}.types")
 
 
 def state_name(state: int | aiplatform_v1.JobState) -> str:
@@ -228,6 +151,11 @@ class JobStatus:
     # outputInfo.gcsOutputDirectory).
     input_uris: tuple[str, ...] = ()
     output_directory: str | None = None
+
+    @property
+    def progress(self) -> Progress:
+        """What, changed, makes the job worth telling about (and its polls quicken)."""
+        return Progress(self.state, self.succeeded, self.failed)
 
     @property
     def job_id(self) -> str:
@@ -285,43 +213,16 @@ def vertex_job_client(
     endpoint: str | None = None,
     credentials: Credentials | None = None,
 ) -> aiplatform_v1.JobServiceClient:
-    """A Job Service client for ``location``.
-
-    ``endpoint`` (default: ``$GEMINI_BATCH_VERTEX_ENDPOINT``) given as ``http://...`` is a
-    local emulator: REST transport, anonymous credentials. ``https://...`` is any other
-    REST endpoint (a proxy, a private endpoint) with ``credentials`` or ADC. A bare host
-    uses gRPC. None: Google's endpoint of the location, ``{location}-aiplatform.
-    googleapis.com``, or ``aiplatform.googleapis.com`` for ``global``.
-    """
+    """A Job Service client for ``location``, where ``clients.endpoints.vertex_endpoint``
+    says (``endpoint``, else ``$GEMINI_BATCH_VERTEX_ENDPOINT``, else Google's): REST or
+    gRPC; anonymous for an emulator, else ``credentials`` or ADC."""
+    where = vertex_endpoint(location, endpoint)
     job_service_client = _aiplatform("services.job_service").JobServiceClient
-    endpoint = (endpoint or os.environ.get(ENDPOINT_ENV) or "").strip().rstrip("/") or None
-    if endpoint and endpoint.startswith("http://"):
-        return job_service_client(
-            transport="rest",
-            credentials=AnonymousCredentials(),
-            client_options=ClientOptions(api_endpoint=endpoint),
-        )
-    if endpoint and endpoint.startswith("https://"):
-        return job_service_client(
-            transport="rest", credentials=credentials,
-            client_options=ClientOptions(api_endpoint=endpoint),
-        )
-    if not location or location.lower() in MULTI_REGIONS:
-        raise ConfigError(
-            f"Vertex AI batch jobs need a region such as us-central1, not {location!r}: "
-            "set the model's `location` config or use a regional dataset."
-        )
-    api_endpoint = endpoint or google_endpoint(location)
     return job_service_client(
-        credentials=credentials, client_options=ClientOptions(api_endpoint=api_endpoint)
+        **({"transport": "rest"} if where.rest else {}),
+        credentials=AnonymousCredentials() if where.local else credentials,
+        client_options=ClientOptions(api_endpoint=where.host),
     )
-
-
-def google_endpoint(location: str) -> str:
-    """Google's Vertex AI endpoint for ``location`` (``global`` has no region prefix)."""
-    if location.lower() == GLOBAL:
-        return "aiplatform.googleapis.com"
-    return f"{location.lower()}-aiplatform.googleapis.com"
 
 
 class VertexJobs:
@@ -406,7 +307,7 @@ class VertexJobs:
         submit_id = submit_id or secrets.token_hex(8)
         job.labels = {**labels, SUBMIT_LABEL: submit_id}
         input_table = what
-        backoff = Backoff(initial=1.0, maximum=30.0, factor=2.0)
+        backoff = Backoff(retries.INITIAL, retries.MAXIMUM, retries.MULTIPLIER)
         uncertain = False  # an earlier attempt may have made the job
         last_error: Exception | None = None
         for _ in range(CREATE_ATTEMPTS):
@@ -419,9 +320,9 @@ class VertexJobs:
                     parent=self.parent, batch_prediction_job=job, retry=None,
                     timeout=CREATE_TIMEOUT,
                 )
-            except _THROTTLED as exc:
+            except THROTTLED as exc:
                 last_error = exc
-            except _TRANSIENT as exc:
+            except TRANSIENT as exc:
                 last_error, uncertain = exc, True
             except api_exceptions.GoogleAPICallError as exc:
                 raise JobServiceError(
@@ -514,32 +415,3 @@ class VertexJobs:
         ]
         found.sort(key=lambda s: (s.create_time or oldest, s.name), reverse=True)
         return found[:limit]
-
-
-@dataclass
-class Backoff:
-    """Poll delays: start at ``initial`` seconds, grow by ``factor`` up to ``maximum``.
-
-    ``reset`` after a state change: a job that moved is likely to move again soon.
-    """
-
-    initial: float = 1.0
-    maximum: float = 60.0
-    factor: float = 1.5
-    _current: float = field(init=False, default=0.0)
-
-    def __post_init__(self) -> None:
-        if self.initial <= 0 or self.maximum < self.initial or self.factor < 1:
-            raise ConfigError(
-                f"poll interval must be > 0 and at most its cap "
-                f"(initial {self.initial}s, cap {self.maximum}s)"
-            )
-        self._current = self.initial
-
-    def next_delay(self) -> float:
-        delay = self._current
-        self._current = min(self.maximum, self._current * self.factor)
-        return delay
-
-    def reset(self) -> None:
-        self._current = self.initial

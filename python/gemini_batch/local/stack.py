@@ -23,7 +23,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from gemini_batch.clients.vertex import ENDPOINT_ENV, POLL_INTERVAL_ENV
+from gemini_batch.clients.endpoints import VERTEX_ENDPOINT_ENV
+from gemini_batch.clients.polling import POLL_INTERVAL_ENV
 from gemini_batch.errors import LocalStackError
 from gemini_batch.local.bigquery import (
     BIGQUERY_SERVER_ENV,
@@ -95,7 +96,7 @@ class StackState:
             # Read by google-cloud-bigquery itself: clients built without an endpoint
             # (pandas-gbq builds its own) come here too.
             "BIGQUERY_EMULATOR_HOST": self.bigquery_endpoint,
-            ENDPOINT_ENV: self.vertex_endpoint,
+            VERTEX_ENDPOINT_ENV: self.vertex_endpoint,
             # The emulator's jobs end within moments of their create, and a poll of it
             # is free: the first poll comes after 0.1 s, not after Vertex AI's 1 s.
             POLL_INTERVAL_ENV: str(LOCAL_POLL_INTERVAL),

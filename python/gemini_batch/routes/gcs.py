@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from sqlglot import exp
 
 from gemini_batch.clients.bigquery import quote_table
+from gemini_batch.clients.endpoints import is_local
 from gemini_batch.clients.storage import PREDICTION_FILE, GcsPath, object_lines, storage_client
 from gemini_batch.errors import ConfigError, StorageError
 from gemini_batch.routes.vertex_batch import VertexBatchRoute
@@ -114,8 +115,7 @@ def staging_for(
 
 def workspace_staging(ws: Workspace, model: BatchModel, location: str) -> GcsStaging | None:
     """``staging_for`` with the workspace's vars and BigQuery endpoint."""
-    endpoint = ws.target.api_endpoint or ""
-    return staging_for(model, location, ws.dbt_vars, local=endpoint.startswith("http://"))
+    return staging_for(model, location, ws.dbt_vars, local=is_local(ws.target.api_endpoint))
 
 
 @dataclass

@@ -9,13 +9,14 @@ prediction and pricing) on CHECKED; docs/costs.md prints the price table and
 docs/local-stack.md what is uncertain. Prices are online USD per million tokens; batch
 bills ``1 - BATCH_DISCOUNT`` of them, except cached input tokens, which bill at the
 cached price (the implicit-cache discount replaces the batch discount, it does not
-stack). Add or override models with the dbt var ``gemini_batch_prices`` (cost.py).
+stack). Add or override models with the dbt var ``gemini_batch_prices`` (pricing.py).
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 CHECKED = "2026-12-02"
@@ -26,6 +27,10 @@ LONG_CONTEXT_TOKENS = 200_000
 # JSONL only, not BigQuery. Uncertain (docs/local-stack.md): one switch, here.
 GLOBAL_BATCH_TAKES_BIGQUERY = False
 GLOBAL = "global"
+# Vertex AI refuses a batch job with more requests than this.
+MAX_REQUESTS_PER_JOB = 200_000
+# BigQuery multi-region locations: batch jobs need a regional dataset (and a region).
+MULTI_REGIONS = frozenset({"us", "eu"})
 
 # Where the GA 2.0 and 2.5 models serve batch jobs (Google's "Deployments and
 # endpoints" page, United States, Europe and Asia Pacific regions).
@@ -224,7 +229,8 @@ RETIRED_NAMES = {
     "gemini-1.0-pro-vision-001": ("2025-04-09", "gemini-2.5-flash"),
     "gemini-1.0-pro": ("2025-04-09", "gemini-2.5-flash"),
 }
-_BY_NAME: dict[str, Model] = {
+# Every name a model goes by (its name and its aliases): the one list of known names.
+NAMES: dict[str, Model] = {
     name: model for model in MODELS.values() for name in (model.name, *model.aliases)
 }
 _MODEL_NAME = re.compile(
@@ -240,15 +246,34 @@ def model_id(name: str) -> str | None:
     return match["model"] if match else None
 
 
-def lookup(name: str) -> Model | None:
-    """The catalog entry for ``name`` (any form ``model_id`` reads), or None."""
+def bare_name(name: str) -> str:
+    """``gemini-2.5-flash`` from ``publishers/google/models/gemini-2.5-flash@001``."""
+    return name.rsplit("/", 1)[-1].split("@", 1)[0].lower()
+
+
+def longest_prefix(name: str, names: Iterable[str]) -> str | None:
+    """The longest of ``names`` the bare ``name`` starts with, so that
+    'gemini-2.5-flash-preview-09-2025' finds 'gemini-2.5-flash'."""
+    bare = bare_name(name)
+    matches = [known for known in names if bare.startswith(bare_name(known))]
+    return max(matches, key=len) if matches else None
+
+
+def lookup(name: str, *, extended: bool = False) -> Model | None:
+    """The catalog entry for ``name`` (any form ``model_id`` reads), or None. With
+    ``extended``, a name the catalog lacks finds the model whose name it extends (a
+    dated preview of it: its thinking and limits, for estimates)."""
     wanted = model_id(name)
-    return _BY_NAME.get(wanted) if wanted else None
+    found = NAMES.get(wanted) if wanted else None
+    if found is None and extended:
+        near = longest_prefix(name, NAMES)
+        found = NAMES[near] if near else None
+    return found
 
 
 def suggestions(name: str, location: str | None = None) -> list[str]:
     """Close catalog names for a mistyped one (served in ``location``, when given)."""
-    names = [n for n, m in _BY_NAME.items()
+    names = [n for n, m in NAMES.items()
              if not m.retired and (location is None or m.serves(location))]
     return difflib.get_close_matches(model_id(name) or name, names, n=3, cutoff=0.6)
 
@@ -287,7 +312,7 @@ def sql_rules() -> dict[str, dict[str, object]]:
             "max_output_tokens": model.max_output_tokens,
             "max_candidates": model.max_candidates,
         }
-        for name, model in sorted(_BY_NAME.items())
+        for name, model in sorted(NAMES.items())
         if not model.retired
     }
 
@@ -299,13 +324,18 @@ __all__ = [
     "GLOBAL",
     "GLOBAL_BATCH_TAKES_BIGQUERY",
     "LONG_CONTEXT_TOKENS",
+    "MAX_REQUESTS_PER_JOB",
     "MODELS",
+    "MULTI_REGIONS",
+    "NAMES",
     "Model",
     "NO_THINKING",
     "Price",
     "RETIRED_NAMES",
     "Thinking",
+    "bare_name",
     "check_model",
+    "longest_prefix",
     "lookup",
     "model_id",
     "sql_rules",

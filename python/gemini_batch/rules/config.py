@@ -15,11 +15,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gemini_batch.errors import ConfigError
+from gemini_batch.rules.catalog import MAX_REQUESTS_PER_JOB, MULTI_REGIONS
 
-# Vertex AI refuses batch jobs with more requests than this.
-MAX_SHARD_SIZE = 200_000
-# BigQuery multi-region locations: Vertex AI batch jobs need a regional dataset.
-MULTI_REGIONS = frozenset({"us", "eu"})
+# A shard is one batch job: at most what the service takes in one.
+MAX_SHARD_SIZE = MAX_REQUESTS_PER_JOB
 # Model names, also pasted into SQL as a literal by the materialization: keep it strict.
 _GEMINI_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@/-]*$")
 # Vertex AI label keys and values: lowercase letters, digits, '_' and '-', at most 63.

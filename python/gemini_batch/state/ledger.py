@@ -1,4 +1,5 @@
-"""The job ledger ``gemini_batch_jobs`` and the build locks ``gemini_batch_locks`` (BigQuery).
+"""The job ledger ``gemini_batch_jobs`` (BigQuery); the build locks ``gemini_batch_locks``
+are locks.py's, claimed through the same ``Ledger``.
 
 One ledger row per Vertex AI batch job, written right after the job is created and
 before anything waits on it (a ``gemini-batch submit`` row: before the create, see
@@ -10,16 +11,12 @@ job's output is in ``<model>__responses``. A killed build finds its jobs again w
 
 from __future__ import annotations
 
-import os
-import socket
 import time
-import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from google.api_core.exceptions import GoogleAPICallError
 from google.cloud import bigquery
 
 from gemini_batch.clients.bigquery import (
@@ -27,16 +24,19 @@ from gemini_batch.clients.bigquery import (
     API_TIMEOUT,
     SMALL_STATEMENT_TIMEOUT,
     BigQuery,
-    is_concurrent_update,
     parameter,
     quote_table,
 )
 from gemini_batch.clients.vertex import NOT_FOUND_STATE, TERMINAL_STATES
-from gemini_batch.errors import LockedError
-from gemini_batch.rules.config import BatchModel
+from gemini_batch.state.locks import (
+    DEFAULT_LOCK_TTL,
+    LOCKS_SCHEMA,
+    LOCKS_TABLE,
+    BuildLocks,
+    LockOwner,
+)
 
 LEDGER_TABLE = "gemini_batch_jobs"
-LOCKS_TABLE = "gemini_batch_locks"
 
 # `dbt_model` of a `gemini-batch submit` row: this prefix and the submission's key. No
 # dbt unique_id starts so (they start with `model.`), so a build never takes one for its
@@ -62,9 +62,6 @@ LOCK_TOKEN_ENV = "GEMINI_BATCH_LOCK_TOKEN"
 
 # States after which a job never changes again (NOT_FOUND: the service lost it).
 ENDED_STATES = TERMINAL_STATES | {NOT_FOUND_STATE}
-# How long a lock holds without a refresh: a killed build on another host stops
-# blocking after this. A build refreshes its locks while it waits (`refresh_lock`).
-DEFAULT_LOCK_TTL = timedelta(minutes=15)
 # How often a wait loop writes its jobs' state and count changes (and always before it
 # returns): with M batch models at once, at most M such statements per 15 s on the
 # ledger, whatever the number of jobs; BigQuery allows about 25 DML per table per 10 s.
@@ -163,27 +160,9 @@ LEDGER_SCHEMA: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class LockOwner:
-    """Who holds a lock: shown to a second build that is refused."""
-
-    host: str
-    pid: int
-    token: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    since: datetime | None = None
-
-    @classmethod
-    def current(cls) -> LockOwner:
-        """This process."""
-        return cls(host=socket.gethostname(), pid=os.getpid())
-
-    def describe(self) -> str:
-        since = f" since {self.since:%Y-%m-%d %H:%M:%S} UTC" if self.since else ""
-        return f"pid {self.pid} on {self.host}{since}"
-
-
-class Ledger:
-    """``gemini_batch_jobs`` and ``gemini_batch_locks`` in ``project.dataset``."""
+class Ledger(BuildLocks):
+    """``gemini_batch_jobs`` and ``gemini_batch_locks`` in ``project.dataset`` (the locks:
+    ``BuildLocks``, locks.py)."""
 
     def __init__(self, bq: BigQuery, project: str, dataset: str) -> None:
         self.bq = bq
@@ -362,59 +341,6 @@ WHERE gemini_model = @gemini_model AND succeeded_count > 0 AND candidates_tokens
         answered = float(row["answered"])
         return float(row["candidates_tokens"]) / answered, float(row["thoughts_tokens"]) / answered
 
-    def lock(
-        self,
-        model: BatchModel | str,
-        owner: LockOwner | None = None,
-        *,
-        ttl: timedelta = DEFAULT_LOCK_TTL,
-    ) -> LockOwner:
-        """Claim ``model`` (a BatchModel or its unique_id) for this build, atomically.
-
-        Free, expired, or held by a dead process on this host: the claim succeeds and
-        returns the owner. Held by someone else: LockedError naming the model and the
-        owner (host, pid, since). Claiming again with the same owner refreshes it.
-        """
-        dbt_model = _model_id(model)
-        owner = owner or LockOwner.current()
-        holder = self.claim(dbt_model, owner, ttl=ttl)
-        if holder.token != owner.token:
-            raise LockedError(
-                f"Model {dbt_model} is being built by another gemini-batch process "
-                f"({holder.describe()}). Wait for it to finish, or stop it; a lock left by "
-                f"a killed process on another host expires {_ttl_text(ttl)} after its last "
-                "refresh."
-            )
-        return holder
-
-    def claim(
-        self, key: str, owner: LockOwner, *, ttl: timedelta = DEFAULT_LOCK_TTL
-    ) -> LockOwner:
-        """Claim lock ``key`` (a model's unique_id, or a submission's ``submit.<key>``)
-        and return who holds it then: ``owner`` if the claim succeeded. Free, expired,
-        ours, or held by a dead process on this host: the claim succeeds."""
-        holder = self._claim(key, owner, ttl, stale_token=None)
-        if holder.token != owner.token and holder.host == owner.host and not _pid_alive(holder.pid):
-            # A process on this host that was killed: take its lock over, atomically
-            # (only if that dead process still holds it).
-            holder = self._claim(key, owner, ttl, stale_token=holder.token)
-        return holder
-
-    def refresh_lock(
-        self, model: BatchModel | str, owner: LockOwner, *, ttl: timedelta = DEFAULT_LOCK_TTL
-    ) -> None:
-        """Push the expiry of our lock forward (call while waiting on long jobs)."""
-        self.lock(model, owner, ttl=ttl)
-
-    def unlock(self, model: BatchModel | str, owner: LockOwner) -> None:
-        """Release our lock on ``model``; a lock someone else took over is left alone."""
-        self.bq.query(
-            f"DELETE FROM {quote_table(self.locks_table)} "
-            "WHERE dbt_model = @dbt_model AND token = @token",
-            {"dbt_model": _model_id(model), "token": owner.token},
-            timeout=SMALL_STATEMENT_TIMEOUT,
-        )
-
     # -- helpers --------------------------------------------------------------------
 
     def _select(self, where: str, params: dict[str, Any]) -> list[LedgerEntry]:
@@ -424,67 +350,6 @@ WHERE gemini_model = @gemini_model AND succeeded_count > 0 AND candidates_tokens
             timeout=SMALL_STATEMENT_TIMEOUT,
         )
         return [LedgerEntry(**{name: row[name] for name in LEDGER_SCHEMA}) for row in rows]
-
-    def _claim(
-        self, dbt_model: str, owner: LockOwner, ttl: timedelta, stale_token: str | None
-    ) -> LockOwner:
-        """One MERGE that takes the lock if free, expired, ours, or held by
-        ``stale_token``; then the holder as stored.
-
-        Two builds claiming at once: BigQuery runs one MERGE and refuses or queues the
-        other, which then finds the row taken. A claim refused even after its retries
-        lost the race all the same: the holder is whoever won it.
-        """
-        params = {
-            "dbt_model": dbt_model,
-            "token": owner.token,
-            "host": owner.host,
-            "pid": owner.pid,
-            "ttl_seconds": int(ttl.total_seconds()),
-            "stale_token": _typed_one("stale_token", "STRING", stale_token),
-        }
-        claim = f"""
-MERGE {quote_table(self.locks_table)} AS t
-USING (SELECT @dbt_model AS dbt_model) AS s
-ON t.dbt_model = s.dbt_model
-WHEN MATCHED AND (t.token = @token OR t.expires_at < CURRENT_TIMESTAMP()
-                  OR t.token = @stale_token) THEN
-  UPDATE SET token = @token, host = @host, pid = @pid,
-    since = IF(t.token = @token, t.since, CURRENT_TIMESTAMP()),
-    expires_at = TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL @ttl_seconds SECOND)
-WHEN NOT MATCHED THEN
-  INSERT (dbt_model, token, host, pid, since, expires_at)
-  VALUES (@dbt_model, @token, @host, @pid, CURRENT_TIMESTAMP(),
-          TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL @ttl_seconds SECOND))"""
-        refused: GoogleAPICallError | None = None
-        try:
-            self.bq.query(claim, params, timeout=SMALL_STATEMENT_TIMEOUT)
-        except GoogleAPICallError as exc:
-            if not is_concurrent_update(exc):
-                raise
-            refused = exc
-        holder = self._holder(dbt_model)
-        if holder is None:  # refused with no winner, or released the moment we looked
-            raise LockedError(
-                f"Model {dbt_model}: its lock in {self.locks_table} could not be claimed: "
-                "other builds changed that table at the same time. Run the build again."
-            ) from refused
-        return holder
-
-    def _holder(self, dbt_model: str) -> LockOwner | None:
-        rows = self.bq.query(
-            f"SELECT token, host, pid, since FROM {quote_table(self.locks_table)} "
-            "WHERE dbt_model = @dbt_model",
-            {"dbt_model": dbt_model},
-            timeout=SMALL_STATEMENT_TIMEOUT,
-        )
-        if not rows:
-            return None
-        row = rows[0]
-        return LockOwner(
-            host=row["host"], pid=int(row["pid"]), token=row["token"], since=row["since"]
-        )
-
 
 class LedgerUpdates:
     """State and count changes of a wait loop's jobs, held and written together with
@@ -529,16 +394,6 @@ class LedgerUpdates:
         self._written_at = self._clock()
 
 
-LOCKS_SCHEMA: dict[str, str] = {
-    "dbt_model": "STRING",
-    "token": "STRING",
-    "host": "STRING",
-    "pid": "INT64",
-    "since": "TIMESTAMP",
-    "expires_at": "TIMESTAMP",
-}
-
-
 def _typed(values: dict[str, Any]) -> dict[str, bigquery.ScalarQueryParameter]:
     """Ledger values as parameters of their column's type (NULLs included)."""
     return {name: _typed_one(name, LEDGER_SCHEMA[name], value) for name, value in values.items()}
@@ -546,25 +401,6 @@ def _typed(values: dict[str, Any]) -> dict[str, bigquery.ScalarQueryParameter]:
 
 def _typed_one(name: str, kind: str, value: Any) -> bigquery.ScalarQueryParameter:
     return parameter(name, value, kind)
-
-
-def _model_id(model: BatchModel | str) -> str:
-    return model if isinstance(model, str) else model.unique_id
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user
-        return True
-    return True
-
-
-def _ttl_text(ttl: timedelta) -> str:
-    minutes = int(ttl.total_seconds() // 60)
-    return f"{minutes} min" if minutes else f"{int(ttl.total_seconds())} s"
 
 
 def _now() -> datetime:

@@ -16,14 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gemini_batch.build.cost import CostEstimate, actual_cost, estimate_groups, request_price_row
+from gemini_batch.clients.polling import Backoff, watch_jobs
 from gemini_batch.clients.storage import (
     GcsPath,
     object_lines,
@@ -32,10 +31,12 @@ from gemini_batch.clients.storage import (
     storage_client,
     upload_file,
 )
-from gemini_batch.clients.vertex import TOOL_LABEL, Backoff, JobStatus, VertexJobs, label_value
+from gemini_batch.clients.vertex import TOOL_LABEL, JobStatus, VertexJobs, label_value
 from gemini_batch.errors import ConfigError, InputError
 from gemini_batch.exit_codes import ExitCode
 from gemini_batch.rules import catalog, request_schema
+from gemini_batch.rules.catalog import MAX_REQUESTS_PER_JOB
+from gemini_batch.rules.pricing import CostEstimate, actual_cost, estimate_groups, request_price_row
 from gemini_batch.rules.request_checks import request_problems
 from gemini_batch.state.warehouse import MergeResult
 from gemini_batch.submit.ledger import (
@@ -48,7 +49,6 @@ from gemini_batch.submit.ledger import (
 if TYPE_CHECKING:
     from google.cloud import storage
 
-MAX_REQUESTS_PER_JOB = 200_000
 # Problems shown when lines are refused (the count of the others follows).
 SHOWN_PROBLEMS = 20
 # States after which a new job for the same input is made without asking: the job
@@ -343,20 +343,15 @@ def _follow(
 def _wait(jobs: VertexJobs, status: JobStatus, *, say: Callable[[str], None],
           poll: Backoff) -> JobStatus:
     """Poll until the job ends, saying each change of state or counts."""
-    shown = None
-    while True:
-        progress = (status.state, status.succeeded, status.failed)
-        if progress != shown:
-            done = status.succeeded + status.failed
-            total = done + status.incomplete
-            counts = f", {done}/{total} processed ({status.failed} failed)" if total else ""
-            say(f"Job {status.job_id}: {status.state}{counts}")
-            shown = progress
-            poll.reset()
-        if status.terminal:
-            return status
-        time.sleep(poll.next_delay())
-        status = jobs.get(status.name)
+
+    def changed(name: str, status: JobStatus) -> None:
+        done = status.succeeded + status.failed
+        total = done + status.incomplete
+        counts = f", {done}/{total} processed ({status.failed} failed)" if total else ""
+        say(f"Job {status.job_id}: {status.state}{counts}")
+
+    return watch_jobs([status.name], jobs.get, backoff=poll, on_change=changed,
+                      known={status.name: status})[status.name]
 
 
 def _read_predictions(client: storage.Client, files: list[GcsPath],

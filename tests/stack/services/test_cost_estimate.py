@@ -14,10 +14,11 @@ import uuid
 import pytest
 from google.cloud import bigquery
 
-from gemini_batch.build.cost import DEFAULT_ANSWER_TOKENS, FILE_PART_TOKENS, PriceTable, estimate
+from gemini_batch.build.estimate import estimate
 from gemini_batch.clients.bigquery import BigQuery, quote_table
 from gemini_batch.rules.catalog import MODELS
 from gemini_batch.rules.config import BatchModel, BatchModelConfig
+from gemini_batch.rules.pricing import DEFAULT_ANSWER_TOKENS, FILE_PART_TOKENS, PriceTable
 from gemini_batch.state.ledger import Ledger, LedgerEntry
 from gemini_batch.state.warehouse import RESPONSES_SCHEMA, Warehouse
 from helpers.samples import SAMPLES, sample_requests

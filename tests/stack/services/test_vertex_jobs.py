@@ -16,7 +16,8 @@ import httpx
 import pytest
 from google.cloud import bigquery
 
-from gemini_batch.clients.vertex import SUBMIT_LABEL, Backoff, JobStatus, VertexJobs, job_labels
+from gemini_batch.clients.polling import Backoff
+from gemini_batch.clients.vertex import SUBMIT_LABEL, JobStatus, VertexJobs, job_labels
 from gemini_batch.errors import JobServiceError
 from gemini_batch.local.stack import DEFAULT_LOCATION, StackState
 

@@ -16,9 +16,7 @@ from gemini_batch.rules.catalog import model_id
 
 # Every id the catalog knows, aliases included. A job for any other id is refused with
 # 404, as the service refuses a model it does not have (``--model ID`` adds more).
-KNOWN_MODELS = frozenset(
-    name for model in catalog.MODELS.values() for name in (model.name, *model.aliases)
-)
+KNOWN_MODELS = frozenset(catalog.NAMES)
 # What the service answers for a publisher model a project cannot use where it asked.
 _NOT_FOUND = (
     "Publisher Model `{parent}/publishers/google/models/{model}` was not found or your "

@@ -48,13 +48,13 @@ from gemini_batch.local.vertex.requests import batch_refusal
 from gemini_batch.local.vertex.store import TERMINAL_STATES, JobNotFound, JobStore, timestamp
 from gemini_batch.local.vertex.table_io import TableSink, TableSource
 from gemini_batch.local.vertex.tables import BigQueryError, BigQueryRest
+from gemini_batch.rules.catalog import MAX_REQUESTS_PER_JOB
 
 if TYPE_CHECKING:
     from google.cloud import storage
 
 log = logging.getLogger(__name__)
 
-MAX_REQUESTS_PER_JOB = 200_000
 # Rows read per page (Storage Read stream, tabledata.list page or lines) and written per
 # load job (output.OutputWriter also starts a load on size and time).
 PAGE_SIZE = 25_000

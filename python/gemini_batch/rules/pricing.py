@@ -1,8 +1,10 @@
-"""Token and cost estimates before a job is sent, actual cost after, and the budget cap.
+"""What batch requests cost: prices (the catalog's, with var ``gemini_batch_prices``), the
+token and cost estimate from pending requests grouped by what prices them, actual cost
+from the answers' usage, and the budget cap. Arithmetic only: no I/O.
 
 Prices and model facts (how a model thinks, its output limit, where it is served) come
-from :mod:`gemini_batch.rules.catalog`; the dbt var ``gemini_batch_prices`` overrides or adds
-prices. The estimate method, the tiers and the cap: docs/costs.md.
+from :mod:`gemini_batch.rules.catalog`. The estimate's query is
+``Warehouse.pending_price_groups``; the method, the tiers and the cap: docs/costs.md.
 """
 
 from __future__ import annotations
@@ -13,14 +15,12 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from gemini_batch.clients.bigquery import quote_table
 from gemini_batch.errors import BudgetExceededError, ConfigError
 from gemini_batch.rules import catalog
 from gemini_batch.rules.catalog import LONG_CONTEXT_TOKENS, Price
 from gemini_batch.rules.config import BatchModel
-from gemini_batch.state.warehouse import MergeResult, Warehouse
 
 PRICES_VAR = "gemini_batch_prices"
 # Answer tokens (candidates, thinking excluded) assumed per request until the ledger has
@@ -48,34 +48,6 @@ OTHER_FILE_PART_TOKENS = 258
 _PRICE_FIELDS = tuple(f.name for f in dataclasses.fields(Price))
 
 
-# Every name the catalog knows a model by (names and aliases).
-_CATALOG_NAMES: dict[str, catalog.Model] = {
-    name: model for model in catalog.MODELS.values() for name in (model.name, *model.aliases)
-}
-
-
-def _bare_name(gemini_model: str) -> str:
-    """``gemini-2.5-flash`` from ``publishers/google/models/gemini-2.5-flash@001``."""
-    return gemini_model.rsplit("/", 1)[-1].split("@", 1)[0].lower()
-
-
-def _longest_prefix(gemini_model: str, names: Sequence[str]) -> str | None:
-    """The longest of ``names`` the bare model name starts with, so that
-    'gemini-2.5-flash-preview-09-2025' finds 'gemini-2.5-flash'."""
-    bare = _bare_name(gemini_model)
-    matches = [name for name in names if bare.startswith(_bare_name(name))]
-    return max(matches, key=len) if matches else None
-
-
-def catalog_model(gemini_model: str) -> catalog.Model | None:
-    """The catalog's facts for a model name (exact, else the longest name it extends)."""
-    exact = catalog.lookup(gemini_model)
-    if exact is not None:
-        return exact
-    near = _longest_prefix(gemini_model, list(_CATALOG_NAMES))
-    return _CATALOG_NAMES[near] if near else None
-
-
 class PriceTable:
     """Prices by model name: the catalog's, with var gemini_batch_prices applied."""
 
@@ -83,7 +55,7 @@ class PriceTable:
         self, prices: Mapping[str, Price] | None = None, *, from_var: Sequence[str] = ()
     ) -> None:
         self.prices = dict(
-            {name: m.price for name, m in _CATALOG_NAMES.items()} if prices is None
+            {name: m.price for name, m in catalog.NAMES.items()} if prices is None
             else prices
         )
         # Names priced by the var: the user vouches for them (a model the catalog does
@@ -110,12 +82,12 @@ class PriceTable:
 
     def price_for(self, gemini_model: str) -> Price | None:
         """Price of a model name (publisher path and version suffix allowed), or None."""
-        known = _longest_prefix(gemini_model, list(self.prices))
+        known = catalog.longest_prefix(gemini_model, self.prices)
         return self.prices[known] if known else None
 
     def priced_by_var(self, gemini_model: str) -> bool:
         """Whether var gemini_batch_prices prices this model (or a name it extends)."""
-        return _longest_prefix(gemini_model, self.from_var) is not None
+        return catalog.longest_prefix(gemini_model, self.from_var) is not None
 
 
 def _var_price(name: str, spec: Any, base: Price | None) -> Price:
@@ -189,35 +161,6 @@ class CostEstimate:
         return self.thinking_tokens + self.answer_tokens
 
 
-def estimate(
-    warehouse: Warehouse,
-    model: BatchModel,
-    *,
-    live_shards: Sequence[str] = (),
-    prices: PriceTable | None = None,
-    observed: tuple[float, float] | None = None,
-    pending_snapshot: str | None = None,
-    sample: int | None = None,
-) -> CostEstimate:
-    """Estimate tokens and cost of ``model``'s pending requests, in one BigQuery query
-    (over ``pending_snapshot``, a :meth:`Warehouse.pending_snapshot` table, when given).
-
-    Input: text characters / 4 plus FILE_PART_TOKENS per file part. Output per request:
-    thinking (its thinkingBudget as the catalog model takes it; a dynamic budget spends
-    the observed thoughts, else the model's typical_tokens) plus the answer (observed,
-    else DEFAULT_ANSWER_TOKENS), thinking first within maxOutputTokens. ``observed`` is
-    the ledger's (answer, thoughts) tokens per answered request of this Gemini model.
-    Requests in ``live_shards`` (live jobs) are not pending; with ``sample``, only the
-    sample's are estimated (var gemini_batch_sample).
-    """
-    return estimate_groups(
-        model.config.gemini_model,
-        _pending_groups(warehouse, model, live_shards, pending_snapshot, sample),
-        prices=prices,
-        observed=observed,
-    )
-
-
 def estimate_groups(
     gemini_model: str,
     rows: Sequence[Any],
@@ -225,11 +168,18 @@ def estimate_groups(
     prices: PriceTable | None = None,
     observed: tuple[float, float] | None = None,
 ) -> CostEstimate:
-    """The estimate from requests grouped as the estimate's query groups them (or one row
-    per request: ``request_price_row``, for requests outside BigQuery)."""
+    """Tokens and cost of pending requests, from the rows of the estimate's query
+    (``Warehouse.pending_price_groups``: requests grouped by what prices them) or one
+    row per request (``request_price_row``, for requests outside BigQuery).
+
+    Input: text characters / 4 plus FILE_PART_TOKENS per file part. Output per request:
+    thinking (its thinkingBudget as the catalog model takes it; a dynamic budget spends
+    the observed thoughts, else the model's typical_tokens) plus the answer (observed,
+    else DEFAULT_ANSWER_TOKENS), thinking first within maxOutputTokens. ``observed`` is
+    the ledger's (answer, thoughts) tokens per answered request of this Gemini model."""
     prices = prices or PriceTable()
     price = prices.price_for(gemini_model)
-    facts = catalog_model(gemini_model)
+    facts = catalog.lookup(gemini_model, extended=True)
     # A model the catalog does not know: assume it thinks as Gemini 2.5+ models do.
     thinking = facts.thinking if facts else catalog.Thinking()
     answer, thoughts = (
@@ -305,79 +255,24 @@ class _Group:
         )
 
 
-def _pending_groups(
-    warehouse: Warehouse, model: BatchModel, live_shards: Sequence[str],
-    pending_snapshot: str | None = None, sample: int | None = None,
-) -> list[Any]:
-    """The one query of the estimate: the pending requests grouped by what prices them
-    (requested thinkingBudget, maxOutputTokens, over the long-context threshold), with
-    their count, input tokens and audio input tokens."""
-    if pending_snapshot is not None:
-        pending = f"SELECT request_id, request FROM {quote_table(pending_snapshot)}"
-        params: dict[str, Any] = {}
-    else:
-        pending, params = warehouse.pending_query(model, live_shards, sample)
-    return warehouse.bq.query(
-        estimate_groups_sql(pending),
-        {**params, "long_context_tokens": LONG_CONTEXT_TOKENS},
-    )
+class Usage(Protocol):
+    """Tokens of a job's answers as their usageMetadata counts them (``MergeResult``);
+    ``long_*``: of the requests over LONG_CONTEXT_TOKENS (output: candidates and
+    thoughts)."""
 
-
-def estimate_groups_sql(pending: str) -> str:
-    """The estimate's query over ``pending`` (a SELECT of request_id, request): one row
-    per group of requests that price alike, with parameter ``@long_context_tokens``.
-    The AI.GENERATE route runs the same query from the dbt package
-    (_gemini_batch_estimate_groups_sql; tests/unit/test_rules_agree.py ties them)."""
-    file_kinds = {f"file_parts_{n}": prefix for n, prefix in enumerate(FILE_PART_TOKENS)}
-    part_counts = ",\n        ".join(
-        f"{_mime_count(prefix)} AS {column}" for column, prefix in file_kinds.items()
-    )
-    file_tokens = " + ".join(
-        f"{FILE_PART_TOKENS[prefix]} * {column}" for column, prefix in file_kinds.items()
-    )
-    other_parts = " - ".join(["file_parts_all", *file_kinds])
-    audio_column = next(column for column, prefix in file_kinds.items() if prefix == "audio/")
-    return f"""
-SELECT
-  requested_budget, max_output_tokens, long_context,
-  COUNT(*) AS requests,
-  COALESCE(SUM(prompt_tokens), 0) AS input_tokens,
-  COALESCE(SUM(audio_tokens), 0) AS audio_tokens
-FROM (
-  SELECT *, prompt_tokens > @long_context_tokens AS long_context
-  FROM (
-    SELECT
-      CAST(CEIL(text_chars / {CHARS_PER_TOKEN}) AS INT64) + {file_tokens}
-        + {OTHER_FILE_PART_TOKENS} * ({other_parts}) AS prompt_tokens,
-      {FILE_PART_TOKENS["audio/"]} * {audio_column} AS audio_tokens,
-      requested_budget, max_output_tokens
-    FROM (
-      SELECT
-        LENGTH(ARRAY_TO_STRING(REGEXP_EXTRACT_ALL(body, {_TEXT_VALUE}), '')) AS text_chars,
-        {part_counts},
-        {_mime_count("")} AS file_parts_all,
-        requested_budget, max_output_tokens
-      FROM (
-        SELECT
-          TO_JSON_STRING(request) AS body,
-          COALESCE(
-            LAX_INT64(JSON_QUERY(request, '$.generationConfig.thinkingConfig.thinkingBudget')),
-            LAX_INT64(JSON_QUERY(request, '$.generation_config.thinking_config.thinking_budget'))
-          ) AS requested_budget,
-          COALESCE(
-            LAX_INT64(JSON_QUERY(request, '$.generationConfig.maxOutputTokens')),
-            LAX_INT64(JSON_QUERY(request, '$.generation_config.max_output_tokens'))
-          ) AS max_output_tokens
-        FROM ({pending})
-      )
-    )
-  )
-)
-GROUP BY requested_budget, max_output_tokens, long_context"""
+    prompt_tokens: int
+    candidates_tokens: int
+    thoughts_tokens: int
+    cached_tokens: int
+    audio_prompt_tokens: int
+    long_prompt_tokens: int
+    long_output_tokens: int
+    long_cached_tokens: int
+    long_audio_tokens: int
 
 
 def actual_cost(
-    gemini_model: str, usage: MergeResult, *, prices: PriceTable | None = None
+    gemini_model: str, usage: Usage, *, prices: PriceTable | None = None
 ) -> float | None:
     """Batch cost of a job's answers as the bill reads it (from their usageMetadata):
     requests over LONG_CONTEXT_TOKENS at the long-context rates, audio prompt tokens at
@@ -437,19 +332,27 @@ def check_budget(model: BatchModel, cost: CostEstimate) -> None:
 
 
 # A "text" string value anywhere in the request (contents, systemInstruction): its
-# characters, escapes included. A regular expression on the JSON text reads parts given
-# as a list or as one object alike.
-_TEXT_VALUE = r"""r'"text":"((?:[^"\\]|\\.)*)"'"""
+# characters, escapes included. A regular expression on the compact JSON text reads
+# parts given as a list or as one object alike; the estimate's SQL uses the same ones.
+TEXT_VALUE = r'"text":"((?:[^"\\]|\\.)*)"'
+
+
+def mime_type_pattern(prefix: str) -> str:
+    """The regular expression of a file part whose mime type starts with ``prefix``
+    (fileData/mimeType and file_data/mime_type alike)."""
+    if not re.fullmatch(r"[a-z/]*", prefix):
+        raise ValueError(f"mime type prefix {prefix!r}")
+    return f'"mime_?[tT]ype":"{prefix}'
 
 
 def request_price_row(request: Any) -> dict[str, Any]:
     """One request as a row of the estimate's query, computed as that SQL computes it
     (the same regular expressions over the compact JSON text), for ``estimate_groups``."""
     body = json.dumps(request, separators=(",", ":"), ensure_ascii=False)
-    text_chars = sum(len(match) for match in re.findall(_TEXT_VALUE[2:-1], body))
+    text_chars = sum(len(match) for match in re.findall(TEXT_VALUE, body))
 
     def mime_count(prefix: str) -> int:
-        return len(re.findall(rf'"mime_?[tT]ype":"{prefix}', body))
+        return len(re.findall(mime_type_pattern(prefix), body))
 
     file_parts = {prefix: mime_count(prefix) for prefix in FILE_PART_TOKENS}
     other_parts = mime_count("") - sum(file_parts.values())
@@ -486,14 +389,6 @@ def _lax_int(value: Any) -> int | None:
         return None
 
 
-def _mime_count(prefix: str) -> str:
-    """SQL: how many file parts of the request JSON text ``body`` have a mime type
-    starting with ``prefix`` (fileData/mimeType and file_data/mime_type alike)."""
-    if not re.fullmatch(r"[a-z/]*", prefix):
-        raise ValueError(f"mime type prefix {prefix!r}")
-    return f"""ARRAY_LENGTH(REGEXP_EXTRACT_ALL(body, r'"mime_?[tT]ype":"{prefix}'))"""
-
-
 def _non_negative(value: Any) -> float:
     if isinstance(value, bool):
         raise TypeError("a price is a number")
@@ -510,14 +405,14 @@ __all__ = [
     "OTHER_FILE_PART_TOKENS",
     "PRICES_VAR",
     "UNKNOWN_MAX_OUTPUT_TOKENS",
+    "TEXT_VALUE",
     "CostEstimate",
     "PriceTable",
+    "Usage",
     "actual_cost",
-    "catalog_model",
     "check_budget",
-    "estimate",
     "estimate_groups",
-    "estimate_groups_sql",
+    "mime_type_pattern",
     "model_problem",
     "request_price_row",
 ]
