@@ -122,10 +122,12 @@ def test_run_builds_requests_responses_and_view(bq, dbt_project: DbtTestProject)
     assert tables["questions"] == "VIEW"
     assert tables["questions__requests"] == "TABLE"
     assert tables["questions__responses"] == "TABLE"
+    assert tables["questions__keys"] == "TABLE"  # key -> request_id history (diff)
 
     requests = _rows(bq, f"select * from {dbt_project.quoted('questions__requests')}")
     assert len(requests) == 5
-    assert set(requests[0]) == {"id", "question", "request", "request_id", "request_problem"}
+    assert set(requests[0]) == {"id", "question", "request", "request_id", "request_problem",
+                                "_gemini_batch_key"}
 
     view_columns = [f.name for f in bq.get_table(f"{dbt_project.dataset}.questions").schema]
     assert view_columns == [
@@ -258,7 +260,7 @@ def test_a_responses_table_made_before_the_derived_columns_gets_them_filled(
     dbt_project.dbt_ok("run", "--select", "questions")
 
     columns = [f.name for f in bq.get_table(dbt_project.table("questions__responses")).schema]
-    assert columns[-3:] == ["answered", "empty_answer", "error_code"]
+    assert columns[-4:] == ["answered", "empty_answer", "error_code", "reused_from"]
     derived = {
         row["request_id"]: (row["answered"], row["empty_answer"], row["error_code"])
         for row in _rows(
