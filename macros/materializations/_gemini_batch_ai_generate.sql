@@ -38,9 +38,9 @@
     left join {{ responses }} as s on s.request_id = r.request_id
     where r.request_problem is null
       and not coalesce(s.answered, false)
-      and coalesce(s.attempts, 0) <= {{ max_retries }}
-      and not {{ gemini_batch._final_failure('s.status', 's.error_code', 's.empty_answer',
-                                             retry_empty_answers) }}
+      and not {{ gemini_batch._failed_for_good('s.status', 's.error_code', 's.empty_answer',
+                                               's.attempts', 's.retry_at_attempt', max_retries,
+                                               retry_empty_answers) }}
       {%- if live_shards %}
       and r.request_id not in ({% for shard in live_shards %}select request_id from {{ shard }}{{ ' union all ' if not loop.last }}{% endfor %})
       {%- endif %}

@@ -12,7 +12,17 @@
     ('processed_time', 'TIMESTAMP'), ('attempts', 'INT64'), ('last_error', 'STRING'),
     ('job_name', 'STRING'), ('updated_at', 'TIMESTAMP')]
     + gemini_batch._gemini_batch_derived_columns() | map(attribute='column') | list
-    + [('reused_from', 'STRING')]) }}
+    + gemini_batch._gemini_batch_later_columns()) }}
+{%- endmacro %}
+
+
+{#- Columns added after the first release, last, in this order, so a table made before
+    them gets them where a new one has them (state/responses.py RESPONSES_SCHEMA):
+    retry_at_attempt, what `gemini-batch retry` writes (`attempts` when a request was
+    asked again, NULL: never); reused_from, the table an answer was copied from (var
+    gemini_batch_answers_from, NULL: this target paid for it). -#}
+{% macro _gemini_batch_later_columns() -%}
+  {{ return([('retry_at_attempt', 'INT64'), ('reused_from', 'STRING')]) }}
 {%- endmacro %}
 
 
@@ -36,8 +46,9 @@
 {% macro _gemini_batch_reserved_columns() -%}
   {%- set derived = gemini_batch._gemini_batch_derived_columns() | map(attribute='column')
         | map(attribute=0) | list -%}
+  {%- set kept = derived + gemini_batch._gemini_batch_later_columns() | map(attribute=0) | list -%}
   {{ return(gemini_batch._gemini_batch_responses_columns() | map(attribute=0)
-            | reject('in', derived + ['reused_from']) | list
+            | reject('in', kept) | list
             + ['request_problem', 'batch_state', '_gemini_batch_raw_request',
                gemini_batch._gemini_batch_key_column()]) }}
 {%- endmacro %}
@@ -206,9 +217,10 @@ select
   case
     when coalesce(responses.answered, false) then 'succeeded'
     when requests.request_problem is not null then 'failed'
-    when coalesce(responses.attempts, 0) > {{ max_retries }} then 'failed'
-    when {{ gemini_batch._final_failure('responses.status', 'responses.error_code',
-                                        'responses.empty_answer', retry_empty_answers) }}
+    when {{ gemini_batch._failed_for_good('responses.status', 'responses.error_code',
+                                          'responses.empty_answer', 'responses.attempts',
+                                          'responses.retry_at_attempt', max_retries,
+                                          retry_empty_answers) }}
       then 'failed'
     else 'pending'
   end as batch_state
@@ -228,4 +240,37 @@ left join {{ responses_relation }} as responses
     {%- set reset = model.name in reset -%}
   {%- endif -%}
   {{ return(reset is sameas true) }}
+{%- endmacro %}
+
+
+{#- What the tables of a batch model were built from: the MD5 of its compiled SQL and
+    its Gemini model (which the request_ids hash). The materialization writes it in the
+    model's view (a CTE gemini_batch_built_from); `gemini-batch plan` compares it with
+    the model's SQL now
+    (python/gemini_batch/build/plan.py computes the same), and estimates from the SQL
+    when they differ. -#}
+{% macro _gemini_batch_fingerprint(model_sql, gemini_model) -%}
+  {{ return(local_md5(model_sql ~ '\n' ~ gemini_model)) }}
+{%- endmacro %}
+
+
+{#- The SELECT of <model>__requests as a build would make it now, from the model's
+    compiled SQL (`gemini-batch plan` on tables older than the SQL, or not built): read
+    only, its inputs must exist. `checks_relation`: the model's <model>__checks when it
+    exists (its kept results are reused), else none. -#}
+{% macro _gemini_batch_planned_requests_sql(model_sql, gemini_model, checks_relation=none) -%}
+  {%- if not execute -%}{{ return('') }}{%- endif -%}  {#- dbt parses the inline query first -#}
+  {%- set columns = get_column_schema_from_query(model_sql) -%}
+  {%- set request_types = columns | selectattr('name', 'equalto', 'request')
+        | map(attribute='dtype') | map('upper') | list -%}
+  {%- if request_types | length == 0 or request_types[0] not in ['JSON', 'STRING'] -%}
+    {{ exceptions.raise_compiler_error(
+        "the model must select a column `request` of type JSON (or STRING holding JSON "
+        ~ "text); it selects: " ~ columns | map(attribute='name') | join(', ')) }}
+  {%- endif -%}
+  {%- set checks = checks_relation or "(select cast(null as string) as request_id, "
+        ~ "cast(null as string) as request_problem, cast(null as string) as checked_with limit 0)" -%}
+  {{ return(gemini_batch._gemini_batch_requests_sql(
+      model_sql, columns, request_types[0], gemini_model, checks,
+      gemini_batch._gemini_batch_check_rules(request_types[0]))) }}
 {%- endmacro %}

@@ -103,8 +103,8 @@
   {#- A responses table kept from an older version gets the derived columns, filled
       once from its answers (ADR 0011): nothing paid for is asked again. -#}
   {%- if existing_responses is not none and not gemini_batch._gemini_batch_reset_requested() -%}
-    {%- set missing_derived = gemini_batch._gemini_batch_missing_derived(
-          adapter.get_columns_in_relation(responses_relation)) -%}
+    {%- set kept_columns = adapter.get_columns_in_relation(responses_relation) -%}
+    {%- set missing_derived = gemini_batch._gemini_batch_missing_derived(kept_columns) -%}
     {%- if missing_derived -%}
       {{ log("gemini_batch: adding " ~ missing_derived | join(', ') ~ " to "
              ~ responses_relation ~ " and filling them from its answers", info=true) }}
@@ -117,14 +117,16 @@
         {{ gemini_batch._gemini_batch_responses_fill_derived(responses_relation) }}
       {%- endcall -%}
     {%- endif -%}
-    {#- reused_from (answers copied from another dataset) came later: NULL for what
-        this target paid for. -#}
-    {%- if 'reused_from' not in adapter.get_columns_in_relation(responses_relation)
-          | map(attribute='name') | map('lower') | list -%}
-      {%- call statement('responses_add_reused_from') -%}
-        alter table {{ responses_relation }} add column if not exists reused_from STRING
-      {%- endcall -%}
-    {%- endif -%}
+    {#- Made before `gemini-batch retry` or var gemini_batch_answers_from: no retry was
+        asked of its rows, and this target paid for its answers (NULL). -#}
+    {%- set kept_names = kept_columns | map(attribute='name') | map('lower') | list -%}
+    {%- for column in gemini_batch._gemini_batch_later_columns() -%}
+      {%- if column[0] not in kept_names -%}
+        {%- call statement('responses_add_' ~ column[0]) -%}
+          alter table {{ responses_relation }} add column if not exists {{ column[0] }} {{ column[1] }}
+        {%- endcall -%}
+      {%- endif -%}
+    {%- endfor -%}
   {%- endif -%}
 
   {#- A table left where the view goes (the model was materialized otherwise before). -#}
@@ -134,11 +136,15 @@
     {%- do adapter.drop_relation(existing_relation) -%}
   {%- endif -%}
 
+  {#- The view says what its tables were built from, in a CTE it does not read (a
+      comment would not survive every SQL parser): `gemini-batch plan` reads it. -#}
   {%- call statement('main') -%}
     {{ get_create_view_as_sql(target_relation,
-         gemini_batch._gemini_batch_view_sql(requests_relation, responses_relation,
-                                             columns, batch.max_retries,
-                                            batch.retry_empty_answers)) }}
+         "with gemini_batch_built_from as (select '"
+         ~ gemini_batch._gemini_batch_fingerprint(sql, batch.gemini_model) ~ "' as fingerprint)\n"
+         ~ gemini_batch._gemini_batch_view_sql(requests_relation, responses_relation,
+                                               columns, batch.max_retries,
+                                               batch.retry_empty_answers)) }}
   {%- endcall -%}
 
   {%- set should_revoke = should_revoke(existing_relation, full_refresh_mode=true) -%}

@@ -10,6 +10,8 @@
       empty_answer_sql   the rule "an answer with nothing usable" (answers.empty_answer_sql)
       final_failure_sql  the rule "failed for good", and with retry_empty_answers
                          (answers.final_failure_sql), over the kept t.error_code and t.empty_answer
+      failed_for_good_sql  batch_state 'failed' over the kept columns, with attempts
+                         and retry_at_attempt (answers.failed_for_good_sql)
       locks_columns      [[name, type], ...] of gemini_batch_locks (ledger.LOCKS_SCHEMA)
       ended_states       job states after which a job never changes (ledger.ENDED_STATES)
       ai_generate_prefix job_name prefix of AI.GENERATE statements (ledger.AI_GENERATE_PREFIX)
@@ -38,6 +40,10 @@
           gemini_batch._final_failure('t.status', 't.error_code', 't.empty_answer') | trim,
       'final_failure_retry_empty_sql':
           gemini_batch._final_failure('t.status', 't.error_code', 't.empty_answer', true)
+          | trim,
+      'failed_for_good_sql':
+          gemini_batch._failed_for_good('t.status', 't.error_code', 't.empty_answer',
+                                        't.attempts', 't.retry_at_attempt', '@max_retries')
           | trim,
       'locks_columns': gemini_batch._gemini_batch_locks_columns(),
       'ended_states': gemini_batch._gemini_batch_ended_states(),

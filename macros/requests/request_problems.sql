@@ -217,7 +217,9 @@
     ('contents[0].parts[1]'). problem is NULL for a good part. A part holds exactly one
     of text, fileData, inlineData, functionCall, functionResponse; both the camelCase
     and snake_case spellings count, as the service accepts both. Fields are read once,
-    in inner selects, to keep the query small. -#}
+    in inner selects, to keep the query small. A text part whose text is JSON null (the
+    prompt expression gave NULL) says so in words: "the prompt is NULL
+    (contents[0].parts[0].text)" (section 3: "the system instruction"). -#}
 {% macro _part_problem(part_rows, section, path) -%}
   {%- set kinds = {
       'text': ['text'],
@@ -234,6 +236,7 @@
       select request_key, {{ section }} as section, item, sub_item,
         case
           when json_type(part) != 'object' then concat(path, ': is not an object')
+          when kind_count = 0 and null_text then concat('the {{ 'system instruction' if section == 3 else 'prompt' }} is NULL (', path, '.text)')
           when kind_count = 0 then concat(path, ': has none of {{ kind_list }}')
           when kind_count > 1 then concat(path, ': has more than one of {{ kind_list }}')
           when text is not null and (json_value(text) is null or json_type(text) = 'boolean')
@@ -256,6 +259,7 @@
         from (
           select request_key, item, sub_item, part, {{ path }} as path,
             {{ counted | join(' + ') }} as kind_count,
+            json_type(json_query(part, '$.text')) = 'null' as null_text,
             {{ gemini_batch._json_member('part', ['text']) }} as text,
             {{ gemini_batch._json_member('part', ['fileData', 'file_data']) }} as file_data,
             {{ gemini_batch._json_member('part', ['inlineData', 'inline_data']) }} as inline_data
@@ -376,7 +380,7 @@
         from (select request_key, {{ gemini_batch._request_object_column(objects, 'generationConfig.responseSchema') }} as response_schema from {{ fields }}) as schemas,
           unnest(regexp_extract_all(coalesce(json_value(parse_json(to_json_string(schemas.response_schema))),
                                              to_json_string(schemas.response_schema)), r'(?:^|[^\\])"type"\s*:\s*"([^"\\]*)"')) as type_name
-        where type_name not in ({% for name in schema.schema_types %}'{{ name }}', {% endfor %}'TYPE_UNSPECIFIED')
+        where upper(type_name) not in ({% for name in schema.schema_types %}'{{ name }}', {% endfor %}'TYPE_UNSPECIFIED')
       )
 {%- endmacro %}
 

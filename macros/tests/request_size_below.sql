@@ -1,5 +1,6 @@
 {#- Fails on every row whose request (`column_name`, JSON or STRING) is `max_bytes` bytes
-    or larger, as JSON text; each failing row carries `request_bytes`. -#}
+    or larger, as JSON text; each failing row carries the model's columns (which name it)
+    and `request_bytes`. -#}
 {% test request_size_below(model, column_name, max_bytes) %}
   {{ return(adapter.dispatch('test_request_size_below', 'gemini_batch')(model, column_name, max_bytes)) }}
 {% endtest %}
@@ -18,7 +19,7 @@
 select *
 from (
     select
-        {{ column_name }} as request,
+        *,
         {{ gemini_batch.request_size_bytes(column_name, input_type=input_type) }} as request_bytes
     from {{ model }}
 )

@@ -1,8 +1,9 @@
 {#- Fails on every row whose `column_name` is not a GenerateContentRequest Vertex AI
-    batch prediction accepts; each failing row carries the reason in `request_problem`
-    (see gemini_batch.request_problems). JSON and STRING columns both work.
-    `gemini_model` adds that model's rules; when not given, the tested model's own
-    `gemini_model` setting (a gemini_batch model's) is used, if it has one. -#}
+    batch prediction accepts; each failing row carries the model's columns (which name
+    it) and the reason in `request_problem` (see gemini_batch.request_problems). JSON
+    and STRING columns both work. `gemini_model` adds that model's rules; when not given,
+    the tested model's own `gemini_model` setting (a gemini_batch model's) is used, if it
+    has one. -#}
 {% test valid_request(model, column_name, gemini_model=none) %}
   {{ return(adapter.dispatch('test_valid_request', 'gemini_batch')(model, column_name, gemini_model)) }}
 {% endtest %}
@@ -25,7 +26,7 @@
 select *
 from (
     select
-        {{ column_name }} as request,
+        *,
         {{ gemini_batch.request_problems(column_name, input_type=input_type,
               gemini_model=gemini_batch._sql_string(found.model) if found.model else none) | indent(8) }} as request_problem
     from {{ model }}

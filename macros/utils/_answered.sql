@@ -42,15 +42,29 @@
 
 
 {#- Failed for good: sending the same request again cannot succeed. An invalid request,
-    a row error 4xx other than 429, or (unless retry_empty_answers) an answer with
+    a row error 4xx other than 409 ABORTED and 429, or (unless retry_empty_answers) an answer with
     nothing usable in it, which was paid for. `error_code` and `empty_answer` are the
     columns of <model>__responses that keep the row's error code (as error_code reads
     it) and _empty_answer: neither status nor response is parsed here. -#}
 {% macro _final_failure(status, error_code, empty_answer, retry_empty_answers=false) -%}
   {%- set code = error_code -%}
   coalesce({{ status }} = 'INVALID_REQUEST'
-    or ({{ code }} between 400 and 499 and {{ code }} != 429)
+    or ({{ code }} between 400 and 499 and {{ code }} not in (409, 429))
     {%- if not retry_empty_answers %}
     or {{ empty_answer }}
     {%- endif %}, false)
+{%- endmacro %}
+
+
+{#- Failed for good, the row's `batch_state = 'failed'` (with a responses row; an invalid
+    request is failed before this): its attempts since the last `gemini-batch retry`
+    are used up, or _final_failure. A retry asked since its last answer
+    (`retry_at_attempt` = `attempts`) makes it pending whatever the rest says.
+    python/gemini_batch/rules/answers.py's failed_for_good_sql is the same rule. -#}
+{% macro _failed_for_good(status, error_code, empty_answer, attempts, retry_at_attempt,
+                          max_retries, retry_empty_answers=false) -%}
+  (coalesce({{ retry_at_attempt }} != {{ attempts }}, true)
+  and (coalesce({{ attempts }}, 0) - coalesce({{ retry_at_attempt }}, 0) > {{ max_retries }}
+       or {{ gemini_batch._final_failure(status, error_code, empty_answer,
+                                         retry_empty_answers) }}))
 {%- endmacro %}

@@ -28,7 +28,7 @@ from rich.progress import (
 from rich.table import Table
 
 from gemini_batch.build.plan import ModelPlan
-from gemini_batch.build.summary import ModelSummary, Reporter
+from gemini_batch.build.summary import ModelSummary, Reporter, counted
 from gemini_batch.clients.polling import Progress as JobProgress
 from gemini_batch.clients.vertex import JobStatus
 from gemini_batch.exit_codes import ExitCode
@@ -71,9 +71,9 @@ class PlainReporter:
         self._requests[job_name] = requests
         self._started[job_name] = time.monotonic()
         if resumed:
-            text = f"resumed ({requests:,} requests, submitted by an earlier build)"
+            text = f"resumed ({counted(requests, 'request')}, submitted by an earlier build)"
         else:
-            text = f"submitted ({requests:,} requests)"
+            text = f"submitted ({counted(requests, 'request')})"
         self._line(model, f"job {_short(job_name)} {text}")
 
     def job_update(self, model: str, status: JobStatus) -> None:
@@ -204,33 +204,41 @@ def summary_notes(summary: ModelSummary) -> list[str]:
     if summary.error:
         notes.append(f"{summary.model}: {summary.error}")
     elif summary.all_cached and not summary.outside_sample:
-        notes.append(
-            f"{summary.model}: all {summary.requests - summary.failed:,} answerable "
-            "requests were cached; no job submitted."
-        )
+        answerable = summary.requests - summary.failed
+        were = "was" if answerable == 1 else "were"
+        notes.append(f"{summary.model}: all {counted(answerable, 'answerable request')} "
+                     f"{were} cached; no job submitted.")
     if summary.reused:
-        notes.append(f"{summary.model}: {summary.reused:,} answers copied from another "
-                     "dataset (var gemini_batch_answers_from), not sent: they cost nothing.")
+        notes.append(f"{summary.model}: {counted(summary.reused, 'answer')} copied from "
+                     "another dataset (var gemini_batch_answers_from), not sent: they cost "
+                     "nothing.")
+    notes.extend(f"{summary.model}: {warning}; the requests were sent all the same."
+                 for warning in summary.warnings)
     if summary.resumed:
-        notes.append(f"{summary.model}: resumed {summary.resumed:,} requests from an "
+        notes.append(f"{summary.model}: resumed {counted(summary.resumed, 'request')} from an "
                      "earlier build's jobs.")
     if summary.invalid:
-        notes.append(f"{summary.model}: {summary.invalid:,} invalid requests were not "
-                     "submitted (batch_state = 'failed', see last_error).")
+        were = "was" if summary.invalid == 1 else "were"
+        examples = f": {'; '.join(summary.invalid_examples)}" if summary.invalid_examples \
+            else ""
+        notes.append(f"{summary.model}: {counted(summary.invalid, 'invalid request')} {were} "
+                     f"not submitted (batch_state = 'failed', see last_error){examples}.")
     if summary.failure_reasons:
         notes.append(f"{summary.model}: failed for good: {_reasons(summary.failure_reasons)} "
                      "(last_error in the model's view says why; docs: Troubleshooting).")
     notes.extend(f"{summary.model}: job {job}" for job in summary.failed_jobs)
     if summary.in_flight_jobs:
-        notes.append(f"{summary.model}: {len(summary.in_flight_jobs)} job(s) in flight "
-                     f"({summary.pending:,} requests without an answer yet); the next "
+        notes.append(f"{summary.model}: {counted(len(summary.in_flight_jobs), 'job')} in flight "
+                     f"({counted(summary.pending, 'request')} without an answer yet); the next "
                      "`gemini-batch build` collects them, `gemini-batch wait` waits for them.")
     elif summary.outside_sample and not summary.error:
-        notes.append(f"{summary.model}: {summary.outside_sample:,} pending requests outside "
-                     "the sample were not sent; `gemini-batch build` without --sample "
-                     "sends them.")
+        were = "was" if summary.outside_sample == 1 else "were"
+        notes.append(f"{summary.model}: {counted(summary.outside_sample, 'pending request')} "
+                     f"outside the sample {were} not sent; `gemini-batch build` without "
+                     "--sample sends them.")
     elif summary.pending and not summary.error:
-        notes.append(f"{summary.model}: {summary.pending:,} requests are still pending; "
+        are = "is" if summary.pending == 1 else "are"
+        notes.append(f"{summary.model}: {counted(summary.pending, 'request')} {are} still pending; "
                      "run `gemini-batch build` again.")
     return notes
 
@@ -249,7 +257,7 @@ def plan_table(plans: list[ModelPlan]) -> Table:
         cap = "-" if config.max_cost_usd is None else (
             f"{_money(config.max_cost_usd)} on {config.max_cost_mode.replace('_', ' ')}")
         counts, estimate = item.counts, item.estimate
-        if not item.built or counts is None or estimate is None:
+        if counts is None or estimate is None:
             table.add_row(item.model.name, *["-"] * (len(columns) - 2), cap)
             continue
         table.add_row(
@@ -262,15 +270,38 @@ def plan_table(plans: list[ModelPlan]) -> Table:
     return table
 
 
+def _unanswered(count: int | None) -> str:
+    if count is None:
+        return "not built yet"
+    return f"{count:,} request{'' if count == 1 else 's'} without an answer yet"
+
+
 def plan_notes(plans: list[ModelPlan]) -> list[str]:
     """Sentences under the plan table."""
     notes = []
     for item in plans:
         name = item.model.name
-        if not item.built or item.counts is None:
+        if item.waits_on:
+            waits = ", ".join(f"{upstream} ({_unanswered(count)})"
+                              for upstream, count in item.waits_on.items())
+            notes.append(f"{name}: waits on the answers of {waits}: its requests are final "
+                         "only after them (`gemini-batch build` answers them first)"
+                         + ("." if item.counts is None else "; the figures are of its "
+                            "requests as they stand now."))
+        if item.missing_inputs:
+            missing = [table for table in item.missing_inputs
+                       if table.rsplit(".", 1)[-1] not in item.waits_on]
+            if missing:
+                notes.append(f"{name}: {item.from_sql}, and its inputs {', '.join(missing)} "
+                             "do not exist: build them first (a plain `dbt run --select "
+                             f"+{name}` sends nothing), then plan again.")
+            continue
+        if item.counts is None:
             notes.append(f"{name}: {item.model.requests_table} is not built yet; "
                          "run `gemini-batch build` (or `dbt run`) first.")
             continue
+        if item.from_sql:
+            notes.append(f"{name}: {item.from_sql}: the figures are read from its SQL now.")
         if item.model_problem:
             notes.append(f"{name}: {item.model_problem}")
         if item.over_budget:
@@ -279,20 +310,22 @@ def plan_notes(plans: list[ModelPlan]) -> list[str]:
             notes.append(f"{name}: failed for good, not sent again: "
                          f"{_reasons(item.failure_reasons)}.")
         if item.live_jobs:
-            notes.append(f"{name}: {item.live_jobs} job(s) of an earlier build are "
+            are = "is" if item.live_jobs == 1 else "are"
+            notes.append(f"{name}: {counted(item.live_jobs, 'job')} of an earlier build {are} "
                          "live; `build` resumes them first.")
         notes.extend(f"{name}: {warning}" for warning in item.reuse_warnings)
         for source, requests in item.reusable.items():
-            notes.append(f"{name}: {requests:,} pending requests have an answer in {source}: "
+            notes.append(f"{name}: {counted(requests, 'pending request')} "
+                         f"{'has' if requests == 1 else 'have'} an answer in {source}: "
                          "`build` copies them instead of sending them.")
         if item.reuse_saves_usd is not None:
             notes.append(f"{name}: answers reused save {_money(item.reuse_saves_usd)} "
                          "(est.; the estimate above still counts them).")
         if item.sample is not None:
             notes.append(f"{name}: --sample {item.sample:,}: {item.sampled or 0:,} of the "
-                         f"{item.counts.pending:,} pending requests would be sent; the "
-                         "estimate is theirs.")
-        if item.counts.pending == 0:
+                         f"{counted(item.counts.pending, 'pending request')} would be sent; "
+                         "the estimate is theirs.")
+        if item.counts.pending == 0 and not item.waits_on:
             notes.append(f"{name}: nothing to submit (all cached or failed for good).")
     return notes
 
@@ -360,12 +393,17 @@ def job_document(entry: LedgerEntry, status: JobStatus | None = None) -> dict[st
 
 
 def build_document(command: str, exit_code: ExitCode, summaries: list[ModelSummary],
-                   errors: list[str], jobs: list[LedgerEntry]) -> dict[str, Any]:
-    """`build --json` / `run --json`."""
+                   errors: list[str], jobs: list[LedgerEntry], *,
+                   exit_reason: str | None = None, message: str | None = None
+                   ) -> dict[str, Any]:
+    """`build --json` / `run --json`, whatever ended the build: ``exit_reason`` says
+    more than the code when it was stopped (``dbt_failed``, ``config_error``...) and
+    ``message`` why; ``summaries`` are the batch models that ran before."""
     return {
         "command": command,
         "exit_code": int(exit_code),
-        "exit_reason": exit_code.reason,
+        "exit_reason": exit_reason or exit_code.reason,
+        "message": message,
         "models": [
             {**_plain(summary), "estimated_cost_usd": summary.estimated_cost_usd,
              "actual_cost_usd": summary.cost_usd}
@@ -390,12 +428,15 @@ def plan_document(plans: list[ModelPlan]) -> dict[str, Any]:
 
 def jobs_document(command: str, exit_code: ExitCode, jobs: list[LedgerEntry],
                   service: dict[str, JobStatus] | None = None,
-                  recent: list[LedgerEntry] | None = None) -> dict[str, Any]:
+                  recent: list[LedgerEntry] | None = None, *,
+                  exit_reason: str | None = None, message: str | None = None
+                  ) -> dict[str, Any]:
     """`status --json` (live and recent jobs) and `wait --json` (the jobs waited on)."""
     document = {
         "command": command,
         "exit_code": int(exit_code),
-        "exit_reason": exit_code.reason,
+        "exit_reason": exit_reason or exit_code.reason,
+        "message": message,
         "jobs": [job_document(entry, (service or {}).get(entry.job_name)) for entry in jobs],
     }
     if recent is not None:

@@ -173,12 +173,15 @@ class DbtTestProject:
             return CliRunner().invoke(
                 main, [command, *self.args(), *with_fast_polls(command, args)], input=input)
 
-    def spawn(self, command: str, *args: str) -> subprocess.Popen[str]:
-        """`gemini-batch <command> ...` as a subprocess, output on its stdout."""
+    def spawn(self, command: str, *args: str, stderr_apart: bool = False
+              ) -> subprocess.Popen[str]:
+        """`gemini-batch <command> ...` as a subprocess, output on its stdout (its stderr
+        on a pipe of its own with ``stderr_apart``: `--json` documents)."""
         return subprocess.Popen(
             [str(BIN / "gemini-batch"), command, *self.args(), *with_fast_polls(command, args)],
             env={**os.environ, **self.environment()},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE if stderr_apart else subprocess.STDOUT, text=True,
         )
 
     def run(self, program: str, *args: str) -> str:

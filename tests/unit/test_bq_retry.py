@@ -389,10 +389,17 @@ def test_the_fault_mode_counts_what_it_saw_and_starts_again_when_set() -> None:
     conflicts = DmlConflicts(BigQueryFaults(dml_conflict_rate=1.0))
     conflicts.conflict(mutated_table("SELECT 1", "p"))
     conflicts.conflict(mutated_table("DELETE FROM d.t WHERE TRUE", "p"))
-    assert conflicts.state() == {"dml_conflict_rate": 1.0, "seed": 0, "dml_statements": 1,
-                                 "dml_conflicts": 1}
+    assert conflicts.state() == {"dml_conflict_rate": 1.0, "seed": 0, "hold_queries": "",
+                                 "dml_statements": 1, "dml_conflicts": 1, "held_queries": 0}
     conflicts.set(BigQueryFaults.from_dict({"dml_conflict_rate": "0.5"}, conflicts.faults))
     assert conflicts.state()["dml_statements"] == 0
+
+
+def test_the_hold_holds_the_queries_with_its_marker_until_it_changes() -> None:
+    faults = DmlConflicts(BigQueryFaults.from_dict({"hold_queries": "-- hold me"}))
+    assert faults.holds("select 1 -- hold me") and not faults.holds("select 1")
+    faults.set(BigQueryFaults.from_dict({}))
+    assert not faults.holds("select 1 -- hold me")
 
 
 def test_fault_settings_come_from_the_environment_and_are_checked() -> None:

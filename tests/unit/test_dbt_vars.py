@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gemini_batch.build.dbt_project import DbtOptions, DbtProject
+from gemini_batch.build.dbt_options import DbtOptions
+from gemini_batch.build.dbt_project import DbtProject
 from gemini_batch.rules.config import ledger_dataset
 from gemini_batch.rules.pricing import PriceTable
 from helpers.offline_profile import offline_profile

@@ -18,8 +18,10 @@ from typing import Any
 
 import pytest
 
-from gemini_batch.build.model_run import BatchContext, BatchSettings, ModelRun
+from gemini_batch.build.context import BatchContext, BatchSettings
+from gemini_batch.build.model_run import ModelRun
 from gemini_batch.clients.vertex import TOOL_LABEL, JobStatus
+from gemini_batch.routes.base import OutputPlace
 from gemini_batch.rules.config import BatchModel, BatchModelConfig
 from gemini_batch.rules.pricing import PriceTable
 from gemini_batch.state.ledger import LedgerEntry, LockOwner
@@ -96,7 +98,8 @@ class FakeWarehouse:
 
     def pending_price_groups(self, model: BatchModel, live_shards: Any = (),
                              pending_snapshot: str | None = None,
-                             sample: int | None = None) -> list[dict[str, Any]]:
+                             *, sample: int | None = None,
+                             planned: str | None = None) -> list[dict[str, Any]]:
         snapshot = self.bq.snapshot
         return [{"requested_budget": None, "max_output_tokens": None,
                  "long_context": False, "requests": len(snapshot),
@@ -167,6 +170,9 @@ class FakeJob:
     end_state: str = "SUCCEEDED"
     fails: set[str] = field(default_factory=set)
     brings_nothing: bool = False
+    # It answered (its counts say so) but nothing is where its output should be, until
+    # the test puts it back.
+    output_lost: bool = False
     held: bool = False  # still running (the test releases it)
 
 
@@ -245,9 +251,15 @@ class FakeRoute:
     def has_output(self, job: JobStatus) -> bool:
         return not self.jobs[job.name].brings_nothing
 
+    def locate(self, entry: LedgerEntry) -> OutputPlace:
+        job = self.jobs[entry.job_name]
+        return OutputPlace(found=not (job.brings_nothing or job.output_lost),
+                           where=f"output table {entry.output_table} (as asked)",
+                           check="check the table")
+
     def collect(self, entry: LedgerEntry) -> MergeResult | None:
         job = self.jobs[entry.job_name]
-        if job.brings_nothing:
+        if job.brings_nothing or job.output_lost:
             return None
         answered = [rid for rid in job.requests if rid not in job.fails]
         self.warehouse.answered.update(answered)
@@ -336,7 +348,7 @@ def test_a_round_answers_every_pending_request_and_leaves_no_table():
     assert all(entry.merged_at and entry.state == "SUCCEEDED" for entry in build.recorded())
     assert [entry.request_count for entry in build.recorded()] == [2, 2, 1]
     assert build.job_tables() == []
-    assert "5 requests in 3 job(s)" in build.reporter.lines[0]
+    assert "5 requests in 3 jobs" in build.reporter.lines[0]
 
     again = build.run()  # every answer is cached: nothing is sent again
     assert (again.submitted, again.cached, again.pending) == (0, 5, 0)
@@ -373,7 +385,7 @@ def test_a_live_job_of_an_earlier_build_is_resumed_not_sent_again():
     summary = build.run()
     assert summary.resumed == 5
     assert (summary.submitted, summary.succeeded, summary.pending) == (0, 5, 0)
-    assert "resuming 1 job(s) of an earlier build (5 requests)" in build.reporter.lines
+    assert "resuming 1 job of an earlier build (5 requests)" in build.reporter.lines
     assert len(build.route.submitted) == 1
 
 
@@ -461,6 +473,39 @@ def test_a_job_that_brings_nothing_back_ends_the_rounds_and_the_requests_stay_pe
 
     retry = build.run()  # a later build sends them again
     assert (retry.submitted, retry.succeeded) == (5, 5)
+
+
+def test_a_job_that_answered_with_its_output_missing_is_kept_unmerged_until_it_is_read():
+    build = Build(5, max_retries=3)
+    build.route.outcome = {0: {"output_lost": True}}
+    summary = build.run()
+    [name] = build.route.submitted
+    job_id = name.rsplit("/", 1)[-1]
+    failed_job = summary.error
+    assert summary.failed_jobs == []
+    assert failed_job.startswith(
+        f"job {job_id} ended SUCCEEDED with 5 answers but nothing was found to merge: output "
+        "table p.ds.reviews__output_")
+    assert "not found; check the table. Its 5 requests are not sent again" in failed_job
+    assert f"`gemini-batch collect {job_id}`" in failed_job
+    # Not merged, nothing dropped, nothing pending: the requests are in flight.
+    [entry] = build.recorded()
+    assert (entry.state, entry.merged_at, entry.succeeded_count) == ("SUCCEEDED", None, 5)
+    assert entry.shard_table in build.job_tables()
+    assert (summary.submitted, summary.succeeded) == (5, 0)
+    assert build.warehouse.counts(build.model, [entry.shard_table]).pending == 0
+
+    again = build.run()  # still missing: nothing sent, still unmerged
+    assert again.submitted == 0 and again.error.startswith(f"job {job_id} ended SUCCEEDED")
+    assert build.recorded()[0].merged_at is None
+
+    build.route.jobs[name].output_lost = False  # the output turns up
+    done = build.run()
+    assert done.error is None and done.failed_jobs == []
+    assert (done.submitted, done.succeeded, done.pending) == (0, 5, 0)
+    assert build.recorded()[0].merged_at is not None
+    assert build.job_tables() == []
+    assert len(build.route.submitted) == 1
 
 
 def test_invalid_requests_are_marked_and_never_sent():

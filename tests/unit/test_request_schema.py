@@ -42,12 +42,18 @@ def test_a_nested_typo_is_named_with_the_field_meant():
 
 
 @pytest.mark.parametrize(("given", "meant"), [("INT64", "INTEGER"), ("BOOL", "BOOLEAN"),
-                                               ("FLOAT64", "NUMBER"), ("object", "OBJECT")])
+                                               ("FLOAT64", "NUMBER")])
 def test_bigquery_type_names_in_a_response_schema_get_the_openapi_name(given, meant):
     schema = {"type": "OBJECT", "properties": {"urgency": {"type": given}}}
     (problem,) = _messages(_request({"responseSchema": schema}))
     assert problem.startswith(f'generationConfig.responseSchema.properties.urgency.type: "{given}"')
     assert problem.endswith(f"did you mean {meant}?")
+
+
+@pytest.mark.parametrize("given", ["object", "integer", "String"])
+def test_a_response_schema_type_in_any_case_is_taken_as_the_service_takes_it(given):
+    schema = {"type": "OBJECT", "properties": {"urgency": {"type": given}}}
+    assert _messages(_request({"responseSchema": schema})) == []
 
 
 def test_types_and_enums_at_any_depth_and_both_spellings():

@@ -176,6 +176,16 @@ def test_error_code_rule_agrees(jinja_rules: dict[str, Any]) -> None:
     )
 
 
+def test_failed_for_good_rule_agrees(jinja_rules: dict[str, Any]) -> None:
+    """The view's batch_state 'failed' and the operator's pending requests, retries
+    asked with `gemini-batch retry` included."""
+    assert _normalised(jinja_rules["failed_for_good_sql"]) == _normalised(
+        answers.failed_for_good_sql(
+            "t.status", "t.error_code", "t.empty_answer", "t.attempts", "t.retry_at_attempt",
+            "@max_retries", retry_empty_answers=False)
+    )
+
+
 def test_locks_columns_and_ended_states_agree(jinja_rules: dict[str, Any]) -> None:
     """The AI.GENERATE route takes the lock a build takes and skips live batch jobs."""
     assert jinja_rules["locks_columns"] == [list(item) for item in ledger.LOCKS_SCHEMA.items()]

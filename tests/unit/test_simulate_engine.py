@@ -334,6 +334,24 @@ def test_empty_answers_are_drawn_per_job_row_and_the_kinds_mixed():
     assert len(pairs) == 4
 
 
+def test_stop_with_no_parts_is_drawn_per_job_row_and_says_stop():
+    faults = Faults.from_dict({"stop_empty_rate": 0.3})
+    first = [faults.stop_empty("job-1", row) for row in range(1000)]
+    assert first == [faults.stop_empty("job-1", row) for row in range(1000)]
+    assert 200 < sum(first) < 400
+    # A resend is a new job: the same row draws again, and most pass.
+    again = [faults.stop_empty("job-2", row) for row, drawn in enumerate(first) if drawn]
+    assert sum(again) < len(again) / 2
+    answer = empty_answer({"candidates": [{"content": {"parts": [{"text": "hi"}]}}],
+                           "usageMetadata": {"promptTokenCount": 3,
+                                             "candidatesTokenCount": 1}},
+                          "finish:STOP", limit=100)
+    assert answer["candidates"] == [{"content": {"role": "model"}, "finishReason": "STOP"}]
+    assert answer["usageMetadata"] == {"promptTokenCount": 3, "totalTokenCount": 3}
+    with pytest.raises(FaultError, match="stop_empty_rate"):
+        Faults.from_dict({"stop_empty_rate": 2})
+
+
 # ---------------------------------------------------------------------------- models, jobs
 
 

@@ -31,7 +31,7 @@ from gemini_batch.errors import ConfigError, GeminiBatchError
 from gemini_batch.exit_codes import ExitCode
 
 if TYPE_CHECKING:
-    from gemini_batch.build.dbt_project import DbtOptions
+    from gemini_batch.build.dbt_options import DbtOptions
     from gemini_batch.build.stages import BuildResult
     from gemini_batch.build.workspace import Workspace
     from gemini_batch.rules.config import BatchModel
@@ -158,7 +158,7 @@ class GeminiBatchBuildOperator(BaseOperator):
     def _build(self) -> BuildResult:
         from rich.console import Console
 
-        from gemini_batch.build.model_run import BatchSettings
+        from gemini_batch.build.context import BatchSettings
         from gemini_batch.build.stages import build
         from gemini_batch.display import make_reporter, print_summary
         from gemini_batch.errors import service_errors
@@ -184,7 +184,7 @@ class GeminiBatchBuildOperator(BaseOperator):
 
     def dbt_options(self) -> DbtOptions:
         """The dbt arguments of the build, as `gemini-batch build` would get them."""
-        from gemini_batch.build.dbt_project import DbtOptions, run_flags, split_selection
+        from gemini_batch.build.dbt_options import DbtOptions, run_flags, split_selection
 
         extra = run_flags(self.dbt_args, full_refresh=self.full_refresh, threads=self.threads)
         return DbtOptions(

@@ -15,7 +15,7 @@ from gemini_batch.state.reuse import AnswerSources, deferred_dataset, sample_siz
 from gemini_batch.state.warehouse import RequestCounts
 
 if TYPE_CHECKING:
-    from gemini_batch.build.model_run import BatchContext
+    from gemini_batch.build.context import BatchContext
 
 
 class AnswersLoop:
@@ -44,7 +44,7 @@ class AnswersLoop:
         """The pending requests the build may send: those of the sample, if any."""
         if self.sample is None or counts.pending == 0:
             return counts.pending
-        return self.ws.warehouse.pending_count(self.model, live_shards, self.sample)
+        return self.ws.warehouse.pending_count(self.model, live_shards, sample=self.sample)
 
 
 __all__ = ["AnswersLoop"]

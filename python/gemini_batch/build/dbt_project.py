@@ -4,7 +4,8 @@ Talks to dbt only (``dbtRunner``, one invocation at a time, as dbt requires): a 
 gives the manifest, ``dbt ls`` resolves the user's selection with dbt's own selector
 logic, and the selected nodes are cut into stages. Stage L holds the nodes whose inputs
 are final once the batch models of lower stages have their answers; ``build`` runs the
-batch models' jobs after each stage.
+batch models' jobs after each stage. The tests on a batch model's ``request`` column
+read no answer: they run in the model's own stage, before its jobs, and gate them.
 """
 
 from __future__ import annotations
@@ -16,79 +17,16 @@ from dataclasses import dataclass
 from graphlib import TopologicalSorter
 from typing import Any
 
+from gemini_batch.build.dbt_interrupt import interrupt_quietly
+from gemini_batch.build.dbt_options import DbtOptions
 from gemini_batch.clients.endpoints import is_local
-from gemini_batch.errors import ConfigError, DbtError
+from gemini_batch.errors import ConfigError, DbtError, DbtParseError
 from gemini_batch.rules.config import BatchModel
 
 MATERIALIZATION = "gemini_batch"
 PACKAGE = "gemini_batch"  # the dbt package's name, which scopes its vars
 # Node types `dbt build` executes; `dbt run` executes models only.
 BUILD_RESOURCE_TYPES = frozenset({"model", "seed", "snapshot", "test", "unit_test", "function"})
-
-
-def split_selection(values: tuple[tuple[str, ...] | str, ...]) -> tuple[str, ...]:
-    """`-s a b`, `-s "a b"` and `-s a -s b` mean the same, as in dbt."""
-    flat = [item for value in values for item in ((value,) if isinstance(value, str) else value)]
-    return tuple(part for item in flat for part in item.split())
-
-
-def run_flags(
-    extra: Sequence[str] = (), *, full_refresh: bool = False, threads: int | None = None,
-    fail_fast: bool = False,
-) -> tuple[str, ...]:
-    """The dbt arguments of a build's flags (the command's options, the Airflow
-    operator's parameters) after ``extra`` (passed to dbt as they are)."""
-    flags = list(extra)
-    if full_refresh:
-        flags.append("--full-refresh")
-    if threads is not None:
-        flags += ["--threads", str(threads)]
-    if fail_fast:
-        flags.append("--fail-fast")
-    return tuple(flags)
-
-
-@dataclass(frozen=True)
-class DbtOptions:
-    """The dbt arguments a gemini-batch command was given."""
-
-    project_dir: str | None = None
-    profiles_dir: str | None = None
-    target: str | None = None
-    profile: str | None = None
-    vars: str | None = None
-    select: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    selector: str | None = None
-    state: str | None = None
-    # Passed as they are to the `dbt run|build` of each stage (--full-refresh, --threads...).
-    extra: tuple[str, ...] = ()
-
-    def common_args(self) -> list[str]:
-        """Arguments every invocation gets: where the project is and which target."""
-        args: list[str] = []
-        for flag, value in (
-            ("--project-dir", self.project_dir),
-            ("--profiles-dir", self.profiles_dir),
-            ("--target", self.target),
-            ("--profile", self.profile),
-            ("--vars", self.vars),
-        ):
-            if value is not None:
-                args += [flag, value]
-        return args
-
-    def selection_args(self) -> list[str]:
-        args: list[str] = []
-        if self.select:
-            args += ["--select", *self.select]
-        if self.exclude:
-            args += ["--exclude", *self.exclude]
-        if self.selector:
-            args += ["--selector", self.selector]
-        if self.state:
-            args += ["--state", self.state]
-        return args
 
 
 @dataclass(frozen=True)
@@ -113,14 +51,25 @@ class DbtTarget:
         return create_google_credentials(self.credentials)
 
 
+# The column of a batch model that holds the request: tests on it gate the model's jobs.
+REQUEST_COLUMN = "request"
+# Statuses of a node result that make an invocation fail.
+FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
+
+
 def _failure_message(result: Any, what: str) -> str:
     """dbt's own words for a failed invocation."""
     if result.exception is not None:
-        return f"{what} failed: {result.exception}"
+        # dbt wraps some errors ("Error parsing inline query"): the cause says what.
+        causes, error = [], result.exception
+        while error is not None and len(causes) < 5:
+            causes.append(str(error).strip())
+            error = error.__cause__ or error.__context__
+        return f"{what} failed: {': '.join(dict.fromkeys(c for c in causes if c))}"
     lines = []
     for node_result in getattr(result.result, "results", None) or []:
         status = str(getattr(node_result, "status", ""))
-        if status in ("error", "fail", "runtime error"):
+        if status in FAILED_STATUSES:
             node = getattr(node_result, "node", None)
             name = getattr(node, "unique_id", "?")
             lines.append(f"  {name}: {status}: {node_result.message}")
@@ -145,14 +94,24 @@ class DbtProject:
         self.invocation_id: str | None = None
         self._vars: dict[str, Any] | None = None
 
-    def _invoke(self, args: list[str], what: str) -> Any:
-        result = self.runner.invoke(args)
+    def _invoke(self, args: list[str], what: str, *, error: type[DbtError] = DbtError,
+                tolerated: frozenset[str] = frozenset()) -> Any:
+        """Run one dbt invocation; ``error`` when it fails, unless every node that failed
+        is one of ``tolerated`` (the caller reads their results). Ctrl-C while dbt runs
+        is a KeyboardInterrupt, not a dbt failure (dbt's traceback is not printed)."""
+        with interrupt_quietly() as interrupted:
+            result = self.runner.invoke(args)
+        if interrupted.is_set() or isinstance(result.exception, KeyboardInterrupt):
+            raise KeyboardInterrupt
         # An invocation leaves cycles of its own objects (its graph, adapters, events)
         # behind; collected now, the process's next steps reuse their memory instead of
         # growing past them (about 10 MB of the build's peak).
         gc.collect()
-        if not result.success:
-            raise DbtError(_failure_message(result, what))
+        if not result.success and not (
+            result.exception is None and tolerated
+            and {node_result.node.unique_id for node_result in _failed(result)} <= tolerated
+        ):
+            raise error(_failure_message(result, what))
         from dbt_common.invocation import get_invocation_id
 
         self.invocation_id = get_invocation_id()
@@ -168,7 +127,8 @@ class DbtProject:
     def parse(self) -> None:
         """Parse the project (partial parsing applies) and keep the manifest for reuse."""
         self.runner = self._runner_class()
-        result = self._invoke(["parse", *self.options.common_args(), "--quiet"], "dbt parse")
+        result = self._invoke(["parse", *self.options.common_args(), "--quiet"], "dbt parse",
+                              error=DbtParseError)
         self.manifest = result.result
         # Later invocations reuse it instead of parsing again.
         self.runner = self._runner_class(manifest=self.manifest)
@@ -288,11 +248,19 @@ class DbtProject:
         graph = {uid: self._parents(uid) for uid in self._graph_ids()}
         level: dict[str, int] = {}
         ready: dict[str, int] = {}  # level after which a node's data is final
+        gates: dict[str, str] = {}  # request test -> the batch model whose jobs it gates
         for uid in TopologicalSorter(graph).static_order():
             parents = [p for p in graph.get(uid, ()) if p in ready]
+            gated = self._request_test_of(uid, batch)
             if uid in graph and str(self.node(uid).resource_type) == "unit_test":
                 # dbt runs a unit test before building its model: same stage as the model.
                 lvl = max((level[p] for p in parents), default=0)
+            elif gated is not None:
+                # Reads the requests, not the answers: beside the model, before its jobs
+                # (unless another of its inputs is final only later).
+                lvl = max((level[p] if p == gated else ready[p] for p in parents), default=0)
+                if lvl == level[gated]:
+                    gates[uid] = gated
             else:
                 lvl = max((ready[p] for p in parents), default=0)
             level[uid] = lvl
@@ -302,8 +270,40 @@ class DbtProject:
             nodes = [u for u in selected if level[u] == lvl]
             models = [u for u in nodes if u in batch]
             if nodes:
-                stages.append(Stage(level=lvl, node_ids=tuple(nodes), batch_ids=tuple(models)))
+                stages.append(Stage(
+                    level=lvl, node_ids=tuple(nodes), batch_ids=tuple(models),
+                    request_tests=tuple((t, gates[t]) for t in nodes if t in gates),
+                ))
         return stages
+
+    def _request_test_of(self, unique_id: str, batch: set[str]) -> str | None:
+        """The batch model (of ``batch``) whose ``request`` column the test ``unique_id``
+        tests, or None."""
+        if unique_id not in self.manifest.nodes:
+            return None
+        node = self.node(unique_id)
+        if str(node.resource_type) != "test":
+            return None
+        attached = getattr(node, "attached_node", None)
+        column = getattr(node, "column_name", None)
+        if attached in batch and str(column or "").strip("`\"").lower() == REQUEST_COLUMN:
+            return attached
+        return None
+
+    def downstream(self, unique_ids: Iterable[str]) -> set[str]:
+        """Every node that depends on one of ``unique_ids``, directly or not."""
+        children: dict[str, list[str]] = {}
+        for uid in self._graph_ids():
+            for parent in self._parents(uid):
+                children.setdefault(parent, []).append(uid)
+        found: set[str] = set()
+        todo = list(unique_ids)
+        while todo:
+            for child in children.get(todo.pop(), ()):
+                if child not in found:
+                    found.add(child)
+                    todo.append(child)
+        return found
 
     def _parents(self, unique_id: str) -> list[str]:
         depends_on = getattr(self.node(unique_id), "depends_on", None)
@@ -332,10 +332,85 @@ class DbtProject:
             args += ["--exclude", *(f"fqn:{'.'.join(self.node(u).fqn)}" for u in extra)]
         return args
 
-    def run_stage(self, command: str, stage: Stage, total: int) -> None:
+    def run_stage(self, command: str, stage: Stage, total: int) -> list[Any]:
+        """Run one stage. The results of its request tests that did not pass (failed,
+        warned or errored: the caller decides); any other failure is a DbtError."""
         args = [command, *self.options.common_args(), *self.stage_selection(stage.node_ids),
-                "--indirect-selection", "empty", *self.options.extra]
-        self._invoke(args, f"dbt {command} (stage {stage.level + 1} of {total})")
+                *self.options.state_args(), "--indirect-selection", "empty",
+                *self.options.extra]
+        gates = {test for test, _ in stage.request_tests}
+        result = self._invoke(args, f"dbt {command} (stage {stage.level + 1} of {total})",
+                              tolerated=frozenset(gates))
+        return [
+            node_result for node_result in getattr(result.result, "results", None) or []
+            if node_result.node.unique_id in gates
+            and str(node_result.status) in (*FAILED_STATUSES, "warn")
+        ]
+
+    def compile(self, unique_ids: Sequence[str]) -> dict[str, str]:
+        """The compiled SQL of ``unique_ids`` (models), as a run would execute it."""
+        if not unique_ids:
+            return {}
+        result = self._invoke(
+            ["compile", *self.options.common_args(), *self.stage_selection(unique_ids),
+             "--indirect-selection", "empty", "--log-level", "none"], "dbt compile")
+        return {
+            node_result.node.unique_id: node_result.node.compiled_code
+            for node_result in getattr(result.result, "results", None) or []
+            if node_result.node.unique_id in unique_ids
+        }
+
+    def render(self, jinja: str) -> str:
+        """``jinja`` compiled as an inline query of the project (its macros, its target):
+        SQL a command runs itself."""
+        result = self._invoke(
+            ["compile", *self.options.common_args(), "--inline", jinja, "--log-level", "none"],
+            "dbt compile --inline")
+        return str(result.result.results[0].node.compiled_code)
+
+    def relation(self, unique_id: str) -> str | None:
+        """``project.dataset.table`` of a model, seed, snapshot or source (None: an
+        ephemeral model, or a node that is no relation)."""
+        node = self.manifest.sources.get(unique_id) or self.node(unique_id)
+        if str(getattr(node, "resource_type", "")) not in ("model", "seed", "snapshot",
+                                                            "source"):
+            return None
+        if getattr(node.config, "materialized", None) == "ephemeral":
+            return None
+        name = getattr(node, "identifier", None) if str(node.resource_type) == "source" \
+            else getattr(node, "alias", None)
+        return f"{node.database}.{node.schema}.{name or node.name}"
+
+    def inputs(self, unique_id: str) -> list[str]:
+        """The relations a model reads (through ephemeral models), by unique_id."""
+        found: list[str] = []
+        todo = list(self._parents(unique_id))
+        while todo:
+            uid = todo.pop(0)
+            if uid in found:
+                continue
+            found.append(uid)
+            if uid not in self.manifest.sources and self.relation(uid) is None:
+                todo.extend(self._parents(uid))  # ephemeral: what it reads
+        return [uid for uid in found if uid in self.manifest.sources
+                or self.relation(uid) is not None]
+
+    def upstream_batch_models(self, unique_id: str) -> list[str]:
+        """The batch models ``unique_id`` reads the answers of (the nearest ones on each
+        path up)."""
+        found: list[str] = []
+        seen: set[str] = set()
+        todo = list(self._parents(unique_id))
+        while todo:
+            uid = todo.pop(0)
+            if uid in seen or uid in self.manifest.sources:
+                continue
+            seen.add(uid)
+            if self.is_batch_model(uid):
+                found.append(uid)
+            else:
+                todo.extend(self._parents(uid))
+        return found
 
     def run_all(self, command: str) -> None:
         """No batch model selected: exactly what `dbt <command>` would do."""
@@ -346,19 +421,37 @@ class DbtProject:
         )
 
 
+def _failed(result: Any) -> list[Any]:
+    """The node results of an invocation that made it fail."""
+    return [node_result for node_result in getattr(result.result, "results", None) or []
+            if str(node_result.status) in FAILED_STATUSES]
+
+
 @dataclass(frozen=True)
 class Stage:
     level: int
     node_ids: tuple[str, ...]
     batch_ids: tuple[str, ...]  # batch models built in this stage, whose jobs follow it
+    # (test, batch model): the tests on a batch model's request column in this stage,
+    # which run before its jobs and gate them.
+    request_tests: tuple[tuple[str, str], ...] = ()
+
+    def without(self, skipped: set[str]) -> Stage:
+        """This stage with the nodes of ``skipped`` left out."""
+        return Stage(
+            level=self.level,
+            node_ids=tuple(u for u in self.node_ids if u not in skipped),
+            batch_ids=tuple(u for u in self.batch_ids if u not in skipped),
+            request_tests=tuple(p for p in self.request_tests if p[0] not in skipped),
+        )
 
 
 __all__ = [
     "BUILD_RESOURCE_TYPES",
     "MATERIALIZATION",
+    "REQUEST_COLUMN",
     "DbtOptions",
     "DbtProject",
     "DbtTarget",
     "Stage",
-    "run_flags",
 ]

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from google.api_core.exceptions import GoogleAPICallError
 
-from gemini_batch.build.estimate import estimate as estimate_cost
 from gemini_batch.build.answers_loop import AnswersLoop
-from gemini_batch.build.summary import ModelSummary, Reporter
+from gemini_batch.build.context import BatchContext
+from gemini_batch.build.estimate import estimate as estimate_cost
+from gemini_batch.build.summary import ModelSummary, Reporter, all_failed_reason, counted
 from gemini_batch.build.workspace import Workspace
 from gemini_batch.clients.bigquery import quote_table
 from gemini_batch.clients.polling import Backoff
@@ -30,7 +30,7 @@ from gemini_batch.errors import BuildInterrupted, ConfigError, GeminiBatchError
 from gemini_batch.routes.choice import route_for
 from gemini_batch.rules import pricing
 from gemini_batch.rules.config import BatchModel
-from gemini_batch.state.ledger import LedgerEntry, LedgerUpdates, LockOwner
+from gemini_batch.state.ledger import LedgerEntry, LedgerUpdates
 from gemini_batch.state.warehouse import RequestCounts, Shard
 
 if TYPE_CHECKING:
@@ -50,19 +50,6 @@ def new_run_id() -> str:
 ORPHAN_WINDOW = timedelta(days=30)
 
 
-@dataclass(frozen=True)
-class BatchSettings:
-    """How a build waits and what counts as failure (CLI flags)."""
-
-    poll_initial: float = 1.0
-    poll_max: float = 60.0
-    # None: each model's fail_on_failed_rows config; True/False: the CLI flag wins.
-    fail_on_failed_rows: bool | None = None
-    # False (--no-wait): merge what ended, submit one round, leave the rest in flight.
-    wait: bool = True
-    defer_state: str | None = None  # --defer --state: answers are read there (ADR 0016)
-
-
 @dataclass
 class _Tracked:
     """A job this build waits on."""
@@ -74,18 +61,6 @@ class _Tracked:
     status: JobStatus | None = None
     rows_back: int = 0  # rows of its output merged (answers and row errors)
     answered: int = 0  # of them, answers
-
-
-@dataclass
-class BatchContext:
-    """What every batch model of a build shares."""
-
-    workspace: Workspace
-    owner: LockOwner
-    settings: BatchSettings
-    invocation_id: str
-    reporter: Reporter | None = None  # set for each stage's jobs
-    stop: threading.Event = field(default_factory=threading.Event)
 
 
 class ModelRun:
@@ -115,9 +90,7 @@ class ModelRun:
         self.reporter.message(self.model.name, text)
 
     def _location(self) -> str:
-        dataset_location = self.ws.bq.dataset_location(
-            self.model.project, self.model.dataset
-        )
+        dataset_location = self.ws.bq.dataset_location(self.model.project, self.model.dataset)
         return self.model.job_location(dataset_location)
 
     def _count(self, live: list[LedgerEntry] | None = None) -> RequestCounts:
@@ -139,6 +112,13 @@ class ModelRun:
             self._run()
         return self.summary
 
+    def collect(self, entry: LedgerEntry) -> ModelSummary:
+        """Merge one ended job of the model (``gemini-batch collect``): as a build does."""
+        with self._noted():
+            self.route = self._routes(self.ws, self.model, self._location())
+            self._wait([self._track(entry, announce=True)], queue=[])
+        return self.summary
+
     def report(self) -> ModelSummary:
         """The summary's closing counts and failure reasons, once the jobs are merged
         (nothing if :meth:`run` stopped on an error)."""
@@ -156,7 +136,7 @@ class ModelRun:
         try:
             yield
         except BuildInterrupted:
-            self.summary.error = "interrupted: live jobs stay in the ledger; rerun to resume"
+            self.summary.interrupt()
             raise
         except GeminiBatchError as exc:
             self.summary.error = str(exc)
@@ -177,17 +157,21 @@ class ModelRun:
         if live:
             cached_before = self._count().cached
             resumed = sum(entry.request_count for entry in live)
-            self._say(f"resuming {len(live)} job(s) of an earlier build ({resumed:,} requests)")
+            self._say(f"resuming {counted(len(live), 'job')} of an earlier build "
+                      f"({counted(resumed, 'request')})")
             self.summary.resumed = resumed
-            self._wait([self._track(entry, announce=True) for entry in live], queue=[])
-            # Waited on, each one is merged; --no-wait leaves some running.
-            live = [] if self.ctx.settings.wait else self.ws.ledger.live_jobs(model.unique_id)
+            waited = self._wait([self._track(entry, announce=True) for entry in live], queue=[])
+            # Merged once waited on, unless unreadable (live); --no-wait leaves some running.
+            live = ([job.entry for job in waited if job.entry.is_live] if self.ctx.settings.wait
+                    else self.ws.ledger.live_jobs(model.unique_id))
 
         counts = self._count(live)
         if counts.invalid:  # marking scans every request: only when there is one to mark
             invalid = self.ws.warehouse.mark_invalid(model)
-            examples = "; ".join(f"{rid[:12]}: {reason}" for rid, reason in invalid.examples)
-            self._say(f"{counts.invalid:,} invalid requests are not submitted (e.g. {examples})")
+            self.summary.invalid_examples = [f"{row}: {reason}" for row, reason in invalid.examples]
+            are = "is" if counts.invalid == 1 else "are"
+            self._say(f"{counted(counts.invalid, 'invalid request')} {are} not submitted "
+                      f"(e.g. {'; '.join(self.summary.invalid_examples)})")
             counts = self._count()
         if counts.pending and self._adopt_orphans():
             counts = self._count()
@@ -201,7 +185,7 @@ class ModelRun:
             if not self.ctx.settings.wait and self._free_slots() == 0:
                 break  # every slot holds a running job: the next build submits
             if attempt:
-                self._say(f"retry round {attempt}: {sendable:,} requests still pending")
+                self._say(f"retry round {attempt}: {counted(sendable, 'request')} still pending")
             round_ok, all_answered = self._submit_round(self.route, counts)
             if all_answered and self.ctx.settings.wait:
                 # Every request the round cut (all that were pending) has its answer:
@@ -238,7 +222,7 @@ class ModelRun:
             model.unique_id, limit=len(labelled) + 1000)}
         orphans = [
             job for job in labelled if job.name not in known
-            and (not job.terminal or route.has_output(job))
+            and (not job.terminal or job.succeeded or route.has_output(job))
         ]
         adopted = []
         for job in orphans:
@@ -258,7 +242,7 @@ class ModelRun:
             )
             self.ws.ledger.record_submitted(entry)
             adopted.append(entry)
-            self._say(f"adopting job {job.job_id} ({entry.request_count:,} requests): "
+            self._say(f"adopting job {job.job_id} ({counted(entry.request_count, 'request')}): "
                       "created by a build that died before recording it")
         if adopted:
             self.summary.resumed += sum(entry.request_count for entry in adopted)
@@ -299,7 +283,7 @@ class ModelRun:
             return True, False
         usd = f", est. ${estimate.usd:,.4f}" if estimate.usd is not None else ""
         self._say(
-            f"{sum(s.rows for s in shards):,} requests in {len(shards)} job(s) "
+            f"{counted(sum(s.rows for s in shards), 'request')} in {counted(len(shards), 'job')} "
             f"(~{estimate.input_tokens:,} input / ~{estimate.output_tokens:,} output tokens, "
             f"{estimate.thinking_tokens:,} of them thinking{usd})"
         )
@@ -322,18 +306,11 @@ class ModelRun:
         )
         status = route.submit(shard, output_table=output_table, labels=labels)
         entry = LedgerEntry(
-            job_name=status.name,
-            job_id=status.job_id,
-            dbt_model=model.unique_id,
-            model_relation=model.view,
-            invocation_id=ctx.invocation_id,
-            shard_table=shard.table,
-            output_table=output_table,
-            gemini_model=model.config.gemini_model,
-            location=route.location,
-            state=status.state,
-            request_count=shard.rows,
-            estimated_cost_usd=estimated_usd,
+            job_name=status.name, job_id=status.job_id, dbt_model=model.unique_id,
+            model_relation=model.view, invocation_id=ctx.invocation_id,
+            shard_table=shard.table, output_table=output_table,
+            gemini_model=model.config.gemini_model, location=route.location,
+            state=status.state, request_count=shard.rows, estimated_cost_usd=estimated_usd,
         )
         try:
             self.ws.ledger.record_submitted(entry)
@@ -365,14 +342,8 @@ class ModelRun:
     def _free_slots(self) -> int:
         return max(0, self.model.config.max_concurrent_jobs - len(self.summary.in_flight_jobs))
 
-    def _wait(
-        self,
-        active: list[_Tracked],
-        *,
-        queue: list[tuple[Shard, float]],
-        route: Route | None = None,
-        run_id: str | None = None,
-    ) -> list[_Tracked]:
+    def _wait(self, active: list[_Tracked], *, queue: list[tuple[Shard, float]],
+              route: Route | None = None, run_id: str | None = None) -> list[_Tracked]:
         """Submit ``queue`` with at most max_concurrent_jobs in flight; wait until every
         job ended and is merged. Returns every job handled.
 
@@ -404,14 +375,8 @@ class ModelRun:
         updates.flush()
         return handled
 
-    def _poll_once(
-        self,
-        active: list[_Tracked],
-        *,
-        queue: list[tuple[Shard, float]],
-        route: Route | None,
-        run_id: str | None,
-    ) -> list[_Tracked]:
+    def _poll_once(self, active: list[_Tracked], *, queue: list[tuple[Shard, float]],
+                   route: Route | None, run_id: str | None) -> list[_Tracked]:
         """--no-wait: poll each job once (merging the ended ones), submit what the free
         slots take, and leave the rest in flight for a later build. Shards no slot takes
         are dropped: their requests stay pending and go in a later round."""
@@ -465,6 +430,9 @@ class ModelRun:
         merge = job.route.collect(entry)
         fields: dict[str, Any] = {"state": status.state, "ended_at": ended_at,
                                   "error": status.error}
+        if status.succeeded and (merge is None or not merge.succeeded + merge.failed):
+            self._output_missing(job, status, fields)
+            return
         note = status.state
         if merge is not None:
             usd = pricing.actual_cost(entry.gemini_model, merge, prices=self.ws.prices)
@@ -475,14 +443,15 @@ class ModelRun:
                 actual_cost_usd=usd,
             )
             self.summary.tokens += merge.total_tokens
+            self.summary.succeeded += merge.succeeded  # so far (report() counts)
             self.summary.cost_usd += usd or 0.0
-            note = (f"{status.state}: merged {merge.succeeded:,} answers, "
-                    f"{merge.failed:,} failed rows, {merge.unanswered:,} unanswered")
-        if merge is not None:
-            job.rows_back = merge.succeeded + merge.failed
-            job.answered = merge.succeeded
+            note = (f"{status.state}: merged {counted(merge.succeeded, 'answer')}, "
+                    f"{counted(merge.failed, 'failed row')}, {merge.unanswered:,} unanswered")
+            job.rows_back, job.answered = merge.succeeded + merge.failed, merge.succeeded
         if not status.answered:
             reason = status.error or "no error given"
+            if job.rows_back and not model.config.keep_job_tables:  # not the dropped table
+                reason = all_failed_reason(model.view, entry.output_table)
             note = f"{note} ({reason})"
             if not job.rows_back:
                 # Nothing came back: its requests stay pending, and the build failed.
@@ -496,5 +465,18 @@ class ModelRun:
             job.route.clean_up(entry)
         self.reporter.job_finished(model.name, status, note)
 
+    def _output_missing(self, job: _Tracked, status: JobStatus, fields: dict[str, Any]
+                        ) -> None:
+        """Answered rows and no output where it should be: the job stays unmerged (its
+        requests in flight, shard, output and files kept) until one can be read."""
+        entry, counts = job.entry, {"succeeded_count": status.succeeded,
+                                    "failed_count": status.failed}
+        self.ws.ledger.update(entry.job_name, **fields, **counts)
+        job.entry = replace(entry, state=status.state, **counts)
+        note = job.route.locate(entry).missing(status, entry)  # the build exits 1
+        self.summary.error = f"{self.summary.error}; {note}" if self.summary.error else note
+        self.reporter.job_finished(self.model.name, status,
+                                   f"{status.state}: output not found, not merged")
 
-__all__ = ["BatchContext", "BatchSettings", "ModelRun", "new_run_id"]
+
+__all__ = ["BatchContext", "ModelRun", "new_run_id"]

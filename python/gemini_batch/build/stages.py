@@ -2,9 +2,11 @@
 
 Orchestration only: parse and cut the selection into stages (``dbt_project``), lock the
 batch models (``ledger``), run each stage with dbt, then the jobs of its batch models
-side by side (``model_run``, one thread per model), and decide the exit code. The
-closing counts of a stage's batch models run beside the next stage. A lock keeper
-pushes the locks' expiry forward while dbt stages and jobs run for hours.
+side by side (``model_run``, one thread per model), and decide the exit code. A batch
+model whose request tests failed in its stage gets no job, and what depends on it is
+left out of the later stages (``request_tests``). The closing counts of a stage's batch
+models run beside the next stage. A lock keeper pushes the locks' expiry forward while
+dbt stages and jobs run for hours.
 """
 
 from __future__ import annotations
@@ -17,10 +19,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from gemini_batch.build.dbt_project import DbtOptions, DbtProject
-from gemini_batch.build.model_run import BatchContext, BatchSettings, ModelRun
-from gemini_batch.build.summary import ModelSummary, Reporter
+from gemini_batch.build import request_tests
+from gemini_batch.build.context import BatchContext, BatchSettings
+from gemini_batch.build.dbt_options import DbtOptions
+from gemini_batch.build.dbt_project import DbtProject, Stage
+from gemini_batch.build.model_run import ModelRun
+from gemini_batch.build.summary import INTERRUPTED_NOTE, ModelSummary, Reporter
 from gemini_batch.build.workspace import Workspace
+from gemini_batch.errors import BuildInterrupted, GeminiBatchError, service_errors
 from gemini_batch.exit_codes import ExitCode
 from gemini_batch.rules.config import BatchModel
 from gemini_batch.state.ledger import LOCK_TOKEN_ENV, LedgerEntry, LockOwner
@@ -35,14 +41,34 @@ class BuildResult:
     errors: list[str]
     exit_code: ExitCode
     jobs: list[LedgerEntry] = field(default_factory=list)  # the ledger rows it handled
+    # What ended the build, in a word (`exit_reason` of --json): the exit code's unless a
+    # failure says more (dbt_failed, config_error, ...: GeminiBatchError.reason).
+    reason: str | None = None
+
+    @property
+    def exit_reason(self) -> str:
+        return self.reason or self.exit_code.reason
+
+    @classmethod
+    def stopped(cls, stop: BaseException, summaries: Sequence[ModelSummary] = (),
+                jobs: Sequence[LedgerEntry] = ()) -> BuildResult:
+        """The build ended by ``stop`` (Ctrl-C, or an error that is not one model's),
+        after ``summaries`` ran."""
+        if isinstance(stop, KeyboardInterrupt | BuildInterrupted):
+            errors = [f"{s.model}: {s.error}" for s in summaries
+                      if s.error and s.error != INTERRUPTED_NOTE]
+            return cls(list(summaries), errors, ExitCode.INTERRUPTED, list(jobs), "interrupted")
+        errors = [f"{s.model}: {s.error}" for s in summaries if s.error]
+        return cls(list(summaries), [*errors, str(stop) or type(stop).__name__],
+                   ExitCode.ERROR, list(jobs), getattr(stop, "reason", "error"))
 
 
-def run_batch_models(ctx: BatchContext, models: Sequence[BatchModel]) -> list[ModelRun]:
+def run_batch_models(ctx: BatchContext, runs: Sequence[ModelRun]) -> None:
     """Jobs of several batch models in flight together (one thread per model). Each
-    run's closing counts are left to its ``report()``."""
-    if not models:
-        return []
-    runs = [ModelRun(ctx, model) for model in models]
+    run's closing counts are left to its ``report()``. Ctrl-C stops every run where it
+    is safe to (each one's summary says what it did) and goes on up."""
+    if not runs:
+        return
     with ThreadPoolExecutor(max_workers=len(runs), thread_name_prefix="batch") as pool:
         futures = [pool.submit(run.run) for run in runs]
         try:
@@ -53,7 +79,6 @@ def run_batch_models(ctx: BatchContext, models: Sequence[BatchModel]) -> list[Mo
             raise
         for future in futures:
             future.result()
-    return runs
 
 
 def _lock_all(ctx: BatchContext, models: Sequence[BatchModel]) -> list[BatchModel]:
@@ -155,24 +180,42 @@ def build(
     # The closing counts of each stage's batch models, counted beside the next stage.
     reports = ThreadPoolExecutor(max_workers=4, thread_name_prefix="report")
     reported: list[Future[ModelSummary]] = []
+    skipped: set[str] = set()  # downstream of a batch model whose request test failed
+    # What ended the build early: a dbt stage that failed, Ctrl-C, an error that is no
+    # one model's. The summaries of what ran before it are still the build's result.
+    stop: BaseException | None = None
     try:
-        if on_locked is not None:
-            on_locked(workspace, locked)
-        for stage in stages:
-            project.run_stage(command, stage, total=len(stages))
-            if not stage.batch_ids:
-                continue
-            ctx.invocation_id = project.invocation_id or ctx.invocation_id
-            ctx.reporter = reporter_factory()
-            try:
-                runs = run_batch_models(ctx, [models[uid] for uid in stage.batch_ids])
-            finally:
-                ctx.reporter.close()
-            level = [run.summary for run in runs]
-            summaries.extend(level)
-            reported.extend(reports.submit(run.report) for run in runs)
-            if any(s.error or s.in_flight_jobs for s in level):
-                break  # downstream models would read answers that are not there (yet)
+        with service_errors():
+            if on_locked is not None:
+                on_locked(workspace, locked)
+            for planned in stages:
+                stage = planned.without(skipped)
+                if not stage.node_ids:
+                    continue
+                gates = request_tests.outcomes(
+                    workspace.bq, models, stage.request_tests,
+                    project.run_stage(command, stage, total=len(stages)))
+                blocked = _gated(project, stages[stages.index(planned) + 1:], gates, summaries)
+                skipped |= project.downstream(blocked)
+                go = [uid for uid in stage.batch_ids if uid not in blocked]
+                if not go:
+                    continue
+                stage_ctx = ctx.for_stage(project.invocation_id, reporter_factory())
+                runs = [ModelRun(stage_ctx, models[uid]) for uid in go]
+                for run in runs:
+                    run.summary.warnings.extend(
+                        gate.describe() for gate in gates
+                        if not gate.blocks and models[gate.model].name == run.summary.model)
+                try:
+                    run_batch_models(stage_ctx, runs)
+                finally:
+                    stage_ctx.reporter.close()
+                    summaries.extend(run.summary for run in runs)
+                    reported.extend(reports.submit(run.report) for run in runs)
+                if any(run.summary.error or run.summary.in_flight_jobs for run in runs):
+                    break  # downstream models would read answers that are not there (yet)
+    except (GeminiBatchError, KeyboardInterrupt, BuildInterrupted) as exc:
+        stop = exc
     finally:
         os.environ.pop(LOCK_TOKEN_ENV, None)
         reports.shutdown(wait=True)
@@ -180,11 +223,40 @@ def build(
         _unlock_all(ctx, locked)
     for future in reported:
         future.result()  # a model's error is in its summary; anything else goes on up
+    if stop is not None:
+        jobs: list[LedgerEntry] = []
+        # The ledger rows are extra: a service that failed the build may fail them too.
+        with contextlib.suppress(Exception):
+            jobs = _jobs_handled(workspace, list(models.values()), summaries)
+        return BuildResult.stopped(stop, summaries, jobs)
     errors = [f"{s.model}: {s.error}" for s in summaries if s.error]
     configs = {m.name: m.config.fail_on_failed_rows for m in models.values()}
     return BuildResult(summaries=summaries, errors=errors,
                        exit_code=_exit_code(summaries, settings, configs),
                        jobs=_jobs_handled(workspace, list(models.values()), summaries))
+
+
+def _gated(
+    project: DbtProject, later_stages: Sequence[Stage],
+    gates: Sequence[request_tests.RequestTestOutcome], summaries: list[ModelSummary],
+) -> set[str]:
+    """The batch models a failed request test stops: each gets a summary that says which
+    test failed, on which rows, and what of ``later_stages`` is skipped. Their
+    unique_ids."""
+    blocked = {gate.model for gate in gates if gate.blocks}
+    later = {node for stage in later_stages for node in stage.node_ids}
+    for uid in sorted(blocked):
+        skipped = sorted(project.node(node).name for node in project.downstream([uid])
+                         if node in later)
+        failed = "; ".join(gate.describe() for gate in gates if gate.model == uid and gate.blocks)
+        error = f"{failed}: nothing was submitted"
+        if skipped:
+            error += f"; skipped what depends on it: {', '.join(skipped)}"
+        summaries.append(ModelSummary(
+            model=project.node(uid).name, error=error, skipped=skipped,
+            warnings=[gate.describe() for gate in gates if gate.model == uid and not gate.blocks],
+        ))
+    return blocked
 
 
 def _jobs_handled(

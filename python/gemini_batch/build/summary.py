@@ -24,9 +24,12 @@ class ModelSummary:
     reused: int = 0
     submitted: int = 0  # requests sent in new jobs by this build
     resumed: int = 0  # requests in jobs of an earlier build this one waited on
-    succeeded: int = 0  # answered by this build's (or resumed) jobs
+    succeeded: int = 0  # answered by this build's (or resumed) jobs (merged so far, until
+    # report() counts: what a build stopped early by Ctrl-C or a failing stage reports)
     failed: int = 0  # rows that end failed (retries used up, or invalid)
     invalid: int = 0  # subset of failed: never submitted, the request is not valid
+    # A few of them: "ticket_id=17: the prompt is NULL (contents[0].parts[0].text)".
+    invalid_examples: list[str] = field(default_factory=list)
     pending: int = 0  # still without an answer at the end (e.g. a job failed)
     outside_sample: int = 0  # of them, left out by --sample (var gemini_batch_sample)
     jobs: int = 0
@@ -41,10 +44,35 @@ class ModelSummary:
     estimated_cost_usd: float | None = None
     wall_seconds: float = 0.0
     error: str | None = None  # why the model stopped early (budget, config, service)
+    # Tests on its request column that warned (the jobs went all the same).
+    warnings: list[str] = field(default_factory=list)
+    # Nodes not run because a test on its request column failed (downstream of it).
+    skipped: list[str] = field(default_factory=list)
+
+    def interrupt(self) -> None:
+        """Ctrl-C stopped the model's jobs: said as its error (the build is interrupted)."""
+        self.error = INTERRUPTED_NOTE
 
     @property
     def all_cached(self) -> bool:
         return self.error is None and self.submitted == 0 and self.resumed == 0
+
+
+# A model's summary.error when Ctrl-C stopped its jobs (not an error: the build says so).
+INTERRUPTED_NOTE = "interrupted: live jobs stay in the ledger; the next build resumes them"
+
+
+def all_failed_reason(view: str, output_table: str) -> str:
+    """Why a job whose every row failed ended so: the service's message sends the user
+    to its output table, which the build merged and dropped; the errors are in the view."""
+    return (f"every row failed; each row's error is in last_error of {view} (the output "
+            f"table {output_table} was merged and dropped)")
+
+
+def counted(number: int, noun: str, plural: str | None = None) -> str:
+    """``1 request``, ``3 requests``, ``1,200 requests``: a count with its noun, for
+    every count a command prints."""
+    return f"{number:,} {noun if number == 1 else plural or noun + 's'}"
 
 
 class Reporter(Protocol):

@@ -11,6 +11,7 @@ import functools
 import gc
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -23,7 +24,8 @@ from gemini_batch.errors import GeminiBatchError, service_errors
 from gemini_batch.exit_codes import ExitCode
 
 if TYPE_CHECKING:
-    from gemini_batch.build.dbt_project import DbtOptions, DbtProject
+    from gemini_batch.build.dbt_options import DbtOptions
+    from gemini_batch.build.dbt_project import DbtProject
     from gemini_batch.build.workspace import Workspace
 
 console = Console()
@@ -37,9 +39,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except GeminiBatchError as exc:
-            # The message is text, not markup: "[local]" in it is printed as it is.
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
-                              soft_wrap=True)
+            _print_error(str(exc))
             sys.exit(ExitCode.ERROR)
 
 
@@ -107,7 +107,13 @@ def _selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
             click.option("--exclude", cls=MultiOption, multiple=True, type=tuple,
                          help="dbt nodes to leave out."),
             click.option("--selector", help="A selector from selectors.yml."),
-            click.option("--state", help="dbt state directory, for state: selectors."),
+            click.option("--state", help="dbt state directory: for state: selectors, and "
+                         "for deferral in every dbt stage."),
+            click.option("--defer/--no-defer", default=None,
+                         help="dbt --defer: unselected nodes resolve to --state's."),
+            click.option("--defer-state", help="dbt --defer-state: the state for deferral only."),
+            click.option("--favor-state/--no-favor-state", default=None,
+                         help="dbt --favor-state: defer even where the node exists here."),
         ]
     ):
         func = option(func)
@@ -115,7 +121,7 @@ def _selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _dbt_options(kwargs: dict[str, Any], extra: tuple[str, ...] = ()) -> DbtOptions:
-    from gemini_batch.build.dbt_project import DbtOptions, split_selection
+    from gemini_batch.build.dbt_options import DbtOptions, split_selection
 
     return DbtOptions(
         project_dir=kwargs.get("project_dir"),
@@ -127,6 +133,9 @@ def _dbt_options(kwargs: dict[str, Any], extra: tuple[str, ...] = ()) -> DbtOpti
         exclude=split_selection(kwargs.get("exclude", ())),
         selector=kwargs.get("selector"),
         state=kwargs.get("state"),
+        defer=kwargs.get("defer"),
+        favor_state=kwargs.get("favor_state"),
+        defer_state=kwargs.get("defer_state"),
         extra=extra,
     )
 
@@ -177,3 +186,59 @@ def _human_output(as_json: bool) -> Iterator[Console]:
         yield err_console
 
 
+
+
+# --------------------------------------------------------------------------- endings
+#
+# build, run, plan, status and wait end the same way whatever stops them: the human
+# output says why on stderr, and --json prints its document on every exit.
+
+# After "interrupted:", on every Ctrl-C (the `message` of the --json document).
+INTERRUPTED_LINE = (
+    "submitted jobs keep running on Vertex AI and stay in the ledger; the "
+    "next `gemini-batch build` resumes them (`gemini-batch cancel` stops them)."
+)
+
+
+def _print_error(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _print_interrupted() -> None:
+    err_console.print(f"\n[bold yellow]interrupted:[/] {escape(INTERRUPTED_LINE)}",
+                      highlight=False, soft_wrap=True)
+
+
+@dataclass
+class _Ending:
+    """How a command ended: its exit code and, when an error or Ctrl-C stopped it, why
+    (the --json document's `exit_reason` and `message`)."""
+
+    code: ExitCode = ExitCode.OK
+    reason: str | None = None
+    message: str | None = None
+
+    @property
+    def exit_reason(self) -> str:
+        return self.reason or self.code.reason
+
+    def fields(self) -> dict[str, Any]:
+        """`exit_code`, `exit_reason` and `message` of a --json document."""
+        return {"exit_code": int(self.code), "exit_reason": self.exit_reason,
+                "message": self.message}
+
+
+@contextlib.contextmanager
+def _ends(ending: _Ending) -> Iterator[None]:
+    """An error or Ctrl-C in the block goes into ``ending`` (and is said on stderr)
+    instead of ending the command, which still prints its --json document."""
+    try:
+        with service_errors():
+            yield
+    except GeminiBatchError as exc:
+        ending.code, ending.reason, ending.message = ExitCode.ERROR, exc.reason, str(exc)
+        _print_error(str(exc))
+    except KeyboardInterrupt:
+        ending.code, ending.reason = ExitCode.INTERRUPTED, "interrupted"
+        ending.message = INTERRUPTED_LINE
+        _print_interrupted()

@@ -9,16 +9,20 @@ from typing import Any
 import click
 
 from gemini_batch.cli.app import (
+    INTERRUPTED_LINE,
     _dbt_options,
+    _Ending,
+    _ends,
     _human_output,
     _json_option,
+    _print_error,
+    _print_interrupted,
     _print_notes,
     _print_table,
     _project_options,
     _reports_service_errors,
     _selection_options,
     _settle,
-    err_console,
     main,
 )
 from gemini_batch.clients.polling import POLL_INTERVAL_ENV
@@ -28,9 +32,9 @@ _PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True}
 
 
 def _run_build(command: str, ctx: click.Context, kwargs: dict[str, Any]) -> None:
-    from gemini_batch.build.dbt_project import run_flags
-    from gemini_batch.build.model_run import BatchSettings
-    from gemini_batch.build.stages import build
+    from gemini_batch.build.context import BatchSettings
+    from gemini_batch.build.dbt_options import run_flags
+    from gemini_batch.build.stages import BuildResult, build
     from gemini_batch.display import make_reporter, print_summary
 
     _settle()  # the build's libraries are imported
@@ -43,31 +47,40 @@ def _run_build(command: str, ctx: click.Context, kwargs: dict[str, Any]) -> None
         fail_on_failed_rows=kwargs["fail_on_failed_rows"],
         wait=not kwargs["no_wait"],
         # dbt --defer --state: answers are read from the deferred relations' datasets.
-        defer_state=options.state if "--defer" in options.extra else None,
+        defer_state=options.deferred_to,
     )
     plain = True if kwargs["plain"] or kwargs["as_json"] else None
+    ending = _Ending()
+    result = BuildResult(summaries=[], errors=[], exit_code=ExitCode.OK)
     with _human_output(kwargs["as_json"]) as human:
-        try:
+        # What stops the build before any batch model ran (the parse, the selection, a
+        # lock held) ends it here; later, build() returns what ran before the stop.
+        with _ends(ending):
             result = build(
                 options,
                 command=command,
                 reporter_factory=lambda: make_reporter(human, plain=plain),
                 settings=settings,
             )
-        except KeyboardInterrupt:
-            err_console.print(
-                "\n[bold yellow]interrupted:[/] submitted jobs keep running and stay in the "
-                "ledger; `gemini-batch build` resumes them, `gemini-batch cancel` stops them."
-            )
-            sys.exit(ExitCode.INTERRUPTED)
         print_summary(human, result.summaries)
         for error in result.errors:
-            err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            _print_error(error)
+        if result.exit_code == ExitCode.INTERRUPTED:
+            _print_interrupted()
+    if ending.code != ExitCode.OK:
+        result.exit_code, result.reason = ending.code, ending.reason
+        if ending.code == ExitCode.ERROR and ending.message:
+            result.errors.append(ending.message)  # said above, by _ends
     if kwargs["as_json"]:
         from gemini_batch.display import build_document, dumps
 
-        click.echo(dumps(build_document(command, result.exit_code, result.summaries,
-                                        result.errors, result.jobs)))
+        message = ending.message or (INTERRUPTED_LINE if result.exit_code
+                                     == ExitCode.INTERRUPTED else None)
+        if message is None and result.exit_code == ExitCode.ERROR and result.errors:
+            message = result.errors[-1]
+        click.echo(dumps(build_document(
+            command, result.exit_code, result.summaries, result.errors, result.jobs,
+            exit_reason=result.exit_reason, message=message)))
     sys.exit(result.exit_code)
 
 
@@ -162,7 +175,9 @@ def plan_command(as_json: bool, **kwargs: Any) -> None:
     from gemini_batch.build.plan import plan
     from gemini_batch.display import dumps, plan_document, plan_notes, plan_table
 
-    with _human_output(as_json) as human:
+    plans = []
+    ending = _Ending()
+    with _human_output(as_json) as human, _ends(ending):
         plans = plan(_dbt_options(_with_sample(kwargs)))
         if not plans:
             human.print("No batch model (materialized='gemini_batch') in the selection.")
@@ -170,4 +185,6 @@ def plan_command(as_json: bool, **kwargs: Any) -> None:
             _print_table(plan_table(plans), to=human)
             _print_notes(plan_notes(plans), to=human)
     if as_json:
-        click.echo(dumps(plan_document(plans)))
+        click.echo(dumps({"command": "plan", **ending.fields(),
+                          **plan_document(plans)}))
+    sys.exit(ending.code)

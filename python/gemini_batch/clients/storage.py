@@ -119,18 +119,23 @@ def object_lines(client: storage.Client, path: GcsPath) -> Iterator[bytes]:
 
 
 def prediction_files(client: storage.Client, directory: str) -> list[GcsPath]:
-    """The prediction files of a JSONL job (``outputInfo.gcsOutputDirectory``), in order:
-    predictions.jsonl first, then predictions_<n>.jsonl by n."""
+    """The prediction files of a JSONL job: every ``.jsonl`` object directly in the folder
+    the service reports (``outputInfo.gcsOutputDirectory``), found by listing it (Google
+    does not document the names of a long job's later files): predictions.jsonl first,
+    then predictions_<n>.jsonl by n, then any other by name."""
     folder = GcsPath.of(directory, "the job's output directory")
     prefix = folder.name.rstrip("/") + "/"
     names = [
         blob.name
         for blob in client.list_blobs(folder.bucket, prefix=prefix)
-        if PREDICTION_FILE.fullmatch(blob.name.removeprefix(prefix))
+        if blob.name.endswith(".jsonl") and "/" not in blob.name.removeprefix(prefix)
     ]
 
-    def order(name: str) -> int:
-        number = re.search(r"_(\d+)\.jsonl$", name)
-        return int(number.group(1)) if number else 0
+    def order(name: str) -> tuple[int, int, str]:
+        base = name.removeprefix(prefix)
+        if not PREDICTION_FILE.fullmatch(base):
+            return (1, 0, base)
+        number = re.search(r"_(\d+)\.jsonl$", base)
+        return (0, int(number.group(1)) if number else 0, base)
 
     return [GcsPath(folder.bucket, name) for name in sorted(names, key=order)]

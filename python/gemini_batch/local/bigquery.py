@@ -141,6 +141,9 @@ class BigQueryFaults:
     dml_conflict_rate: float = 0.0
     # Seed of the draws: the same statements in the same order fail the same way.
     seed: int = 0
+    # Queries whose text contains this (when not empty) wait until the setting changes:
+    # a test holds a dbt stage open, and releases it, at moments it chooses.
+    hold_queries: str = ""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.dml_conflict_rate <= 1.0:
@@ -158,8 +161,8 @@ class BigQueryFaults:
         if unknown:
             raise ValueError(f"unknown BigQuery fault settings {unknown}: use {sorted(known)}")
         try:
-            typed = {name: (int if name == "seed" else float)(value)
-                     for name, value in values.items()}
+            kinds = {"seed": int, "hold_queries": str}
+            typed = {name: kinds.get(name, float)(value) for name, value in values.items()}
         except (TypeError, ValueError) as exc:
             raise ValueError(f"bad BigQuery fault setting: {exc}") from exc
         return replace(base or cls(), **typed)
@@ -357,6 +360,7 @@ class DmlConflicts:
             self._random = random.Random(faults.seed)
             self.statements = 0
             self.conflicts = 0
+            self.held = 0
 
     def conflict(self, table: str | None) -> str | None:
         """The error message a statement must fail with, or None to run it; ``table``:
@@ -370,11 +374,20 @@ class DmlConflicts:
             self.conflicts += 1
         return concurrent_update_message(table)
 
+    def holds(self, sql: str) -> bool:
+        """Whether the setting ``hold_queries`` holds a query of text ``sql`` now."""
+        marker = self.faults.hold_queries
+        return bool(marker) and marker in sql
+
+    def count_held(self) -> None:
+        with self._lock:
+            self.held += 1
+
     def state(self) -> dict[str, Any]:
         """The settings and the counts since they were set (what GET /emulator/faults says)."""
         with self._lock:
             return {**asdict(self.faults), "dml_statements": self.statements,
-                    "dml_conflicts": self.conflicts}
+                    "dml_conflicts": self.conflicts, "held_queries": self.held}
 
 
 # -- DuckDB settings -----------------------------------------------------------------

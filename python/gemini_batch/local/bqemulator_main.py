@@ -5,7 +5,9 @@ fault mode (``GET|PUT|PATCH /emulator/faults``: a share of MERGE, UPDATE and DEL
 statements fail as on BigQuery when they lose a race), and BigQuery's ``AI.GENERATE``
 (``local/ai_generate``: the calls rewritten before translation, answered by the Vertex
 emulator's engine; its faults in ``/emulator/faults``, its counts at
-``GET /emulator/ai_generate``). Each shim replaces a bqemulator name when this module is
+``GET /emulator/ai_generate``); the fault setting ``hold_queries`` holds the queries whose
+text has a marker until it changes (tests stop a dbt stage at a moment they choose).
+Each shim replaces a bqemulator name when this module is
 imported, with its reason in one line beside it; what broke, what BigQuery does instead
 and what still differs: docs/local-stack.md, "Where the emulator differs from BigQuery".
 """
@@ -358,6 +360,10 @@ async def _execute_with_faults(project_id: str, job_id: str, bq_sql: str, *args:
     then it fails before running, as a DML statement on BigQuery changes nothing when it
     fails. The routes turn the error into a job with ``status.errorResult`` (reason
     invalidQuery), which google-cloud-bigquery raises as BadRequest from ``result()``."""
+    if dml_conflicts.holds(bq_sql):
+        dml_conflicts.count_held()
+        while dml_conflicts.holds(bq_sql):  # until the test changes the setting
+            await asyncio.sleep(0.05)
     bq_sql = with_tables_view(bq_sql, project_id, functools.partial(_tables_of, args[1]))
     bq_sql = _with_ai_generate(bq_sql, args[1])
     mutates = mutated_table(bq_sql, project_id)

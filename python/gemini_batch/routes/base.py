@@ -10,12 +10,16 @@ takes is decided in choice.py (ADR 0012).
 What every route keeps: the shard table is what a job sends (the ledger's live-shard
 rule and the counts read it), the ledger row is written right after ``submit`` returns
 and before anything waits, and ``collect`` folds what came back through
-``Warehouse.merge_output`` (one rule for what counts as an answer).
+``Warehouse.merge_output`` (one rule for what counts as an answer). A route says where
+an ended job's output is and whether anything is there (``locate``); ``ModelRun``
+decides what that means (a job that answered rows with nothing found is never marked
+merged nor cleaned up: its answers were paid for).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
@@ -23,6 +27,30 @@ if TYPE_CHECKING:
     from gemini_batch.clients.vertex import JobStatus
     from gemini_batch.state.ledger import LedgerEntry
     from gemini_batch.state.warehouse import MergeResult, Shard
+
+
+@dataclass(frozen=True)
+class OutputPlace:
+    """Where an ended job's output was looked for, as the service reports it."""
+
+    # Whether anything is there to collect.
+    found: bool
+    # The place read, from the job's outputInfo, and what was asked for when it differs:
+    # "output table p.d.t (outputInfo.bigqueryOutputTable)".
+    where: str
+    # What the user should check when nothing is there.
+    check: str
+
+    def missing(self, job: JobStatus, entry: LedgerEntry) -> str:
+        """Why ``job``, which says it answered rows, is not merged, and what to do."""
+        found = "found but holding no rows" if self.found else "not found"
+        return (
+            f"job {job.job_id} ended {job.state} with {job.succeeded:,} answers but nothing "
+            f"was found to merge: {self.where} {found}; {self.check}. Its "
+            f"{entry.request_count:,} requests are not sent again and nothing was deleted: "
+            f"`gemini-batch collect {job.job_id}` (or the next build) merges it once the "
+            "output is readable."
+        )
 
 
 class Route(Protocol):
@@ -65,6 +93,11 @@ class Route(Protocol):
         """Whether an ended ``job`` left anything to collect."""
         ...
 
+    def locate(self, entry: LedgerEntry) -> OutputPlace:
+        """Where the ended job's output is (from the service's ``outputInfo``, against
+        what was asked for), and whether anything is there."""
+        ...
+
     def collect(self, entry: LedgerEntry) -> MergeResult | None:
         """Fold what the ended job brought back into ``<model>__responses``; None when
         it brought nothing (even a FAILED job may have answered rows: they were paid)."""
@@ -75,4 +108,4 @@ class Route(Protocol):
         ...
 
 
-__all__ = ["Route"]
+__all__ = ["OutputPlace", "Route"]

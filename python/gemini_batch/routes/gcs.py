@@ -36,7 +36,13 @@ from sqlglot import exp
 
 from gemini_batch.clients.bigquery import quote_table
 from gemini_batch.clients.endpoints import is_local
-from gemini_batch.clients.storage import PREDICTION_FILE, GcsPath, object_lines, storage_client
+from gemini_batch.clients.storage import (
+    PREDICTION_FILE,
+    GcsPath,
+    object_lines,
+    prediction_files,
+    storage_client,
+)
 from gemini_batch.errors import ConfigError, StorageError
 from gemini_batch.routes.vertex_batch import VertexBatchRoute
 from gemini_batch.rules import catalog
@@ -50,6 +56,7 @@ if TYPE_CHECKING:
     from gemini_batch.build.workspace import Workspace
     from gemini_batch.clients.bigquery import BigQuery
     from gemini_batch.clients.vertex import JobStatus, VertexJobs
+    from gemini_batch.routes.base import OutputPlace
     from gemini_batch.state.ledger import LedgerEntry
     from gemini_batch.state.warehouse import MergeResult, Shard, Warehouse
 
@@ -183,8 +190,9 @@ class GcsStaging:
 
     # -- predictions → output table -------------------------------------------------
 
-    def prediction_uris(self, shard_table: str) -> list[GcsPath]:
-        """Every prediction file under the job's output prefix, in name order."""
+    def asked_predictions(self, shard_table: str) -> list[GcsPath]:
+        """Prediction files anywhere under the output prefix asked for: where to look
+        when the service reports no output directory (a job it no longer knows)."""
         prefix = GcsPath.of(self.output_prefix(shard_table), "output prefix")
         return sorted(
             (GcsPath(prefix.bucket, blob.name)
@@ -193,15 +201,23 @@ class GcsStaging:
             key=lambda path: path.name,
         )
 
-    def load_predictions(self, bq: BigQuery, shard_table: str, output_table: str) -> bool:
-        """Load the job's predictions into ``output_table`` (made only complete); False
-        when the job wrote none. A table already there was loaded by an earlier build."""
+    def predictions(self, shard_table: str, directory: str | None) -> list[GcsPath]:
+        """The job's prediction files: those in the folder the service reports
+        (``outputInfo.gcsOutputDirectory``), else under the prefix asked for."""
+        if directory:
+            return prediction_files(self.client, directory)
+        return self.asked_predictions(shard_table)
+
+    def load_predictions(self, bq: BigQuery, files: Callable[[], list[GcsPath]],
+                         output_table: str) -> bool:
+        """Load the job's prediction ``files`` into ``output_table`` (made only complete);
+        False when there are none. A table already there was loaded by an earlier build."""
         from google.cloud import bigquery
 
         if bq.table_exists(output_table):
             return True
-        files = self.prediction_uris(shard_table)
-        if not files:
+        paths = files()
+        if not paths:
             return False
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
@@ -211,21 +227,22 @@ class GcsStaging:
         )
         if not self.local:
             bq.client.load_table_from_uri(
-                [str(path) for path in files], output_table, job_config=config
+                [str(path) for path in paths], output_table, job_config=config
             ).result()
         else:
             loading = f"{output_table}__loading"
             bq.drop_tables([loading])
-            for chunk in self._chunks(files):
+            for chunk in self._chunks(paths):
                 bq.client.load_table_from_file(io.BytesIO(chunk), loading,
                                                job_config=config).result()
             bq.query(f"CREATE TABLE {quote_table(output_table)} AS "
                      f"SELECT * FROM {quote_table(loading)}")
             bq.drop_tables([loading])
-        self._check_request_ids(bq, shard_table, output_table)
+        self._check_request_ids(bq, paths, output_table)
         return True
 
-    def _check_request_ids(self, bq: BigQuery, shard_table: str, output_table: str) -> None:
+    def _check_request_ids(self, bq: BigQuery, files: list[GcsPath], output_table: str
+                           ) -> None:
         """Every prediction must name its request_id (the input line's field, passed
         through): without it an answer could not be matched, its request would look
         unanswered and be paid for again. Then the output table is dropped (the job stays
@@ -237,10 +254,10 @@ class GcsStaging:
         if row["missing"]:
             bq.drop_tables([output_table])
             raise StorageError(
-                f"{row['missing']} of {row['lines']} predictions under "
-                f"{self.output_prefix(shard_table)} have no request_id: the service did not "
-                "pass the input lines' request_id field through. They are kept there, and "
-                f"the requests of {shard_table} are not sent again; report this (with one "
+                f"{row['missing']} of {row['lines']} predictions in "
+                f"{', '.join(str(path) for path in files)} have no request_id: the service "
+                "did not pass the input lines' request_id field through. They are kept "
+                "there, and their requests are not sent again; report this (with one "
                 "prediction line) and use transport 'bigquery' meanwhile."
             )
 
@@ -307,10 +324,33 @@ class GcsRoute(VertexBatchRoute):
     def has_output(self, job: JobStatus) -> bool:
         if job.output_table:
             return super().has_output(job)
-        return bool(self.staging.prediction_uris(self.shard_of(job)))
+        return bool(self.staging.predictions(self.shard_of(job), job.output_directory))
+
+    def _files(self, entry: LedgerEntry) -> Callable[[], list[GcsPath]]:
+        return lambda: self.staging.predictions(
+            entry.shard_table, self.status(entry).output_directory)
+
+    def locate(self, entry: LedgerEntry) -> OutputPlace:
+        from gemini_batch.routes.base import OutputPlace
+
+        asked = self.staging.output_prefix(entry.shard_table)
+        reported = self.status(entry).output_directory
+        files = self.staging.predictions(entry.shard_table, reported)
+        if reported:
+            where = (f"prediction files in {reported} (outputInfo.gcsOutputDirectory; asked "
+                     f"for a folder under {asked})")
+        else:
+            where = (f"prediction files under {asked} (asked for; the service reports no "
+                     "outputInfo.gcsOutputDirectory)")
+        return OutputPlace(
+            found=bool(files) or self.warehouse.bq.table_exists(entry.output_table),
+            where=where,
+            check="check that folder's objects (a lifecycle rule or a retention setting "
+                  "that deleted them, this account's storage.objects.list permission)",
+        )
 
     def collect(self, entry: LedgerEntry) -> MergeResult | None:
-        self.staging.load_predictions(self.warehouse.bq, entry.shard_table, entry.output_table)
+        self.staging.load_predictions(self.warehouse.bq, self._files(entry), entry.output_table)
         return super().collect(entry)
 
     def clean_up(self, entry: LedgerEntry) -> None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from gemini_batch.clients.vertex import JobStatus, VertexJobs
+    from gemini_batch.routes.base import OutputPlace
     from gemini_batch.rules.config import BatchModel
     from gemini_batch.state.ledger import LedgerEntry
     from gemini_batch.state.warehouse import MergeResult, Warehouse
@@ -70,6 +71,24 @@ class VertexBatchRoute:
 
     def has_output(self, job: JobStatus) -> bool:
         return bool(job.output_table) and self.warehouse.bq.table_exists(job.output_table)
+
+    def locate(self, entry: LedgerEntry) -> OutputPlace:
+        from gemini_batch.routes.base import OutputPlace
+
+        asked = entry.output_table
+        reported = self.status(entry).output_table
+        if not reported:
+            source = "asked for; the service reports no outputInfo.bigqueryOutputTable"
+        elif reported != asked:
+            source = f"asked for; the service reports {reported} (outputInfo.bigqueryOutputTable)"
+        else:
+            source = "outputInfo.bigqueryOutputTable, as asked"
+        return OutputPlace(
+            found=self.warehouse.bq.table_exists(asked),
+            where=f"output table {asked} ({source})",
+            check="check that the table exists and this account can read it (the dataset's "
+                  "location and permissions, a table expiration that dropped it)",
+        )
 
     def collect(self, entry: LedgerEntry) -> MergeResult | None:
         if not self.warehouse.bq.table_exists(entry.output_table):

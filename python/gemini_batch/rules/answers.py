@@ -7,11 +7,13 @@ an output row (or a ``<model>__responses`` row) into what a user pays for:
 
 - **answered**: status '' and a candidate with a non-thought text part or a
   functionCall (docs/decisions/0008-what-counts-as-an-answer.md);
-- **final failure**: sending the same bytes again cannot succeed: a 4xx row error other
-  than 429, an invalid request, or an answer with nothing usable in it (which was paid
-  for) unless the model sets ``retry_empty_answers``; everything else (429, 500, 503,
-  504, no response) is retried up to ``max_retries``
+- **final failure**: sending the same bytes again cannot succeed: a 4xx row error
+  other than 409 ABORTED and 429, an invalid request, or an answer with nothing usable
+  in it (which was paid for) unless the model sets ``retry_empty_answers``; everything
+  else (409, 429, 500, 503, 504, no response) is retried up to ``max_retries``
   (docs/decisions/0009-retry-classes.md);
+- **failed for good**: a final failure or attempts used up, unless ``gemini-batch
+  retry`` asked for the request again since its last answer (``retry_at_attempt``);
 - **failure reason**: the ``last_error`` a user reads, e.g. ``EMPTY_ANSWER: MAX_TOKENS
   (thinking used 512 of 512 tokens; ...)`` or ``400 INVALID_ARGUMENT: ...``.
 
@@ -34,6 +36,9 @@ INVALID_STATUS = "INVALID_REQUEST"
 # Prefixes of the reasons of answers with nothing usable (status '').
 EMPTY_ANSWER = "EMPTY_ANSWER"
 BLOCKED = "BLOCKED"
+# 4xx row errors that pass when sent again: 409 (ABORTED, a concurrency conflict) and
+# 429 (RESOURCE_EXHAUSTED). Every other 4xx, 499 CANCELLED included, is final.
+RETRIED_4XX = "409, 429"
 
 
 def usable_answer_sql(response: str) -> str:
@@ -130,7 +135,27 @@ def final_failure_sql(
     empty = "" if retry_empty_answers else f"\n  OR {empty_answer}"
     return (
         f"COALESCE({status} = '{INVALID_STATUS}'\n"
-        f"  OR ({error_code} BETWEEN 400 AND 499 AND {error_code} != 429){empty}, FALSE)"
+        f"  OR ({error_code} BETWEEN 400 AND 499 AND {error_code} NOT IN ({RETRIED_4XX}))"
+        f"{empty}, FALSE)"
+    )
+
+
+def failed_for_good_sql(
+    status: str, error_code: str, empty_answer: str, attempts: str, retry_at_attempt: str,
+    max_retries: str, *, retry_empty_answers: bool,
+) -> str:
+    """TRUE (never NULL) when a ``<model>__responses`` row without an answer ended
+    ``failed``: its attempts since the last ``gemini-batch retry`` are used up, or
+    sending it again cannot succeed (:func:`final_failure_sql`). A retry asked since its
+    last answer (``retry_at_attempt`` = ``attempts``: no job answered it since) makes it
+    pending whatever the rest says; the next answer is judged as any other. All
+    arguments are SQL expressions (a NULL row is a request never sent: not failed)."""
+    final = final_failure_sql(status, error_code, empty_answer,
+                              retry_empty_answers=retry_empty_answers)
+    return (
+        f"(COALESCE({retry_at_attempt} != {attempts}, TRUE)\n"
+        f"  AND (COALESCE({attempts}, 0) - COALESCE({retry_at_attempt}, 0) > {max_retries}\n"
+        f"       OR {final}))"
     )
 
 
@@ -189,6 +214,7 @@ __all__ = [
     "answered_sql",
     "empty_answer_sql",
     "error_code_sql",
+    "failed_for_good_sql",
     "failure_class_sql",
     "failure_reason_sql",
     "final_failure_sql",

@@ -34,6 +34,13 @@ _CACHE = (
     "cachedContent: batch prediction does not take a context cache (remove it; repeated "
     "prompt prefixes are cached implicitly)"
 )
+
+
+def null_text_problem(path: str) -> str:
+    """A text part whose text is NULL (the prompt expression gave NULL): the words the SQL
+    check says too (_part_problem in macros/requests/request_problems.sql)."""
+    what = "system instruction" if path.startswith("systemInstruction") else "prompt"
+    return f"the {what} is NULL ({path}.text)"
 _MISSING = object()
 # The "type" strings of a response schema as the SQL side finds them in its JSON text.
 _TYPE_TEXT = re.compile(r'[^"\\]*')
@@ -207,7 +214,9 @@ def _schema_type_problems(objects: list[Any], rules: dict[str, Any]) -> list[str
     index = [entry["path"] for entry in rules["objects"]].index("generationConfig.responseSchema")
     names = rules["schema_types"]
     found = []
-    for kind in sorted(_type_strings(objects[index]) - {*names, "TYPE_UNSPECIFIED"}):
+    # Lower case (OpenAPI's spelling) is taken too, as the service does.
+    for kind in sorted(kind for kind in _type_strings(objects[index])
+                       if kind.upper() not in {*names, "TYPE_UNSPECIFIED"}):
         guess = rules["type_synonyms"].get(kind.upper()) or request_schema.nearest(kind, names)
         hint = f"; did you mean {guess}?" if guess else ""
         found.append(f'generationConfig.responseSchema: type "{kind}" is not one of '
@@ -246,6 +255,8 @@ def _part_problem(part: Any, path: str) -> str | None:
     if not isinstance(part, dict):
         return f"{path}: is not an object"
     kinds = sum(_member(part, *names) is not None for names in _PART_KINDS.values())
+    if kinds == 0 and "text" in part and part["text"] is None:
+        return null_text_problem(path)
     if kinds == 0:
         return f"{path}: has none of {_KIND_LIST}"
     if kinds > 1:

@@ -167,6 +167,8 @@ def _enum(value: Any, values: list[str], path: str) -> Iterator[Problem]:
         return  # protobuf's JSON parser takes an enum's number too
     if isinstance(value, str) and value in values:
         return
+    if isinstance(value, str) and "OBJECT" in values and value.upper() in values:
+        return  # a schema type in OpenAPI's lower case: the service takes it (litellm#8864)
     shown = _shown(value)
     listed = [name for name in values if not name.endswith("_UNSPECIFIED")]
     guess = TYPE_SYNONYMS.get(shown.upper()) if isinstance(value, str) else None

@@ -43,6 +43,9 @@ RESPONSES_SCHEMA: dict[str, str] = {
     "answered": "BOOL",
     "empty_answer": "BOOL",
     "error_code": "INT64",
+    # `attempts` when `gemini-batch retry` asked for the request again (NULL: never);
+    # answers.failed_for_good_sql reads it (state/retries.py writes it).
+    "retry_at_attempt": "INT64",
     # project.dataset.table an answer was copied from (var gemini_batch_answers_from;
     # state/reuse.py), NULL for an answer this target paid for.
     "reused_from": "STRING",
@@ -205,7 +208,8 @@ FROM (
             status="s.status", processed_time="s.processed_time", attempts="1",
             last_error="IF(s.succeeded, NULL, s.error)", job_name="@job_name",
             updated_at="CURRENT_TIMESTAMP()", answered="s.succeeded",
-            empty_answer="s.empty_answer", error_code="s.error_code", reused_from="NULL")
+            empty_answer="s.empty_answer", error_code="s.error_code",
+            retry_at_attempt="NULL", reused_from="NULL")
         if not stats["known"]:
             # NOT IN keeps it idempotent, and safe if a row appeared since the count.
             self._query_model(

@@ -20,7 +20,7 @@ from google.cloud import bigquery
 
 from gemini_batch.clients.bigquery import quote_table
 from gemini_batch.errors import WarehouseError
-from gemini_batch.rules.answers import INVALID_STATUS, failure_class_sql, final_failure_sql
+from gemini_batch.rules.answers import INVALID_STATUS, failed_for_good_sql, failure_class_sql
 from gemini_batch.rules.catalog import LONG_CONTEXT_TOKENS
 from gemini_batch.rules.config import BatchModel
 from gemini_batch.rules.pricing import (
@@ -38,6 +38,7 @@ from gemini_batch.state.responses import (
     insert_responses_row,
 )
 from gemini_batch.state.reuse import sample_sql
+from gemini_batch.state.rows import key_columns, quote_column, requests_columns, row_label
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class InvalidSummary:
     """Requests that fail the validity check, now marked failed in ``<model>__responses``."""
 
     count: int
-    examples: list[tuple[str, str]]  # up to 5 (request_id, reason)
+    examples: list[tuple[str, str]]  # up to 5 (the row by its key columns, reason)
 
 
 @dataclass(frozen=True)
@@ -104,15 +105,19 @@ class Warehouse(AnswerMerges):
                 "columns and fills them from the answers kept. Nothing was submitted."
             )
 
-    def counts(self, model: BatchModel, live_shards: Sequence[str] = ()) -> RequestCounts:
+    def counts(self, model: BatchModel, live_shards: Sequence[str] = (), *,
+               planned: str | None = None) -> RequestCounts:
         """Requests of ``model`` by state (one query); ``live_shards`` are the shard
-        tables of its live jobs (their requests count as in flight)."""
+        tables of its live jobs (their requests count as in flight). ``planned``: a
+        SELECT of the requests as a build would make them now, read in place of
+        ``<model>__requests`` (``plan``)."""
         live = list(live_shards)
         in_live = f"r.request_id IN ({_union_request_ids(live)})" if live else "FALSE"
+        requests, responses = self._sources(model, planned)
         sql = f"""
 WITH ids AS (
   SELECT request_id, COUNT(*) AS copies, LOGICAL_OR(request_problem IS NOT NULL) AS invalid
-  FROM {quote_table(model.requests_table)}
+  FROM {requests}
   GROUP BY request_id
 ), states AS (
   SELECT
@@ -120,12 +125,12 @@ WITH ids AS (
     CASE
       WHEN {answered("s")} THEN 'cached'
       WHEN r.invalid THEN 'invalid'
-      WHEN COALESCE(s.attempts, 0) > @max_retries OR {_final(model, "s")} THEN 'failed'
+      WHEN {failed_for_good(model, "s")} THEN 'failed'
       WHEN {in_live} THEN 'in_flight'
       ELSE 'pending'
     END AS state
   FROM ids AS r
-  LEFT JOIN {quote_table(model.responses_table)} AS s ON s.request_id = r.request_id
+  LEFT JOIN {responses} AS s ON s.request_id = r.request_id
 )
 SELECT
   COALESCE(SUM(copies), 0) AS total,
@@ -157,7 +162,7 @@ FROM (
   ) AS r
   LEFT JOIN {quote_table(model.responses_table)} AS s ON s.request_id = r.request_id
   WHERE NOT {answered("s")}
-    AND (r.invalid OR COALESCE(s.attempts, 0) > @max_retries OR {_final(model, "s")})
+    AND (r.invalid OR {failed_for_good(model, "s")})
 )
 GROUP BY reason
 ORDER BY requests DESC, reason""",
@@ -193,17 +198,32 @@ WHEN NOT MATCHED THEN
       request_id="s.request_id", response="NULL", status="@invalid_status",
       processed_time="NULL", attempts="@max_retries + 1", last_error="s.reason",
       job_name="NULL", updated_at="CURRENT_TIMESTAMP()", answered="FALSE",
-      empty_answer="FALSE", error_code="NULL", reused_from="NULL")}""",
+      empty_answer="FALSE", error_code="NULL", retry_at_attempt="NULL",
+      reused_from="NULL")}""",
             {"max_retries": model.config.max_retries, "invalid_status": INVALID_STATUS},
         )
+        # The examples are named by the model's key columns (ticket_id=17), else by
+        # the start of their request_id.
+        keys = key_columns(requests_columns(self.bq, model))
+        selected = "".join(f", {quote_column(name)}" for name in keys)
         rows = self._query_model(
             model,
-            f"SELECT request_id, reason, COUNT(*) OVER () AS invalid_count FROM ({invalid}\n)"
-            " ORDER BY request_id LIMIT 5",
+            f"""
+SELECT request_id, request_problem AS reason{selected}, COUNT(*) OVER () AS invalid_count
+FROM (
+  SELECT request_id, request_problem{selected},
+    ROW_NUMBER() OVER (PARTITION BY request_id ORDER BY request_problem) AS copy
+  FROM {quote_table(model.requests_table)}
+  WHERE request_problem IS NOT NULL
+)
+WHERE copy = 1
+ORDER BY request_id
+LIMIT 5""",
         )
         return InvalidSummary(
             count=int(rows[0]["invalid_count"]) if rows else 0,
-            examples=[(row["request_id"], row["reason"]) for row in rows],
+            examples=[(row_label(dict(row.items()), keys) or row["request_id"][:12],
+                       row["reason"]) for row in rows],
         )
 
     def create_shards(
@@ -228,7 +248,7 @@ WHEN NOT MATCHED THEN
         (:func:`~gemini_batch.state.reuse.sample_sql`)."""
         if not _RUN_ID.match(run_id):
             raise ValueError(f"run_id {run_id!r}: use lowercase letters, digits and '_'")
-        pending, params = self.pending_query(model, live_shards, sample)
+        pending, params = self.pending_query(model, live_shards, sample=sample)
         with self._transient_table(
             model,
             f"{model.project}.{model.dataset}.{model.name}__pending_{run_id}",
@@ -263,62 +283,90 @@ FROM (
         return shards
 
     def pending_query(
-        self, model: BatchModel, live_shards: Sequence[str] = (), sample: int | None = None
+        self, model: BatchModel, live_shards: Sequence[str] = (), *,
+        sample: int | None = None, planned: str | None = None,
     ) -> tuple[str, dict[str, Any]]:
         """SELECT of the pending requests (request_id, request; one row per request_id)
         and its parameters: valid, no success, attempts <= max_retries and, with
         in none of ``live_shards`` (the shard tables of live jobs); with ``sample``,
-        only those among the sample's first ``sample`` request_ids."""
+        only those among the sample's first ``sample`` request_ids. ``planned``: as
+        in :meth:`counts`."""
         live = list(live_shards)
         not_live = f"AND r.request_id NOT IN ({_union_request_ids(live)})" if live else ""
+        requests, responses = self._sources(model, planned)
         sql = f"""
   SELECT request_id, request
   FROM (
     SELECT r.request_id, r.request,
       ROW_NUMBER() OVER (PARTITION BY r.request_id) AS copy
-    FROM {quote_table(model.requests_table)} AS r
-    LEFT JOIN {quote_table(model.responses_table)} AS s ON s.request_id = r.request_id
+    FROM {requests} AS r
+    LEFT JOIN {responses} AS s ON s.request_id = r.request_id
     WHERE r.request_problem IS NULL
       AND NOT {answered("s")}
-      AND COALESCE(s.attempts, 0) <= @max_retries
-      AND NOT {_final(model, "s")}
+      AND NOT {failed_for_good(model, "s")}
       {not_live}
   )
   WHERE copy = 1"""
         if sample is not None:
-            sql = sample_sql(sql, quote_table(model.requests_table), sample)
+            sql = sample_sql(sql, requests, sample)
         return sql, {"max_retries": model.config.max_retries}
 
     def pending_count(
-        self, model: BatchModel, live_shards: Sequence[str] = (), sample: int | None = None
+        self, model: BatchModel, live_shards: Sequence[str] = (), *,
+        sample: int | None = None, planned: str | None = None,
     ) -> int:
         """How many requests :meth:`pending_query` selects."""
-        sql, params = self.pending_query(model, live_shards, sample)
+        sql, params = self.pending_query(model, live_shards, sample=sample, planned=planned)
         return int(self._query_model(model, f"SELECT COUNT(*) AS n FROM ({sql})", params)[0]["n"])
+
+    # -- helpers --------------------------------------------------------------------
+
+    def _sources(self, model: BatchModel, planned: str | None) -> tuple[str, str]:
+        """What the requests and the responses are read from: the model's tables, or
+        (``planned``) that SELECT and the responses kept, none if there is no table."""
+        if planned is None:
+            return quote_table(model.requests_table), quote_table(model.responses_table)
+        responses = quote_table(model.responses_table)
+        if not self.bq.table_exists(model.responses_table):
+            responses = "(SELECT " + ", ".join(
+                f"CAST(NULL AS {kind}) AS {name}" for name, kind in RESPONSES_SCHEMA.items()
+            ) + " LIMIT 0)"
+        return f"({planned})", responses
 
     def pending_price_groups(
         self, model: BatchModel, live_shards: Sequence[str] = (),
-        pending_snapshot: str | None = None, sample: int | None = None,
+        pending_snapshot: str | None = None, *,
+        sample: int | None = None, planned: str | None = None,
     ) -> list[bigquery.Row]:
         """The one query of the cost estimate (``pricing.estimate_groups`` prices its
         rows): the pending requests (those of ``pending_snapshot``, a
         :meth:`pending_snapshot` table, when given) grouped by what prices them
         (requested thinkingBudget, maxOutputTokens, over the long-context threshold), with
         their count, input tokens and audio input tokens. The token rules are
-        ``pricing.request_price_row``'s, in SQL."""
+        ``pricing.request_price_row``'s, in SQL. ``planned``: the requests as a build
+        would make them now (:meth:`counts`)."""
         if pending_snapshot is not None:
             pending = f"SELECT request_id, request FROM {quote_table(pending_snapshot)}"
             params: dict[str, Any] = {}
         else:
-            pending, params = self.pending_query(model, live_shards, sample)
-        return self.bq.query(estimate_groups_sql(pending),
-                             {**params, "long_context_tokens": LONG_CONTEXT_TOKENS})
+            pending, params = self.pending_query(
+                model, live_shards, sample=sample, planned=planned)
+        return self.bq.query(
+            estimate_groups_sql(pending),
+            {**params, "long_context_tokens": LONG_CONTEXT_TOKENS},
+        )
+
+
+_RUN_ID = re.compile(r"^[a-z0-9_]{1,40}$")
+_COUNT_FIELDS = [f.name for f in fields(RequestCounts)]
 
 
 def estimate_groups_sql(pending: str) -> str:
-    """The estimate's query over ``pending`` (a SELECT of request_id, request): one row
-    per group of requests that price alike, with parameter ``@long_context_tokens``.
-    The AI.GENERATE route runs the same query from the dbt package
+    """The cost estimate's query over ``pending`` (a SELECT of request_id, request): one
+    row per group of requests that price alike (requested thinkingBudget,
+    maxOutputTokens, over ``@long_context_tokens``), with their count, input tokens and
+    audio input tokens; the token rules are ``pricing.request_price_row``'s. The
+    AI.GENERATE route runs the same query from the dbt package
     (_gemini_batch_estimate_groups_sql; tests/unit/test_rules_agree.py ties them)."""
     kinds = {f"file_parts_{n}": prefix for n, prefix in enumerate(FILE_PART_TOKENS)}
     part_counts = ",\n        ".join(
@@ -365,14 +413,13 @@ FROM (
 )
 GROUP BY requested_budget, max_output_tokens, long_context"""
 
-_RUN_ID = re.compile(r"^[a-z0-9_]{1,40}$")
-_COUNT_FIELDS = [f.name for f in fields(RequestCounts)]
-
-
-def _final(model: BatchModel, alias: str) -> str:
-    """The model's rule for a responses row (``alias``) failed for good."""
-    return final_failure_sql(
+def failed_for_good(model: BatchModel, alias: str) -> str:
+    """The model's rule for a responses row (``alias``, NULL when there is none) failed
+    for good (attempts used up, or a final failure; not while a retry is asked), over
+    the query parameter ``@max_retries``."""
+    return failed_for_good_sql(
         f"{alias}.status", f"{alias}.error_code", f"{alias}.empty_answer",
+        f"{alias}.attempts", f"{alias}.retry_at_attempt", "@max_retries",
         retry_empty_answers=model.config.retry_empty_answers,
     )
 

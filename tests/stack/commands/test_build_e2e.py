@@ -66,6 +66,10 @@ def test_failed_rows_are_retried_up_to_max_retries_then_failed(
                                          "row_failure_codes": [429]}).raise_for_status()
     output = _ok(project.cli("build"), code=3)  # max_retries=1: two attempts, then failed
     assert "retry round 1: 3 requests still pending" in output
+    # The service's message points at the output table; merged, it is gone: say where.
+    assert ("FAILED: merged 0 answers, 3 failed rows, 0 unanswered (every row failed; each "
+            "row's error is in last_error of") in output
+    assert "was merged and dropped)" in output and "has each row's error" not in output
     # Every row failed in both jobs (the service calls such a job FAILED).
     assert [j.state for j in project.jobs()] == ["FAILED", "FAILED"]
     ledger = project.rows("select request_count, failed_count from `{ds}.gemini_batch_jobs`")
@@ -151,13 +155,16 @@ def test_plan_shows_what_would_be_submitted_then_invalid_rows_end_failed_with_th
 
     # The build sends the valid requests only; the invalid row ends failed, with why.
     output = _ok(project.cli("build"), code=3)
-    assert "1 invalid requests are not submitted" in output
-    assert "contents[0].parts[0]" in output  # the example names the field
+    # The example names the row by the model's key column, and the field, in words.
+    assert "1 invalid request is not submitted (e.g. id=2: the prompt is NULL " \
+        "(contents[0].parts[0].text))" in output
+    assert "questions: 1 invalid request was not submitted (batch_state = 'failed', see " \
+        "last_error): id=2: the prompt is NULL (contents[0].parts[0].text)." in output
     (job,) = project.jobs()
     assert job.succeeded + job.failed == 3
     rows = project.rows("select id, batch_state, last_error from `{ds}.questions` order by id")
     assert [r["batch_state"] for r in rows] == ["succeeded", "failed", "succeeded", "succeeded"]
-    assert "contents[0].parts[0]" in rows[1]["last_error"]
+    assert rows[1]["last_error"] == "the prompt is NULL (contents[0].parts[0].text)"
     output = _ok(project.cli("plan"))
     assert "nothing to submit" in output
 
@@ -197,7 +204,7 @@ def test_second_build_refuses_and_a_killed_build_resumes_without_paying_twice(
 
     faults.patch("/emulator/faults", json={"hold": False}).raise_for_status()
     output = _ok(project.cli("build", "--poll-interval", "0.5"))
-    assert "resuming 1 job(s) of an earlier build (12 requests)" in output
+    assert "resuming 1 job of an earlier build (12 requests)" in output
     (job,) = project.jobs()  # no second job: nothing was submitted twice
     assert (job.state, job.succeeded) == ("SUCCEEDED", 12)
     shards = [t.table_id for t in project.bq.list_tables(
@@ -267,7 +274,8 @@ def test_stages_put_tests_after_the_answers_and_chained_models_after_their_input
     project: DbtTestProject,
 ) -> None:
     """Stage planning from the manifest alone (no BigQuery, no job)."""
-    from gemini_batch.build.dbt_project import DbtOptions, DbtProject
+    from gemini_batch.build.dbt_options import DbtOptions
+    from gemini_batch.build.dbt_project import DbtProject
 
     project.write("models/summaries.sql", batch_model_sql(prompt="concat('Summarise: ', prompt)"))
     project.write("models/follow_ups.sql", batch_model_sql(source="ref('answers')"))

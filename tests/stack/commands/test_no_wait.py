@@ -49,7 +49,7 @@ def test_no_wait_submits_and_exits_75_then_a_later_build_collects(
     # A second --no-wait while they run sends nothing new.
     again = project.cli("build", "--no-wait", "--plain")
     assert again.exit_code == 75, again.output
-    assert "1 job(s) in flight" in again.output
+    assert "1 job in flight" in again.output
     assert len(project.jobs()) == 1
 
     faults.put("/emulator/faults", json={}).raise_for_status()

@@ -51,13 +51,14 @@ def test_requests_vertex_would_refuse_are_refused_before_any_job(project: DbtTes
         "        data_tests: [gemini_batch.valid_request]\n" for name in CASES))
 
     output = project.cli("build", "--select", "+refused_typo +refused_int64 +refused_pro_off")
-    # The valid_request tests run in the build's last stage and fail: exit 1.
+    # The valid_request tests run before the jobs (they gate them) and fail: exit 1.
     assert output.exit_code == 1, output.output
     sent = {job.input_table.split(".")[-1].split("__")[0] for job in project.jobs()}
     for name, (_, _, problem) in CASES.items():
         assert f"refused_{name}" not in sent  # the Vertex emulator was given nothing
-        assert f"refused_{name}: 3 invalid requests are not submitted" in output.output
-        assert f"valid_request_refused_{name}_request" in output.output
+        assert (f"refused_{name}: request test gemini_batch_valid_request_refused_{name}_request"
+                " failed on 3 rows") in output.output
+        assert "nothing was submitted" in output.output
         assert problem in output.output  # the field is named
         rows = project.rows(f"select batch_state, request_problem from `{{ds}}.refused_{name}`")
         assert {(row["batch_state"], row["request_problem"]) for row in rows} == {

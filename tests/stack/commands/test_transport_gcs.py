@@ -134,7 +134,7 @@ def test_a_rerun_sends_nothing_and_adopts_a_job_a_dead_build_left(built):
     jobs_before = len(project.vertex().list(limit=1000))
 
     output = cli_ok(project.cli("build", "--plain"))
-    assert f"adopting job {orphan.job_id} (1 requests)" in output
+    assert f"adopting job {orphan.job_id} (1 request)" in output
     assert len(project.vertex().list(limit=1000)) == jobs_before  # nothing new sent
     rows = answers(project, "questions_gcs")
     assert [row["batch_state"] for row in rows] == ["succeeded"] * 4

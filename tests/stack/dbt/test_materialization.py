@@ -260,7 +260,13 @@ def test_a_responses_table_made_before_the_derived_columns_gets_them_filled(
     dbt_project.dbt_ok("run", "--select", "questions")
 
     columns = [f.name for f in bq.get_table(dbt_project.table("questions__responses")).schema]
-    assert columns[-4:] == ["answered", "empty_answer", "error_code", "reused_from"]
+    # Where a new table has them, in the order they came: `gemini-batch retry`'s column,
+    # then where an answer was copied from; both empty (never asked, nothing copied).
+    assert columns[-5:] == ["answered", "empty_answer", "error_code", "retry_at_attempt",
+                            "reused_from"]
+    assert _rows(bq, f"select countif(retry_at_attempt is not null) as n, "
+                 f"countif(reused_from is not null) as m from {responses}"
+                 ) == [{"n": 0, "m": 0}]
     derived = {
         row["request_id"]: (row["answered"], row["empty_answer"], row["error_code"])
         for row in _rows(

@@ -195,7 +195,9 @@ def test_mark_invalid_fails_them_with_the_reason(bq: bigquery.Client, dataset: s
     warehouse = Warehouse(BigQuery(bq))
     summary = warehouse.mark_invalid(model)
     assert summary.count == 2
-    assert summary.examples == [("bad-1", "contents: is empty"), ("bad-2", "request: is NULL")]
+    # Named by the model's key columns (here the one other than request), not a hash.
+    assert summary.examples == [("key_column=1", "contents: is empty"),
+                                ("key_column=2", "request: is NULL")]
 
     responses = _responses(bq, model)
     assert set(responses) == {"bad-1", "bad-2"}
@@ -451,7 +453,8 @@ def test_table_exists_and_drop(bq: bigquery.Client, dataset: str) -> None:
 
 def _row_error(code: int, status: str, message: str) -> str:
     """A row's status as the service writes it."""
-    reason = {400: "Bad Request", 429: "Too Many Requests"}[code]
+    reason = {400: "Bad Request", 409: "Conflict", 429: "Too Many Requests",
+              499: "Client Closed Request"}[code]
     body = {"error": {"code": code, "message": message, "status": status}}
     return f"{reason}: {json.dumps(body)}"
 
@@ -461,7 +464,8 @@ def test_retry_classes_decide_what_is_sent_again(
     bq: bigquery.Client, dataset: str, retry_empty_answers: bool
 ) -> None:
     model = _model(bq, dataset, max_retries=2, retry_empty_answers=retry_empty_answers)
-    ids = ["answered", "refused", "throttled", "thought_it_all", "blocked"]
+    ids = ["answered", "refused", "throttled", "aborted", "cancelled", "thought_it_all",
+           "blocked"]
     _build_tables(bq, model, [(i, None) for i in ids])
     processed = "2026-11-30T10:00:00+00:00"
     empty = {"candidates": [{"finishReason": "MAX_TOKENS", "content": {"role": "model"}}],
@@ -473,6 +477,10 @@ def test_retry_classes_decide_what_is_sent_again(
             400, "INVALID_ARGUMENT", "Request contains an invalid argument.")},
         "throttled": {"response": None, "status": _row_error(
             429, "RESOURCE_EXHAUSTED", "Resource exhausted.")},
+        # A concurrency conflict passes when sent again; a call cancelled does not.
+        "aborted": {"response": None, "status": _row_error(409, "ABORTED", "Aborted.")},
+        "cancelled": {"response": None, "status": _row_error(
+            499, "CANCELLED", "The operation was cancelled.")},
         "thought_it_all": {"response": empty, "status": "",
                            "request": {"generationConfig": {"maxOutputTokens": 64}}},
         "blocked": {"response": {"promptFeedback": {"blockReason": "SAFETY"}}, "status": ""},
@@ -484,7 +492,7 @@ def test_retry_classes_decide_what_is_sent_again(
     ])
     warehouse = Warehouse(BigQuery(bq))
     result = warehouse.merge_output(model, output, "jobs/classes")
-    assert (result.succeeded, result.failed) == (1, 4)
+    assert (result.succeeded, result.failed) == (1, 6)
     # The empty answers were billed: their tokens count.
     assert result.thoughts_tokens == 64
 
@@ -502,12 +510,14 @@ def test_retry_classes_decide_what_is_sent_again(
     resent = {row["request_id"] for row in _run(
         bq, f"select request_id from {quote_table(shard.table)}")}
     if retry_empty_answers:
-        assert (counts.cached, counts.pending, counts.failed) == (1, 3, 1)
-        assert resent == {"throttled", "thought_it_all", "blocked"}
-        assert warehouse.failure_reasons(model) == {"400 INVALID_ARGUMENT": 1}
-    else:
-        # The 400 and the two empty answers cannot succeed: never sent again.
-        assert (counts.cached, counts.pending, counts.failed) == (1, 1, 3)
-        assert resent == {"throttled"}
+        assert (counts.cached, counts.pending, counts.failed) == (1, 4, 2)
+        assert resent == {"throttled", "aborted", "thought_it_all", "blocked"}
         assert warehouse.failure_reasons(model) == {
-            "400 INVALID_ARGUMENT": 1, "BLOCKED: SAFETY": 1, "EMPTY_ANSWER: MAX_TOKENS": 1}
+            "400 INVALID_ARGUMENT": 1, "499 CANCELLED": 1}
+    else:
+        # The 400, the 499 and the two empty answers cannot succeed: never sent again.
+        assert (counts.cached, counts.pending, counts.failed) == (1, 2, 4)
+        assert resent == {"throttled", "aborted"}
+        assert warehouse.failure_reasons(model) == {
+            "400 INVALID_ARGUMENT": 1, "499 CANCELLED": 1, "BLOCKED: SAFETY": 1,
+            "EMPTY_ANSWER: MAX_TOKENS": 1}

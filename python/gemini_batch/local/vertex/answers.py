@@ -106,6 +106,8 @@ def empty_answer(response: dict[str, Any], kind: str, *, limit: int) -> dict[str
         usage["thoughtsTokenCount" if usage.get("thoughtsTokenCount") else
               "candidatesTokenCount"] = limit
         answer["candidates"] = [{"content": content, "finishReason": "MAX_TOKENS"}]
+    elif reason == "STOP":  # as Gemini 2.5 and 3 sometimes answer: a content, no parts
+        answer["candidates"] = [{"content": {"role": "model"}, "finishReason": "STOP"}]
     else:
         candidate: dict[str, Any] = {"finishReason": reason}
         if reason == "SAFETY":

@@ -80,14 +80,18 @@ SETTINGS = {
     "open exactly as long as it needs).",
     "released": "Job ids, comma separated, that go on while hold stays true for every other "
     "job (one job let go, the next one made still held).",
+    "stop_empty_rate": "Share of answered rows (0..1) that come back finishReason STOP with no "
+    "parts, as Gemini 2.5 and 3 sometimes answer (drawn per job and row: a resend may pass).",
+    "drop_output": "true: jobs end SUCCEEDED with their counts but nothing where outputInfo "
+    "points (the rows go to <table>__dropped or <folder>__dropped/, for a test to put back).",
 }
 SETTING_NAMES = tuple(SETTINGS)
 _LISTS = {"row_failure_codes": int, "empty_answer_kinds": str, "released": str}
 _FLOATS = frozenset(
-    {"row_failure_rate", "empty_answer_rate", "queue_delay", "row_latency", "run_seconds",
-     "time_scale"}
+    {"row_failure_rate", "empty_answer_rate", "stop_empty_rate", "queue_delay", "row_latency",
+     "run_seconds", "time_scale"}
 )
-_BOOLS = frozenset({"incomplete_unknown", "legacy_models", "hold"})
+_BOOLS = frozenset({"incomplete_unknown", "legacy_models", "hold", "drop_output"})
 _INTS = frozenset({"lose_create_answers"})
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
@@ -126,6 +130,10 @@ class Faults:
     # same), drawn per (job, row) like failures; the kind is drawn from the list.
     empty_answer_rate: float = 0.0
     empty_answer_kinds: tuple[str, ...] = EMPTY_KINDS
+    # Share of answered rows (0..1) that come back finishReason STOP with no parts (Gemini
+    # 2.5 and 3 do so now and then; the same request sent again usually answers), drawn
+    # per (job, row): the same row of a new job draws again.
+    stop_empty_rate: float = 0.0
     # FAILED or EXPIRED: end every job so without processing it. PAUSED: a job pauses
     # before it runs while this is set (read live, not from the job's snapshot).
     job_outcome: str | None = None
@@ -152,13 +160,17 @@ class Faults:
     # Job ids (the last segment of the name) let go while `hold` stays on: a test
     # releases one job and the next job made, whenever it comes, is still held.
     released: tuple[str, ...] = ()
+    # A job ends SUCCEEDED with its counts and nothing where its outputInfo points: the
+    # operator must not take "no output" for "no answers". What it wrote is set aside
+    # (``<table>__dropped``, ``<folder>__dropped/``) so a test can make it turn up late.
+    drop_output: bool = False
 
     def holds(self, job_id: str) -> bool:
         """Whether job ``job_id`` waits in the queue now (``hold`` on, not released)."""
         return self.hold and job_id not in self.released
 
     def __post_init__(self) -> None:
-        for name in ("row_failure_rate", "empty_answer_rate"):
+        for name in ("row_failure_rate", "empty_answer_rate", "stop_empty_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise FaultError(f"{name} must be between 0 and 1, not {getattr(self, name)}")
         if not self.row_failure_codes:
@@ -236,6 +248,11 @@ class Faults:
         if draw is None:
             return None
         return self.empty_answer_kinds[draw % len(self.empty_answer_kinds)]
+
+
+    def stop_empty(self, job_id: str, row_number: int) -> bool:
+        """Whether row ``row_number`` of job ``job_id`` answers STOP with no parts."""
+        return _draw(self.stop_empty_rate, f"{job_id}:{row_number}:stop") is not None
 
 
 def _draw(rate: float, key: str) -> int | None:

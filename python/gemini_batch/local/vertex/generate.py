@@ -83,7 +83,8 @@ def answer(calls: Sequence[Call], *, engine: Engine, faults: Faults, model: str,
             continue
         request, result = next(generated)
         if not isinstance(result, str):
-            kind = faults.empty_answer(call.scope, call.number)
+            kind = faults.empty_answer(call.scope, call.number) or (
+                "finish:STOP" if faults.stop_empty(call.scope, call.number) else None)
             if kind:
                 result = empty_answer(result, kind, limit=output_limit(request, model))
             # What the service stamps on each answer: when, and a unique id.

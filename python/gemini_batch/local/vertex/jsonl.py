@@ -178,8 +178,11 @@ class JsonlSource:
 class JsonlSink:
     """``outputConfig.gcsDestination``: a new folder of prediction files under the prefix."""
 
-    def __init__(self, client: storage.Client, job: dict[str, Any]) -> None:
+    def __init__(self, client: storage.Client, job: dict[str, Any], *,
+                 drop_output: bool = False) -> None:
         self._client = client
+        # The drop_output fault: the files go to <folder>__dropped/, outputInfo names <folder>.
+        self._drop_output = drop_output
         prefix = job["outputConfig"]["gcsDestination"]["outputUriPrefix"]
         self._prefix = GcsPath.parse(prefix)
         assert self._prefix is not None  # checked when the job was created
@@ -203,7 +206,10 @@ class JsonlSink:
         """Export answered rows as the next predictions file (never overwriting one)."""
         name = "predictions.jsonl" if not self._written else f"predictions_{self._written}.jsonl"
         data = b"".join(output_line(row) for row in rows)
-        blob = self._client.bucket(self.output_dir.bucket).blob(self.output_dir.child(name).name)
+        folder = self.output_dir
+        if self._drop_output:
+            folder = GcsPath(folder.bucket, f"{folder.name.rstrip('/')}__dropped")
+        blob = self._client.bucket(folder.bucket).blob(folder.child(name).name)
         blob.upload_from_string(data, content_type="application/jsonl", if_generation_match=0)
         self._written += 1
 

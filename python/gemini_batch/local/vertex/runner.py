@@ -152,7 +152,7 @@ class JobRunner:
                 self._check_cancel(cancel)
                 self._store.update(job_id, state="JOB_STATE_PENDING")
                 job = self._store.get(job_id)
-                plan = self._prepare(job, bigquery)
+                plan = self._prepare(job, bigquery, faults)
                 self._paused(job_id, cancel)
                 self._check_cancel(cancel)
                 self._store.update(
@@ -259,12 +259,12 @@ class JobRunner:
         if done < total and clock.elapsed() >= RUN_LIMIT_SECONDS:
             raise RunLimitReached
 
-    def _prepare(self, job: dict[str, Any], bigquery: BigQueryRest) -> _Plan:
+    def _prepare(self, job: dict[str, Any], bigquery: BigQueryRest, faults: Faults) -> _Plan:
         """Open the source, then the sink; JobFailure names what is wrong."""
         source = self._source(job, bigquery)
         if source.total_rows > MAX_REQUESTS_PER_JOB:
             raise JobFailure(INVALID_ARGUMENT, source.too_many(MAX_REQUESTS_PER_JOB))
-        return _Plan(source=source, sink=self._sink(job, bigquery, source),
+        return _Plan(source=source, sink=self._sink(job, bigquery, source, faults),
                      model=model_id(job["model"]) or job["model"])
 
     # The server takes a table input with a table output, and files with files.
@@ -273,10 +273,12 @@ class JobRunner:
             return JsonlSource(self._storage(), job).open()
         return TableSource(bigquery, job).open()
 
-    def _sink(self, job: dict[str, Any], bigquery: BigQueryRest, source: Source) -> Sink:
+    def _sink(self, job: dict[str, Any], bigquery: BigQueryRest, source: Source,
+              faults: Faults) -> Sink:
+        drop = faults.drop_output
         if "gcsDestination" in job["outputConfig"]:
-            return JsonlSink(self._storage(), job).open()
-        return TableSink(bigquery, job).open(source.columns)
+            return JsonlSink(self._storage(), job, drop_output=drop).open()
+        return TableSink(bigquery, job, drop_output=drop).open(source.columns)
 
     def _storage(self) -> storage.Client:
         return storage_client(self._storage_endpoint, self._project)

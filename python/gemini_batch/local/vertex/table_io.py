@@ -88,10 +88,13 @@ class TableSource:
 class TableSink:
     """``outputConfig.bigqueryDestination``: a new table the rows are appended to."""
 
-    def __init__(self, bigquery: BigQueryRest, job: dict[str, Any]) -> None:
+    def __init__(self, bigquery: BigQueryRest, job: dict[str, Any], *,
+                 drop_output: bool = False) -> None:
         ref = TableRef.parse(job["outputConfig"]["bigqueryDestination"]["outputUri"])
         assert ref is not None  # checked when the job was created
         self.ref = ref
+        # The drop_output fault: the rows go to <table>__dropped, outputInfo names <table>.
+        self._drop_output = drop_output
         self._bigquery = bigquery
         self._schema: list[dict[str, Any]] = []
 
@@ -115,7 +118,7 @@ class TableSink:
                 )
             self._schema = [_output_field(f) for f in columns] + OUTPUT_COLUMNS
             try:
-                self._bigquery.create_table(ref, self._schema)
+                self._bigquery.create_table(self._written, self._schema)
             except BigQueryError as exc:
                 if exc.status == 409:
                     raise JobFailure(
@@ -125,6 +128,10 @@ class TableSink:
         except BigQueryError as exc:
             raise JobFailure(INTERNAL, f"BigQuery call failed: {exc}") from exc
         return self
+
+    @property
+    def _written(self) -> TableRef:
+        return self.ref.with_table(f"{self.ref.table}__dropped") if self._drop_output else self.ref
 
     @property
     def output_info(self) -> dict[str, str]:
@@ -138,7 +145,7 @@ class TableSink:
         return f"the output table {self.ref} has each row's error in its `status` column"
 
     def writer(self, *, page_size: int, thread_name: str) -> OutputWriter:
-        ref, schema = self.ref, self._schema
+        ref, schema = self._written, self._schema
         return OutputWriter(
             lambda rows: self._bigquery.load_rows(ref, schema, rows),
             page_size=page_size,
