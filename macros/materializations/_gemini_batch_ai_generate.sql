@@ -288,7 +288,7 @@ when not matched then
   insert ({{ gemini_batch._gemini_batch_responses_columns() | map(attribute=0) | join(', ') }})
   values (s.request_id, s.response, s.status, s.processed_time, 1,
     if(s.succeeded, null, s.error), s.job_name, current_timestamp(),
-    s.succeeded, s.empty_answer, s.error_code, null)
+    s.succeeded, s.empty_answer, s.error_code, null, null)  {#- retry_at_attempt, reused_from -#}
 {%- endmacro %}
 
 
