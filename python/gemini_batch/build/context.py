@@ -43,3 +43,6 @@ class BatchContext:
     def for_stage(self, invocation_id: str | None, reporter: Reporter) -> BatchContext:
         return replace(self, invocation_id=invocation_id or self.invocation_id,
                        reporter=reporter)
+
+
+__all__ = ["BatchContext", "BatchSettings"]

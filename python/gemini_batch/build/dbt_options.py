@@ -91,3 +91,6 @@ class DbtOptions:
         """The state directory whose manifest --defer reads (--defer-state, else
         --state), or None without --defer."""
         return (self.defer_state or self.state) if self.defer else None
+
+
+__all__ = ["DbtOptions", "run_flags", "split_selection"]

@@ -450,7 +450,6 @@ __all__ = [
     "BUILD_RESOURCE_TYPES",
     "MATERIALIZATION",
     "REQUEST_COLUMN",
-    "DbtOptions",
     "DbtProject",
     "DbtTarget",
     "Stage",

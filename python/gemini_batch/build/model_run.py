@@ -185,7 +185,8 @@ class ModelRun:
             if not self.ctx.settings.wait and self._free_slots() == 0:
                 break  # every slot holds a running job: the next build submits
             if attempt:
-                self._say(f"retry round {attempt}: {counted(sendable, 'request')} still pending")
+                pending = counted(sendable, "request")
+                self._say(f"retry round {attempt}: {pending} still pending")
             round_ok, all_answered = self._submit_round(self.route, counts)
             if all_answered and self.ctx.settings.wait:
                 # Every request the round cut (all that were pending) has its answer:
@@ -479,4 +480,4 @@ class ModelRun:
                                    f"{status.state}: output not found, not merged")
 
 
-__all__ = ["BatchContext", "ModelRun", "new_run_id"]
+__all__ = ["ModelRun", "new_run_id"]
