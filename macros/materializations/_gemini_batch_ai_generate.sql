@@ -285,10 +285,13 @@ when matched and coalesce(t.job_name, '') != s.job_name and not s.succeeded
     updated_at = current_timestamp(), answered = false, empty_answer = s.empty_answer,
     error_code = s.error_code
 when not matched then
-  insert ({{ gemini_batch._gemini_batch_responses_columns() | map(attribute=0) | join(', ') }})
+  {#- The columns named: a column this route leaves NULL (retry_at_attempt) or a table
+      made before a newer one was added stays right. -#}
+  insert (request_id, response, status, processed_time, attempts, last_error, job_name,
+    updated_at, answered, empty_answer, error_code)
   values (s.request_id, s.response, s.status, s.processed_time, 1,
     if(s.succeeded, null, s.error), s.job_name, current_timestamp(),
-    s.succeeded, s.empty_answer, s.error_code, null, null)  {#- retry_at_attempt, reused_from -#}
+    s.succeeded, s.empty_answer, s.error_code)
 {%- endmacro %}
 
 

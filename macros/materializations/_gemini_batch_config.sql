@@ -17,6 +17,12 @@
       'labels': {'type': 'mapping', 'default': {}},
       'fail_on_failed_rows': {'type': 'boolean', 'default': true},
       'retry_empty_answers': {'type': 'boolean', 'default': false},
+      'canary': {'type': 'boolean', 'default': true},
+      'canary_min_rows': {'type': 'integer', 'default': 2000, 'min': 1, 'max': 20000000},
+      'canary_max_failed_share': {'type': 'number', 'default': 0.2, 'min': 0, 'max': 1},
+      'canary_share': {'type': 'number', 'default': 0.01, 'min': 0, 'max': 1},
+      'canary_min_sample': {'type': 'integer', 'default': 100, 'min': 1, 'max': 200000},
+      'canary_max_sample': {'type': 'integer', 'default': 1000, 'min': 1, 'max': 200000},
       'route': {'type': 'string', 'default': 'batch', 'choices': ['batch', 'ai_generate', 'auto']},
       'ai_generate_max_rows': {'type': 'integer', 'default': 10000, 'min': 1, 'max': 10000000},
       'connection_id': {'type': 'string', 'pattern': '^[A-Za-z0-9_-]+([.][A-Za-z0-9_-]+){0,2}$'},
@@ -80,10 +86,13 @@
       {%- endif -%}
       {%- set value = value | int -%}
     {%- elif setting.type == 'number' -%}
-      {%- if value is not none and (value is boolean or value is not number or value < lowest) -%}
+      {%- if value is not none and (value is boolean or value is not number or value < lowest
+            or (highest is not none and value > highest)) -%}
         {{ exceptions.raise_compiler_error(
-            where ~ ": config '" ~ name ~ "' must be a number of US dollars >= " ~ lowest
-            ~ " (or left out for no cap); got " ~ value) }}
+            where ~ ": config '" ~ name ~ "' must be "
+            ~ ("a number of US dollars >= " ~ lowest ~ " (or left out for no cap)"
+               if highest is none else "a share from " ~ lowest ~ " to " ~ highest)
+            ~ "; got " ~ value) }}
       {%- endif -%}
     {%- elif setting.type == 'boolean' -%}
       {%- if value is not boolean -%}

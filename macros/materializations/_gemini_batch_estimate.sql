@@ -4,20 +4,34 @@
     and the arithmetic are tied to the Python side by tests/unit/test_rules_agree.py
     (print_rules, print_estimate). docs/costs.md explains the method. -#}
 
-{#- Image, video, audio, PDF and text file parts: input tokens counted per part by mime
-    type prefix (cost.FILE_PART_TOKENS, in its order); any other mime type: 258. -#}
-{% macro _gemini_batch_file_part_tokens() -%}
+{#- Input tokens per file part by mime type prefix (pricing.file_part_tokens, in its
+    order) at the model generation's rates: image, video, audio, PDF, text; Gemini 3 reads
+    an image at 1,120 tokens and a PDF page at 560. Any other mime type: 258. -#}
+{% macro _gemini_batch_file_part_tokens(gemini_model) -%}
+  {%- if gemini_model.split('/')[-1].lower().startswith('gemini-3') -%}
+    {{ return([('image/', 1120), ('video/', 15780), ('audio/', 1920),
+               ('application/pdf', 5600), ('text/', 258)]) }}
+  {%- endif -%}
   {{ return([('image/', 258), ('video/', 15780), ('audio/', 1920),
              ('application/pdf', 2580), ('text/', 258)]) }}
 {%- endmacro %}
 
 
+{#- What the model reads besides the contents, counted as prompt: tool declarations and
+    the response schema (pricing.DECLARED_PATHS). -#}
+{% macro _gemini_batch_declared_paths() -%}
+  {{ return(['tools', 'toolConfig', 'tool_config', 'generationConfig.responseSchema',
+             'generationConfig.responseJsonSchema', 'generation_config.response_schema',
+             'generation_config.response_json_schema']) }}
+{%- endmacro %}
+
+
 {#- SELECT over `pending` (a SELECT of request_id, request): one row per group of
-    requests that price alike (cost.estimate_groups_sql). -#}
-{% macro _gemini_batch_estimate_groups_sql(pending, long_context_tokens=200000) -%}
-  {%- set kinds = gemini_batch._gemini_batch_file_part_tokens() -%}
+    requests to `gemini_model` that price alike (warehouse.estimate_groups_sql). -#}
+{% macro _gemini_batch_estimate_groups_sql(pending, gemini_model, long_context_tokens=200000) -%}
+  {%- set kinds = gemini_batch._gemini_batch_file_part_tokens(gemini_model) -%}
 select
-  requested_budget, max_output_tokens, long_context,
+  requested_budget, max_output_tokens, candidate_count, long_context,
   count(*) as requests,
   coalesce(sum(prompt_tokens), 0) as input_tokens,
   coalesce(sum(audio_tokens), 0) as audio_tokens
@@ -25,10 +39,11 @@ from (
   select *, prompt_tokens > {{ long_context_tokens }} as long_context
   from (
     select
-      cast(ceil(text_chars / 4) as int64) + {% for prefix, tokens in kinds %}{{ tokens }} * file_parts_{{ loop.index0 }}{{ ' + ' if not loop.last }}{% endfor %}
+      cast(ceil(text_chars / 4) as int64)
+        + cast(ceil(declared_chars / 4) as int64) + {% for prefix, tokens in kinds %}{{ tokens }} * file_parts_{{ loop.index0 }}{{ ' + ' if not loop.last }}{% endfor %}
         + 258 * (file_parts_all{% for kind in kinds %} - file_parts_{{ loop.index0 }}{% endfor %}) as prompt_tokens,
-      1920 * file_parts_2 as audio_tokens,
-      requested_budget, max_output_tokens
+      {% for prefix, tokens in kinds %}{% if prefix == 'audio/' %}{{ tokens }} * file_parts_{{ loop.index0 }}{% endif %}{% endfor %} as audio_tokens,
+      requested_budget, max_output_tokens, candidate_count
     from (
       select
         length(array_to_string(regexp_extract_all(body, r'"text":"((?:[^"\\]|\\.)*)"'), '')) as text_chars,
@@ -36,7 +51,10 @@ from (
         array_length(regexp_extract_all(body, r'"mime_?[tT]ype":"{{ prefix }}')) as file_parts_{{ loop.index0 }},
         {%- endfor %}
         array_length(regexp_extract_all(body, r'"mime_?[tT]ype":"')) as file_parts_all,
-        requested_budget, max_output_tokens
+        {% for path in gemini_batch._gemini_batch_declared_paths() -%}
+        if(json_query(request, '$.{{ path }}') is null, 0, length(to_json_string(json_query(request, '$.{{ path }}')))){{ ' + ' if not loop.last }}
+        {%- endfor %} as declared_chars,
+        requested_budget, max_output_tokens, candidate_count
       from (
         select
           to_json_string(request) as body,
@@ -47,13 +65,18 @@ from (
           coalesce(
             lax_int64(json_query(request, '$.generationConfig.maxOutputTokens')),
             lax_int64(json_query(request, '$.generation_config.max_output_tokens'))
-          ) as max_output_tokens
+          ) as max_output_tokens,
+          coalesce(
+            lax_int64(json_query(request, '$.generationConfig.candidateCount')),
+            lax_int64(json_query(request, '$.generation_config.candidate_count')), 1
+          ) as candidate_count,
+          request
         from ({{ pending }})
       )
     )
   )
 )
-group by requested_budget, max_output_tokens, long_context
+group by requested_budget, max_output_tokens, candidate_count, long_context
 {%- endmacro %}
 
 
@@ -154,6 +177,8 @@ group by requested_budget, max_output_tokens, long_context
                    'usd': 0, 'worst_case_output_tokens': 0, 'worst_case_usd': 0} -%}
   {%- for row in rows -%}
     {%- set count = row['requests'] | int -%}
+    {#- Output is written, and billed, for every candidate (candidateCount). -#}
+    {%- set candidates = [1, (row.get('candidate_count') or 1) | int] | max -%}
     {%- set limit = none if row['max_output_tokens'] is none else row['max_output_tokens'] | int -%}
     {%- set requested = none if row['requested_budget'] is none else row['requested_budget'] | int -%}
     {#- catalog.Thinking.budget -#}
@@ -168,19 +193,19 @@ group by requested_budget, max_output_tokens, long_context
       {%- set think = [think, limit] | min -%}
       {%- set reply = [reply, [0, limit - think] | max] | min -%}
     {%- endif -%}
-    {%- set worst = count * ([limit, facts.max_output_tokens] | min if limit is not none else facts.max_output_tokens) -%}
+    {%- set worst = count * candidates * ([limit, facts.max_output_tokens] | min if limit is not none else facts.max_output_tokens) -%}
     {%- set input_tokens = row['input_tokens'] | int -%}
     {%- set audio = row['audio_tokens'] | int -%}
     {%- do total.update({
         'requests': total.requests + count,
         'input_tokens': total.input_tokens + input_tokens,
-        'thinking_tokens': total.thinking_tokens + count * think,
-        'answer_tokens': total.answer_tokens + count * reply,
+        'thinking_tokens': total.thinking_tokens + count * candidates * think,
+        'answer_tokens': total.answer_tokens + count * candidates * reply,
         'worst_case_output_tokens': total.worst_case_output_tokens + worst}) -%}
     {%- if facts.price is not none -%}
       {%- do total.update({
           'usd': total.usd + gemini_batch._gemini_batch_batch_usd(
-              facts.price, input_tokens, count * (think + reply), audio, row['long_context']),
+              facts.price, input_tokens, count * candidates * (think + reply), audio, row['long_context']),
           'worst_case_usd': total.worst_case_usd + gemini_batch._gemini_batch_batch_usd(
               facts.price, input_tokens, worst, audio, row['long_context'])}) -%}
     {%- endif -%}

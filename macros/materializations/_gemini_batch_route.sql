@@ -211,11 +211,12 @@ as {{ gemini_batch._gemini_batch_ai_generate_snapshot_sql(pending, batch.ai_gene
   {%- set estimate = {'usd': 0, 'processing_usd': 0, 'requests': 0} -%}
   {%- if selected and finish.error is none -%}
     {%- set grouped = run_query(gemini_batch._gemini_batch_estimate_groups_sql(
-          "select request_id, request from " ~ snapshot ~ " where selected")) -%}
+          "select request_id, request from " ~ snapshot ~ " where selected", batch.gemini_model)) -%}
     {%- set rows = [] -%}
     {%- for row in grouped -%}
-      {%- do rows.append({'requested_budget': row[0], 'max_output_tokens': row[1], 'long_context': row[2],
-                          'requests': row[3], 'input_tokens': row[4], 'audio_tokens': row[5]}) -%}
+      {%- do rows.append({'requested_budget': row[0], 'max_output_tokens': row[1], 'candidate_count': row[2],
+                          'long_context': row[3], 'requests': row[4], 'input_tokens': row[5],
+                          'audio_tokens': row[6]}) -%}
     {%- endfor -%}
     {%- set cost = gemini_batch._gemini_batch_estimate(batch.gemini_model, rows,
           gemini_batch._gemini_batch_observed_tokens(ledger.jobs, batch.gemini_model)) -%}

@@ -19,7 +19,8 @@
       pending_sql        the pending requests (warehouse.Warehouse.pending_query) of
                          `p.d.m__requests` with max_retries 2 and one live shard `p.d.shard`
       estimate_groups_sql  the estimate's query over `select request_id, request from
-                         pending` (cost.estimate_groups_sql)
+                         pending` for gemini-2.5-flash (warehouse.estimate_groups_sql)
+      estimate_groups_sql_gemini_3  the same for a Gemini 3 model (its media rates)
       catalog            model -> price, thinking, output limit, aliases (catalog.MODELS)
       failure_reason_sql the reason of a row that is not an answer (answers.failure_reason_sql)
       copy_answers_sql   the copy of answers from another dataset (reuse.copy_answers_sql)
@@ -54,7 +55,9 @@
       'pending_retry_empty_sql': gemini_batch._gemini_batch_pending_sql(
           '`p`.`d`.`m__requests`', '`p`.`d`.`m__responses`', 2, true) | trim,
       'estimate_groups_sql': gemini_batch._gemini_batch_estimate_groups_sql(
-          'select request_id, request from pending') | trim,
+          'select request_id, request from pending', 'gemini-2.5-flash') | trim,
+      'estimate_groups_sql_gemini_3': gemini_batch._gemini_batch_estimate_groups_sql(
+          'select request_id, request from pending', 'publishers/google/models/gemini-3-pro-preview') | trim,
       'catalog': gemini_batch._gemini_batch_catalog(),
       'failure_reason_sql': gemini_batch._failure_reason('t.status', 't.response', 't.request') | trim,
       'copy_answers_sql': gemini_batch._gemini_batch_copy_answers_sql(

@@ -227,6 +227,8 @@ def summary_notes(summary: ModelSummary) -> list[str]:
         notes.append(f"{summary.model}: failed for good: {_reasons(summary.failure_reasons)} "
                      "(last_error in the model's view says why; docs: Troubleshooting).")
     notes.extend(f"{summary.model}: job {job}" for job in summary.failed_jobs)
+    if summary.canary_stopped:
+        notes.append(summary.canary_stopped)
     if summary.in_flight_jobs:
         notes.append(f"{summary.model}: {counted(len(summary.in_flight_jobs), 'job')} in flight "
                      f"({counted(summary.pending, 'request')} without an answer yet); the next "
@@ -236,7 +238,7 @@ def summary_notes(summary: ModelSummary) -> list[str]:
         notes.append(f"{summary.model}: {counted(summary.outside_sample, 'pending request')} "
                      f"outside the sample {were} not sent; `gemini-batch build` without "
                      "--sample sends them.")
-    elif summary.pending and not summary.error:
+    elif summary.pending and not summary.error and not summary.canary_stopped:
         are = "is" if summary.pending == 1 else "are"
         notes.append(f"{summary.model}: {counted(summary.pending, 'request')} {are} still pending; "
                      "run `gemini-batch build` again.")
@@ -306,6 +308,10 @@ def plan_notes(plans: list[ModelPlan]) -> list[str]:
             notes.append(f"{name}: {item.model_problem}")
         if item.over_budget:
             notes.append(f"{name}: {item.over_budget}")
+        if item.estimate is not None and item.estimate.thinking_trap:
+            notes.append(f"{name}: warning: {item.estimate.thinking_trap}")
+        if item.canary:
+            notes.append(f"{name}: {item.canary}.")
         if item.failure_reasons:
             notes.append(f"{name}: failed for good, not sent again: "
                          f"{_reasons(item.failure_reasons)}.")

@@ -7,7 +7,7 @@ class ExitCode(IntEnum):
     OK = 0  # every batch model answered (or nothing to do)
     ERROR = 1  # dbt failed, bad config, budget cap, the service refused, a lock is held
     USAGE = 2  # wrong command-line usage (click exits with it)
-    FAILED_ROWS = 3  # rows ended failed, or a job ended without answers
+    FAILED_ROWS = 3  # rows ended failed, a job ended without answers, or a canary failed
     IN_FLIGHT = 75  # --no-wait (or wait --timeout): jobs still running; the next build collects
     INTERRUPTED = 130  # Ctrl-C: live jobs stay in the ledger, the next build resumes them
 

@@ -8,6 +8,8 @@ tests/stack/commands/test_cost_estimates.py.
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +22,16 @@ from gemini_batch.rules.catalog import LONG_CONTEXT_TOKENS, Price
 from gemini_batch.rules.config import BatchModel, BatchModelConfig
 from gemini_batch.rules.pricing import (
     DEFAULT_ANSWER_TOKENS,
+    FILE_PART_TOKENS,
+    GEMINI_3_FILE_PART_TOKENS,
     UNKNOWN_MAX_OUTPUT_TOKENS,
     CostEstimate,
     PriceTable,
     actual_cost,
     check_budget,
+    file_part_tokens,
     model_problem,
+    request_price_row,
 )
 from gemini_batch.state.warehouse import MergeResult
 
@@ -338,3 +344,73 @@ def test_docs_print_the_catalog_prices_with_the_date_checked() -> None:
     assert catalog_price_table() in docs, catalog_price_table()
     assert catalog_thinking_table() in docs, catalog_thinking_table()
     assert f"checked {catalog.CHECKED}" in docs
+
+
+# -- the build-wide cap, candidates, declared tokens, the thinking trap ---------------------
+
+
+def test_the_cap_counts_what_the_build_already_spent() -> None:
+    capped = batch_model(max_cost_usd=0.05)
+    check_budget(capped, cost_of(0.03, 0.5))  # a first round fits
+    with pytest.raises(BudgetExceededError) as refused:
+        check_budget(capped, cost_of(0.03, 0.5), spent_usd=0.025)
+    message = str(refused.value)
+    assert "$0.0250 already spent by this build's earlier rounds" in message
+    assert "Nothing more was submitted (the answers already back are kept)" in message
+    worst = batch_model(max_cost_usd=0.05, max_cost_mode="worst_case")
+    check_budget(worst, cost_of(0.001, 0.04), spent_usd=0.009)
+    with pytest.raises(BudgetExceededError, match="already spent"):
+        check_budget(worst, cost_of(0.001, 0.04), spent_usd=0.011)
+
+
+def test_every_candidate_bills_its_output() -> None:
+    one = estimate_of([group(requests=5, max_output=300, budget=0)])
+    four = estimate_of([{**group(requests=5, max_output=300, budget=0), "candidate_count": 4}])
+    assert four.worst_case_output_tokens == 4 * one.worst_case_output_tokens == 4 * 5 * 300
+    assert four.answer_tokens == 4 * one.answer_tokens == 4 * 5 * DEFAULT_ANSWER_TOKENS
+    assert four.worst_case_usd == pytest.approx(FLASH.price.batch_usd(1_000, 4 * 5 * 300))
+
+
+def test_a_request_row_counts_candidates_tools_and_the_response_schema() -> None:
+    plain = {"contents": [{"role": "user", "parts": [{"text": "x" * 400}]}]}
+    schema = {"type": "OBJECT", "properties": {"label": {"type": "STRING"}}}
+    declared = {**plain, "generationConfig": {"candidateCount": 4, "responseSchema": schema},
+                "tools": [{"functionDeclarations": [{"name": "lookup"}]}]}
+    assert request_price_row(plain)["candidate_count"] == 1
+    row = request_price_row(declared)
+    assert row["candidate_count"] == 4
+    declared_chars = len(json.dumps(schema, separators=(",", ":"))) + len(json.dumps(
+        declared["tools"], separators=(",", ":")))
+    assert row["input_tokens"] == 100 + math.ceil(declared_chars / 4)
+
+
+def test_the_thinking_trap_is_named_with_its_fix() -> None:
+    trapped = estimate_of([group(requests=2_500, max_output=256)])
+    trap = trapped.thinking_trap or ""
+    assert trap.startswith("2,500 requests leave thinking no room: maxOutputTokens 256")
+    typical = FLASH.thinking.typical_tokens
+    assert f"~{typical:,} tokens" in trap and f"~{DEFAULT_ANSWER_TOKENS:,})" in trap
+    assert f"raise maxOutputTokens to {typical + DEFAULT_ANSWER_TOKENS:,} or more" in trap
+    assert "thinkingBudget" in trap and "0 turns it off" in trap
+    pro = estimate_of([group(max_output=256)], batch_model("gemini-2.5-pro"))
+    assert f"{PRO.thinking.min_budget} is the least gemini-2.5-pro takes" in (
+        pro.thinking_trap or "")
+    # Room enough, thinking off, a small fixed budget, or no limit set: no warning.
+    for fine in (group(max_output=typical + DEFAULT_ANSWER_TOKENS), group(max_output=256, budget=0),
+                 group(max_output=256, budget=24), group()):
+        assert estimate_of([fine]).thinking_trap is None, fine
+    # The model's own observed thinking sets the bar.
+    assert estimate_of([group(max_output=256)], observed=(20, 100)).thinking_trap is None
+
+
+def test_media_is_counted_at_the_model_generations_rates() -> None:
+    image = {"fileData": {"mimeType": "image/png", "fileUri": "gs://b/photo.png"}}
+    pdf = {"file_data": {"mime_type": "application/pdf", "file_uri": "gs://b/report.pdf"}}
+    request = {"contents": [{"role": "user", "parts": [{"text": "abcd"}, image, pdf]}]}
+    assert request_price_row(request, "gemini-2.5-flash")["input_tokens"] == 1 + 258 + 10 * 258
+    assert request_price_row(request)["input_tokens"] == 1 + 258 + 10 * 258
+    assert request_price_row(request, "gemini-3-pro-preview")["input_tokens"] == (
+        1 + 1_120 + 10 * 560)
+    assert file_part_tokens("publishers/google/models/gemini-3-flash-preview@001") is (
+        GEMINI_3_FILE_PART_TOKENS)
+    assert file_part_tokens("gemini-2.0-flash-001") is FILE_PART_TOKENS

@@ -72,6 +72,8 @@ class FakeWarehouse:
         self.invalid = set(invalid)
         self.answered: set[str] = set()
         self.attempts: dict[str, int] = {}
+        self.empty: set[str] = set()  # answered with no text: paid for, failed for good
+        self.last_job: dict[str, str] = {}  # the job that last wrote each responses row
 
     def check_tables(self, model: BatchModel) -> None:
         pass
@@ -82,14 +84,15 @@ class FakeWarehouse:
     def _pending(self, model: BatchModel, live_shards: Any) -> list[str]:
         in_flight = self._in_flight(live_shards)
         return [rid for rid in self.request_ids if rid not in self.answered
-                and rid not in self.invalid and rid not in in_flight
+                and rid not in self.invalid and rid not in in_flight and rid not in self.empty
                 and self.attempts.get(rid, 0) <= model.config.max_retries]
 
     def counts(self, model: BatchModel, live_shards: Any = ()) -> RequestCounts:
         pending = self._pending(model, live_shards)
         in_flight = self._in_flight(live_shards) - self.answered
         failed = [rid for rid in self.request_ids if rid not in self.answered
-                  and (rid in self.invalid or self.attempts.get(rid, 0) > model.config.max_retries)]
+                  and (rid in self.invalid or rid in self.empty
+                       or self.attempts.get(rid, 0) > model.config.max_retries)]
         return RequestCounts(
             total=len(self.request_ids), unique=len(self.request_ids),
             cached=len(self.answered), pending=len(pending), failed=len(failed),
@@ -117,6 +120,18 @@ class FakeWarehouse:
                          sample: int | None = None) -> Iterator[str]:
         self.bq.snapshot = self._pending(model, live_shards)
         yield f"p.ds.reviews__pending_{run_id}"
+
+    @contextlib.contextmanager
+    def sample_snapshot(self, model: BatchModel, run_id: str, snapshot: str, rows: int
+                        ) -> Iterator[str]:
+        self.bq.snapshot = sorted(self.bq.snapshot)[:rows]
+        yield f"p.ds.reviews__sample_{run_id}"
+
+    def job_outcomes(self, model: BatchModel, job_names: list[str]) -> dict[str, int]:
+        rows = [rid for rid, job in self.last_job.items() if job in job_names]
+        bad = [rid for rid in rows if rid in self.empty]
+        return {"requests": len(rows), "bad": len(bad),
+                **({"EMPTY_ANSWER: MAX_TOKENS": len(bad)} if bad else {})}
 
     def cut_shards(self, model: BatchModel, run_id: str, snapshot: str) -> list[Shard]:
         rows, size = self.bq.snapshot, model.config.shard_size
@@ -157,7 +172,7 @@ class FakeLedger:
         for job_name, fields in changes.items():
             self.update(job_name, **fields)
 
-    def observed_tokens(self, gemini_model: str) -> None:
+    def observed_tokens(self, gemini_model: str, dbt_model: str | None = None) -> None:
         return None
 
 
@@ -169,6 +184,9 @@ class FakeJob:
     # answers and fails (None: every request answered; "nothing": no output at all).
     end_state: str = "SUCCEEDED"
     fails: set[str] = field(default_factory=set)
+    empty: set[str] = field(default_factory=set)  # of the answered, those with no text
+    # usageMetadata of each answer: prompt, candidates and thoughts tokens.
+    usage: tuple[int, int, int] = (10, 5, 0)
     brings_nothing: bool = False
     # It answered (its counts say so) but nothing is where its output should be, until
     # the test puts it back.
@@ -262,13 +280,16 @@ class FakeRoute:
         if job.brings_nothing or job.output_lost:
             return None
         answered = [rid for rid in job.requests if rid not in job.fails]
-        self.warehouse.answered.update(answered)
+        self.warehouse.answered.update(rid for rid in answered if rid not in job.empty)
+        self.warehouse.empty.update(job.empty)
         for rid in job.fails:
             self.warehouse.attempts[rid] = self.warehouse.attempts.get(rid, 0) + 1
+        self.warehouse.last_job.update(dict.fromkeys(job.requests, entry.job_name))
         self.warehouse.bq.tables[entry.output_table] = list(job.requests)
+        prompt, candidates, thoughts = (len(answered) * tokens for tokens in job.usage)
         return MergeResult(succeeded=len(answered), failed=len(job.fails), unanswered=0,
-                           prompt_tokens=10 * len(answered), candidates_tokens=5 * len(answered),
-                           thoughts_tokens=0, total_tokens=15 * len(answered))
+                           prompt_tokens=prompt, candidates_tokens=candidates,
+                           thoughts_tokens=thoughts, total_tokens=prompt + candidates + thoughts)
 
     def clean_up(self, entry: LedgerEntry) -> None:
         self.warehouse.bq.drop_tables([entry.shard_table, entry.output_table])
@@ -539,3 +560,65 @@ def test_a_ledger_write_that_fails_cancels_the_job_it_records():
         build.run()
     [name] = build.route.submitted
     assert build.route.jobs[name].end_state == "CANCELLED"
+
+
+# -- the cap over the whole build, the canary -------------------------------------------
+
+
+def test_retry_rounds_stop_where_the_build_would_cross_the_cap():
+    # The estimate (1,000 input, 800 thinking + 200 answer tokens a request) lets the
+    # first round through; its answers cost twice that, so the retry round of the 429s
+    # would cross the cap with what was spent.
+    build = Build(10, max_retries=3, max_cost_usd=0.02)
+    build.route.outcome = {0: {"end_state": "PARTIALLY_SUCCEEDED", "usage": (1_000, 200, 2_000),
+                               "fails": {"r001", "r003", "r005", "r007", "r009"}}}
+    summary = build.run()
+    assert len(build.route.submitted) == 1  # the retry round was not sent
+    assert summary.error is not None
+    assert "already spent by this build's earlier rounds + 5 pending requests" in summary.error
+    assert "Nothing more was submitted (the answers already back are kept)" in summary.error
+    spent = sum(entry.actual_cost_usd or 0 for entry in build.recorded())
+    assert spent == pytest.approx(summary.cost_usd) and 0 < spent <= 0.02
+
+
+CANARY = {"canary_min_rows": 10, "canary_min_sample": 5, "canary_max_sample": 5}
+
+
+def test_a_canary_goes_first_and_the_rest_follows_when_it_answers():
+    build = Build(30, **CANARY)
+    summary = build.run()
+    sent = [build.route.jobs[name].requests for name in build.route.submitted]
+    assert sent[0] == ["r000", "r001", "r002", "r003", "r004"]  # the lowest request_ids
+    assert [len(requests) for requests in sent] == [5, 25]
+    assert "__shard_" in build.recorded()[0].shard_table
+    assert build.recorded()[0].shard_table.split("__shard_")[1].endswith("_canary_0")
+    assert ("canary passed (0 of 5 failed for good or empty): sending the other 25 requests"
+            in build.reporter.lines)
+    assert (summary.succeeded, summary.pending, summary.canary_stopped) == (30, 0, None)
+
+
+def test_a_canary_that_comes_back_empty_stops_the_model_and_a_rerun_sends_nothing():
+    build = Build(30, **CANARY)
+    build.route.outcome = {0: {"empty": {"r000", "r001", "r002", "r003"}}}
+    summary = build.run()
+    assert len(build.route.submitted) == 1
+    assert summary.canary_stopped is not None
+    assert "4 of its 5 requests failed for good or came back empty" in summary.canary_stopped
+    assert "The other 25 pending requests were not sent" in summary.canary_stopped
+    assert summary.pending == 25
+    assert build.run().submitted == 0 and len(build.route.submitted) == 1
+
+
+def test_with_no_wait_the_canary_is_a_job_and_the_next_build_decides():
+    build = Build(30, **CANARY)
+    build.route.hold_new = True
+    first = build.run(wait=False)
+    assert (first.submitted, len(first.in_flight_jobs)) == (5, 1)
+    held = build.run(wait=False)  # the canary still runs: nothing more is sent
+    assert held.submitted == 0
+    assert any("is still running: the next build decides" in line
+               for line in build.reporter.lines)
+    build.route.release()
+    build.route.hold_new = False
+    done = build.run()
+    assert (done.submitted, done.succeeded, done.pending) == (25, 30, 0)

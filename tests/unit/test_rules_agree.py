@@ -215,10 +215,17 @@ def test_pending_rule_agrees(jinja_rules: dict[str, Any], retry_empty: bool) -> 
     assert _normalised(jinja_rules[key]) == _normalised(python)
 
 
-def test_estimate_query_agrees(jinja_rules: dict[str, Any]) -> None:
-    python = warehouse.estimate_groups_sql("select request_id, request from pending").replace(
-        "@long_context_tokens", str(catalog.LONG_CONTEXT_TOKENS))
-    assert _normalised(jinja_rules["estimate_groups_sql"]) == _normalised(python)
+@pytest.mark.parametrize(("key", "gemini_model"), [
+    ("estimate_groups_sql", "gemini-2.5-flash"),
+    ("estimate_groups_sql_gemini_3", "publishers/google/models/gemini-3-pro-preview"),
+])
+def test_estimate_query_agrees(jinja_rules: dict[str, Any], key: str, gemini_model: str) -> None:
+    """Both routes count candidates, declarations and media (at the generation's rates)
+    alike."""
+    python = warehouse.estimate_groups_sql(
+        "select request_id, request from pending", gemini_model,
+    ).replace("@long_context_tokens", str(catalog.LONG_CONTEXT_TOKENS))
+    assert _normalised(jinja_rules[key]) == _normalised(python)
 
 
 def test_catalog_agrees(jinja_rules: dict[str, Any]) -> None:
@@ -256,6 +263,9 @@ _REQUESTS = [
      "generationConfig": {"thinkingConfig": {"thinkingBudget": 300}}},
     {"contents": [{"parts": [{"text": "y" * 40}]}],
      "generationConfig": {"maxOutputTokens": 50, "thinkingConfig": {"thinkingBudget": -1}}},
+    {"contents": [{"parts": [{"text": "Pick one"}]}],
+     "tools": [{"functionDeclarations": [{"name": "pick", "description": "z" * 120}]}],
+     "generationConfig": {"candidateCount": 3, "maxOutputTokens": 400}},
 ]
 _ESTIMATE_CASES = [
     {"gemini_model": "gemini-2.5-flash", "observed": None, "prices": None},

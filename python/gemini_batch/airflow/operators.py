@@ -258,6 +258,8 @@ def _failed_rows_message(result: BuildResult) -> str:
                          + "; ".join(summary.failed_jobs)
                          + " (their requests stay pending: a retry of the task submits "
                          "them again)")
+        elif summary.canary_stopped:
+            parts.append(summary.canary_stopped)
         elif summary.failed:
             reasons = ", ".join(f"{reason} ({count})"
                                 for reason, count in summary.failure_reasons.items())

@@ -44,7 +44,15 @@ class AnswersLoop:
         """The pending requests the build may send: those of the sample, if any."""
         if self.sample is None or counts.pending == 0:
             return counts.pending
-        return self.ws.warehouse.pending_count(self.model, live_shards, sample=self.sample)
+        return sample_count(self.ws, self.model, live_shards, self.sample)
 
 
-__all__ = ["AnswersLoop"]
+def sample_count(ws: Workspace, model: BatchModel, live_shards: Sequence[str], sample: int,
+                 planned: str | None = None) -> int:
+    """How many pending requests the sample of ``sample`` rows holds (``planned``: as in
+    :meth:`Warehouse.counts`)."""
+    sql, params = ws.warehouse.pending_query(model, live_shards, sample=sample, planned=planned)
+    return int(ws.bq.query(f"SELECT COUNT(*) AS n FROM ({sql})", params)[0]["n"])
+
+
+__all__ = ["AnswersLoop", "sample_count"]

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from google.api_core.exceptions import GoogleAPICallError
 
+from gemini_batch.build import canary
 from gemini_batch.build.answers_loop import AnswersLoop
 from gemini_batch.build.context import BatchContext
-from gemini_batch.build.estimate import estimate as estimate_cost
 from gemini_batch.build.summary import ModelSummary, Reporter, all_failed_reason, counted
 from gemini_batch.build.workspace import Workspace
 from gemini_batch.clients.bigquery import quote_table
@@ -179,15 +179,26 @@ class ModelRun:
             cached_before = counts.cached
 
         final: RequestCounts | None = counts
-        for attempt in range(model.config.max_retries + 1):
+        attempt = 0
+        while attempt <= model.config.max_retries:
             if (sendable := self._loop.to_send(counts, self._live_shards)) == 0:
                 break
             if not self.ctx.settings.wait and self._free_slots() == 0:
                 break  # every slot holds a running job: the next build submits
-            if attempt:
+            word = canary.gate(self.ws.ledger, self.ws.warehouse, model, sendable, self._say)
+            if word.hold or word.stop:
+                self.summary.canary_stopped = word.stop
+                break
+            if attempt and not word.sample:
                 pending = counted(sendable, "request")
                 self._say(f"retry round {attempt}: {pending} still pending")
-            round_ok, all_answered = self._submit_round(self.route, counts)
+            round_ok, all_answered = self._submit_round(self.route, counts, word.sample)
+            if word.sample:  # not a retry: the next turn's verdict decides what follows
+                counts = final = self._count()
+                if round_ok and self.ctx.settings.wait:
+                    continue
+                break
+            attempt += 1
             if all_answered and self.ctx.settings.wait:
                 # Every request the round cut (all that were pending) has its answer:
                 # no retry to decide; report() counts.
@@ -261,30 +272,31 @@ class ModelRun:
         if counts.failed:
             self.summary.failure_reasons = self.ws.warehouse.failure_reasons(self.model)
 
-    def _submit_round(self, route: Route, counts: RequestCounts) -> tuple[bool, bool]:
-        """One round: shards of the pending requests, jobs, wait, merge. Whether every
-        job brought rows back (False: one failed before answering, was cancelled,
-        expired...), and whether every request cut has its answer."""
+    def _submit_round(self, route: Route, counts: RequestCounts, sample: int = 0
+                      ) -> tuple[bool, bool]:
+        """One round (a canary: the ``sample`` lowest request_ids only): shards, jobs, wait,
+        merge. Whether every job brought rows back, and every request cut has its answer."""
         model, ws = self.model, self.ws
         problem = pricing.model_problem(model, route.location, ws.prices)
         if problem:  # before any job is created: the service would refuse every one
             raise ConfigError(problem)
-        run_id = new_run_id()
-        with ws.warehouse.pending_snapshot(  # one read: the estimate is of exactly what is cut
-                model, run_id, self._live_shards, self._loop.sample) as snapshot:
-            estimate = estimate_cost(
-                ws.warehouse, model, prices=ws.prices, pending_snapshot=snapshot,
-                observed=ws.ledger.observed_tokens(model.config.gemini_model),
-            )
-            pricing.check_budget(model, estimate)
-            if self.summary.estimated_cost_usd is None:
-                self.summary.estimated_cost_usd = estimate.usd
+        run_id = new_run_id() + (canary.CANARY_RUN_SUFFIX if sample else "")
+        # One read of the pending requests: the estimate is of exactly what is cut.
+        with contextlib.ExitStack() as tables:
+            snapshot, whole, estimate = canary.priced_round(
+                tables, ws, model, run_id, self._live_shards, sample, self._loop.sample)
+            if self.summary.estimated_cost_usd is None:  # the build's first round
+                self.summary.estimated_cost_usd = whole.usd
+                if whole.thinking_trap:
+                    self._say(f"warning: {whole.thinking_trap}")
+            pricing.check_budget(model, estimate, spent_usd=self.summary.cost_usd)
             shards = ws.warehouse.cut_shards(model, run_id, snapshot)
         if not shards:
             return True, False
         usd = f", est. ${estimate.usd:,.4f}" if estimate.usd is not None else ""
         self._say(
-            f"{counted(sum(s.rows for s in shards), 'request')} in {counted(len(shards), 'job')} "
+            ("canary: " if sample else "")
+            + f"{counted(sum(s.rows for s in shards), 'request')} in {counted(len(shards), 'job')} "
             f"(~{estimate.input_tokens:,} input / ~{estimate.output_tokens:,} output tokens, "
             f"{estimate.thinking_tokens:,} of them thinking{usd})"
         )

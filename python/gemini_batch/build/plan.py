@@ -17,6 +17,8 @@ import math
 import re
 from dataclasses import dataclass, field, replace
 
+from gemini_batch.build import canary
+from gemini_batch.build.answers_loop import sample_count
 from gemini_batch.build.dbt_options import DbtOptions
 from gemini_batch.build.dbt_project import DbtProject
 from gemini_batch.build.estimate import estimate as estimate_cost
@@ -56,6 +58,7 @@ class ModelPlan:
     # build refuses it before creating any job.
     model_problem: str | None = None
     failure_reasons: dict[str, int] = field(default_factory=dict)  # failed for good
+    canary: str | None = None  # the canary the build sends first, when it does
     # Why the figures come from the model's SQL rather than its tables (not built, or
     # built from other SQL); None: from its tables.
     from_sql: str | None = None
@@ -162,11 +165,12 @@ def model_plan(workspace: Workspace, model: BatchModel, *, planned: str | None =
         model_problem = pricing.model_problem(model, location, ws.prices)
     except ConfigError as exc:  # a multi-region dataset, a location that is not its own
         model_problem = str(exc)
-    observed = ledger.observed_tokens(model.config.gemini_model) if ledger else None
+    observed = (ledger.observed_tokens(model.config.gemini_model, model.unique_id)
+                if ledger else None)
     estimate = estimate_cost(ws.warehouse, model, live_shards=live_shards, prices=ws.prices,
                              observed=observed, sample=sample, planned=planned)
-    sampled = None if sample is None else ws.warehouse.pending_count(
-        model, live_shards, sample=sample, planned=planned)
+    sampled = None if sample is None else sample_count(
+        ws, model, live_shards, sample, planned)
     reusable: dict[str, int] = {}
     warnings: list[str] = []
     saves = None
@@ -185,10 +189,16 @@ def model_plan(workspace: Workspace, model: BatchModel, *, planned: str | None =
         over_budget = None
     except GeminiBatchError as exc:
         over_budget = str(exc)
+    canary_rows = canary.canary_size(counts.pending, model.config)
     return ModelPlan(
         model=model,
         built=built,
         from_sql=from_sql,
+        canary=(f"a canary of {canary_rows:,} requests goes first ({counts.pending:,} pending > "
+                f"canary_min_rows {model.config.canary_min_rows:,}); the rest is sent only "
+                f"if at most {model.config.canary_max_failed_share:.0%} of it fails for good "
+                "or comes back empty (a canary already answered decides instead)"
+                if canary_rows else None),
         counts=counts,
         shards=math.ceil((counts.pending if sampled is None else sampled)
                          / model.config.shard_size),

@@ -132,7 +132,7 @@ def _exit_code(summaries: Sequence[ModelSummary], settings: BatchSettings,
         fail_on_rows = settings.fail_on_failed_rows
         if fail_on_rows is None:
             fail_on_rows = configs.get(summary.model, True)
-        if summary.failed_jobs or (fail_on_rows and summary.failed):
+        if summary.failed_jobs or summary.canary_stopped or (fail_on_rows and summary.failed):
             return ExitCode.FAILED_ROWS
     return ExitCode.OK
 

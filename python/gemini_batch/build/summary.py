@@ -52,6 +52,8 @@ class ModelSummary:
     def interrupt(self) -> None:
         """Ctrl-C stopped the model's jobs: said as its error (the build is interrupted)."""
         self.error = INTERRUPTED_NOTE
+    # Why a failed canary held back the rest of the pending requests (exit 3).
+    canary_stopped: str | None = None
 
     @property
     def all_cached(self) -> bool:

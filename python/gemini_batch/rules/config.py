@@ -52,6 +52,16 @@ class BatchModelConfig(BaseModel):
     # Answers with nothing usable (status '', no text) are paid for and final by default:
     # the same bytes get the same answer. True: retried like a 429 (paid again).
     retry_empty_answers: bool = False
+    # A round of more than canary_min_rows requests first sends a sample (canary_share of
+    # it, within canary_min_sample..canary_max_sample, the lowest request_ids) and sends
+    # the rest only if at most canary_max_failed_share of the sample failed for good or
+    # came back empty (docs/costs.md).
+    canary: bool = True
+    canary_min_rows: int = Field(default=2_000, ge=1, le=MAX_SHARD_SIZE * 100)
+    canary_max_failed_share: float = Field(default=0.2, ge=0, le=1)
+    canary_share: float = Field(default=0.01, ge=0, le=1)
+    canary_min_sample: int = Field(default=100, ge=1, le=MAX_SHARD_SIZE)
+    canary_max_sample: int = Field(default=1_000, ge=1, le=MAX_SHARD_SIZE)
     # How pending requests are answered: Vertex AI batch jobs (`gemini-batch build`),
     # BigQuery's AI.GENERATE inside a plain `dbt run`, or `auto` (docs/routes.md).
     route: Literal["batch", "ai_generate", "auto"] = "batch"

@@ -21,6 +21,7 @@ from gemini_batch.errors import BudgetExceededError, ConfigError
 from gemini_batch.rules import catalog
 from gemini_batch.rules.catalog import LONG_CONTEXT_TOKENS, Price
 from gemini_batch.rules.config import BatchModel
+from gemini_batch.rules.thinking_room import trap_warning
 
 PRICES_VAR = "gemini_batch_prices"
 # Answer tokens (candidates, thinking excluded) assumed per request until the ledger has
@@ -32,8 +33,9 @@ DEFAULT_ANSWER_TOKENS = 200
 UNKNOWN_MAX_OUTPUT_TOKENS = 65_536
 # Input tokens per character of text: Gemini's rule of thumb (about 4 characters/token).
 CHARS_PER_TOKEN = 4
-# Input tokens counted per file part, by mime type (the duration or page count of a
-# file is not known before the job runs): an image is 258 tokens; video and audio are
+# Input tokens counted per file part, by mime type, for Gemini 2.x (the size, duration
+# or page count of a file is not known before the job runs): an image is one 258-token
+# tile (2.x tiles an image over 384 px at 258 per 768x768 tile); video and audio are
 # assumed 60 s long (263 and 32 tokens per second); a PDF 10 pages of 258 tokens.
 FILE_PART_TOKENS: dict[str, int] = {
     "image/": 258,
@@ -42,10 +44,22 @@ FILE_PART_TOKENS: dict[str, int] = {
     "application/pdf": 10 * 258,
     "text/": 258,
 }
+# Gemini 3 reads media at its default media resolution: 1,120 tokens per image (HIGH)
+# and 560 per PDF page (MEDIUM), whatever the file's size.
+GEMINI_3_FILE_PART_TOKENS: dict[str, int] = {
+    **FILE_PART_TOKENS, "image/": 1_120, "application/pdf": 10 * 560,
+}
 # Any other mime type.
 OTHER_FILE_PART_TOKENS = 258
 # The fields a price in var gemini_batch_prices may set (catalog.Price's).
 _PRICE_FIELDS = tuple(f.name for f in dataclasses.fields(Price))
+
+
+def file_part_tokens(gemini_model: str) -> dict[str, int]:
+    """Input tokens per file part, by mime type prefix, at the model generation's rates."""
+    if gemini_model.rsplit("/", 1)[-1].lower().startswith("gemini-3"):
+        return GEMINI_3_FILE_PART_TOKENS
+    return FILE_PART_TOKENS
 
 
 class PriceTable:
@@ -154,6 +168,8 @@ class CostEstimate:
     worst_case_usd: float | None = None
     long_context_requests: int = 0  # prompts over LONG_CONTEXT_TOKENS: the long tier
     audio_tokens: int = 0  # of input_tokens, priced as audio
+    # Why requests would leave thinking no room for an answer, with the fix (None: none).
+    thinking_trap: str | None = None
 
     @property
     def output_tokens(self) -> int:
@@ -190,6 +206,7 @@ def estimate_groups(
                   max_output=facts.max_output_tokens if facts else UNKNOWN_MAX_OUTPUT_TOKENS)
         for row in rows
     ]
+    starved = [g for g in groups if g.starved_limit is not None]
 
     def bill(output: Callable[[_Group], float]) -> float | None:
         if price is None:
@@ -211,6 +228,11 @@ def estimate_groups(
         worst_case_usd=bill(lambda g: g.worst_case_output_tokens),
         long_context_requests=sum(g.requests for g in groups if g.long_context),
         audio_tokens=sum(g.audio_tokens for g in groups),
+        thinking_trap=trap_warning(
+            gemini_model, thinking, requests=sum(g.requests for g in starved),
+            limits=[g.starved_limit for g in starved if g.starved_limit is not None],
+            expected_thinking=max((g.expected_thinking for g in starved), default=0.0),
+            answer=answer, thoughts=thoughts),
     )
 
 
@@ -226,6 +248,9 @@ class _Group:
     thinking_tokens: float
     answer_tokens: float
     worst_case_output_tokens: int
+    # maxOutputTokens when it leaves the expected thinking no room for the answer.
+    starved_limit: int | None = None
+    expected_thinking: float = 0.0  # per request, before maxOutputTokens cuts it
 
     @classmethod
     def of(
@@ -235,23 +260,28 @@ class _Group:
         """``answer`` and ``thoughts``: tokens a request spends on each (observed, or
         assumed); ``max_output``: the model's output limit."""
         count, limit = int(row["requests"]), row["max_output_tokens"]
+        # Output is written, and billed, for every candidate (candidateCount).
+        candidates = max(1, int(row.get("candidate_count") or 1))
         budget = thinking.budget(row["requested_budget"])
         # 0: off; -1: dynamic; a fixed budget bounds what the model would spend anyway.
-        think = 0.0 if budget == 0 else thoughts if budget == -1 else min(
+        expected = think = 0.0 if budget == 0 else thoughts if budget == -1 else min(
             budget, thoughts or budget)
         reply = float(answer)
         if limit is not None:  # thinking counts against maxOutputTokens, and comes first
             think = min(think, limit)
             reply = min(reply, max(0.0, limit - think))
+        starved = limit is not None and expected > 0 and limit < expected + answer
+        per_candidate = min(limit, max_output) if limit is not None else max_output
         return cls(
             requests=count,
             input_tokens=int(row["input_tokens"]),
             audio_tokens=int(row["audio_tokens"]),
             long_context=bool(row["long_context"]),
-            thinking_tokens=count * think,
-            answer_tokens=count * reply,
-            worst_case_output_tokens=count * (min(limit, max_output) if limit is not None
-                                              else max_output),
+            thinking_tokens=count * candidates * think,
+            answer_tokens=count * candidates * reply,
+            worst_case_output_tokens=count * candidates * per_candidate,
+            starved_limit=int(limit) if starved else None,
+            expected_thinking=expected,
         )
 
 
@@ -298,10 +328,12 @@ def actual_cost(
     return short + long
 
 
-def check_budget(model: BatchModel, cost: CostEstimate) -> None:
-    """Refuse (BudgetExceededError) when the estimate, or with ``max_cost_mode:
-    worst_case`` the worst case, is over ``max_cost_usd``; a cap on a model with no
-    known price is a ConfigError (the cap could not be enforced)."""
+def check_budget(model: BatchModel, cost: CostEstimate, *, spent_usd: float = 0.0) -> None:
+    """Refuse (BudgetExceededError) when what the model's build already spent
+    (``spent_usd``: actual cost of the answers its earlier rounds brought back) plus
+    the estimate, or with ``max_cost_mode: worst_case`` the worst case, of the next
+    round is over ``max_cost_usd``; a cap on a model with no known price is a
+    ConfigError (the cap could not be enforced)."""
     cap, mode = model.config.max_cost_usd, model.config.max_cost_mode
     if cap is None or cost.requests == 0:
         return
@@ -311,23 +343,27 @@ def check_budget(model: BatchModel, cost: CostEstimate) -> None:
             f"{cost.gemini_model!r}: add it to var {PRICES_VAR} "
             "({input: <USD per 1M tokens>, output: <USD per 1M tokens>})."
         )
-    if mode == "worst_case" and cost.worst_case_usd > cap:
+    spent = (f"${spent_usd:.4f} already spent by this build's earlier rounds + "
+             if spent_usd else "")
+    nothing = ("Nothing more was submitted (the answers already back are kept)" if spent_usd
+               else "Nothing was submitted")
+    if mode == "worst_case" and spent_usd + cost.worst_case_usd > cap:
         raise BudgetExceededError(
-            f"Model {model.unique_id}: {cost.requests} pending requests cost at most "
+            f"Model {model.unique_id}: {spent}{cost.requests} pending requests cost at most "
             f"${cost.worst_case_usd:.4f} ({cost.input_tokens} input + "
             f"{cost.worst_case_output_tokens} output tokens of {cost.gemini_model}: every "
-            "request's maxOutputTokens, or the model's limit where unset), over "
+            "candidate writes its maxOutputTokens, or the model's limit where unset), over "
             f"max_cost_usd=${cap:.4f} with max_cost_mode='worst_case' (the estimate is "
-            f"${cost.usd:.4f}). Nothing was submitted: set or lower maxOutputTokens, raise "
+            f"${cost.usd:.4f}). {nothing}: set or lower maxOutputTokens, raise "
             "max_cost_usd, or select fewer rows."
         )
-    if mode == "estimate" and cost.usd > cap:
+    if mode == "estimate" and spent_usd + cost.usd > cap:
         raise BudgetExceededError(
-            f"Model {model.unique_id}: {cost.requests} pending requests are estimated at "
-            f"${cost.usd:.4f} ({cost.input_tokens} input + {cost.output_tokens} output "
-            f"tokens of {cost.gemini_model}, {cost.thinking_tokens} of them thinking), over "
-            f"max_cost_usd=${cap:.4f}. Nothing was submitted: raise max_cost_usd, or "
-            "select fewer rows."
+            f"Model {model.unique_id}: {spent}{cost.requests} pending requests are "
+            f"estimated at ${cost.usd:.4f} ({cost.input_tokens} input + "
+            f"{cost.output_tokens} output tokens of {cost.gemini_model}, "
+            f"{cost.thinking_tokens} of them thinking), over max_cost_usd=${cap:.4f}. "
+            f"{nothing}: raise max_cost_usd, or select fewer rows."
         )
 
 
@@ -345,20 +381,27 @@ def mime_type_pattern(prefix: str) -> str:
     return f'"mime_?[tT]ype":"{prefix}'
 
 
-def request_price_row(request: Any) -> dict[str, Any]:
-    """One request as a row of the estimate's query, computed as that SQL computes it
-    (the same regular expressions over the compact JSON text), for ``estimate_groups``."""
+def request_price_row(request: Any, gemini_model: str = "") -> dict[str, Any]:
+    """One request to ``gemini_model`` as a row of the estimate's query, computed as that
+    SQL computes it (the same regular expressions over the compact JSON text), for
+    ``estimate_groups``."""
+    rates = file_part_tokens(gemini_model)
     body = json.dumps(request, separators=(",", ":"), ensure_ascii=False)
     text_chars = sum(len(match) for match in re.findall(TEXT_VALUE, body))
 
     def mime_count(prefix: str) -> int:
         return len(re.findall(mime_type_pattern(prefix), body))
 
-    file_parts = {prefix: mime_count(prefix) for prefix in FILE_PART_TOKENS}
+    file_parts = {prefix: mime_count(prefix) for prefix in rates}
     other_parts = mime_count("") - sum(file_parts.values())
+    declared = sum(
+        len(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
+        for value in _declared_values(request)
+    )
     prompt_tokens = (
         math.ceil(text_chars / CHARS_PER_TOKEN)
-        + sum(FILE_PART_TOKENS[prefix] * count for prefix, count in file_parts.items())
+        + math.ceil(declared / CHARS_PER_TOKEN)
+        + sum(rates[prefix] * count for prefix, count in file_parts.items())
         + OTHER_FILE_PART_TOKENS * other_parts
     )
     config = _first(request, "generationConfig", "generation_config") or {}
@@ -366,11 +409,32 @@ def request_price_row(request: Any) -> dict[str, Any]:
     return {
         "requests": 1,
         "input_tokens": prompt_tokens,
-        "audio_tokens": FILE_PART_TOKENS["audio/"] * file_parts["audio/"],
+        "audio_tokens": rates["audio/"] * file_parts["audio/"],
         "long_context": prompt_tokens > LONG_CONTEXT_TOKENS,
         "requested_budget": _lax_int(_first(thinking, "thinkingBudget", "thinking_budget")),
         "max_output_tokens": _lax_int(_first(config, "maxOutputTokens", "max_output_tokens")),
+        "candidate_count": _lax_int(_first(config, "candidateCount", "candidate_count")) or 1,
     }
+
+
+# What the model reads besides the contents, billed as prompt tokens: the tool
+# declarations and the response schema (JSON paths, camelCase and snake_case alike).
+DECLARED_PATHS = (
+    ("tools",), ("toolConfig",), ("tool_config",),
+    ("generationConfig", "responseSchema"), ("generationConfig", "responseJsonSchema"),
+    ("generation_config", "response_schema"), ("generation_config", "response_json_schema"),
+)
+
+
+def _declared_values(request: Any) -> list[Any]:
+    values = []
+    for path in DECLARED_PATHS:
+        value = request
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is not None:
+            values.append(value)
+    return values
 
 
 def _first(value: Any, *names: str) -> Any:
@@ -402,16 +466,19 @@ __all__ = [
     "CHARS_PER_TOKEN",
     "DEFAULT_ANSWER_TOKENS",
     "FILE_PART_TOKENS",
+    "GEMINI_3_FILE_PART_TOKENS",
     "OTHER_FILE_PART_TOKENS",
     "PRICES_VAR",
     "UNKNOWN_MAX_OUTPUT_TOKENS",
     "TEXT_VALUE",
+    "DECLARED_PATHS",
     "CostEstimate",
     "PriceTable",
     "Usage",
     "actual_cost",
     "check_budget",
     "estimate_groups",
+    "file_part_tokens",
     "mime_type_pattern",
     "model_problem",
     "request_price_row",

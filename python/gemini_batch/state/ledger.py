@@ -319,25 +319,32 @@ WHEN MATCHED THEN UPDATE SET {assignments}""",
         observed = self.observed_tokens(gemini_model)
         return sum(observed) if observed else None
 
-    def observed_tokens(self, gemini_model: str) -> tuple[float, float] | None:
-        """Average (candidates, thoughts) tokens per succeeded request of ``gemini_model``
-        over the ledger, or None when nothing was answered yet: the cost estimate's
-        answer and thinking per request."""
+    def observed_tokens(
+        self, gemini_model: str, dbt_model: str | None = None
+    ) -> tuple[float, float] | None:
+        """Average (candidates, thoughts) tokens per succeeded request: of ``dbt_model``'s
+        jobs when it has answers (a model writing labels says nothing of one writing
+        essays), else of every job of ``gemini_model``; None when neither has any (the
+        catalog's figures then). The cost estimate's answer and thinking per request."""
         if not self.exists():
             return None
-        row = self.bq.query(
+        rows = self.bq.query(
             f"""
 SELECT
+  dbt_model = @dbt_model AS same_model,
   SUM(candidates_tokens) AS candidates_tokens,
   SUM(COALESCE(thoughts_tokens, 0)) AS thoughts_tokens,
   SUM(succeeded_count) AS answered
 FROM {quote_table(self.table)}
-WHERE gemini_model = @gemini_model AND succeeded_count > 0 AND candidates_tokens IS NOT NULL""",
-            {"gemini_model": gemini_model},
+WHERE gemini_model = @gemini_model AND succeeded_count > 0 AND candidates_tokens IS NOT NULL
+GROUP BY same_model""",
+            {"gemini_model": gemini_model, "dbt_model": dbt_model or ""},
             timeout=SMALL_STATEMENT_TIMEOUT,
-        )[0]
-        if not row["answered"]:
+        )
+        by_model = {bool(row["same_model"]): row for row in rows if row["answered"]}
+        if not by_model:
             return None
+        row = by_model.get(True) or by_model[False]
         answered = float(row["answered"])
         return float(row["candidates_tokens"]) / answered, float(row["thoughts_tokens"]) / answered
 

@@ -25,9 +25,10 @@ from gemini_batch.rules.catalog import LONG_CONTEXT_TOKENS
 from gemini_batch.rules.config import BatchModel
 from gemini_batch.rules.pricing import (
     CHARS_PER_TOKEN,
-    FILE_PART_TOKENS,
+    DECLARED_PATHS,
     OTHER_FILE_PART_TOKENS,
     TEXT_VALUE,
+    file_part_tokens,
     mime_type_pattern,
 )
 from gemini_batch.state.responses import (
@@ -244,8 +245,7 @@ LIMIT 5""",
         by itself if this process dies first. One read of the pending set serves the
         estimate and the shards, which are then disjoint and exactly sized even if
         responses change meanwhile. Requests in ``live_shards`` (the shard tables of
-        live jobs) are left out; with ``sample``, those of the sample only
-        (:func:`~gemini_batch.state.reuse.sample_sql`)."""
+        live jobs) are left out; with ``sample``, those of the sample only (reuse.py)."""
         if not _RUN_ID.match(run_id):
             raise ValueError(f"run_id {run_id!r}: use lowercase letters, digits and '_'")
         pending, params = self.pending_query(model, live_shards, sample=sample)
@@ -261,6 +261,53 @@ FROM (
             {**params, "shard_size": model.config.shard_size},
         ) as snapshot:
             yield snapshot
+
+    @contextlib.contextmanager
+    def sample_snapshot(
+        self, model: BatchModel, run_id: str, snapshot: str, rows: int
+    ) -> Iterator[str]:
+        """A :meth:`pending_snapshot`-shaped table of the ``rows`` lowest request_ids of
+        ``snapshot`` (the canary: the same requests on a rerun), dropped on exit."""
+        with self._transient_table(
+            model,
+            f"{model.project}.{model.dataset}.{model.name}__sample_{run_id}",
+            f"""
+SELECT request_id, request, DIV(position, @shard_size) AS shard
+FROM (
+  SELECT request_id, request, ROW_NUMBER() OVER (ORDER BY request_id) - 1 AS position
+  FROM {quote_table(snapshot)}
+)
+WHERE position < @rows""",
+            {"rows": rows, "shard_size": model.config.shard_size},
+        ) as sample:
+            yield sample
+
+    def job_outcomes(self, model: BatchModel, job_names: Sequence[str]) -> dict[str, int]:
+        """The current requests of ``model`` last answered by ``job_names``, by outcome:
+        ``{"requests": n, "bad": failed for good or answered empty, <reason>: n...}``
+        (reasons as :meth:`failure_reasons` classes them, bad rows only)."""
+        if not job_names:
+            return {"requests": 0, "bad": 0}
+        rows = self._query_model(
+            model,
+            f"""
+SELECT reason, COUNT(*) AS requests
+FROM (
+  SELECT
+    IF(COALESCE(s.empty_answer, FALSE) OR (NOT {answered("s")} AND {failed_for_good(model, "s")}),
+       {failure_class_sql("s.status", "s.last_error")}, NULL) AS reason
+  FROM {quote_table(model.responses_table)} AS s
+  WHERE s.job_name IN UNNEST(@job_names)
+    AND s.request_id IN (SELECT request_id FROM {quote_table(model.requests_table)})
+)
+GROUP BY reason
+ORDER BY requests DESC, reason""",
+            {"job_names": list(job_names), "max_retries": model.config.max_retries},
+        )
+        outcomes = {"requests": sum(int(row["requests"]) for row in rows)}
+        reasons = {str(row["reason"]): int(row["requests"]) for row in rows
+                   if row["reason"] is not None}
+        return {**outcomes, "bad": sum(reasons.values()), **reasons}
 
     def cut_shards(self, model: BatchModel, run_id: str, snapshot: str) -> list[Shard]:
         """The shard tables ``<model>__shard_<run_id>_<n>`` (n from 0; columns request_id
@@ -311,14 +358,6 @@ FROM (
             sql = sample_sql(sql, requests, sample)
         return sql, {"max_retries": model.config.max_retries}
 
-    def pending_count(
-        self, model: BatchModel, live_shards: Sequence[str] = (), *,
-        sample: int | None = None, planned: str | None = None,
-    ) -> int:
-        """How many requests :meth:`pending_query` selects."""
-        sql, params = self.pending_query(model, live_shards, sample=sample, planned=planned)
-        return int(self._query_model(model, f"SELECT COUNT(*) AS n FROM ({sql})", params)[0]["n"])
-
     # -- helpers --------------------------------------------------------------------
 
     def _sources(self, model: BatchModel, planned: str | None) -> tuple[str, str]:
@@ -341,10 +380,11 @@ FROM (
         """The one query of the cost estimate (``pricing.estimate_groups`` prices its
         rows): the pending requests (those of ``pending_snapshot``, a
         :meth:`pending_snapshot` table, when given) grouped by what prices them
-        (requested thinkingBudget, maxOutputTokens, over the long-context threshold), with
-        their count, input tokens and audio input tokens. The token rules are
-        ``pricing.request_price_row``'s, in SQL. ``planned``: the requests as a build
-        would make them now (:meth:`counts`)."""
+        (requested thinkingBudget, maxOutputTokens, candidateCount, over the long-context
+        threshold), with their count, input tokens (media at the model generation's
+        rates, tool declarations and response schema counted) and audio input tokens.
+        The token rules are ``pricing.request_price_row``'s, in SQL. ``planned``: the
+        requests as a build would make them now (:meth:`counts`)."""
         if pending_snapshot is not None:
             pending = f"SELECT request_id, request FROM {quote_table(pending_snapshot)}"
             params: dict[str, Any] = {}
@@ -352,7 +392,7 @@ FROM (
             pending, params = self.pending_query(
                 model, live_shards, sample=sample, planned=planned)
         return self.bq.query(
-            estimate_groups_sql(pending),
+            estimate_groups_sql(pending, model.config.gemini_model),
             {**params, "long_context_tokens": LONG_CONTEXT_TOKENS},
         )
 
@@ -361,23 +401,30 @@ _RUN_ID = re.compile(r"^[a-z0-9_]{1,40}$")
 _COUNT_FIELDS = [f.name for f in fields(RequestCounts)]
 
 
-def estimate_groups_sql(pending: str) -> str:
+def estimate_groups_sql(pending: str, gemini_model: str) -> str:
     """The cost estimate's query over ``pending`` (a SELECT of request_id, request): one
     row per group of requests that price alike (requested thinkingBudget,
-    maxOutputTokens, over ``@long_context_tokens``), with their count, input tokens and
-    audio input tokens; the token rules are ``pricing.request_price_row``'s. The
-    AI.GENERATE route runs the same query from the dbt package
-    (_gemini_batch_estimate_groups_sql; tests/unit/test_rules_agree.py ties them)."""
-    kinds = {f"file_parts_{n}": prefix for n, prefix in enumerate(FILE_PART_TOKENS)}
+    maxOutputTokens, candidateCount, over ``@long_context_tokens``), with their count,
+    input tokens (media at ``gemini_model``'s generation's rates, tool declarations and
+    response schema counted) and audio input tokens; the token rules are
+    ``pricing.request_price_row``'s. The AI.GENERATE route runs the same query from the
+    dbt package (_gemini_batch_estimate_groups_sql; tests/unit/test_rules_agree.py ties
+    them)."""
+    rates = file_part_tokens(gemini_model)
+    kinds = {f"file_parts_{n}": prefix for n, prefix in enumerate(rates)}
     part_counts = ",\n        ".join(
         f"{_mime_count(prefix)} AS {column}" for column, prefix in kinds.items())
     file_tokens = " + ".join(
-        f"{FILE_PART_TOKENS[prefix]} * {column}" for column, prefix in kinds.items())
+        f"{rates[prefix]} * {column}" for column, prefix in kinds.items())
+    declared_chars = " + ".join(
+        f"IF(JSON_QUERY(request, '$.{'.'.join(path)}') IS NULL, 0, "
+        f"LENGTH(TO_JSON_STRING(JSON_QUERY(request, '$.{'.'.join(path)}'))))"
+        for path in DECLARED_PATHS)
     other_parts = " - ".join(["file_parts_all", *kinds])
     audio_column = next(column for column, prefix in kinds.items() if prefix == "audio/")
     return f"""
 SELECT
-  requested_budget, max_output_tokens, long_context,
+  requested_budget, max_output_tokens, candidate_count, long_context,
   COUNT(*) AS requests,
   COALESCE(SUM(prompt_tokens), 0) AS input_tokens,
   COALESCE(SUM(audio_tokens), 0) AS audio_tokens
@@ -385,16 +432,18 @@ FROM (
   SELECT *, prompt_tokens > @long_context_tokens AS long_context
   FROM (
     SELECT
-      CAST(CEIL(text_chars / {CHARS_PER_TOKEN}) AS INT64) + {file_tokens}
+      CAST(CEIL(text_chars / {CHARS_PER_TOKEN}) AS INT64)
+        + CAST(CEIL(declared_chars / {CHARS_PER_TOKEN}) AS INT64) + {file_tokens}
         + {OTHER_FILE_PART_TOKENS} * ({other_parts}) AS prompt_tokens,
-      {FILE_PART_TOKENS["audio/"]} * {audio_column} AS audio_tokens,
-      requested_budget, max_output_tokens
+      {rates["audio/"]} * {audio_column} AS audio_tokens,
+      requested_budget, max_output_tokens, candidate_count
     FROM (
       SELECT
         LENGTH(ARRAY_TO_STRING(REGEXP_EXTRACT_ALL(body, r'{TEXT_VALUE}'), '')) AS text_chars,
         {part_counts},
         {_mime_count("")} AS file_parts_all,
-        requested_budget, max_output_tokens
+        {declared_chars} AS declared_chars,
+        requested_budget, max_output_tokens, candidate_count
       FROM (
         SELECT
           TO_JSON_STRING(request) AS body,
@@ -405,13 +454,19 @@ FROM (
           COALESCE(
             LAX_INT64(JSON_QUERY(request, '$.generationConfig.maxOutputTokens')),
             LAX_INT64(JSON_QUERY(request, '$.generation_config.max_output_tokens'))
-          ) AS max_output_tokens
+          ) AS max_output_tokens,
+          COALESCE(
+            LAX_INT64(JSON_QUERY(request, '$.generationConfig.candidateCount')),
+            LAX_INT64(JSON_QUERY(request, '$.generation_config.candidate_count')), 1
+          ) AS candidate_count,
+          request
         FROM ({pending})
       )
     )
   )
 )
-GROUP BY requested_budget, max_output_tokens, long_context"""
+GROUP BY requested_budget, max_output_tokens, candidate_count, long_context"""
+
 
 def failed_for_good(model: BatchModel, alias: str) -> str:
     """The model's rule for a responses row (``alias``, NULL when there is none) failed

@@ -121,8 +121,9 @@ def check_lines(
                 problems.append(f"  line {number}: {problem}")
             continue
         requests += 1
-        row = request_price_row(request)
-        key = (row["requested_budget"], row["max_output_tokens"], row["long_context"])
+        row = request_price_row(request, gemini_model or "")
+        key = (row["requested_budget"], row["max_output_tokens"], row["candidate_count"],
+               row["long_context"])
         group = groups.setdefault(key, {**row, "requests": 0, "input_tokens": 0,
                                         "audio_tokens": 0})
         for column in ("requests", "input_tokens", "audio_tokens"):

@@ -38,6 +38,13 @@ FILE_TOKENS = {
     "text/": 500,
 }
 DEFAULT_FILE_TOKENS = 258
+# Gemini 3 reads media at its default media resolution: 1,120 tokens an image, 560 a
+# PDF page (whatever the file's size).
+GEMINI_3_FILE_TOKENS = {**FILE_TOKENS, "image/": 1_120, "application/pdf": 560 * 5}
+# What the model reads besides the contents, counted as prompt text as the service
+# counts it: tool declarations and the response schema.
+DECLARED = (("tools",), ("toolConfig",), ("generationConfig", "responseSchema"),
+            ("generationConfig", "responseJsonSchema"))
 # usageMetadata's modality of a file part, by MIME type prefix (TEXT otherwise).
 MODALITIES = {"image/": "IMAGE", "video/": "VIDEO", "audio/": "AUDIO",
               "application/pdf": "DOCUMENT"}
@@ -54,12 +61,25 @@ def _by_prefix(table: dict[str, Any], mime_type: str, default: Any) -> Any:
                 default)
 
 
-def file_tokens(mime_type: str) -> int:
-    return int(_by_prefix(FILE_TOKENS, mime_type, DEFAULT_FILE_TOKENS))
+def file_tokens(mime_type: str, model: str = "") -> int:
+    table = GEMINI_3_FILE_TOKENS if model.startswith("gemini-3") else FILE_TOKENS
+    return int(_by_prefix(table, mime_type, DEFAULT_FILE_TOKENS))
 
 
-def prompt_tokens_by_modality(request: dict[str, Any]) -> dict[str, int]:
-    """Prompt tokens per modality (TEXT, IMAGE, VIDEO, AUDIO, DOCUMENT), in that order."""
+def _declared(request: dict[str, Any]) -> list[Any]:
+    values = []
+    for path in DECLARED:
+        value: Any = request
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is not None:
+            values.append(value)
+    return values
+
+
+def prompt_tokens_by_modality(request: dict[str, Any], model: str = "") -> dict[str, int]:
+    """Prompt tokens per modality (TEXT, IMAGE, VIDEO, AUDIO, DOCUMENT), in that order:
+    the contents, the system instruction, tool declarations and the response schema."""
     contents = list(request["contents"])
     if "systemInstruction" in request:
         contents.append(request["systemInstruction"])
@@ -70,14 +90,17 @@ def prompt_tokens_by_modality(request: dict[str, Any]) -> dict[str, int]:
                 counts["TEXT"] += estimate_tokens(part["text"])
             elif "fileData" in part or "inlineData" in part:
                 mime_type = (part.get("fileData") or part["inlineData"]).get("mimeType", "")
-                counts[_by_prefix(MODALITIES, mime_type, "TEXT")] += file_tokens(mime_type)
+                counts[_by_prefix(MODALITIES, mime_type, "TEXT")] += file_tokens(
+                    mime_type, model)
             else:
                 counts["TEXT"] += estimate_tokens(orjson.dumps(part).decode())
+    for value in _declared(request):
+        counts["TEXT"] += estimate_tokens(orjson.dumps(value).decode())
     return {modality: tokens for modality, tokens in counts.items() if tokens}
 
 
-def prompt_tokens(request: dict[str, Any]) -> int:
-    return sum(prompt_tokens_by_modality(request).values())
+def prompt_tokens(request: dict[str, Any], model: str = "") -> int:
+    return sum(prompt_tokens_by_modality(request, model).values())
 
 
 class _Draws:
@@ -266,7 +289,7 @@ class SimulateEngine:
             if count > 1:
                 candidate["index"] = index
             candidates.append(candidate)
-        prompt = prompt_tokens_by_modality(request)
+        prompt = prompt_tokens_by_modality(request, model)
         prompt_total = sum(prompt.values())
         # Proto JSON leaves out zero counts, as the service's answers do.
         usage: dict[str, Any] = {"promptTokenCount": prompt_total}
