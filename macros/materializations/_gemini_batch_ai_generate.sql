@@ -285,8 +285,8 @@ when matched and coalesce(t.job_name, '') != s.job_name and not s.succeeded
     updated_at = current_timestamp(), answered = false, empty_answer = s.empty_answer,
     error_code = s.error_code
 when not matched then
-  {#- The columns named: a column this route leaves NULL (retry_at_attempt) or a table
-      made before a newer one was added stays right. -#}
+  {# The columns named: a column this route leaves NULL (retry_at_attempt) or a table
+      made before a newer one was added stays right. #}
   insert (request_id, response, status, processed_time, attempts, last_error, job_name,
     updated_at, answered, empty_answer, error_code)
   values (s.request_id, s.response, s.status, s.processed_time, 1,
