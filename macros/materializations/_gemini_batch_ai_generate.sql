@@ -276,7 +276,8 @@ on t.request_id = s.request_id
 when matched and coalesce(t.job_name, '') != s.job_name and s.succeeded then
   update set response = s.response, status = '', processed_time = s.processed_time,
     attempts = coalesce(t.attempts, 0) + 1, last_error = null, job_name = s.job_name,
-    updated_at = current_timestamp(), answered = true, empty_answer = false, error_code = null
+    updated_at = current_timestamp(), answered = true, empty_answer = false, error_code = null,
+    reused_from = null
 when matched and coalesce(t.job_name, '') != s.job_name and not s.succeeded
   and not coalesce(t.answered, false) then
   update set response = s.response, status = s.status, processed_time = s.processed_time,
@@ -284,8 +285,8 @@ when matched and coalesce(t.job_name, '') != s.job_name and not s.succeeded
     updated_at = current_timestamp(), answered = false, empty_answer = s.empty_answer,
     error_code = s.error_code
 when not matched then
-  {#- The columns named: a column this route leaves NULL (retry_at_attempt) or a table
-      made before a newer one was added stays right. -#}
+  {# The columns named: a column this route leaves NULL (retry_at_attempt) or a table
+      made before a newer one was added stays right. #}
   insert (request_id, response, status, processed_time, attempts, last_error, job_name,
     updated_at, answered, empty_answer, error_code)
   values (s.request_id, s.response, s.status, s.processed_time, 1,

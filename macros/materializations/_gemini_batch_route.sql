@@ -162,6 +162,19 @@ when not matched then
   {%- set live = gemini_batch._gemini_batch_live_shards(ledger.jobs) -%}
   {%- set pending = gemini_batch._gemini_batch_pending_sql(
         requests_relation, responses_relation, batch.max_retries, batch.retry_empty_answers, live) -%}
+  {#- Answers other datasets hold are copied, not sent (var gemini_batch_answers_from);
+      then at most var gemini_batch_sample requests are sent, the same rows each run. -#}
+  {%- do gemini_batch._gemini_batch_reuse_answers(batch, ledger.jobs, responses_relation, pending, where) -%}
+  {%- set sample = gemini_batch._gemini_batch_sample_size(where) -%}
+  {%- if sample is not none -%}
+    {%- set outside = run_query("select count(*) from (" ~ pending ~ ") where request_id not in (select request_id from ("
+          ~ gemini_batch._gemini_batch_sample_sql(pending, requests_relation, sample) ~ "))")[0][0] | int -%}
+    {%- if outside -%}
+      {{ log("gemini_batch: " ~ model.name ~ ": " ~ outside ~ " pending request" ~ ('s' if outside != 1)
+             ~ " outside the sample (var gemini_batch_sample=" ~ sample ~ ") not sent", info=true) }}
+    {%- endif -%}
+    {%- set pending = gemini_batch._gemini_batch_sample_sql(pending, requests_relation, sample) -%}
+  {%- endif -%}
   {%- call statement('gemini_batch_ai_generate_snapshot') -%}
 create or replace table {{ snapshot }}
 options (expiration_timestamp = timestamp_add(current_timestamp(), interval 1 day))

@@ -12,14 +12,17 @@
     ('processed_time', 'TIMESTAMP'), ('attempts', 'INT64'), ('last_error', 'STRING'),
     ('job_name', 'STRING'), ('updated_at', 'TIMESTAMP')]
     + gemini_batch._gemini_batch_derived_columns() | map(attribute='column') | list
-    + [gemini_batch._gemini_batch_retry_column()]) }}
+    + gemini_batch._gemini_batch_later_columns()) }}
 {%- endmacro %}
 
 
-{#- The column `gemini-batch retry` writes: `attempts` when a request was asked again
-    (NULL: never). Last, so a table made before it gets it where a new one has it. -#}
-{% macro _gemini_batch_retry_column() -%}
-  {{ return(('retry_at_attempt', 'INT64')) }}
+{#- Columns added after the first release, last, in this order, so a table made before
+    them gets them where a new one has them (state/responses.py RESPONSES_SCHEMA):
+    retry_at_attempt, what `gemini-batch retry` writes (`attempts` when a request was
+    asked again, NULL: never); reused_from, the table an answer was copied from (var
+    gemini_batch_answers_from, NULL: this target paid for it). -#}
+{% macro _gemini_batch_later_columns() -%}
+  {{ return([('retry_at_attempt', 'INT64'), ('reused_from', 'STRING')]) }}
 {%- endmacro %}
 
 
@@ -43,10 +46,11 @@
 {% macro _gemini_batch_reserved_columns() -%}
   {%- set derived = gemini_batch._gemini_batch_derived_columns() | map(attribute='column')
         | map(attribute=0) | list -%}
-  {%- set kept = derived + [gemini_batch._gemini_batch_retry_column()[0]] -%}
+  {%- set kept = derived + gemini_batch._gemini_batch_later_columns() | map(attribute=0) | list -%}
   {{ return(gemini_batch._gemini_batch_responses_columns() | map(attribute=0)
             | reject('in', kept) | list
-            + ['request_problem', 'batch_state', '_gemini_batch_raw_request']) }}
+            + ['request_problem', 'batch_state', '_gemini_batch_raw_request',
+               gemini_batch._gemini_batch_key_column()]) }}
 {%- endmacro %}
 
 
@@ -77,6 +81,9 @@ with model_rows as (
     request as _gemini_batch_raw_request,
     to_hex(sha256(concat({{ gemini_batch._sql_string(gemini_model) }}, '\n', {{ canonical }}))) as request_id
   from model_rows
+), keyed as (
+  select hashed.*, {{ gemini_batch._gemini_batch_key_sql(columns, 'hashed') }} as {{ gemini_batch._gemini_batch_key_column() }}
+  from hashed
 ), known_checks as (
   select request_id, request_problem
   from {{ checks_relation }}
@@ -94,14 +101,15 @@ with model_rows as (
 ), {{ gemini_batch._request_problems_ctes('unchecked', request_type, gemini_batch._sql_string(gemini_model)) }}
 select
   {%- for column in columns %}
-  hashed.{{ adapter.quote(column.name) }},
+  keyed.{{ adapter.quote(column.name) }},
   {%- endfor %}
-  hashed.request_id,
+  keyed.request_id,
   if(known_checks.request_id is null, rp_problems.request_problem,
-     known_checks.request_problem) as request_problem
-from hashed
-left join known_checks on known_checks.request_id = hashed.request_id
-left join rp_problems on rp_problems.request_key = hashed.request_id
+     known_checks.request_problem) as request_problem,
+  keyed.{{ gemini_batch._gemini_batch_key_column() }}
+from keyed
+left join known_checks on known_checks.request_id = keyed.request_id
+left join rp_problems on rp_problems.request_key = keyed.request_id
 {%- endmacro %}
 
 

@@ -5,6 +5,8 @@
                           checks only the new requests; rebuilt by --full-refresh)
       <model>__responses  the answers, one row per request_id (created if missing; never
                           dropped, except with var gemini_batch_reset)
+      <model>__keys       each key hash's request_ids and since when (kept: what
+                          `gemini-batch diff` compares; ADR 0016)
       <model>             a view: each request with its latest answer and batch_state
     Never submits a job: `gemini-batch build` does (docs/materialization.md). With
     config route='ai_generate' (or 'auto' with at most ai_generate_max_rows pending) it
@@ -24,6 +26,9 @@
   {%- set responses_relation = api.Relation.create(
         database=this.database, schema=this.schema,
         identifier=this.identifier ~ '__responses', type='table') -%}
+  {%- set keys_relation = api.Relation.create(
+        database=this.database, schema=this.schema,
+        identifier=this.identifier ~ '__keys', type='table') -%}
   {%- set existing_relation = adapter.get_relation(
         database=this.database, schema=this.schema, identifier=this.identifier) -%}
   {%- set existing_responses = adapter.get_relation(
@@ -85,6 +90,13 @@
     {{ gemini_batch._gemini_batch_checks_merge(checks_relation, requests_relation, check_rules) }}
   {%- endcall -%}
 
+  {%- call statement('keys') -%}
+    {{ gemini_batch._gemini_batch_keys_ddl(keys_relation) }}
+  {%- endcall -%}
+  {%- call statement('keys_insert') -%}
+    {{ gemini_batch._gemini_batch_keys_insert(keys_relation, requests_relation) }}
+  {%- endcall -%}
+
   {%- call statement('responses') -%}
     {{ gemini_batch._gemini_batch_responses_ddl(responses_relation) }}
   {%- endcall -%}
@@ -105,14 +117,16 @@
         {{ gemini_batch._gemini_batch_responses_fill_derived(responses_relation) }}
       {%- endcall -%}
     {%- endif -%}
-    {#- Made before `gemini-batch retry`: no retry was asked of its rows (NULL). -#}
-    {%- set retry_column = gemini_batch._gemini_batch_retry_column() -%}
-    {%- if retry_column[0] not in kept_columns | map(attribute='name') | map('lower') | list -%}
-      {%- call statement('responses_add_retry') -%}
-        alter table {{ responses_relation }} add column if not exists
-          {{ retry_column[0] }} {{ retry_column[1] }}
-      {%- endcall -%}
-    {%- endif -%}
+    {#- Made before `gemini-batch retry` or var gemini_batch_answers_from: no retry was
+        asked of its rows, and this target paid for its answers (NULL). -#}
+    {%- set kept_names = kept_columns | map(attribute='name') | map('lower') | list -%}
+    {%- for column in gemini_batch._gemini_batch_later_columns() -%}
+      {%- if column[0] not in kept_names -%}
+        {%- call statement('responses_add_' ~ column[0]) -%}
+          alter table {{ responses_relation }} add column if not exists {{ column[0] }} {{ column[1] }}
+        {%- endcall -%}
+      {%- endif -%}
+    {%- endfor -%}
   {%- endif -%}
 
   {#- A table left where the view goes (the model was materialized otherwise before). -#}
@@ -147,5 +161,5 @@
 
   {{ run_hooks(post_hooks) }}
 
-  {{ return({'relations': [target_relation, requests_relation, checks_relation, responses_relation]}) }}
+  {{ return({'relations': [target_relation, requests_relation, checks_relation, responses_relation, keys_relation]}) }}
 {%- endmaterialization %}

@@ -24,6 +24,9 @@
       catalog            model -> price, thinking, output limit, aliases (catalog.MODELS)
       failure_reason_sql the reason of a row that is not an answer (answers.failure_reason_sql)
       bigquery_usd_per_tib  AI.GENERATE's data processing price (cost.BIGQUERY_USD_PER_TIB)
+      copy_answers_sql   the copy of answers from another dataset (reuse.copy_answers_sql)
+      sample_sql         the sample of the pending requests (reuse.sample_sql)
+      key_column, reused_prefix  reuse.KEY_COLUMN, ledger.REUSED_PREFIX
     `dbt --quiet run-operation gemini_batch.print_rules` prints the JSON alone; no query
     runs. tests/unit/test_rules_agree.py compares it with the Python side. -#}
 {% macro print_rules() -%}
@@ -59,5 +62,12 @@
       'catalog': gemini_batch._gemini_batch_catalog(),
       'failure_reason_sql': gemini_batch._failure_reason('t.status', 't.response', 't.request') | trim,
       'bigquery_usd_per_tib': gemini_batch._gemini_batch_bigquery_usd_per_tib(),
+      'copy_answers_sql': gemini_batch._gemini_batch_copy_answers_sql(
+          '`p`.`d`.`m__responses`', '`q`.`e`.`m__responses`', 'q.e.m__responses',
+          'select request_id from pending') | trim,
+      'sample_sql': gemini_batch._gemini_batch_sample_sql(
+          'select request_id, request from pending', '`p`.`d`.`m__requests`', 7) | trim,
+      'key_column': gemini_batch._gemini_batch_key_column(),
+      'reused_prefix': gemini_batch._gemini_batch_reused_prefix(),
   })) -%}
 {%- endmacro %}

@@ -163,14 +163,15 @@ def _money(value: float | None) -> str:
 def summary_table(summaries: list[ModelSummary]) -> Table:
     """The closing table: one row per batch model of the build."""
     table = Table(title="gemini-batch summary", title_justify="left")
-    for name in ("model", "requests", "cached", "submitted", "succeeded", "failed", "tokens",
-                 "est. cost", "cost", "wall time"):
+    for name in ("model", "requests", "cached", "reused", "submitted", "succeeded", "failed",
+                 "tokens", "est. cost", "cost", "wall time"):
         table.add_column(name, justify="left" if name == "model" else "right")
     for summary in summaries:
         table.add_row(
             summary.model,
             f"{summary.requests:,}",
             f"{summary.cached:,}",
+            f"{summary.reused:,}",
             f"{summary.submitted:,}",
             f"{summary.succeeded:,}",
             f"{summary.failed:,}",
@@ -202,7 +203,7 @@ def summary_notes(summary: ModelSummary) -> list[str]:
     notes = []
     if summary.error:
         notes.append(f"{summary.model}: {summary.error}")
-    elif summary.all_cached:
+    elif summary.all_cached and not summary.outside_sample:
         answerable = summary.requests - summary.failed
         were = "was" if answerable == 1 else "were"
         notes.append(f"{summary.model}: all {counted(answerable, 'answerable request')} "
@@ -214,6 +215,10 @@ def summary_notes(summary: ModelSummary) -> list[str]:
                       if summary.ai_generate_statements else "")
         notes.append(f"{summary.model}: route {summary.route}: sent by "
                      f"{how[summary.route]}{statements}.")
+    if summary.reused:
+        notes.append(f"{summary.model}: {counted(summary.reused, 'answer')} copied from "
+                     "another dataset (var gemini_batch_answers_from), not sent: they cost "
+                     "nothing.")
     notes.extend(f"{summary.model}: {warning}; the requests were sent all the same."
                  for warning in summary.warnings)
     if summary.resumed:
@@ -235,6 +240,11 @@ def summary_notes(summary: ModelSummary) -> list[str]:
         notes.append(f"{summary.model}: {counted(len(summary.in_flight_jobs), 'job')} in flight "
                      f"({counted(summary.pending, 'request')} without an answer yet); the next "
                      "`gemini-batch build` collects them, `gemini-batch wait` waits for them.")
+    elif summary.outside_sample and not summary.error:
+        were = "was" if summary.outside_sample == 1 else "were"
+        notes.append(f"{summary.model}: {counted(summary.outside_sample, 'pending request')} "
+                     f"outside the sample {were} not sent; `gemini-batch build` without "
+                     "--sample sends them.")
     elif summary.pending and not summary.error and not summary.canary_stopped:
         are = "is" if summary.pending == 1 else "are"
         notes.append(f"{summary.model}: {counted(summary.pending, 'request')} {are} still pending; "
@@ -327,6 +337,18 @@ def plan_notes(plans: list[ModelPlan]) -> list[str]:
             are = "is" if item.live_jobs == 1 else "are"
             notes.append(f"{name}: {counted(item.live_jobs, 'job')} of an earlier build {are} "
                          "live; `build` resumes them first.")
+        notes.extend(f"{name}: {warning}" for warning in item.reuse_warnings)
+        for source, requests in item.reusable.items():
+            notes.append(f"{name}: {counted(requests, 'pending request')} "
+                         f"{'has' if requests == 1 else 'have'} an answer in {source}: "
+                         "`build` copies them instead of sending them.")
+        if item.reuse_saves_usd is not None:
+            notes.append(f"{name}: answers reused save {_money(item.reuse_saves_usd)} "
+                         "(est.; the estimate above still counts them).")
+        if item.sample is not None:
+            notes.append(f"{name}: --sample {item.sample:,}: {item.sampled or 0:,} of the "
+                         f"{counted(item.counts.pending, 'pending request')} would be sent; "
+                         "the estimate is theirs.")
         if item.counts.pending == 0 and not item.waits_on:
             notes.append(f"{name}: nothing to submit (all cached or failed for good).")
     return notes

@@ -65,6 +65,7 @@ class FakeWarehouse:
 
     def pending_price_groups(self, model: BatchModel, live_shards: Any,
                              pending_snapshot: str | None = None,
+                             *, sample: int | None = None,
                              planned: str | None = None) -> list[dict[str, Any]]:
         self.queries += 1
         return self.rows

@@ -101,6 +101,7 @@ class FakeWarehouse:
 
     def pending_price_groups(self, model: BatchModel, live_shards: Any = (),
                              pending_snapshot: str | None = None,
+                             *, sample: int | None = None,
                              planned: str | None = None) -> list[dict[str, Any]]:
         snapshot = self.bq.snapshot
         return [{"requested_budget": None, "max_output_tokens": None,
@@ -115,8 +116,8 @@ class FakeWarehouse:
         return {"429 RESOURCE_EXHAUSTED": self.counts(model).failed}
 
     @contextlib.contextmanager
-    def pending_snapshot(self, model: BatchModel, run_id: str, live_shards: Any = ()
-                         ) -> Iterator[str]:
+    def pending_snapshot(self, model: BatchModel, run_id: str, live_shards: Any = (),
+                         sample: int | None = None) -> Iterator[str]:
         self.bq.snapshot = self._pending(model, live_shards)
         yield f"p.ds.reviews__pending_{run_id}"
 
@@ -324,6 +325,7 @@ class FakeWorkspace:
     warehouse: FakeWarehouse
     ledger: FakeLedger
     prices: PriceTable = field(default_factory=PriceTable)
+    dbt_vars: dict[str, Any] = field(default_factory=dict)  # no sample, no answers source
 
     @property
     def bq(self) -> FakeBigQuery:

@@ -27,7 +27,7 @@ from pydantic.fields import FieldInfo
 
 from gemini_batch.rules import answers, catalog, config, processing
 from gemini_batch.rules import pricing as cost
-from gemini_batch.state import estimate_query, ledger, warehouse
+from gemini_batch.state import estimate_query, ledger, reuse, warehouse
 from helpers.offline_profile import offline_profile
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -304,3 +304,18 @@ def test_estimate_arithmetic_agrees(tmp_path_factory: pytest.TempPathFactory) ->
             assert (jinja[key] is None) == (expected is None), (case, key)
             if expected is not None:
                 assert jinja[key] == pytest.approx(expected, rel=1e-9), (case, key)
+
+
+def test_copy_of_answers_agrees(jinja_rules: dict[str, Any]) -> None:
+    """Answers from another dataset are copied alike by a build and by a plain dbt run."""
+    python = reuse.copy_answers_sql("`p`.`d`.`m__responses`", "`q`.`e`.`m__responses`",
+                                    "q.e.m__responses", "select request_id from pending")
+    assert _normalised(jinja_rules["copy_answers_sql"]) == _normalised(python)
+
+
+def test_sample_agrees(jinja_rules: dict[str, Any]) -> None:
+    """`build --sample N` and var gemini_batch_sample in a plain dbt run send the same rows."""
+    python = reuse.sample_sql("select request_id, request from pending", "`p`.`d`.`m__requests`", 7)
+    assert _normalised(jinja_rules["sample_sql"]) == _normalised(python)
+    assert jinja_rules["key_column"] == reuse.KEY_COLUMN
+    assert jinja_rules["reused_prefix"] == ledger.REUSED_PREFIX

@@ -136,14 +136,15 @@ def _gate(ledger: Ledger, warehouse: Warehouse, model: BatchModel, pending: int)
 
 def priced_round(
     tables: contextlib.ExitStack, ws: Workspace, model: BatchModel, run_id: str,
-    live_shards: Sequence[str], sample: int,
+    live_shards: Sequence[str], sample: int, answers_sample: int | None = None,
 ) -> tuple[str, CostEstimate, CostEstimate]:
     """A round's snapshot table of what it sends (entered on ``tables``), the estimate of
     every pending request (the build's estimate, and its thinking-trap warning), and the
     estimate of what is sent, which the cap checks: with a canary (``sample`` > 0), the
-    sample's. One read of the pending requests: the estimate is of exactly what is cut."""
+    sample's. ``answers_sample``: --sample N, the pending requests of that sample only.
+    One read of the pending requests: the estimate is of exactly what is cut."""
     snapshot = tables.enter_context(
-        ws.warehouse.pending_snapshot(model, run_id, live_shards))
+        ws.warehouse.pending_snapshot(model, run_id, live_shards, answers_sample))
     observed = ws.ledger.observed_tokens(model.config.gemini_model, model.unique_id)
     whole = estimate(ws.warehouse, model, prices=ws.prices, pending_snapshot=snapshot,
                      observed=observed)

@@ -24,6 +24,7 @@ class BatchSettings:
     fail_on_failed_rows: bool | None = None
     # False (--no-wait): merge what ended, submit one round, leave the rest in flight.
     wait: bool = True
+    defer_state: str | None = None  # --defer's state directory: answers are read there (ADR 0016)
 
 
 @dataclass(frozen=True)

@@ -86,5 +86,11 @@ class DbtOptions:
                 args.append(f"--{flag}" if value else f"--no-{flag}")
         return args
 
+    @property
+    def deferred_to(self) -> str | None:
+        """The state directory whose manifest --defer reads (--defer-state, else
+        --state), or None without --defer."""
+        return (self.defer_state or self.state) if self.defer else None
+
 
 __all__ = ["DbtOptions", "run_flags", "split_selection"]

@@ -18,17 +18,20 @@ def estimate(
     prices: PriceTable | None = None,
     observed: tuple[float, float] | None = None,
     pending_snapshot: str | None = None,
+    sample: int | None = None,
     planned: str | None = None,
 ) -> CostEstimate:
     """Tokens and cost of ``model``'s pending requests (those of ``pending_snapshot``, a
     :meth:`Warehouse.pending_snapshot` table, when given; requests in ``live_shards``,
     the shard tables of live jobs, are not pending), in one BigQuery query.
     ``observed``: the ledger's (answer, thoughts) tokens per answered request of the
-    model's Gemini model (``pricing.estimate_groups``). ``planned``: the requests as a
+    model's Gemini model (``pricing.estimate_groups``). With ``sample``, the sample's
+    pending requests alone (var gemini_batch_sample). ``planned``: the requests as a
     build would make them now (:meth:`Warehouse.counts`)."""
     return estimate_groups(
         model.config.gemini_model,
-        warehouse.pending_price_groups(model, live_shards, pending_snapshot, planned),
+        warehouse.pending_price_groups(model, live_shards, pending_snapshot,
+                                       sample=sample, planned=planned),
         prices=prices,
         observed=observed,
     )

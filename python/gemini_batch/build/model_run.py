@@ -1,13 +1,9 @@
 """One batch model's jobs in one build: resume, count, submit rounds, wait, merge.
 
-Talks to BigQuery through the workspace's ledger and warehouse, and to what answers
-through the model's route (routes/base.py: Vertex AI batch jobs over BigQuery tables or
-over Cloud Storage JSONL), which it submits to, polls, collects from and cleans up
-after, and nothing else. Every job is written to the ledger right after it is created
-and before anything waits on it; answers are merged into ``<model>__responses`` as each
-job ends. Several ``ModelRun``s of one stage run side by side, one thread each. The
-closing counts (:meth:`ModelRun.report`) come after the jobs, and the build runs them
-beside the next dbt stage: the downstream models need the answers, not the counts.
+Talks to BigQuery (ledger, warehouse) and to the model's route (routes/base.py) only.
+Every job is in the ledger before anything waits on it; answers are merged as each job
+ends. A stage's ``ModelRun``s run side by side (a thread each); their closing counts
+(:meth:`ModelRun.report`) run beside the next dbt stage.
 """
 
 from __future__ import annotations
@@ -23,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from google.api_core.exceptions import GoogleAPICallError
 
 from gemini_batch.build import canary
+from gemini_batch.build.answers_loop import AnswersLoop
 from gemini_batch.build.context import BatchContext
 from gemini_batch.build.summary import ModelSummary, Reporter, all_failed_reason, counted
 from gemini_batch.build.workspace import Workspace
@@ -85,8 +82,7 @@ class ModelRun:
         self._counts: RequestCounts | None = None
         self._routes = routes
         self.route: Route  # the model's route, chosen once its location is known (_run)
-
-    # -- helpers -------------------------------------------------------------------
+        self._loop = AnswersLoop(ctx, model, self._say)
 
     def _say(self, text: str) -> None:
         self.reporter.message(self.model.name, text)
@@ -157,6 +153,8 @@ class ModelRun:
         by_ai_generate = self.summary.add_ai_generate(
             self.ws.ledger.ai_generate_entries(model.unique_id, self.ctx.invocation_id))
         live = self.ws.ledger.live_jobs(model.unique_id)
+        if self._loop.datasets and self._count(live).pending:  # copies, before any count
+            self.summary.reused = self._loop.copy_answers(self._live_shards, location)
         cached_before: int | None = None
         if live:
             cached_before = self._count().cached
@@ -186,16 +184,16 @@ class ModelRun:
         final: RequestCounts | None = counts
         attempt = 0
         while attempt <= model.config.max_retries:
-            if counts.pending == 0:
+            if (sendable := self._loop.to_send(counts, self._live_shards)) == 0:
                 break
             if not self.ctx.settings.wait and self._free_slots() == 0:
                 break  # every slot holds a running job: the next build submits
-            word = canary.gate(self.ws.ledger, self.ws.warehouse, model, counts.pending, self._say)
+            word = canary.gate(self.ws.ledger, self.ws.warehouse, model, sendable, self._say)
             if word.hold or word.stop:
                 self.summary.canary_stopped = word.stop
                 break
             if attempt and not word.sample:
-                pending = counted(counts.pending, "request")
+                pending = counted(sendable, "request")
                 self._say(f"retry round {attempt}: {pending} still pending")
             round_ok, all_answered = self._submit_round(self.route, counts, word.sample)
             if word.sample:  # not a retry: the next turn's verdict decides what follows
@@ -273,6 +271,7 @@ class ModelRun:
         self.summary.failed = counts.failed
         self.summary.invalid = counts.invalid
         self.summary.pending = counts.pending + counts.in_flight
+        self.summary.outside_sample = counts.pending - self._loop.to_send(counts, self._live_shards)
         if counts.failed:
             self.summary.failure_reasons = self.ws.warehouse.failure_reasons(self.model)
 
@@ -288,7 +287,7 @@ class ModelRun:
         # One read of the pending requests: the estimate is of exactly what is cut.
         with contextlib.ExitStack() as tables:
             snapshot, whole, estimate = canary.priced_round(
-                tables, ws, model, run_id, self._live_shards, sample)
+                tables, ws, model, run_id, self._live_shards, sample, self._loop.sample)
             if self.summary.estimated_cost_usd is None:  # the build's first round
                 self.summary.estimated_cost_usd = whole.usd
                 if whole.thinking_trap:

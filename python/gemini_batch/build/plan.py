@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from gemini_batch.build import canary
+from gemini_batch.build.answers_loop import sample_count
 from gemini_batch.build.dbt_options import DbtOptions
 from gemini_batch.build.dbt_project import DbtProject
 from gemini_batch.build.estimate import estimate as estimate_cost
@@ -27,6 +28,7 @@ from gemini_batch.errors import ConfigError, GeminiBatchError
 from gemini_batch.routes.choice import planned_route
 from gemini_batch.rules import pricing, processing
 from gemini_batch.rules.config import BatchModel
+from gemini_batch.state.reuse import AnswerSources, deferred_dataset, sample_size, source_datasets
 from gemini_batch.state.warehouse import RequestCounts
 
 # What the materialization writes in the model's view (gemini_batch.sql): a CTE the
@@ -69,6 +71,14 @@ class ModelPlan:
     # Batch models whose answers it reads -> their requests without an answer yet
     # (None: not built yet); while any has some, its own requests are not final.
     waits_on: dict[str, int | None] = field(default_factory=dict)
+    # --sample N (var gemini_batch_sample): the estimate is of the sample's requests.
+    sample: int | None = None
+    sampled: int | None = None  # pending requests in the sample
+    # Answers sources (var gemini_batch_answers_from): source table -> pending requests
+    # it would fill, and what they would have cost.
+    reusable: dict[str, int] = field(default_factory=dict)
+    reuse_saves_usd: float | None = None
+    reuse_warnings: list[str] = field(default_factory=list)  # sources that could not be read
 
     @property
     def unanswered(self) -> int | None:
@@ -89,7 +99,7 @@ def plan(options: DbtOptions, *, command: str = "build") -> list[ModelPlan]:
     compiled = project.compile(involved)
     plans: dict[str, ModelPlan] = {}
     for uid in involved:
-        plans[uid] = _plan_of(project, workspace, uid, compiled[uid])
+        plans[uid] = _plan_of(project, workspace, uid, compiled[uid], options.deferred_to)
     chosen = []
     for uid in batch_ids:
         waits = {project.node(u).name: plans[u].unanswered for u in upstream[uid]}
@@ -102,14 +112,15 @@ def _with_waits(item: ModelPlan, waits: dict[str, int | None]) -> ModelPlan:
     return replace(item, waits_on=waits) if waits else item
 
 
-def _plan_of(project: DbtProject, ws: Workspace, unique_id: str, compiled_sql: str) -> ModelPlan:
+def _plan_of(project: DbtProject, ws: Workspace, unique_id: str, compiled_sql: str,
+             defer_state: str | None) -> ModelPlan:
     """From the model's tables when they were built from its SQL as it is now; else
     from its SQL (when its inputs exist)."""
     model = project.batch_model(unique_id)
     built = ws.bq.table_exists(model.requests_table)
     wanted = fingerprint(compiled_sql, model.config.gemini_model)
     if built and _built_from(ws, model) == wanted:
-        return model_plan(ws, model)
+        return model_plan(ws, model, defer_state=defer_state)
     reason = ("its SQL changed since its tables were built" if built
               else "its tables are not built yet")
     missing = [
@@ -125,7 +136,8 @@ def _plan_of(project: DbtProject, ws: Workspace, unique_id: str, compiled_sql: s
         arguments.append(json.dumps(quote_table(checks)))
     planned = project.render(
         "{{ gemini_batch._gemini_batch_planned_requests_sql(" + ", ".join(arguments) + ") }}")
-    return model_plan(ws, model, planned=planned, from_sql=reason, built=built)
+    return model_plan(ws, model, planned=planned, from_sql=reason, built=built,
+                      defer_state=defer_state)
 
 
 def _built_from(ws: Workspace, model: BatchModel) -> str | None:
@@ -139,10 +151,13 @@ def _built_from(ws: Workspace, model: BatchModel) -> str | None:
 
 
 def model_plan(workspace: Workspace, model: BatchModel, *, planned: str | None = None,
-               from_sql: str | None = None, built: bool = True) -> ModelPlan:
+               from_sql: str | None = None, built: bool = True,
+               defer_state: str | None = None) -> ModelPlan:
     """The plan of one batch model (no ledger yet: nothing is in flight); ``planned``:
-    a SELECT of its requests as a build would make them, in place of its table."""
+    a SELECT of its requests as a build would make them, in place of its table;
+    ``defer_state``: dbt's --defer state directory (answers are read there too)."""
     ws = workspace
+    sample = sample_size(ws.dbt_vars)
     if planned is None and not ws.bq.table_exists(model.requests_table):
         return ModelPlan(model=model, built=False)
     ledger = ws.ledger if ws.ledger.exists() else None
@@ -154,11 +169,25 @@ def model_plan(workspace: Workspace, model: BatchModel, *, planned: str | None =
         model_problem = pricing.model_problem(model, location, ws.prices)
     except ConfigError as exc:  # a multi-region dataset, a location that is not its own
         model_problem = str(exc)
-    estimate = estimate_cost(
-        ws.warehouse, model, live_shards=live_shards, prices=ws.prices, planned=planned,
-        observed=(ledger.observed_tokens(model.config.gemini_model, model.unique_id)
-                  if ledger else None),
-    )
+    observed = (ledger.observed_tokens(model.config.gemini_model, model.unique_id)
+                if ledger else None)
+    estimate = estimate_cost(ws.warehouse, model, live_shards=live_shards, prices=ws.prices,
+                             observed=observed, sample=sample, planned=planned)
+    sampled = None if sample is None else sample_count(
+        ws, model, live_shards, sample, planned)
+    reusable: dict[str, int] = {}
+    warnings: list[str] = []
+    saves = None
+    datasets = source_datasets(ws.dbt_vars, model, deferred_dataset(defer_state, model.unique_id))
+    if datasets and counts.pending:
+        pending, params = ws.warehouse.pending_query(model, live_shards, planned=planned)
+        reusable = AnswerSources(ws.bq, warnings.append).available(model, datasets, pending, params)
+        if reusable:
+            every = estimate if sample is None else estimate_cost(
+                ws.warehouse, model, live_shards=live_shards, prices=ws.prices,
+                observed=observed, planned=planned)
+            if every.usd is not None:
+                saves = every.usd * sum(reusable.values()) / counts.pending
     route = planned_route(model.config, counts.pending)
     if route != "batch" and counts.pending:
         # AI.GENERATE adds BigQuery ML's data processing of what it sends (at most
@@ -172,18 +201,19 @@ def model_plan(workspace: Workspace, model: BatchModel, *, planned: str | None =
         over_budget = None
     except GeminiBatchError as exc:
         over_budget = str(exc)
-    sample = canary.canary_size(counts.pending, model.config)
+    canary_rows = canary.canary_size(counts.pending, model.config)
     return ModelPlan(
         model=model,
         built=built,
         from_sql=from_sql,
-        canary=(f"a canary of {sample:,} requests goes first ({counts.pending:,} pending > "
+        canary=(f"a canary of {canary_rows:,} requests goes first ({counts.pending:,} pending > "
                 f"canary_min_rows {model.config.canary_min_rows:,}); the rest is sent only "
                 f"if at most {model.config.canary_max_failed_share:.0%} of it fails for good "
                 "or comes back empty (a canary already answered decides instead)"
-                if sample else None),
+                if canary_rows else None),
         counts=counts,
-        shards=math.ceil(_by_batch(route, counts.pending, model) / model.config.shard_size),
+        shards=math.ceil(_by_batch(route, counts.pending if sampled is None else sampled, model)
+                         / model.config.shard_size),
         estimate=estimate,
         route=route,
         over_budget=over_budget,
@@ -191,6 +221,11 @@ def model_plan(workspace: Workspace, model: BatchModel, *, planned: str | None =
         model_problem=model_problem,
         failure_reasons=(ws.warehouse.failure_reasons(model)
                          if counts.failed and planned is None else {}),
+        sample=sample,
+        sampled=sampled,
+        reusable=reusable,
+        reuse_saves_usd=saves,
+        reuse_warnings=warnings,
     )
 
 

@@ -23,6 +23,8 @@ class ModelSummary:
     model: str  # dbt model name
     requests: int = 0  # distinct requests in <model>__requests
     cached: int = 0  # answered before this build started submitting
+    # answers copied from another dataset's responses (var gemini_batch_answers_from)
+    reused: int = 0
     submitted: int = 0  # requests sent in new jobs by this build
     resumed: int = 0  # requests in jobs of an earlier build this one waited on
     succeeded: int = 0  # answered by this build's (or resumed) jobs (merged so far, until
@@ -32,6 +34,7 @@ class ModelSummary:
     # A few of them: "ticket_id=17: the prompt is NULL (contents[0].parts[0].text)".
     invalid_examples: list[str] = field(default_factory=list)
     pending: int = 0  # still without an answer at the end (e.g. a job failed)
+    outside_sample: int = 0  # of them, left out by --sample (var gemini_batch_sample)
     jobs: int = 0
     # Which route answered this build's requests: "ai_generate" (AI.GENERATE statements
     # in the model's dbt run), "batch" (Vertex AI batch jobs), "ai_generate+batch";

@@ -40,11 +40,14 @@ def _run_build(command: str, ctx: click.Context, kwargs: dict[str, Any]) -> None
     _settle()  # the build's libraries are imported
     extra = run_flags(ctx.args, full_refresh=kwargs.pop("full_refresh"),
                       threads=kwargs.get("threads"), fail_fast=kwargs.pop("fail_fast"))
+    options = _dbt_options(_with_sample(kwargs), extra)
     settings = BatchSettings(
         poll_initial=kwargs["poll_interval"],
         poll_max=kwargs["max_poll_interval"],
         fail_on_failed_rows=kwargs["fail_on_failed_rows"],
         wait=not kwargs["no_wait"],
+        # dbt --defer --state: answers are read from the deferred relations' datasets.
+        defer_state=options.deferred_to,
     )
     plain = True if kwargs["plain"] or kwargs["as_json"] else None
     ending = _Ending()
@@ -54,7 +57,7 @@ def _run_build(command: str, ctx: click.Context, kwargs: dict[str, Any]) -> None
         # lock held) ends it here; later, build() returns what ran before the stop.
         with _ends(ending):
             result = build(
-                _dbt_options(kwargs, extra),
+                options,
                 command=command,
                 reporter_factory=lambda: make_reporter(human, plain=plain),
                 settings=settings,
@@ -81,9 +84,31 @@ def _run_build(command: str, ctx: click.Context, kwargs: dict[str, Any]) -> None
     sys.exit(result.exit_code)
 
 
+def _with_sample(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with --sample N given to dbt as var gemini_batch_sample (a plain
+    ``dbt run`` reads the same var): both routes send the same rows."""
+    sample = kwargs.pop("sample", None)
+    if sample is None:
+        return kwargs
+    import yaml
+
+    given = yaml.safe_load(kwargs.get("vars") or "") or {}
+    if not isinstance(given, dict):
+        raise click.BadParameter("give --vars as a YAML mapping", param_hint="--vars")
+    return {**kwargs, "vars": yaml.safe_dump({**given, "gemini_batch_sample": sample},
+                                            default_flow_style=True).strip()}
+
+
+_sample_option = click.option(
+    "--sample", type=click.IntRange(min=1), metavar="N",
+    help="Send at most N pending requests per batch model, the same rows each time (by "
+    "a hash of their key columns); the rest stay pending. Var gemini_batch_sample.")
+
+
 def _build_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(
         [
+            _sample_option,
             click.option("--full-refresh", is_flag=True,
                          help="dbt --full-refresh (answers are kept: they are the cache)."),
             click.option("--threads", type=int, help="dbt threads."),
@@ -139,6 +164,7 @@ def run_command(ctx: click.Context, **kwargs: Any) -> None:
 @main.command("plan")
 @_project_options
 @_selection_options
+@_sample_option
 @_json_option
 @_reports_service_errors
 def plan_command(as_json: bool, **kwargs: Any) -> None:
@@ -152,7 +178,7 @@ def plan_command(as_json: bool, **kwargs: Any) -> None:
     plans = []
     ending = _Ending()
     with _human_output(as_json) as human, _ends(ending):
-        plans = plan(_dbt_options(kwargs))
+        plans = plan(_dbt_options(_with_sample(kwargs)))
         if not plans:
             human.print("No batch model (materialized='gemini_batch') in the selection.")
         else:

@@ -51,6 +51,10 @@ CREATING_JOB = "projects/{project}/locations/{location}/batchPredictionJobs/crea
 # route='ai_generate'): this prefix, the dbt invocation id, the round and the group. No
 # Vertex AI job name starts so; the row is written ended and merged, never live.
 AI_GENERATE_PREFIX = "ai_generate/"
+# `job_name` of a row written for answers copied from another dataset's responses
+# (var gemini_batch_answers_from, state/reuse.py): this prefix, the run and the source
+# table. Ended and merged when written; it cost nothing.
+REUSED_PREFIX = "reused/"
 # Set by a build to its lock token while it holds its models' locks and runs dbt in its
 # process: a route ai_generate model answered in that dbt run works under the build's
 # lock instead of being refused by it (macros/materializations/_gemini_batch_route.sql).
@@ -109,8 +113,11 @@ class LedgerEntry:
 
     @property
     def route(self) -> str:
-        """``ai_generate`` for an AI.GENERATE statement's row, else ``batch``."""
-        return "ai_generate" if self.job_name.startswith(AI_GENERATE_PREFIX) else "batch"
+        """``ai_generate`` for an AI.GENERATE statement's row, ``reused`` for answers
+        copied from another dataset, else ``batch``."""
+        if self.job_name.startswith(AI_GENERATE_PREFIX):
+            return "ai_generate"
+        return "reused" if self.job_name.startswith(REUSED_PREFIX) else "batch"
 
     @property
     def model_name(self) -> str:
@@ -417,6 +424,7 @@ def _now() -> datetime:
 
 __all__ = [
     "AI_GENERATE_PREFIX",
+    "REUSED_PREFIX",
     "CREATING_JOB",
     "CREATING_STATE",
     "DEFAULT_LOCK_TTL",

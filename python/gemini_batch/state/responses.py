@@ -46,6 +46,9 @@ RESPONSES_SCHEMA: dict[str, str] = {
     # `attempts` when `gemini-batch retry` asked for the request again (NULL: never);
     # answers.failed_for_good_sql reads it (state/retries.py writes it).
     "retry_at_attempt": "INT64",
+    # project.dataset.table an answer was copied from (var gemini_batch_answers_from;
+    # state/reuse.py), NULL for an answer this target paid for.
+    "reused_from": "STRING",
 }
 
 
@@ -206,7 +209,7 @@ FROM (
             last_error="IF(s.succeeded, NULL, s.error)", job_name="@job_name",
             updated_at="CURRENT_TIMESTAMP()", answered="s.succeeded",
             empty_answer="s.empty_answer", error_code="s.error_code",
-            retry_at_attempt="NULL")
+            retry_at_attempt="NULL", reused_from="NULL")
         if not stats["known"]:
             # NOT IN keeps it idempotent, and safe if a row appeared since the count.
             self._query_model(
@@ -228,7 +231,8 @@ ON t.request_id = s.request_id
 WHEN MATCHED AND COALESCE(t.job_name, '') != @job_name AND s.succeeded THEN
   UPDATE SET response = s.response, status = '', processed_time = s.processed_time,
     attempts = COALESCE(t.attempts, 0) + 1, last_error = NULL, job_name = @job_name,
-    updated_at = CURRENT_TIMESTAMP(), answered = TRUE, empty_answer = FALSE, error_code = NULL
+    updated_at = CURRENT_TIMESTAMP(), answered = TRUE, empty_answer = FALSE, error_code = NULL,
+    reused_from = NULL
 WHEN MATCHED AND COALESCE(t.job_name, '') != @job_name AND NOT s.succeeded
   AND NOT {answered("t")} THEN
   UPDATE SET response = s.response, status = s.status, processed_time = s.processed_time,

@@ -31,6 +31,7 @@ from gemini_batch.state.responses import (
     answered,
     insert_responses_row,
 )
+from gemini_batch.state.reuse import sample_sql
 from gemini_batch.state.rows import key_columns, quote_column, requests_columns, row_label
 
 
@@ -191,7 +192,8 @@ WHEN NOT MATCHED THEN
       request_id="s.request_id", response="NULL", status="@invalid_status",
       processed_time="NULL", attempts="@max_retries + 1", last_error="s.reason",
       job_name="NULL", updated_at="CURRENT_TIMESTAMP()", answered="FALSE",
-      empty_answer="FALSE", error_code="NULL", retry_at_attempt="NULL")}""",
+      empty_answer="FALSE", error_code="NULL", retry_at_attempt="NULL",
+      reused_from="NULL")}""",
             {"max_retries": model.config.max_retries, "invalid_status": INVALID_STATUS},
         )
         # The examples are named by the model's key columns (ticket_id=17), else by
@@ -228,17 +230,18 @@ LIMIT 5""",
 
     @contextlib.contextmanager
     def pending_snapshot(
-        self, model: BatchModel, run_id: str, live_shards: Sequence[str] = ()
+        self, model: BatchModel, run_id: str, live_shards: Sequence[str] = (),
+        sample: int | None = None,
     ) -> Iterator[str]:
         """A table of the pending requests as they are now (request_id, request, shard:
         numbered by request_id and cut every ``shard_size``), dropped on exit; it expires
         by itself if this process dies first. One read of the pending set serves the
         estimate and the shards, which are then disjoint and exactly sized even if
         responses change meanwhile. Requests in ``live_shards`` (the shard tables of
-        live jobs) are left out."""
+        live jobs) are left out; with ``sample``, those of the sample only (reuse.py)."""
         if not _RUN_ID.match(run_id):
             raise ValueError(f"run_id {run_id!r}: use lowercase letters, digits and '_'")
-        pending, params = self.pending_query(model, live_shards)
+        pending, params = self.pending_query(model, live_shards, sample=sample)
         with self._transient_table(
             model,
             f"{model.project}.{model.dataset}.{model.name}__pending_{run_id}",
@@ -321,11 +324,12 @@ ORDER BY requests DESC, reason""",
 
     def pending_query(
         self, model: BatchModel, live_shards: Sequence[str] = (), *,
-        planned: str | None = None,
+        sample: int | None = None, planned: str | None = None,
     ) -> tuple[str, dict[str, Any]]:
         """SELECT of the pending requests (request_id, request; one row per request_id)
         and its parameters: valid, no success, attempts <= max_retries and, with
-        in none of ``live_shards`` (the shard tables of live jobs). ``planned``: as
+        in none of ``live_shards`` (the shard tables of live jobs); with ``sample``,
+        only those among the sample's first ``sample`` request_ids. ``planned``: as
         in :meth:`counts`."""
         live = list(live_shards)
         not_live = f"AND r.request_id NOT IN ({_union_request_ids(live)})" if live else ""
@@ -343,6 +347,8 @@ ORDER BY requests DESC, reason""",
       {not_live}
   )
   WHERE copy = 1"""
+        if sample is not None:
+            sql = sample_sql(sql, requests, sample)
         return sql, {"max_retries": model.config.max_retries}
 
     # -- helpers --------------------------------------------------------------------
@@ -361,7 +367,8 @@ ORDER BY requests DESC, reason""",
 
     def pending_price_groups(
         self, model: BatchModel, live_shards: Sequence[str] = (),
-        pending_snapshot: str | None = None, planned: str | None = None,
+        pending_snapshot: str | None = None, *,
+        sample: int | None = None, planned: str | None = None,
     ) -> list[bigquery.Row]:
         """The one query of the cost estimate (``pricing.estimate_groups`` prices its
         rows): the pending requests (those of ``pending_snapshot``, a
@@ -375,7 +382,8 @@ ORDER BY requests DESC, reason""",
             pending = f"SELECT request_id, request FROM {quote_table(pending_snapshot)}"
             params: dict[str, Any] = {}
         else:
-            pending, params = self.pending_query(model, live_shards, planned=planned)
+            pending, params = self.pending_query(
+                model, live_shards, sample=sample, planned=planned)
         return self.bq.query(
             estimate_groups_sql(pending, model.config.gemini_model),
             {**params, "long_context_tokens": LONG_CONTEXT_TOKENS},
@@ -420,4 +428,5 @@ __all__ = [
     "RequestCounts",
     "Shard",
     "Warehouse",
+    "estimate_groups_sql",
 ]

@@ -122,10 +122,12 @@ def test_run_builds_requests_responses_and_view(bq, dbt_project: DbtTestProject)
     assert tables["questions"] == "VIEW"
     assert tables["questions__requests"] == "TABLE"
     assert tables["questions__responses"] == "TABLE"
+    assert tables["questions__keys"] == "TABLE"  # key -> request_id history (diff)
 
     requests = _rows(bq, f"select * from {dbt_project.quoted('questions__requests')}")
     assert len(requests) == 5
-    assert set(requests[0]) == {"id", "question", "request", "request_id", "request_problem"}
+    assert set(requests[0]) == {"id", "question", "request", "request_id", "request_problem",
+                                "_gemini_batch_key"}
 
     view_columns = [f.name for f in bq.get_table(f"{dbt_project.dataset}.questions").schema]
     assert view_columns == [
@@ -258,10 +260,13 @@ def test_a_responses_table_made_before_the_derived_columns_gets_them_filled(
     dbt_project.dbt_ok("run", "--select", "questions")
 
     columns = [f.name for f in bq.get_table(dbt_project.table("questions__responses")).schema]
-    # Where a new table has them; `gemini-batch retry`'s column last, empty (never asked).
-    assert columns[-4:] == ["answered", "empty_answer", "error_code", "retry_at_attempt"]
-    assert _rows(bq, f"select countif(retry_at_attempt is not null) as n from {responses}"
-                 ) == [{"n": 0}]
+    # Where a new table has them, in the order they came: `gemini-batch retry`'s column,
+    # then where an answer was copied from; both empty (never asked, nothing copied).
+    assert columns[-5:] == ["answered", "empty_answer", "error_code", "retry_at_attempt",
+                            "reused_from"]
+    assert _rows(bq, f"select countif(retry_at_attempt is not null) as n, "
+                 f"countif(reused_from is not null) as m from {responses}"
+                 ) == [{"n": 0, "m": 0}]
     derived = {
         row["request_id"]: (row["answered"], row["empty_answer"], row["error_code"])
         for row in _rows(
