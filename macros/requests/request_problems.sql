@@ -343,23 +343,26 @@
     schema, at any depth, that is not one of Schema.type's values. The local emulator's
     TO_JSON_STRING of a JSON_QUERY result is the object's text as a JSON string (BigQuery
     gives the object's text): JSON_VALUE of it parsed undoes that, and is NULL on
-    BigQuery, where the text is used as it is. -#}
+    BigQuery, where the text is used as it is. An enum's JSON type and string are taken
+    before they go into the struct: the emulator reads JSON_VALUE of a struct's JSON field
+    wrongly inside NOT IN (docs/local-stack.md). -#}
 {% macro _request_enum_problems(fields, schema) -%}
   {%- set objects = schema.objects -%}
   {%- set listed = schema.schema_types | join(', ') -%}
       select request_key, 9 as section, schema_enum.item, 0 as sub_item,
-        if(json_type(schema_enum.value) = 'string' and json_value(schema_enum.value) not in unnest(schema_enum.accepted),
-           concat(schema_enum.path, ': "', json_value(schema_enum.value), '" is not one of ', array_to_string(schema_enum.names, ', '),
+        if(schema_enum.type = 'string' and schema_enum.text not in unnest(schema_enum.accepted),
+           concat(schema_enum.path, ': "', schema_enum.text, '" is not one of ', array_to_string(schema_enum.names, ', '),
                   coalesce(concat('; did you mean ', (
                     select name from unnest(schema_enum.names) as name
-                    where edit_distance(lower(json_value(schema_enum.value)), lower(name)) <= greatest(1, div(length(json_value(schema_enum.value)), 3))
-                    order by edit_distance(lower(json_value(schema_enum.value)), lower(name)), name limit 1), '?'), '')),
+                    where edit_distance(lower(schema_enum.text), lower(name)) <= greatest(1, div(length(schema_enum.text), 3))
+                    order by edit_distance(lower(schema_enum.text), lower(name)), name limit 1), '?'), '')),
            null) as problem
       from {{ fields }} as request_fields, unnest([
   {%- for enum in schema.enums if not enum.path.startswith('generationConfig.responseSchema.') %}
       {%- set parent = enum.path.rsplit('.', 1)[0] if '.' in enum.path else '' %}
+      {%- set value = gemini_batch._json_member('request_fields.' ~ gemini_batch._request_object_column(objects, parent), enum.steps[-1]) %}
         struct({{ loop.index0 }} as item, '{{ enum.path }}' as path,
-               {{ gemini_batch._json_member('request_fields.' ~ gemini_batch._request_object_column(objects, parent), enum.steps[-1]) }} as value,
+               json_type({{ value }}) as type, json_value({{ value }}) as text,
                {{ gemini_batch._string_array(enum.accepted) }} as accepted, {{ gemini_batch._string_array(enum['values']) }} as names){{ ',' if not loop.last }}
   {%- endfor %}
       ]) as schema_enum

@@ -95,10 +95,10 @@ def _bigquery_of_its_own() -> type:
     return type("CacheTestBigQuery", (type(sqlglot.Dialect.get_or_raise("bigquery")),), {})
 
 
-def _cached(max_entries: int = 512) -> tuple[type, ParseCache]:
+def _cached(max_entries: int = 512, **limits: int) -> tuple[type, ParseCache]:
     """A BigQuery dialect class of its own whose parses go through a new ParseCache."""
     dialect = _bigquery_of_its_own()
-    cache = ParseCache(dialect.parse, max_entries=max_entries)
+    cache = ParseCache(dialect.parse, max_entries=max_entries, **limits)
     cache.install(dialect)
     return dialect, cache
 
@@ -137,6 +137,15 @@ def test_the_oldest_parse_goes_first():
         bigquery.parse(sql)
     # 1, 2 parsed; 1 kept; 3 pushes out 2; 1 kept; 2 parsed again.
     assert (cache.misses, cache.hits) == (4, 2)
+
+
+def test_the_kept_texts_stay_within_their_total_length():
+    Dialect, cache = _cached(max_total_chars=20)
+    bigquery = Dialect()
+    for sql in ("SELECT 10", "SELECT 20", "SELECT 30", "SELECT 20", "SELECT 10"):
+        bigquery.parse(sql)
+    # 9 characters each: two are kept. 30 pushes out 10; 20 is kept; 10 parsed again.
+    assert (cache.misses, cache.hits) == (4, 1)
 
 
 def test_a_kept_parse_hands_out_token_positions_of_its_own():

@@ -459,10 +459,32 @@ class ResultSizes:
         return forget
 
 
+# -- JSON_TYPE ----------------------------------------------------------------------------
+
+# DuckDB's names of JSON value types where BigQuery's JSON_TYPE says otherwise.
+_BIGQUERY_JSON_TYPES = {"varchar": "string", "bigint": "number", "ubigint": "number",
+                        "hugeint": "number", "double": "number"}
+
+
+def bigquery_json_type(duckdb_json_type: exp.Expression) -> exp.Expression:
+    """DuckDB's ``JSON_TYPE(x)`` as BigQuery's: ``object``, ``array``, ``string``,
+    ``number``, ``boolean`` or ``null`` (DuckDB says ``VARCHAR``, ``UBIGINT``...)."""
+    lowered = exp.Lower(this=duckdb_json_type)
+    return exp.Case(
+        this=lowered,
+        ifs=[exp.If(this=exp.Literal.string(duckdb), true=exp.Literal.string(bigquery))
+             for duckdb, bigquery in _BIGQUERY_JSON_TYPES.items()],
+        default=lowered.copy())
+
+
 # -- parses kept -----------------------------------------------------------------------
 
-# Statements longer than this are parsed each time (a generated INSERT ... VALUES).
-PARSE_CACHE_MAX_CHARS = 200_000
+# Statements longer than this are parsed each time (a generated INSERT ... VALUES). A
+# batch model's statement carries the request check (about 150 KB of SQL): kept.
+PARSE_CACHE_MAX_CHARS = 1_000_000
+# The kept statements' total length: a parse takes about 100 bytes per character, so
+# this bounds the cache near 400 MB.
+PARSE_CACHE_TOTAL_CHARS = 4_000_000
 
 
 class _Positions(dict):  # type: ignore[type-arg]
@@ -498,9 +520,12 @@ class ParseCache:
     times faster. A text that fails to parse is not kept, so its error comes each time.
     """
 
-    def __init__(self, parse: Callable[..., list[Any]], max_entries: int = 512) -> None:
+    def __init__(self, parse: Callable[..., list[Any]], max_entries: int = 512,
+                 max_total_chars: int = PARSE_CACHE_TOTAL_CHARS) -> None:
         self._parse = parse
         self._max_entries = max_entries
+        self._max_total_chars = max_total_chars
+        self._total_chars = 0
         self._kept: collections.OrderedDict[tuple[Any, ...], list[Any]] = (
             collections.OrderedDict())
         self._lock = threading.Lock()
@@ -522,11 +547,15 @@ class ParseCache:
             trees = self._parse(dialect, sql, **opts)
             with self._lock:
                 self.misses += 1
+                if key not in self._kept:
+                    self._total_chars += len(sql)
                 self._kept[key] = [
                     _with_fast_positions(tree.copy()) if tree is not None else None
                     for tree in trees]
-                while len(self._kept) > self._max_entries:
-                    self._kept.popitem(last=False)
+                while (len(self._kept) > self._max_entries
+                       or self._total_chars > self._max_total_chars):
+                    dropped, _ = self._kept.popitem(last=False)
+                    self._total_chars -= len(dropped[-1])
             return trees
         return [tree.copy() if tree is not None else None for tree in kept]
 

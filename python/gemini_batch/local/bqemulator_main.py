@@ -43,6 +43,7 @@ from bqemulator.grpc_api.read_servicer import BigQueryReadHandler
 from bqemulator.grpc_api.write_servicer import BigQueryWriteHandler
 from bqemulator.jobs import executor
 from bqemulator.sql import rules as translation_rules
+from bqemulator.sql.rules import datetime_semantics
 from bqemulator.storage.engine import DuckDBEngine
 from bqemulator.storage.sql_identifiers import quoted_table_ref
 from bqemulator.streaming import read_session
@@ -65,6 +66,7 @@ from gemini_batch.local.bigquery import (
     ResultSizes,
     TableList,
     altered_table,
+    bigquery_json_type,
     duckdb_settings,
     is_job_call,
     job_location,
@@ -413,6 +415,10 @@ class _SpreadAiGenerate(translation_rules.TranslationRule):
 # Addition: AI.GENERATE(...).* as columns, one call per row (a script's translators too).
 translation_rules.register(_SpreadAiGenerate)
 executor._translator._rules.append(_SpreadAiGenerate())
+
+# Fix: JSON_TYPE said DuckDB's type names (varchar, ubigint...) for strings and numbers.
+datetime_semantics.JsonTypeLowerRule.rewrite = (  # type: ignore[method-assign]
+    lambda self, node: bigquery_json_type(node.copy()))
 
 # Shim: statements stalled the event loop: on a worker, DML per table in turn, AI.GENERATE.
 job_routes.execute_query_job = _execute_with_faults

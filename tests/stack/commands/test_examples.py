@@ -53,10 +53,14 @@ def test_recipes_example_answers_everything_then_resubmits_nothing(
     assert "custom config" not in first and "CustomKeyInConfigDeprecation" not in first
 
     # The closing summary names every batch model with its counts.
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]]
+            for line in first.splitlines() if "│" in line]
+    header = next(row for row in rows if row[:2] == ["model", "requests"])
     for model, requests in (("recipes", 10), ("media_objects", 3), ("structured_recipes", 10)):
-        line = next(row for row in first.splitlines() if f" {model} " in row and "│" in row)
-        cells = [cell.strip() for cell in line.split("│")[1:-1]]
-        assert cells[:6] == [model, str(requests), "0", str(requests), str(requests), "0"], line
+        cells = dict(zip(header, next(row for row in rows if row[0] == model)))
+        assert cells == cells | {"requests": str(requests), "cached": "0", "reused": "0",
+                                 "submitted": str(requests), "succeeded": str(requests),
+                                 "failed": "0"}, cells
 
     table = f"{local_stack.project}.{dataset}"
     texts = list(bq.query(

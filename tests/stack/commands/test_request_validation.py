@@ -60,8 +60,9 @@ def test_requests_vertex_would_refuse_are_refused_before_any_job(project: DbtTes
                 " failed on 3 rows") in output.output
         assert "nothing was submitted" in output.output
         assert problem in output.output  # the field is named
-        rows = project.rows(f"select batch_state, request_problem from `{{ds}}.refused_{name}`")
-        assert {(row["batch_state"], row["request_problem"]) for row in rows} == {
+        # The view says why in last_error (request_problem stays in <model>__requests).
+        rows = project.rows(f"select batch_state, last_error from `{{ds}}.refused_{name}`")
+        assert {(row["batch_state"], row["last_error"]) for row in rows} == {
             ("failed", problem)}
 
     tested = project.dbt("test", "--select", "refused_typo refused_int64 refused_pro_off")

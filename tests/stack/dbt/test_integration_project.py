@@ -205,9 +205,10 @@ def test_request_problems_name_every_broken_field(integration_run: IntegrationRu
     problems = {row["case_name"]: row["actual_from_string"] for row in rows}
     assert problems["valid_full"] is None
     assert problems["several_problems"].split("; ") == [
+        "generationConfig.tempreture: unknown field",
+        "did you mean temperature?",
         "contents[0].parts[1]: has none of text, fileData, inlineData, functionCall, "
         "functionResponse",
         'contents[1].role: "bot" is not user or model',
         'contents[1].parts[0].fileData.fileUri: "ftp://x" is not a gs:// or https:// URI',
-        "generationConfig.tempreture: unknown field of a GenerationConfig",
     ]
