@@ -15,6 +15,7 @@ freshness` (the job ledger as a source).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 import pytest
@@ -53,8 +54,8 @@ def test_recipes_example_answers_everything_then_resubmits_nothing(
     assert "custom config" not in first and "CustomKeyInConfigDeprecation" not in first
 
     # The closing summary names every batch model with its counts.
-    rows = [[cell.strip() for cell in line.split("│")[1:-1]]
-            for line in first.splitlines() if "│" in line]
+    rows = [[cell.strip() for cell in re.split("[│┃]", line)[1:-1]]
+            for line in first.splitlines() if re.search("[│┃]", line)]
     header = next(row for row in rows if row[:2] == ["model", "requests"])
     for model, requests in (("recipes", 10), ("media_objects", 3), ("structured_recipes", 10)):
         cells = dict(zip(header, next(row for row in rows if row[0] == model)))
