@@ -18,6 +18,7 @@ import pytest
 from gemini_batch.build.estimate import estimate
 from gemini_batch.errors import BudgetExceededError, ConfigError
 from gemini_batch.rules import catalog
+from gemini_batch.rules.bill import actual_cost, answered_by, answered_by_note
 from gemini_batch.rules.catalog import LONG_CONTEXT_TOKENS, Price
 from gemini_batch.rules.config import BatchModel, BatchModelConfig
 from gemini_batch.rules.pricing import (
@@ -27,7 +28,6 @@ from gemini_batch.rules.pricing import (
     UNKNOWN_MAX_OUTPUT_TOKENS,
     CostEstimate,
     PriceTable,
-    actual_cost,
     check_budget,
     file_part_tokens,
     model_problem,
@@ -126,7 +126,7 @@ def test_bad_var_prices_say_what_is_expected(spec: dict[str, Any], message: str)
 # -- actual cost: the bill -------------------------------------------------------------
 
 
-def usage(**tokens: int) -> MergeResult:
+def usage(**tokens: Any) -> MergeResult:
     counts = {"succeeded": 1, "failed": 0, "unanswered": 0, "prompt_tokens": 0,
               "candidates_tokens": 0, "thoughts_tokens": 0, "total_tokens": 0}
     return MergeResult(**{**counts, **tokens})
@@ -138,6 +138,27 @@ def test_actual_cost_is_half_the_online_price_thinking_billed_as_output() -> Non
     assert actual_cost("gemini-2.5-flash", spent) == pytest.approx(1.40)
     assert actual_cost("gemini-2.5-flash", usage()) == 0
     assert actual_cost("unknown-model", spent) is None
+
+
+def test_the_model_that_answered_sets_the_price() -> None:
+    # The same model under another name: the requested model's price, no note.
+    assert answered_by("gemini-2.0-flash", "gemini-2.0-flash-001@default") is None
+    assert answered_by("gemini-2.5-flash", "gemini-2.5-flash-preview-09-2025") is None
+    assert answered_by("gemini-2.5-flash", None) is None
+    same = usage(prompt_tokens=1_000_000, candidates_tokens=1_000_000,
+                 model_version="gemini-2.5-flash@default")
+    assert actual_cost("gemini-2.5-flash", same) == pytest.approx((0.30 + 2.50) * 0.5)
+    # Another model answered: its rates (2.5 Flash-Lite: $0.10 in, $0.40 out).
+    assert answered_by("gemini-2.5-flash", "gemini-2.5-flash-lite@default") == (
+        "gemini-2.5-flash-lite")
+    lite = usage(prompt_tokens=1_000_000, candidates_tokens=1_000_000,
+                 model_version="gemini-2.5-flash-lite")
+    assert actual_cost("gemini-2.5-flash", lite) == pytest.approx((0.10 + 0.40) * 0.5)
+    assert answered_by_note("gemini-2.5-flash", lite.model_version) == (
+        "; answered by gemini-2.5-flash-lite, not gemini-2.5-flash: priced at its rates")
+    assert answered_by_note("gemini-2.5-flash", same.model_version) == ""
+    # A model version the catalog cannot price leaves the requested model's price.
+    assert answered_by("gemini-2.5-flash", "some-tuned-model@1") is None
 
 
 def test_cached_tokens_bill_at_the_cached_price_without_the_batch_discount() -> None:

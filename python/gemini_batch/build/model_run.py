@@ -28,7 +28,7 @@ from gemini_batch.clients.polling import Backoff
 from gemini_batch.clients.vertex import TOOL_LABEL, JobStatus, job_labels, label_value
 from gemini_batch.errors import BuildInterrupted, ConfigError, GeminiBatchError
 from gemini_batch.routes.choice import route_for
-from gemini_batch.rules import pricing
+from gemini_batch.rules import bill, pricing
 from gemini_batch.rules.config import BatchModel
 from gemini_batch.state.ledger import LedgerEntry, LedgerUpdates
 from gemini_batch.state.warehouse import RequestCounts, Shard
@@ -45,8 +45,7 @@ def new_run_id() -> str:
     return f"{datetime.now(UTC):%Y%m%dt%H%M%S}_{secrets.token_hex(2)}"
 
 
-# How far back a build looks for jobs a dead build made but never recorded: their
-# output tables wait for a merge until a build comes by.
+# How far back a build looks for jobs a dead build made but never recorded.
 ORPHAN_WINDOW = timedelta(days=30)
 
 
@@ -452,7 +451,7 @@ class ModelRun:
             return
         note = status.state
         if merge is not None:
-            usd = pricing.actual_cost(entry.gemini_model, merge, prices=self.ws.prices)
+            usd = bill.actual_cost(entry.gemini_model, merge, prices=self.ws.prices)
             fields.update(
                 succeeded_count=merge.succeeded, failed_count=merge.failed,
                 prompt_tokens=merge.prompt_tokens, candidates_tokens=merge.candidates_tokens,
@@ -463,7 +462,9 @@ class ModelRun:
             self.summary.succeeded += merge.succeeded  # so far (report() counts)
             self.summary.cost_usd += usd or 0.0
             note = (f"{status.state}: merged {counted(merge.succeeded, 'answer')}, "
-                    f"{counted(merge.failed, 'failed row')}, {merge.unanswered:,} unanswered")
+                    f"{counted(merge.failed, 'failed row')}, {merge.unanswered:,} unanswered"
+                    + bill.answered_by_note(entry.gemini_model, merge.model_version,
+                                               self.ws.prices))
             job.rows_back, job.answered = merge.succeeded + merge.failed, merge.succeeded
         if not status.answered:
             reason = status.error or "no error given"

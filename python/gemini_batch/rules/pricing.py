@@ -1,6 +1,7 @@
 """What batch requests cost: prices (the catalog's, with var ``gemini_batch_prices``), the
-token and cost estimate from pending requests grouped by what prices them, actual cost
-from the answers' usage, and the budget cap. Arithmetic only: no I/O.
+token and cost estimate from pending requests grouped by what prices them, and the
+budget cap (what answers cost once back: :mod:`gemini_batch.rules.bill`). Arithmetic
+only: no I/O.
 
 Prices and model facts (how a model thinks, its output limit, where it is served) come
 from :mod:`gemini_batch.rules.catalog`. The estimate's query is
@@ -15,7 +16,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from gemini_batch.errors import BudgetExceededError, ConfigError
 from gemini_batch.rules import catalog
@@ -287,49 +288,6 @@ class _Group:
         )
 
 
-class Usage(Protocol):
-    """Tokens of a job's answers as their usageMetadata counts them (``MergeResult``);
-    ``long_*``: of the requests over LONG_CONTEXT_TOKENS (output: candidates and
-    thoughts)."""
-
-    prompt_tokens: int
-    candidates_tokens: int
-    thoughts_tokens: int
-    cached_tokens: int
-    audio_prompt_tokens: int
-    long_prompt_tokens: int
-    long_output_tokens: int
-    long_cached_tokens: int
-    long_audio_tokens: int
-
-
-def actual_cost(
-    gemini_model: str, usage: Usage, *, prices: PriceTable | None = None
-) -> float | None:
-    """Batch cost of a job's answers as the bill reads it (from their usageMetadata):
-    requests over LONG_CONTEXT_TOKENS at the long-context rates, audio prompt tokens at
-    the audio rate, cached tokens at the cached rate (no batch discount on top).
-    None if the model has no price."""
-    price = (prices or PriceTable()).price_for(gemini_model)
-    if price is None:
-        return None
-    output = usage.candidates_tokens + usage.thoughts_tokens
-    short = price.batch_usd(
-        usage.prompt_tokens - usage.long_prompt_tokens,
-        output - usage.long_output_tokens,
-        audio_tokens=usage.audio_prompt_tokens - usage.long_audio_tokens,
-        cached_tokens=usage.cached_tokens - usage.long_cached_tokens,
-    )
-    long = price.batch_usd(
-        usage.long_prompt_tokens,
-        usage.long_output_tokens,
-        audio_tokens=usage.long_audio_tokens,
-        cached_tokens=usage.long_cached_tokens,
-        long_context=True,
-    )
-    return short + long
-
-
 def check_budget(model: BatchModel, cost: CostEstimate, *, spent_usd: float = 0.0) -> None:
     """Refuse (BudgetExceededError) when what the model's build already spent
     (``spent_usd``: actual cost of the answers its earlier rounds brought back) plus
@@ -476,8 +434,6 @@ __all__ = [
     "DECLARED_PATHS",
     "CostEstimate",
     "PriceTable",
-    "Usage",
-    "actual_cost",
     "check_budget",
     "estimate_groups",
     "file_part_tokens",

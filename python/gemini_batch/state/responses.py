@@ -68,7 +68,7 @@ class MergeResult:
     candidates_tokens: int
     thoughts_tokens: int
     total_tokens: int
-    # What the bill prices apart (pricing.actual_cost): prompt tokens served from the
+    # What the bill prices apart (bill.actual_cost): prompt tokens served from the
     # implicit cache (cachedContentTokenCount) and audio prompt tokens (the AUDIO entry of
     # promptTokensDetails); then the tokens of requests over the long-context threshold
     # (catalog.LONG_CONTEXT_TOKENS), which bill at the long rates. Output: candidates
@@ -79,9 +79,18 @@ class MergeResult:
     long_output_tokens: int = 0
     long_cached_tokens: int = 0
     long_audio_tokens: int = 0
+    # The modelVersion the answers name, when they all name one (bill.answered_by).
+    model_version: str | None = None
 
 
-_MERGE_FIELDS = [f.name for f in fields(MergeResult)]
+_MERGE_FIELDS = [f.name for f in fields(MergeResult) if f.type == "int"]
+
+
+def _merge_result(stats: Any) -> MergeResult:
+    """The counts of merge_output's first query, and the one model the answers name."""
+    versions = {stats["first_model_version"], stats["last_model_version"]} - {None}
+    return MergeResult(**{name: int(stats[name] or 0) for name in _MERGE_FIELDS},
+                       model_version=versions.pop() if len(versions) == 1 else None)
 
 
 class ModelStatements:
@@ -190,6 +199,8 @@ SELECT
     + {_usage_sum("thoughtsTokenCount", "long_context")} AS long_output_tokens,
   {_usage_sum("cachedContentTokenCount", "long_context")} AS long_cached_tokens,
   COALESCE(SUM(IF(long_context, audio_prompt_tokens, 0)), 0) AS long_audio_tokens,
+  MIN(IF(succeeded, JSON_VALUE(response, '$.modelVersion'), NULL)) AS first_model_version,
+  MAX(IF(succeeded, JSON_VALUE(response, '$.modelVersion'), NULL)) AS last_model_version,
   (SELECT COUNT(*) FROM answers WHERE request_id IN (
      SELECT request_id FROM {quote_table(model.responses_table)})) AS known
 FROM (
@@ -221,7 +232,7 @@ FROM ({answers}) AS s
 WHERE s.request_id NOT IN (SELECT request_id FROM {quote_table(model.responses_table)})""",
                 {"job_name": job_name},
             )
-            return MergeResult(**{name: int(stats[name] or 0) for name in _MERGE_FIELDS})
+            return _merge_result(stats)
         self._query_model(
             model,
             f"""
@@ -244,7 +255,7 @@ WHEN NOT MATCHED THEN
   VALUES ({new_row})""",
             {"job_name": job_name},
         )
-        return MergeResult(**{name: int(stats[name] or 0) for name in _MERGE_FIELDS})
+        return _merge_result(stats)
 
     def _answers_sql(self, model: BatchModel, output_table: str) -> str:
         """One answer per request_id of an output table, the success first if any."""

@@ -35,8 +35,9 @@ from gemini_batch.clients.vertex import TOOL_LABEL, JobStatus, VertexJobs, label
 from gemini_batch.errors import ConfigError, InputError
 from gemini_batch.exit_codes import ExitCode
 from gemini_batch.rules import catalog, request_schema
+from gemini_batch.rules.bill import actual_cost
 from gemini_batch.rules.catalog import MAX_REQUESTS_PER_JOB
-from gemini_batch.rules.pricing import CostEstimate, actual_cost, estimate_groups, request_price_row
+from gemini_batch.rules.pricing import CostEstimate, estimate_groups, request_price_row
 from gemini_batch.rules.request_checks import request_problems
 from gemini_batch.state.warehouse import MergeResult
 from gemini_batch.submit.ledger import (

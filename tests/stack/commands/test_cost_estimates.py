@@ -20,9 +20,10 @@ from google.cloud import bigquery
 from gemini_batch.build.estimate import estimate
 from gemini_batch.clients.bigquery import BigQuery, quote_table
 from gemini_batch.rules import catalog
+from gemini_batch.rules.bill import actual_cost
 from gemini_batch.rules.catalog import LONG_CONTEXT_TOKENS
 from gemini_batch.rules.config import BatchModel, BatchModelConfig
-from gemini_batch.rules.pricing import DEFAULT_ANSWER_TOKENS, FILE_PART_TOKENS, actual_cost
+from gemini_batch.rules.pricing import DEFAULT_ANSWER_TOKENS, FILE_PART_TOKENS
 from gemini_batch.state.warehouse import RESPONSES_SCHEMA, Warehouse
 from helpers.dbt_projects import DbtProjects, DbtTestProject, cli_ok
 

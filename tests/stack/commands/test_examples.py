@@ -58,7 +58,7 @@ def test_recipes_example_answers_everything_then_resubmits_nothing(
             for line in first.splitlines() if re.search("[│┃]", line)]
     header = next(row for row in rows if row[:2] == ["model", "requests"])
     for model, requests in (("recipes", 10), ("media_objects", 3), ("structured_recipes", 10)):
-        cells = dict(zip(header, next(row for row in rows if row[0] == model)))
+        cells = dict(zip(header, next(row for row in rows if row[0] == model), strict=True))
         assert cells == cells | {"requests": str(requests), "cached": "0", "reused": "0",
                                  "submitted": str(requests), "succeeded": str(requests),
                                  "failed": "0"}, cells

@@ -164,6 +164,9 @@ class Faults:
     # operator must not take "no output" for "no answers". What it wrote is set aside
     # (``<table>__dropped``, ``<folder>__dropped/``) so a test can make it turn up late.
     drop_output: bool = False
+    # Every answer names this model as the one that answered (``modelVersion``, e.g.
+    # ``gemini-2.5-flash-lite@default``), as when the service answers with another.
+    model_version: str | None = None
 
     def holds(self, job_id: str) -> bool:
         """Whether job ``job_id`` waits in the queue now (``hold`` on, not released)."""

@@ -90,6 +90,8 @@ def answer(calls: Sequence[Call], *, engine: Engine, faults: Faults, model: str,
             # What the service stamps on each answer: when, and a unique id.
             result["createTime"] = create_time
             result["responseId"] = response_id(call.scope, call.number)
+            if faults.model_version:
+                result["modelVersion"] = faults.model_version
         results[index] = result
     return results  # type: ignore[return-value]  # every None was replaced
 
