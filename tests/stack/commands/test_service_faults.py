@@ -12,6 +12,7 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
+from gemini_batch.rules import catalog
 from helpers.build_project import batch_model_sql
 from helpers.dbt_projects import DbtTestProject
 
@@ -97,3 +98,22 @@ def test_prediction_files_are_found_in_the_folder_the_job_reports(
     rows = project.rows("select batch_state, answer from `{ds}.answers` order by id")
     assert [row["batch_state"] for row in rows] == ["succeeded"] * 3
     assert list(gcs.list_blobs(bucket.name, prefix="staging/")) == []
+
+
+def test_answers_of_another_model_are_billed_at_its_rates_with_a_note(
+    project: DbtTestProject, faults: httpx.Client
+) -> None:
+    # gemini-2.5-flash was asked; the service says 2.5 Flash-Lite answered.
+    faults.put("/emulator/faults", json={"model_version": "gemini-2.5-flash-lite@default"}
+               ).raise_for_status()
+    built = project.cli("build", "--plain")
+    assert built.exit_code == 0, built.output
+    assert ("answered by gemini-2.5-flash-lite, not gemini-2.5-flash: priced at its rates"
+            in " ".join(built.output.split()))
+    [job] = project.rows("select prompt_tokens, candidates_tokens, thoughts_tokens, "
+                         "actual_cost_usd from `{ds}.gemini_batch_jobs`")
+    lite = catalog.MODELS["gemini-2.5-flash-lite"].price
+    assert job["actual_cost_usd"] == pytest.approx(lite.batch_usd(
+        job["prompt_tokens"], job["candidates_tokens"] + job["thoughts_tokens"]))
+    assert job["actual_cost_usd"] < catalog.MODELS["gemini-2.5-flash"].price.batch_usd(
+        job["prompt_tokens"], job["candidates_tokens"] + job["thoughts_tokens"])

@@ -84,6 +84,8 @@ SETTINGS = {
     "parts, as Gemini 2.5 and 3 sometimes answer (drawn per job and row: a resend may pass).",
     "drop_output": "true: jobs end SUCCEEDED with their counts but nothing where outputInfo "
     "points (the rows go to <table>__dropped or <folder>__dropped/, for a test to put back).",
+    "model_version": "The modelVersion every answer names (e.g. gemini-2.5-flash-lite@default), "
+    "as when the service answers with another model than the one asked.",
 }
 SETTING_NAMES = tuple(SETTINGS)
 _LISTS = {"row_failure_codes": int, "empty_answer_kinds": str, "released": str}
