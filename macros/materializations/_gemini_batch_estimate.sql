@@ -175,6 +175,7 @@ group by requested_budget, max_output_tokens, candidate_count, long_context
   {%- set thoughts = observed[1] | float if observed else thinking.typical_tokens -%}
   {%- set total = {'requests': 0, 'input_tokens': 0, 'thinking_tokens': 0, 'answer_tokens': 0,
                    'usd': 0, 'worst_case_output_tokens': 0, 'worst_case_usd': 0} -%}
+  {%- set starved = {'requests': 0, 'limits': [], 'expected': 0} -%}
   {%- for row in rows -%}
     {%- set count = row['requests'] | int -%}
     {#- Output is written, and billed, for every candidate (candidateCount). -#}
@@ -188,6 +189,11 @@ group by requested_budget, max_output_tokens, candidate_count, long_context
     {%- else -%}{%- set budget = [thinking.min_budget, [thinking.max_budget, requested] | min] | max -%}
     {%- endif -%}
     {%- set think = 0 if budget == 0 else thoughts if budget == -1 else [budget, thoughts or budget] | min -%}
+    {#- Thinking counts against maxOutputTokens: below it plus an answer, the trap. -#}
+    {%- if limit is not none and think > 0 and limit < think + answer -%}
+      {%- do starved.update({'requests': starved.requests + count, 'expected': [starved.expected, think] | max}) -%}
+      {%- if limit not in starved.limits -%}{%- do starved.limits.append(limit) -%}{%- endif -%}
+    {%- endif -%}
     {%- set reply = answer -%}
     {%- if limit is not none -%}
       {%- set think = [think, limit] | min -%}
@@ -213,7 +219,45 @@ group by requested_budget, max_output_tokens, candidate_count, long_context
   {%- if facts.price is none -%}
     {%- do total.update({'usd': none, 'worst_case_usd': none}) -%}
   {%- endif -%}
+  {%- do total.update({'thinking_trap': gemini_batch._gemini_batch_thinking_trap(
+        gemini_model, thinking, starved, answer, thoughts)}) -%}
   {{ return(total) }}
+{%- endmacro %}
+
+
+{#- The thinking trap's warning (rules/thinking_room.py's trap_warning, word for word),
+    or none: `starved` holds the requests whose maxOutputTokens leave their expected
+    thinking no room for an answer, those limits and the most thinking expected. -#}
+{% macro _gemini_batch_thinking_trap(gemini_model, thinking, starved, answer, thoughts) -%}
+  {%- if not starved.requests -%}{{ return(none) }}{%- endif -%}
+  {%- set limits = [] -%}
+  {%- for limit in starved.limits | sort -%}
+    {%- do limits.append(gemini_batch._gemini_batch_thousands(limit)) -%}
+  {%- endfor -%}
+  {%- set needed = (starved.expected + answer) | round(0, 'ceil') | int -%}
+  {%- set turn_off = "0 turns it off" if thinking.can_disable
+        else thinking.min_budget ~ " is the least " ~ gemini_model ~ " takes" -%}
+  {{ return(gemini_batch._gemini_batch_thousands(starved.requests)
+     ~ " requests leave thinking no room: maxOutputTokens " ~ limits | join(', ')
+     ~ " is below what " ~ gemini_model ~ " typically thinks (~"
+     ~ gemini_batch._gemini_batch_thousands(thoughts | round | int)
+     ~ " tokens with a dynamic or large thinkingBudget) plus an answer (~"
+     ~ gemini_batch._gemini_batch_thousands(answer | round | int)
+     ~ "): most answers would come back empty (MAX_TOKENS) with their thinking billed. Fix: "
+     ~ "raise maxOutputTokens to " ~ gemini_batch._gemini_batch_thousands(needed)
+     ~ " or more, or set generationConfig.thinkingConfig.thinkingBudget so thinking + answer fit ("
+     ~ turn_off ~ ").") }}
+{%- endmacro %}
+
+
+{#- 1234567 as '1,234,567' (Python's f"{n:,}"). -#}
+{% macro _gemini_batch_thousands(number) -%}
+  {%- set digits = (number | int | abs) | string -%}
+  {%- set groups = [] -%}
+  {%- for end in range(digits | length, 0, -3) -%}
+    {%- do groups.append(digits[[0, end - 3] | max:end]) -%}
+  {%- endfor -%}
+  {{ return(('-' if (number | int) < 0 else '') ~ groups | reverse | join(',')) }}
 {%- endmacro %}
 
 

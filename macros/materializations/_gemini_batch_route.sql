@@ -228,6 +228,9 @@ as {{ gemini_batch._gemini_batch_ai_generate_snapshot_sql(pending, batch.ai_gene
     {%- endfor -%}
     {%- set cost = gemini_batch._gemini_batch_estimate(batch.gemini_model, rows,
           gemini_batch._gemini_batch_observed_tokens(ledger.jobs, batch.gemini_model)) -%}
+    {%- if cost.thinking_trap -%}
+      {{ log("gemini_batch: " ~ model.name ~ ": warning: " ~ cost.thinking_trap, info=True) }}
+    {%- endif -%}
     {%- set processing = selected_bytes / 1099511627776 * gemini_batch._gemini_batch_bigquery_usd_per_tib() -%}
     {%- do estimate.update({'usd': cost.usd, 'processing_usd': processing, 'requests': selected, 'cost': cost}) -%}
     {%- set cap = batch.max_cost_usd -%}

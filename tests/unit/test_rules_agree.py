@@ -299,6 +299,7 @@ def test_estimate_arithmetic_agrees(tmp_path_factory: pytest.TempPathFactory) ->
         assert round(jinja["thinking_tokens"]) == python.thinking_tokens
         assert round(jinja["answer_tokens"]) == python.answer_tokens
         assert jinja["worst_case_output_tokens"] == python.worst_case_output_tokens
+        assert jinja["thinking_trap"] == python.thinking_trap, case
         for key in ("usd", "worst_case_usd"):
             expected = getattr(python, key)
             assert (jinja[key] is None) == (expected is None), (case, key)

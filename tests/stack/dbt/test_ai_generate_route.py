@@ -34,13 +34,17 @@ def sql_string(text: str) -> str:
     return f"'{escaped}'"
 
 
-def questions_sql(config: str, rows: list[tuple[int, str]], system: str | None = None) -> str:
+def questions_sql(config: str, rows: list[tuple[int, str]], system: str | None = None,
+                  max_output_tokens: int | None = None) -> str:
     """A batch model on route ai_generate: one text request per (id, prompt)."""
     selects = " union all\n".join(
         f"select {row_id} as id, {sql_string(prompt)} as prompt" for row_id, prompt in rows)
     instruction = (
         f", 'systemInstruction', json_object('parts', [json_object('text', {system})])"
         if system else "")
+    if max_output_tokens:
+        instruction += (", 'generationConfig', "
+                        f"json_object('maxOutputTokens', {max_output_tokens})")
     return f"""\
 {{{{ config(materialized='gemini_batch', meta={{'gemini_model': 'gemini-2.5-flash',
    'route': 'ai_generate', {config}}}) }}}}
@@ -188,15 +192,20 @@ def test_a_400_row_is_sent_once_and_fails_with_its_reason(
 
 
 def test_over_the_cap_the_model_fails_and_nothing_is_sent(
-    dbt_projects: DbtProjects, ai_generate: httpx.Client
+    dbt_projects: DbtProjects, ai_generate: httpx.Client, capsys: pytest.CaptureFixture[str]
 ) -> None:
     project = dbt_projects.create("aig_cap", {"models/questions.sql": questions_sql(
-        "'max_cost_usd': 0.000001", [(1, "x" * 4000), (2, "y" * 4000)])})
+        "'max_cost_usd': 0.000001", [(1, "x" * 4000), (2, "y" * 4000)],
+        max_output_tokens=256)})
     before = rows_sent(ai_generate)
 
     result = project.dbt("run")
 
     assert not result.success
+    # The thinking trap is named first, as plan and build name it.
+    logged = " ".join(capsys.readouterr().out.split())
+    assert ("questions: warning: 2 requests leave thinking no room: maxOutputTokens 256 is "
+            "below what gemini-2.5-flash typically thinks") in logged
     message = dbt_messages(result)
     assert "over max_cost_usd=$0.0000" in message and "Nothing was sent" in message
     assert "2 pending requests through AI.GENERATE are estimated at $" in message
