@@ -192,7 +192,7 @@ def test_a_400_row_is_sent_once_and_fails_with_its_reason(
 
 
 def test_over_the_cap_the_model_fails_and_nothing_is_sent(
-    dbt_projects: DbtProjects, ai_generate: httpx.Client, capsys: pytest.CaptureFixture[str]
+    dbt_projects: DbtProjects, ai_generate: httpx.Client, capfd: pytest.CaptureFixture[str]
 ) -> None:
     project = dbt_projects.create("aig_cap", {"models/questions.sql": questions_sql(
         "'max_cost_usd': 0.000001", [(1, "x" * 4000), (2, "y" * 4000)],
@@ -203,7 +203,7 @@ def test_over_the_cap_the_model_fails_and_nothing_is_sent(
 
     assert not result.success
     # The thinking trap is named first, as plan and build name it.
-    logged = " ".join(capsys.readouterr().out.split())
+    logged = " ".join(capfd.readouterr().out.split())
     assert ("questions: warning: 2 requests leave thinking no room: maxOutputTokens 256 is "
             "below what gemini-2.5-flash typically thinks") in logged
     message = dbt_messages(result)
