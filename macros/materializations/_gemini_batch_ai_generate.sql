@@ -29,7 +29,7 @@
     shard tables of live batch jobs). The Jinja side of warehouse.Warehouse.pending_query
     (tests/unit/test_rules_agree.py ties them). -#}
 {% macro _gemini_batch_pending_sql(requests, responses, max_retries, retry_empty_answers,
-                                  live_shards=[]) -%}
+                                  live_shards=[], empty_retries=0) -%}
   select request_id, request
   from (
     select r.request_id, r.request,
@@ -40,7 +40,8 @@
       and not coalesce(s.answered, false)
       and not {{ gemini_batch._failed_for_good('s.status', 's.error_code', 's.empty_answer',
                                                's.attempts', 's.retry_at_attempt', max_retries,
-                                               retry_empty_answers) }}
+                                               retry_empty_answers, 's.last_error',
+                                               empty_retries) }}
       {%- if live_shards %}
       and r.request_id not in ({% for shard in live_shards %}select request_id from {{ shard }}{{ ' union all ' if not loop.last }}{% endfor %})
       {%- endif %}

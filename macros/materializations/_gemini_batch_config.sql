@@ -17,6 +17,7 @@
       'labels': {'type': 'mapping', 'default': {}},
       'fail_on_failed_rows': {'type': 'boolean', 'default': true},
       'retry_empty_answers': {'type': 'boolean', 'default': false},
+      'empty_retries': {'type': 'integer', 'default': 1, 'min': 0, 'max': 100},
       'canary': {'type': 'boolean', 'default': true},
       'canary_min_rows': {'type': 'integer', 'default': 2000, 'min': 1, 'max': 20000000},
       'canary_max_failed_share': {'type': 'number', 'default': 0.2, 'min': 0, 'max': 1},

@@ -117,7 +117,8 @@ when not matched then
     {{ return(none) }}
   {%- endif -%}
   {%- set pending = gemini_batch._gemini_batch_pending_sql(
-        requests_relation, responses_relation, batch.max_retries, batch.retry_empty_answers) -%}
+        requests_relation, responses_relation, batch.max_retries, batch.retry_empty_answers,
+        [], batch.empty_retries) -%}
   {%- set count = run_query("select count(*) from (" ~ pending ~ ")")[0][0] -%}
   {%- if count -%}
     {{ log("gemini_batch: " ~ model.name ~ ": " ~ count ~ " request" ~ ('s' if count != 1)
@@ -161,7 +162,8 @@ when not matched then
 
   {%- set live = gemini_batch._gemini_batch_live_shards(ledger.jobs) -%}
   {%- set pending = gemini_batch._gemini_batch_pending_sql(
-        requests_relation, responses_relation, batch.max_retries, batch.retry_empty_answers, live) -%}
+        requests_relation, responses_relation, batch.max_retries, batch.retry_empty_answers, live,
+        batch.empty_retries) -%}
   {#- Answers other datasets hold are copied, not sent (var gemini_batch_answers_from);
       then at most var gemini_batch_sample requests are sent, the same rows each run. -#}
   {%- do gemini_batch._gemini_batch_reuse_answers(batch, ledger.jobs, responses_relation, pending, where) -%}

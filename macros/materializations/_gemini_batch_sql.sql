@@ -202,7 +202,7 @@ where true
 
 {#- SELECT of the model view: every requests row with its latest answer and batch_state. -#}
 {% macro _gemini_batch_view_sql(requests_relation, responses_relation, columns, max_retries,
-                                retry_empty_answers=false) -%}
+                                retry_empty_answers=false, empty_retries=0) -%}
 select
   {%- for column in columns %}
   requests.{{ adapter.quote(column.name) }},
@@ -220,7 +220,8 @@ select
     when {{ gemini_batch._failed_for_good('responses.status', 'responses.error_code',
                                           'responses.empty_answer', 'responses.attempts',
                                           'responses.retry_at_attempt', max_retries,
-                                          retry_empty_answers) }}
+                                          retry_empty_answers, 'responses.last_error',
+                                          empty_retries) }}
       then 'failed'
     else 'pending'
   end as batch_state

@@ -144,7 +144,8 @@
          ~ gemini_batch._gemini_batch_fingerprint(sql, batch.gemini_model) ~ "' as fingerprint)\n"
          ~ gemini_batch._gemini_batch_view_sql(requests_relation, responses_relation,
                                                columns, batch.max_retries,
-                                               batch.retry_empty_answers)) }}
+                                               batch.retry_empty_answers,
+                                               batch.empty_retries)) }}
   {%- endcall -%}
 
   {%- set should_revoke = should_revoke(existing_relation, full_refresh_mode=true) -%}

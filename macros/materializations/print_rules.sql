@@ -45,14 +45,15 @@
           | trim,
       'failed_for_good_sql':
           gemini_batch._failed_for_good('t.status', 't.error_code', 't.empty_answer',
-                                        't.attempts', 't.retry_at_attempt', '@max_retries')
+                                        't.attempts', 't.retry_at_attempt', '@max_retries',
+                                        last_error='t.last_error', empty_retries=1)
           | trim,
       'locks_columns': gemini_batch._gemini_batch_locks_columns(),
       'ended_states': gemini_batch._gemini_batch_ended_states(),
       'ai_generate_prefix': gemini_batch._gemini_batch_ai_generate_prefix(),
       'lock_token_env': gemini_batch._gemini_batch_lock_token_env(),
       'pending_sql': gemini_batch._gemini_batch_pending_sql(
-          '`p`.`d`.`m__requests`', '`p`.`d`.`m__responses`', 2, false, ['`p`.`d`.`shard`']) | trim,
+          '`p`.`d`.`m__requests`', '`p`.`d`.`m__responses`', 2, false, ['`p`.`d`.`shard`'], 1) | trim,
       'pending_retry_empty_sql': gemini_batch._gemini_batch_pending_sql(
           '`p`.`d`.`m__requests`', '`p`.`d`.`m__responses`', 2, true) | trim,
       'estimate_groups_sql': gemini_batch._gemini_batch_estimate_groups_sql(

@@ -58,13 +58,29 @@
 
 {#- Failed for good, the row's `batch_state = 'failed'` (with a responses row; an invalid
     request is failed before this): its attempts since the last `gemini-batch retry`
-    are used up, or _final_failure. A retry asked since its last answer
+    are used up, or _final_failure, where an empty answer of a transient kind
+    (_transient_empty_pattern, by `last_error`) is not final until `empty_retries`
+    resends are spent. A retry asked since its last answer
     (`retry_at_attempt` = `attempts`) makes it pending whatever the rest says.
     python/gemini_batch/rules/answers.py's failed_for_good_sql is the same rule. -#}
 {% macro _failed_for_good(status, error_code, empty_answer, attempts, retry_at_attempt,
-                          max_retries, retry_empty_answers=false) -%}
+                          max_retries, retry_empty_answers=false, last_error='NULL',
+                          empty_retries=0) -%}
+  {%- set since = 'coalesce(' ~ attempts ~ ', 0) - coalesce(' ~ retry_at_attempt ~ ', 0)' -%}
+  {%- set final_empty = '(' ~ empty_answer ~ ' and not (regexp_contains(coalesce(' ~ last_error
+        ~ ", ''), r'" ~ gemini_batch._transient_empty_pattern() ~ "') and " ~ since ~ ' <= '
+        ~ empty_retries ~ '))' -%}
   (coalesce({{ retry_at_attempt }} != {{ attempts }}, true)
-  and (coalesce({{ attempts }}, 0) - coalesce({{ retry_at_attempt }}, 0) > {{ max_retries }}
-       or {{ gemini_batch._final_failure(status, error_code, empty_answer,
+  and ({{ since }} > {{ max_retries }}
+       or {{ gemini_batch._final_failure(status, error_code, final_empty,
                                          retry_empty_answers) }}))
+{%- endmacro %}
+
+
+{#- Empty answers the same request often gets past when sent again (finishReason STOP
+    with no parts, no candidates, OTHER, MALFORMED_FUNCTION_CALL), by their last_error:
+    sent again up to the model's empty_retries times. rules/answers.py's
+    TRANSIENT_EMPTY_PATTERN. -#}
+{% macro _transient_empty_pattern() -%}
+  {{ return('^EMPTY_ANSWER: (no text in the answer|no candidates|OTHER |MALFORMED_FUNCTION_CALL )') }}
 {%- endmacro %}

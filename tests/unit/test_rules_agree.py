@@ -182,7 +182,8 @@ def test_failed_for_good_rule_agrees(jinja_rules: dict[str, Any]) -> None:
     assert _normalised(jinja_rules["failed_for_good_sql"]) == _normalised(
         answers.failed_for_good_sql(
             "t.status", "t.error_code", "t.empty_answer", "t.attempts", "t.retry_at_attempt",
-            "@max_retries", retry_empty_answers=False)
+            "@max_retries", retry_empty_answers=False, last_error="t.last_error",
+            empty_retries="1")
     )
 
 

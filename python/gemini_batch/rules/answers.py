@@ -39,6 +39,13 @@ BLOCKED = "BLOCKED"
 # 4xx row errors that pass when sent again: 409 (ABORTED, a concurrency conflict) and
 # 429 (RESOURCE_EXHAUSTED). Every other 4xx, 499 CANCELLED included, is final.
 RETRIED_4XX = "409, 429"
+# Empty answers the same request often gets past when sent again (failure_reason_sql's
+# reasons): finishReason STOP with no parts (Gemini 2.5 and 3 now and then), no
+# candidates, OTHER and MALFORMED_FUNCTION_CALL. Sent again up to the model's
+# ``empty_retries`` times; MAX_TOKENS, safety, recitation and blocked prompts stay final
+# (docs/decisions/0009-retry-classes.md).
+TRANSIENT_EMPTY_PATTERN = (
+    r"^EMPTY_ANSWER: (no text in the answer|no candidates|OTHER |MALFORMED_FUNCTION_CALL )")
 
 
 def usable_answer_sql(response: str) -> str:
@@ -142,19 +149,25 @@ def final_failure_sql(
 
 def failed_for_good_sql(
     status: str, error_code: str, empty_answer: str, attempts: str, retry_at_attempt: str,
-    max_retries: str, *, retry_empty_answers: bool,
+    max_retries: str, *, retry_empty_answers: bool, last_error: str = "NULL",
+    empty_retries: str = "0",
 ) -> str:
     """TRUE (never NULL) when a ``<model>__responses`` row without an answer ended
     ``failed``: its attempts since the last ``gemini-batch retry`` are used up, or
-    sending it again cannot succeed (:func:`final_failure_sql`). A retry asked since its
-    last answer (``retry_at_attempt`` = ``attempts``: no job answered it since) makes it
-    pending whatever the rest says; the next answer is judged as any other. All
-    arguments are SQL expressions (a NULL row is a request never sent: not failed)."""
-    final = final_failure_sql(status, error_code, empty_answer,
+    sending it again cannot succeed (:func:`final_failure_sql`); an empty answer whose
+    reason (``last_error``) is a transient one (TRANSIENT_EMPTY_PATTERN) is not final
+    until ``empty_retries`` resends are spent. A retry asked since its last answer
+    (``retry_at_attempt`` = ``attempts``: no job answered it since) makes it pending
+    whatever the rest says; the next answer is judged as any other. All arguments are
+    SQL expressions (a NULL row is a request never sent: not failed)."""
+    since = f"COALESCE({attempts}, 0) - COALESCE({retry_at_attempt}, 0)"
+    final_empty = (f"({empty_answer} AND NOT (REGEXP_CONTAINS(COALESCE({last_error}, ''), "
+                   f"r'{TRANSIENT_EMPTY_PATTERN}') AND {since} <= {empty_retries}))")
+    final = final_failure_sql(status, error_code, final_empty,
                               retry_empty_answers=retry_empty_answers)
     return (
         f"(COALESCE({retry_at_attempt} != {attempts}, TRUE)\n"
-        f"  AND (COALESCE({attempts}, 0) - COALESCE({retry_at_attempt}, 0) > {max_retries}\n"
+        f"  AND ({since} > {max_retries}\n"
         f"       OR {final}))"
     )
 

@@ -52,6 +52,10 @@ class BatchModelConfig(BaseModel):
     # Answers with nothing usable (status '', no text) are paid for and final by default:
     # the same bytes get the same answer. True: retried like a 429 (paid again).
     retry_empty_answers: bool = False
+    # Empty answers of a transient kind (finishReason STOP with no parts, OTHER,
+    # MALFORMED_FUNCTION_CALL, no candidates) are sent again this many times, within
+    # max_retries: the same request usually gets an answer then (answers.py).
+    empty_retries: int = Field(default=1, ge=0, le=100)
     # A round of more than canary_min_rows requests first sends a sample (canary_share of
     # it, within canary_min_sample..canary_max_sample, the lowest request_ids) and sends
     # the rest only if at most canary_max_failed_share of the sample failed for good or

@@ -414,6 +414,7 @@ def failed_for_good(model: BatchModel, alias: str) -> str:
         f"{alias}.status", f"{alias}.error_code", f"{alias}.empty_answer",
         f"{alias}.attempts", f"{alias}.retry_at_attempt", "@max_retries",
         retry_empty_answers=model.config.retry_empty_answers,
+        last_error=f"{alias}.last_error", empty_retries=str(model.config.empty_retries),
     )
 
 

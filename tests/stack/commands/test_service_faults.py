@@ -117,3 +117,27 @@ def test_answers_of_another_model_are_billed_at_its_rates_with_a_note(
         job["prompt_tokens"], job["candidates_tokens"] + job["thoughts_tokens"]))
     assert job["actual_cost_usd"] < catalog.MODELS["gemini-2.5-flash"].price.batch_usd(
         job["prompt_tokens"], job["candidates_tokens"] + job["thoughts_tokens"])
+
+
+def test_an_empty_stop_is_sent_again_once_and_max_tokens_is_final(
+    project: DbtTestProject, faults: httpx.Client
+) -> None:
+    # Every answer comes back finishReason STOP with no parts, in every job.
+    faults.put("/emulator/faults", json={"stop_empty_rate": 1.0}).raise_for_status()
+    built = project.cli("build", "--plain", "--select", "questions")
+    assert built.exit_code == 3, built.output  # fail_on_failed_rows: the 3 stay failed
+    assert [job.succeeded + job.failed for job in project.jobs()] == [3, 3]  # sent again once
+    rows = project.rows("select batch_state, attempts, last_error from `{ds}.questions`")
+    assert {(r["batch_state"], r["attempts"], r["last_error"]) for r in rows} == {
+        ("failed", 2, "EMPTY_ANSWER: no text in the answer")}
+
+    # MAX_TOKENS comes back the same for the same bytes: sent once, final.
+    project.write("models/capped.sql", batch_model_sql(", max_retries=1", prompt="concat(prompt, '!')"))
+    faults.put("/emulator/faults", json={"empty_answer_rate": 1.0,
+                                         "empty_answer_kinds": ["finish:MAX_TOKENS"]}
+               ).raise_for_status()
+    capped = project.cli("build", "--plain", "--select", "capped")
+    assert capped.exit_code == 3, capped.output
+    assert len(project.jobs()) == 3  # one more job, not two
+    rows = project.rows("select batch_state, attempts from `{ds}.capped`")
+    assert {(r["batch_state"], r["attempts"]) for r in rows} == {("failed", 1)}
