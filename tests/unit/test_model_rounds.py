@@ -24,7 +24,7 @@ from gemini_batch.clients.vertex import TOOL_LABEL, JobStatus
 from gemini_batch.routes.base import OutputPlace
 from gemini_batch.rules.config import BatchModel, BatchModelConfig
 from gemini_batch.rules.pricing import PriceTable
-from gemini_batch.state.ledger import AI_GENERATE_PREFIX, LedgerEntry, LockOwner
+from gemini_batch.state.ledger import AI_GENERATE_PREFIX, Ledger, LedgerEntry, LockOwner
 from gemini_batch.state.warehouse import InvalidSummary, MergeResult, RequestCounts, Shard
 
 LOCATION = "us-central1"
@@ -155,8 +155,9 @@ class FakeLedger:
 
     def live_shard_tables(self, model_unique_id: str, live: list[LedgerEntry] | None = None
                           ) -> list[str]:
-        jobs = self.live_jobs() if live is None else live
-        return sorted({job.shard_table for job in jobs if self.bq.table_exists(job.shard_table)})
+        # The ledger's own rule, over this fake's tables.
+        return Ledger.live_shard_tables(
+            self, model_unique_id, self.live_jobs() if live is None else live)  # type: ignore[arg-type]
 
     def entries(self, model_unique_id: str | None = None, limit: int = 50) -> list[LedgerEntry]:
         return list(self.rows.values())[:limit]
@@ -650,3 +651,20 @@ def test_what_ai_generate_answered_in_the_dbt_run_is_the_build_s_and_the_rest_go
     assert summary.ai_generate_statements == 1
     assert AI_GENERATE_PREFIX + "inv-1/1-1" in summary.job_names
     assert AI_GENERATE_PREFIX + "inv-0/1-1" not in summary.job_names
+
+
+def test_a_running_job_whose_shard_is_gone_stops_the_model_naming_the_job():
+    # The shard expired (or was dropped) under a running job: its 3 requests would look
+    # pending and go into a second job.
+    build = Build(3, shard_size=10)
+    build.ledger.record_submitted(LedgerEntry(
+        job_name="projects/p/locations/l/batchPredictionJobs/77", dbt_model=UNIQUE_ID,
+        model_relation="p.ds.reviews", shard_table="p.ds.reviews__shard_gone_0",
+        output_table="p.ds.reviews__output_gone_0", gemini_model="gemini-2.5-flash",
+        location=LOCATION, state="RUNNING", request_count=3))
+    summary = build.run()
+    assert build.route.submitted == []
+    assert summary.error is not None
+    assert "the shard table p.ds.reviews__shard_gone_0 of job 77 (RUNNING) is gone" in (
+        summary.error)
+    assert "gemini-batch wait" in summary.error

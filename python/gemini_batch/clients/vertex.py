@@ -48,6 +48,10 @@ SUBMIT_LABEL = "gemini_batch_submit"
 TERMINAL_STATES = frozenset(
     {"SUCCEEDED", "PARTIALLY_SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"}
 )
+# A batch job may wait 72 hours in the queue (then EXPIRED) and run 24 hours (then
+# CANCELLED): the shard tables it reads are made to outlive that, with a day to merge,
+# whatever the dataset's default table expiration.
+SHARD_TABLE_HOURS = 72 + 24 + 24
 # States whose output table holds answers worth merging.
 ANSWERED_STATES = frozenset({"SUCCEEDED", "PARTIALLY_SUCCEEDED"})
 # What the ledger records for a job the service no longer knows (deleted, or the wrong

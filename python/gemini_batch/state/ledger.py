@@ -27,7 +27,8 @@ from gemini_batch.clients.bigquery import (
     parameter,
     quote_table,
 )
-from gemini_batch.clients.vertex import NOT_FOUND_STATE, TERMINAL_STATES
+from gemini_batch.clients.vertex import NOT_FOUND_STATE, SHARD_TABLE_HOURS, TERMINAL_STATES
+from gemini_batch.errors import WarehouseError
 from gemini_batch.state.locks import (
     DEFAULT_LOCK_TTL,
     LOCKS_SCHEMA,
@@ -297,10 +298,22 @@ WHEN MATCHED THEN UPDATE SET {assignments}""",
         self, model_unique_id: str, live: list[LedgerEntry] | None = None
     ) -> list[str]:
         """Shard tables of the model's live jobs (``live``, if already read) that still
-        exist: their requests are in flight and must not go into another job."""
+        exist: their requests are in flight and must not go into another job. A running
+        job whose shard is gone is an error (WarehouseError): its requests would look
+        pending, and be paid for twice."""
         jobs = self.live_jobs(model_unique_id) if live is None else live
-        tables = {job.shard_table for job in jobs}
-        return sorted(table for table in tables if table and self.bq.table_exists(table))
+        found = {table: self.bq.table_exists(table)
+                 for table in {job.shard_table for job in jobs} if table}
+        for job in jobs:
+            if not job.is_terminal and job.shard_table and not found[job.shard_table]:
+                raise WarehouseError(
+                    f"{job.model_name}: the shard table {job.shard_table} of job "
+                    f"{job.job_id or job.job_name.rsplit('/', 1)[-1]} ({job.state}) is gone "
+                    "while the job runs: its requests cannot be told from pending ones, so "
+                    "nothing more is sent for the model. Wait for the job to end "
+                    "(`gemini-batch wait`) and build again; shard tables expire after "
+                    f"{SHARD_TABLE_HOURS} hours whatever the dataset's default.")
+        return sorted(table for table, exists in found.items() if exists)
 
     def entries(self, model_unique_id: str | None = None, limit: int = 50) -> list[LedgerEntry]:
         """The most recent jobs first, at most ``limit``."""

@@ -19,6 +19,7 @@ from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
 from gemini_batch.clients.bigquery import quote_table
+from gemini_batch.clients.vertex import SHARD_TABLE_HOURS
 from gemini_batch.errors import WarehouseError
 from gemini_batch.rules.answers import INVALID_STATUS, failed_for_good_sql, failure_class_sql
 from gemini_batch.rules.catalog import LONG_CONTEXT_TOKENS
@@ -305,7 +306,8 @@ ORDER BY requests DESC, reason""",
     def cut_shards(self, model: BatchModel, run_id: str, snapshot: str) -> list[Shard]:
         """The shard tables ``<model>__shard_<run_id>_<n>`` (n from 0; columns request_id
         and request) of a :meth:`pending_snapshot`, each made with CREATE TABLE ... AS
-        SELECT. An empty snapshot: []."""
+        SELECT, to expire after SHARD_TABLE_HOURS whatever the dataset's default (a job
+        may queue 72 h and run 24 h). An empty snapshot: []."""
         sizes = self.bq.query(
             f"SELECT shard, COUNT(*) AS row_count FROM {quote_table(snapshot)} "
             "GROUP BY shard ORDER BY shard"
@@ -315,7 +317,8 @@ ORDER BY requests DESC, reason""",
             index = int(row["shard"])
             table = model.shard_table(run_id, index)
             self.bq.query(
-                f"CREATE TABLE {quote_table(table)} AS "
+                f"CREATE TABLE {quote_table(table)} OPTIONS (expiration_timestamp = "
+                f"TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL {SHARD_TABLE_HOURS} HOUR)) AS "
                 f"SELECT request_id, request FROM {quote_table(snapshot)} WHERE shard = @shard",
                 {"shard": index},
             )

@@ -132,7 +132,8 @@ def test_an_empty_stop_is_sent_again_once_and_max_tokens_is_final(
         ("failed", 2, "EMPTY_ANSWER: no text in the answer")}
 
     # MAX_TOKENS comes back the same for the same bytes: sent once, final.
-    project.write("models/capped.sql", batch_model_sql(", max_retries=1", prompt="concat(prompt, '!')"))
+    project.write("models/capped.sql",
+                  batch_model_sql(", max_retries=1", prompt="concat(prompt, '!')"))
     faults.put("/emulator/faults", json={"empty_answer_rate": 1.0,
                                          "empty_answer_kinds": ["finish:MAX_TOKENS"]}
                ).raise_for_status()
