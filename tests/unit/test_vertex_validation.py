@@ -162,6 +162,23 @@ def test_a_label_key_the_service_refuses_is_refused(key):
     )
 
 
+@pytest.mark.parametrize("value", ["Data", "a" * 64, "a.b", "two words", 7])
+def test_a_label_value_the_service_refuses_is_refused(value):
+    error = refusal(body(labels={"ok": "", "team": value}))
+    assert error.code == 400
+    assert error.message == (
+        f"Label value {value!r} of key 'team' is invalid: lowercase letters, digits, _ and -, "
+        "at most 63 characters."
+    )
+
+
+def test_at_most_64_labels_international_lowercase_letters_allowed():
+    assert refusal(body(labels={f"k{n}": "v" for n in range(65)})).message == (
+        "A resource can have at most 64 labels; this job has 65.")
+    validate_create_request(body(labels={**{f"k{n}": "" for n in range(63)}, "équipe": "x"}),
+                            parent=PARENT, known_models=KNOWN)
+
+
 def test_the_first_problem_is_the_one_reported():
     # No display name and a GCS input: the display name is checked first.
     error = refusal(body(displayName=None, inputConfig={"instancesFormat": "jsonl"}))

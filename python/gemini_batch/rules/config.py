@@ -30,6 +30,10 @@ _LOCATION = re.compile(r"^[a-z]+(-[a-z0-9]+)*$")
 _CONNECTION_ID = re.compile(r"^[A-Za-z0-9_-]+([.][A-Za-z0-9_-]+){0,2}$")
 
 
+# Labels a model's config may set: Vertex AI takes 64 per job, the tool sets 3.
+MAX_CONFIG_LABELS = 61
+
+
 class BatchModelConfig(BaseModel):
     """The ``gemini_batch`` keys of a model's dbt config (other dbt keys are ignored)."""
 
@@ -108,6 +112,10 @@ class BatchModelConfig(BaseModel):
     @field_validator("labels")
     @classmethod
     def _check_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > MAX_CONFIG_LABELS:
+            raise ValueError(
+                f"{len(value)} labels: at most {MAX_CONFIG_LABELS} (Vertex AI takes 64 per "
+                "job, and gemini-batch sets tool, dbt_model and dbt_invocation_id)")
         for key, label in value.items():
             if not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(str(label)):
                 raise ValueError(

@@ -106,7 +106,9 @@ class _Side(NamedTuple):
 
 _INPUT = _Side("inputConfig", "instancesFormat", "bigquerySource", "inputUri")
 _OUTPUT = _Side("outputConfig", "predictionsFormat", "bigqueryDestination", "outputUri")
-_LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+# Letters, digits, '_' and '-' (international letters too), lowercase: _label_text.
+_LABEL_TEXT = re.compile(r"[\w-]{0,63}")
+MAX_LABELS = 64
 
 
 def validate_create_request(body: Any, *, parent: str, known_models: frozenset[str]) -> str:
@@ -140,14 +142,36 @@ def validate_create_request(body: Any, *, parent: str, known_models: frozenset[s
         _check_jsonl(body)
     else:
         _check_bigquery(body)
-    for key in body.get("labels") or {}:
-        if not _LABEL_KEY.fullmatch(key):
+    _check_labels(body.get("labels") or {})
+    return model if "/" in model else publisher_model_name(wanted)
+
+
+def _check_labels(labels: dict[str, Any]) -> None:
+    """Google's label rules: at most 64 per resource; keys start with a lowercase letter;
+    keys and values at most 63 characters of lowercase letters, digits, '_' and '-'
+    (international lowercase letters allowed); a value may be empty."""
+    if len(labels) > MAX_LABELS:
+        raise ApiError(400, f"A resource can have at most {MAX_LABELS} labels; "
+                            f"this job has {len(labels)}.")
+    for key, value in labels.items():
+        if not (_label_text(key) and key[0].isalpha()):
             raise ApiError(
                 400,
                 f"Label key {key!r} is invalid: lowercase letters, digits, "
                 "_ and -, starting with a letter, at most 63 characters.",
             )
-    return model if "/" in model else publisher_model_name(wanted)
+        if not (isinstance(value, str) and _label_text(value)):
+            raise ApiError(
+                400,
+                f"Label value {value!r} of key {key!r} is invalid: lowercase letters, "
+                "digits, _ and -, at most 63 characters.",
+            )
+
+
+def _label_text(text: str) -> bool:
+    """Whether ``text`` may be a label's key or value: at most 63 lowercase letters,
+    digits, '_' and '-'."""
+    return bool(_LABEL_TEXT.fullmatch(text)) and text == text.lower()
 
 
 def _format(body: dict[str, Any], side: _Side) -> str:
