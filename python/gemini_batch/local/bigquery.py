@@ -144,12 +144,14 @@ class BigQueryFaults:
     # Queries whose text contains this (when not empty) wait until the setting changes:
     # a test holds a dbt stage open, and releases it, at moments it chooses.
     hold_queries: str = ""
+    # Share (0..1) of BigQuery API calls (REST, /bigquery/v2/ and uploads) answered 503
+    # backendError before they do anything, as BigQuery does now and then: clients retry.
+    error_rate: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.dml_conflict_rate <= 1.0:
-            raise ValueError(
-                f"dml_conflict_rate must be between 0 and 1, not {self.dml_conflict_rate}"
-            )
+        for name in ("dml_conflict_rate", "error_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, not {getattr(self, name)}")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], base: BigQueryFaults | None = None
@@ -161,7 +163,7 @@ class BigQueryFaults:
         if unknown:
             raise ValueError(f"unknown BigQuery fault settings {unknown}: use {sorted(known)}")
         try:
-            kinds = {"seed": int, "hold_queries": str}
+            kinds = {"seed": int, "hold_queries": str}  # the rest are shares
             typed = {name: kinds.get(name, float)(value) for name, value in values.items()}
         except (TypeError, ValueError) as exc:
             raise ValueError(f"bad BigQuery fault setting: {exc}") from exc
@@ -361,6 +363,7 @@ class DmlConflicts:
             self.statements = 0
             self.conflicts = 0
             self.held = 0
+            self.api_errors = 0
 
     def conflict(self, table: str | None) -> str | None:
         """The error message a statement must fail with, or None to run it; ``table``:
@@ -373,6 +376,20 @@ class DmlConflicts:
                 return None
             self.conflicts += 1
         return concurrent_update_message(table)
+
+    def api_error(self, path: str) -> dict[str, Any] | None:
+        """The 503 body a BigQuery API call to ``path`` is answered with, or None to serve
+        it (the setting ``error_rate``; the fault settings' own path is never refused)."""
+        if not path.startswith(("/bigquery/v2/", "/upload/bigquery/v2/")):
+            return None
+        with self._lock:
+            if not self.faults.error_rate or self._random.random() >= self.faults.error_rate:
+                return None
+            self.api_errors += 1
+        message = "Error encountered during execution. Retrying may solve the problem."
+        return {"error": {"code": 503, "message": message, "status": "UNAVAILABLE",
+                          "errors": [{"message": message, "domain": "global",
+                                      "reason": "backendError"}]}}
 
     def holds(self, sql: str) -> bool:
         """Whether the setting ``hold_queries`` holds a query of text ``sql`` now."""
@@ -387,7 +404,8 @@ class DmlConflicts:
         """The settings and the counts since they were set (what GET /emulator/faults says)."""
         with self._lock:
             return {**asdict(self.faults), "dml_statements": self.statements,
-                    "dml_conflicts": self.conflicts, "held_queries": self.held}
+                    "dml_conflicts": self.conflicts, "held_queries": self.held,
+                    "api_errors": self.api_errors}
 
 
 # -- DuckDB settings -----------------------------------------------------------------

@@ -197,6 +197,21 @@ class _JobLocation:
             _job_location.reset(token)
 
 
+class _ApiErrors:
+    """ASGI middleware: a share of BigQuery API calls answered 503 backendError before
+    they do anything (the fault setting ``error_rate``)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        refused = dml_conflicts.api_error(scope["path"]) if scope["type"] == "http" else None
+        if refused is None:
+            await self.app(scope, receive, send)
+            return
+        await JSONResponse(refused, status_code=503)(scope, receive, send)
+
+
 _ensure_dataset = ddl_sync._ensure_dataset
 
 
@@ -639,6 +654,7 @@ def _create_app_with_faults(context: Any) -> FastAPI:
     app = _create_app(context)
     app.add_middleware(_ReleaseAfterRequest)
     app.add_middleware(_JobLocation)
+    app.add_middleware(_ApiErrors)
     app.include_router(faults_router)
     # Before bqemulator's own getQueryResults route: the first route that matches serves.
     app.include_router(statements_router)

@@ -25,6 +25,7 @@ import httpx
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
+import tenacity
 
 _TABLE_URI = re.compile(
     r"^bq://(?P<project>[^.]+(?:\.[^.:]+:[^.]+)?)\.(?P<dataset>\w+)(?:\.(?P<table>[^.]+))?$"
@@ -176,6 +177,14 @@ class BigQueryRest:
         if self._read_client is not None:
             self._read_client.transport.close()
 
+    # BigQuery's transient answers (500, 502, 503 backendError, 504) are sent again, as
+    # the service's own reads and writes of a job's tables are: a call it answers so did
+    # nothing (the local BigQuery's fault error_rate answers 503 before doing anything).
+    @tenacity.retry(
+        retry=tenacity.retry_if_exception(
+            lambda exc: isinstance(exc, BigQueryError) and exc.status in (500, 502, 503, 504)),
+        wait=tenacity.wait_exponential(multiplier=0.2, max=5),
+        stop=tenacity.stop_after_delay(120), reraise=True)
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         response = self._http.request(method, path, **kwargs)
         if response.status_code >= 400:
