@@ -8,6 +8,8 @@ import pytest
 import sqlglot
 
 from gemini_batch.local.bigquery import (
+    BigQueryFaults,
+    DmlConflicts,
     ParseCache,
     ResultSizes,
     altered_table,
@@ -199,3 +201,21 @@ def test_a_result_is_measured_once_unless_its_table_is_replaced():
     assert sizes.oldest_over([("job0", first), ("job1", bigger)], limit=100,
                              always_kept=1) == ["job0"]
     assert bigger.measured == 1
+
+
+def test_api_errors_are_drawn_for_bigquery_calls_only_and_counted():
+    conflicts = DmlConflicts(BigQueryFaults(error_rate=0.5, seed=3))
+    paths = ["/bigquery/v2/projects/p/jobs", "/upload/bigquery/v2/projects/p/jobs"] * 50
+    refused = [conflicts.api_error(path) for path in paths]
+    assert 30 < sum(1 for body in refused if body) < 70
+    assert conflicts.state()["api_errors"] == sum(1 for body in refused if body)
+    body = next(body for body in refused if body)
+    assert body["error"]["code"] == 503
+    assert body["error"]["errors"][0]["reason"] == "backendError"
+    # The fault settings' own path, and any other, are served.
+    assert all(conflicts.api_error("/emulator/faults") is None for _ in range(20))
+    # The same seed draws the same calls again.
+    again = DmlConflicts(BigQueryFaults(error_rate=0.5, seed=3))
+    assert [bool(again.api_error(path)) for path in paths] == [bool(b) for b in refused]
+    with pytest.raises(ValueError, match="error_rate must be between 0 and 1"):
+        BigQueryFaults(error_rate=1.5)
