@@ -68,7 +68,7 @@
                           empty_retries=0) -%}
   {%- set since = 'coalesce(' ~ attempts ~ ', 0) - coalesce(' ~ retry_at_attempt ~ ', 0)' -%}
   {%- set final_empty = '(' ~ empty_answer ~ ' and not (regexp_contains(coalesce(' ~ last_error
-        ~ ", ''), r'" ~ gemini_batch._transient_empty_pattern() ~ "') and " ~ since ~ ' <= '
+        ~ ", ''), '" ~ gemini_batch._transient_empty_pattern() ~ "') and " ~ since ~ ' <= '
         ~ empty_retries ~ '))' -%}
   (coalesce({{ retry_at_attempt }} != {{ attempts }}, true)
   and ({{ since }} > {{ max_retries }}

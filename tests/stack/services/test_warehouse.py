@@ -339,7 +339,10 @@ def test_merge_output_success_failure_and_unanswered(bq: bigquery.Client, datase
         candidates_tokens=sum(u.get("candidatesTokenCount", 0) for u in usage),
         thoughts_tokens=0,
         total_tokens=sum(u.get("totalTokenCount", 0) for u in usage),
+        # The model that answered, which every real answer names.
+        model_version="gemini-1.5-flash-002@default",
     )
+    assert {answer["response"]["modelVersion"] for answer in real} == {result.model_version}
     assert result.prompt_tokens == 81 and result.candidates_tokens == 6022
 
     responses = _responses(bq, model)
