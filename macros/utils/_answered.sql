@@ -67,8 +67,8 @@
                           max_retries, retry_empty_answers=false, last_error='NULL',
                           empty_retries=0) -%}
   {%- set since = 'coalesce(' ~ attempts ~ ', 0) - coalesce(' ~ retry_at_attempt ~ ', 0)' -%}
-  {%- set final_empty = '(' ~ empty_answer ~ ' and not (regexp_contains(coalesce(' ~ last_error
-        ~ ", ''), '" ~ gemini_batch._transient_empty_pattern() ~ "') and " ~ since ~ ' <= '
+  {%- set final_empty = '(' ~ empty_answer ~ ' and not (coalesce(regexp_contains(' ~ last_error
+        ~ ", '" ~ gemini_batch._transient_empty_pattern() ~ "'), false) and " ~ since ~ ' <= '
         ~ empty_retries ~ '))' -%}
   (coalesce({{ retry_at_attempt }} != {{ attempts }}, true)
   and ({{ since }} > {{ max_retries }}

@@ -44,7 +44,8 @@ RETRIED_4XX = "409, 429"
 # candidates, OTHER and MALFORMED_FUNCTION_CALL. Sent again up to the model's
 # ``empty_retries`` times; MAX_TOKENS, safety, recitation and blocked prompts stay final
 # (docs/decisions/0009-retry-classes.md). No backslash or quote: it goes into the view as
-# a plain string (the local BigQuery cannot read a view holding a raw string back).
+# a plain string (the local BigQuery cannot read back a view holding a raw string or an
+# empty one: docs/local-stack.md).
 TRANSIENT_EMPTY_PATTERN = (
     r"^EMPTY_ANSWER: (no text in the answer|no candidates|OTHER |MALFORMED_FUNCTION_CALL )")
 
@@ -162,8 +163,8 @@ def failed_for_good_sql(
     whatever the rest says; the next answer is judged as any other. All arguments are
     SQL expressions (a NULL row is a request never sent: not failed)."""
     since = f"COALESCE({attempts}, 0) - COALESCE({retry_at_attempt}, 0)"
-    final_empty = (f"({empty_answer} AND NOT (REGEXP_CONTAINS(COALESCE({last_error}, ''), "
-                   f"'{TRANSIENT_EMPTY_PATTERN}') AND {since} <= {empty_retries}))")
+    final_empty = (f"({empty_answer} AND NOT (COALESCE(REGEXP_CONTAINS({last_error}, "
+                   f"'{TRANSIENT_EMPTY_PATTERN}'), FALSE) AND {since} <= {empty_retries}))")
     final = final_failure_sql(status, error_code, final_empty,
                               retry_empty_answers=retry_empty_answers)
     return (

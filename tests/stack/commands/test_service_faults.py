@@ -124,7 +124,7 @@ def test_an_empty_stop_is_sent_again_once_and_max_tokens_is_final(
 ) -> None:
     # Every answer comes back finishReason STOP with no parts, in every job.
     faults.put("/emulator/faults", json={"stop_empty_rate": 1.0}).raise_for_status()
-    built = project.cli("build", "--plain", "--select", "questions")
+    built = project.cli("build", "--plain", "--select", "+questions")
     assert built.exit_code == 3, built.output  # fail_on_failed_rows: the 3 stay failed
     assert [job.succeeded + job.failed for job in project.jobs()] == [3, 3]  # sent again once
     rows = project.rows("select batch_state, attempts, last_error from `{ds}.questions`")
@@ -137,7 +137,7 @@ def test_an_empty_stop_is_sent_again_once_and_max_tokens_is_final(
     faults.put("/emulator/faults", json={"empty_answer_rate": 1.0,
                                          "empty_answer_kinds": ["finish:MAX_TOKENS"]}
                ).raise_for_status()
-    capped = project.cli("build", "--plain", "--select", "capped")
+    capped = project.cli("build", "--plain", "--select", "+capped")
     assert capped.exit_code == 3, capped.output
     assert len(project.jobs()) == 3  # one more job, not two
     rows = project.rows("select batch_state, attempts from `{ds}.capped`")
