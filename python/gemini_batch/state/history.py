@@ -18,9 +18,9 @@ from gemini_batch.clients.bigquery import BigQuery, quote_table
 from gemini_batch.errors import WarehouseError
 from gemini_batch.rules.config import BatchModel
 from gemini_batch.state.reuse import KEY_COLUMN
+from gemini_batch.state.rows import NOT_KEYS
 
 # Columns of <model>__requests the package adds: not key columns.
-_NOT_KEYS = {"request", "request_id", "request_problem", KEY_COLUMN}
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ def changes(bq: BigQuery, model: BatchModel, limit: int) -> list[Change]:
             f"Model {model.unique_id}: {model.requests_table} has no {KEY_COLUMN}: an "
             f"older package built it. Run `dbt run --select {model.name}` first."
         )
-    key_columns = [name for name in names if name not in _NOT_KEYS]
+    key_columns = [name for name in names if name not in NOT_KEYS]
     rows = bq.query(diff_sql(model, key_columns), {"limit": limit})
     return [
         Change(

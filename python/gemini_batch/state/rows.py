@@ -17,10 +17,11 @@ from sqlglot import exp
 
 from gemini_batch.clients.bigquery import BigQuery
 from gemini_batch.rules.config import BatchModel
+from gemini_batch.state.reuse import KEY_COLUMN
 
 # Columns <model>__requests has beside the model's own (the materialization adds them),
 # and the request itself.
-NOT_KEYS = frozenset({"request", "request_id", "request_problem"})
+NOT_KEYS = frozenset({"request", "request_id", "request_problem", KEY_COLUMN})
 # How many key columns name a row, and how much of a value is shown.
 MAX_KEYS = 3
 MAX_VALUE_CHARS = 40
