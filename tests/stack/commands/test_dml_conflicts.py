@@ -148,6 +148,11 @@ def test_bigquery_503s_and_429_rows_together_merge_every_answer_once(
     # and the Vertex emulator's reads and writes of the job tables) and a third of the
     # rows shed by Vertex AI with 429. (Refused DML: the test above; dbt's own MERGE into
     # <model>__checks is not retried by dbt, and never races on BigQuery.)
+    # Retries enough that no row runs out of them (a row shed 11 times: 0.3^11).
+    for name in MODELS:
+        model = project.path / "models" / f"{name}.sql"
+        model.write_text(model.read_text().replace(
+            "max_concurrent_jobs=3", "max_concurrent_jobs=3, max_retries=10"))
     bigquery_faults.put(FAULTS_PATH, json={"error_rate": 0.1, "seed": 5}).raise_for_status()
     faults.put(FAULTS_PATH, json={"row_failure_rate": 0.3, "row_failure_codes": [429]}
                ).raise_for_status()
