@@ -15,6 +15,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import tenacity
@@ -212,6 +213,30 @@ class BigQuery:
         except NotFound:
             return False
         return True
+
+    def keep_table(self, table: str, hours: float) -> bool:
+        """Make ``table`` last at least ``hours`` from now: an expiration sooner than that
+        (a dataset's default) is moved out; none, or a later one, is left. False when the
+        table does not exist."""
+        try:
+            found = self.client.get_table(table, retry=API_RETRY, timeout=API_TIMEOUT)
+        except NotFound:
+            return False
+        wanted = datetime.now(UTC) + timedelta(hours=hours)
+        if found.expires is not None and found.expires < wanted:
+            found.expires = wanted
+            self.client.update_table(found, ["expires"], retry=API_RETRY, timeout=API_TIMEOUT)
+        return True
+
+    def default_expiration_hours(self, project: str, dataset: str) -> float | None:
+        """The dataset's default table expiration in hours (None: none, or no dataset)."""
+        try:
+            found = self.client.get_dataset(f"{project}.{dataset}", retry=API_RETRY,
+                                            timeout=API_TIMEOUT)
+        except NotFound:
+            return None
+        ms = found.default_table_expiration_ms
+        return int(ms) / 3_600_000 if ms else None
 
     def drop_tables(self, tables: Iterable[str]) -> None:
         """Drop these tables; missing ones are fine (a redone cleanup)."""

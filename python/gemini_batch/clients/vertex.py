@@ -50,7 +50,8 @@ TERMINAL_STATES = frozenset(
 )
 # A batch job may wait 72 hours in the queue (then EXPIRED) and run 24 hours (then
 # CANCELLED): the shard tables it reads are made to outlive that, with a day to merge,
-# whatever the dataset's default table expiration.
+# whatever the dataset's default table expiration; its output table, which Vertex AI
+# makes with that default, is given as long from when a build first collects it.
 SHARD_TABLE_HOURS = 72 + 24 + 24
 # States whose output table holds answers worth merging.
 ANSWERED_STATES = frozenset({"SUCCEEDED", "PARTIALLY_SUCCEEDED"})

@@ -27,9 +27,12 @@ from typing import Any, ParamSpec, TypeVar
 import duckdb
 from bqemulator import server
 from bqemulator.api.routes import jobs as job_routes
+from bqemulator.api.routes import tables as table_routes
 from bqemulator.api.routes import upload
 from bqemulator.catalog import ddl_sync
+from bqemulator.catalog.duckdb_repository import DuckDBCatalogRepository
 from bqemulator.catalog.etag import generate_etag
+from bqemulator.catalog.memory_repository import MemoryCatalogRepository
 from bqemulator.catalog.models import JobMeta, SnapshotMeta
 from bqemulator.cli import main
 from bqemulator.domain.errors import (
@@ -55,6 +58,7 @@ from google.cloud.bigquery_storage_v1 import types
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 
+from gemini_batch.local import bigquery_expiry as expiry
 from gemini_batch.local.ai_generate import sql as ai_generate_sql
 from gemini_batch.local.ai_generate.rows import AiGenerate
 from gemini_batch.local.bigquery import (
@@ -445,6 +449,7 @@ def _sync_created_or_altered_table(bq_sql: str, project_id: str, ctx: Any) -> No
     """After a statement: bqemulator's catalog sync of CREATE TABLE, and of ALTER TABLE
     adding or dropping columns (the new schema, from DuckDB)."""
     _sync_created_table(bq_sql, project_id, ctx)
+    _set_expiration(bq_sql, project_id, ctx)
     target = altered_table(bq_sql, project_id)
     if target is None:
         return
@@ -461,6 +466,69 @@ def _sync_created_or_altered_table(bq_sql: str, project_id: str, ctx: Any) -> No
 
 # Shim: ALTER TABLE ADD/DROP COLUMN left tables.get with the old schema: read it again.
 executor.sync_created_table = _sync_created_or_altered_table
+
+# -- Table expiration (local/bigquery_expiry.py) --------------------------------------
+
+
+def _set_expiration(bq_sql: str, project_id: str, ctx: Any) -> None:
+    """CREATE TABLE / ALTER TABLE ... SET OPTIONS (expiration_timestamp = ...)."""
+    setting = expiry.statement_expiration(bq_sql, project_id, ctx.clock.now())
+    meta = ctx.catalog.get_table(*setting.table) if setting else None
+    if not setting or meta is None:
+        return
+    expires = setting.expires
+    if setting.dataset_default:
+        dataset = ctx.catalog.get_dataset(*setting.table[:2])
+        expires = expiry.with_default(
+            meta.last_modified_time, dataset.default_table_expiration_ms if dataset else None)
+    ctx.catalog.update_table(meta.model_copy(update={"expiration_time": expires}))
+
+
+_table_to_rest = table_routes._table_to_rest
+_rest_to_table_meta = table_routes._rest_to_table_meta
+
+
+def _table_to_rest_with_expiry(table: Any) -> dict[str, Any]:
+    body = _table_to_rest(table)
+    if table.expiration_time is not None:
+        body[expiry.REST_FIELD] = expiry.to_rest(table.expiration_time)
+    return body
+
+
+def _rest_to_table_meta_with_expiry(project_id: str, dataset_id: str, body: dict[str, Any],
+                                    clock: Any, existing: Any = None) -> Any:
+    meta = _rest_to_table_meta(project_id, dataset_id, body, clock, existing)
+    if expiry.REST_FIELD in body:
+        expires = expiry.from_rest(body[expiry.REST_FIELD])
+    elif existing is not None:
+        expires = existing.expiration_time
+    else:  # a new table: its dataset's default, set where the catalog makes it
+        return meta
+    return meta.model_copy(update={"expiration_time": expires})
+
+
+def _created_with_default(create: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """A new table without an expiration of its own takes its dataset's default."""
+
+    @functools.wraps(create)
+    def wrapped(self: Any, table: Any) -> Any:
+        if table.expiration_time is None:
+            dataset = self.get_dataset(table.project_id, table.dataset_id)
+            expires = expiry.with_default(
+                table.creation_time, dataset.default_table_expiration_ms if dataset else None)
+            if expires is not None:
+                table = table.model_copy(update={"expiration_time": expires})
+        return create(self, table)
+
+    return wrapped
+
+
+# Shim: tables.get reported no expirationTime, and tables.patch/update dropped it.
+table_routes._table_to_rest = _table_to_rest_with_expiry
+table_routes._rest_to_table_meta = _rest_to_table_meta_with_expiry
+# Shim: a new table ignored its dataset's defaultTableExpirationMs.
+for _repository in (DuckDBCatalogRepository, MemoryCatalogRepository):
+    _repository.create_table = _created_with_default(_repository.create_table)
 
 # -- JSON nested in STRUCT and ARRAY (local/bigquery_types.py) ------------------------
 

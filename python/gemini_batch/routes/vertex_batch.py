@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from gemini_batch.clients.vertex import SHARD_TABLE_HOURS
+
 if TYPE_CHECKING:
     from gemini_batch.clients.vertex import JobStatus, VertexJobs
     from gemini_batch.routes.base import OutputPlace
@@ -83,15 +85,21 @@ class VertexBatchRoute:
             source = f"asked for; the service reports {reported} (outputInfo.bigqueryOutputTable)"
         else:
             source = "outputInfo.bigqueryOutputTable, as asked"
+        project, dataset, _ = asked.split(".")
+        default = self.warehouse.bq.default_expiration_hours(project, dataset)
+        expiration = (f"; {project}.{dataset} expires new tables after {default:g} hours, "
+                      "its default table expiration" if default else "")
         return OutputPlace(
             found=self.warehouse.bq.table_exists(asked),
             where=f"output table {asked} ({source})",
             check="check that the table exists and this account can read it (the dataset's "
-                  "location and permissions, a table expiration that dropped it)",
+                  f"location and permissions, a table expiration that dropped it{expiration})",
         )
 
     def collect(self, entry: LedgerEntry) -> MergeResult | None:
-        if not self.warehouse.bq.table_exists(entry.output_table):
+        # Vertex AI makes the output table with the dataset's default expiration: from
+        # now on it outlives a merge that fails and is tried again days later.
+        if not self.warehouse.bq.keep_table(entry.output_table, SHARD_TABLE_HOURS):
             return None
         return self.warehouse.merge_output(
             self.model, entry.output_table, entry.job_name, shard_table=entry.shard_table

@@ -16,7 +16,9 @@ import pytest
 from google.cloud import bigquery
 
 from gemini_batch.clients.bigquery import BigQuery, quote_table
+from gemini_batch.clients.vertex import SHARD_TABLE_HOURS
 from gemini_batch.errors import WarehouseError
+from gemini_batch.routes.vertex_batch import VertexBatchRoute
 from gemini_batch.rules.answers import INVALID_STATUS
 from gemini_batch.rules.config import BatchModel, BatchModelConfig
 from gemini_batch.state.ledger import Ledger, LedgerEntry
@@ -452,6 +454,57 @@ def test_table_exists_and_drop(bq: bigquery.Client, dataset: str) -> None:
     warehouse.drop_tables([table, f"{bq.project}.{dataset}.never_was"])
     assert not warehouse.table_exists(table)
     assert warehouse.dataset_location(bq.project, dataset)
+
+
+def _hours_left(table: bigquery.Table) -> float:
+    assert table.expires is not None, f"{table.table_id} has no expiration"
+    return (table.expires - datetime.now(UTC)).total_seconds() / 3600
+
+
+def test_job_tables_outlive_a_one_day_dataset_default(bq: bigquery.Client) -> None:
+    """A job may queue 72 h and run 24 h: its shard is made to last SHARD_TABLE_HOURS,
+    and its output table (made by Vertex AI with the dataset's default) is given as long
+    when a build collects it; the missing-output note names the default."""
+    short = bigquery.Dataset(f"{bq.project}.wh_short_{uuid.uuid4().hex[:8]}")
+    short.default_table_expiration_ms = 24 * 3600 * 1000
+    dataset = bq.create_dataset(short).dataset_id
+    model = _model(bq, dataset)
+    _build_tables(bq, model, [("a", None), ("b", None)])
+    warehouse = Warehouse(BigQuery(bq))
+
+    [shard] = warehouse.create_shards(model, "exp1")
+    assert SHARD_TABLE_HOURS - 1 < _hours_left(bq.get_table(shard.table)) <= SHARD_TABLE_HOURS
+
+    # What Vertex AI makes takes the default; keep_table moves it out, never in.
+    output = model.output_table("exp1", 0)
+    _vertex_output(bq, model, output, [])
+    assert 23 < _hours_left(bq.get_table(output)) <= 24
+    assert warehouse.bq.keep_table(output, SHARD_TABLE_HOURS)
+    assert SHARD_TABLE_HOURS - 1 < _hours_left(bq.get_table(output)) <= SHARD_TABLE_HOURS
+    assert warehouse.bq.keep_table(output, 2)
+    assert _hours_left(bq.get_table(output)) > SHARD_TABLE_HOURS - 1
+    assert not warehouse.bq.keep_table(f"{bq.project}.{dataset}.never_was", 2)
+    # A table that never expires is left so.
+    forever = f"{bq.project}.{dataset}.forever"
+    _run(bq, f"create table {quote_table(forever)} options (expiration_timestamp = null) "
+             "as select 1 as x")
+    assert bq.get_table(forever).expires is None
+    assert warehouse.bq.keep_table(forever, 2)
+    assert bq.get_table(forever).expires is None
+
+    assert warehouse.bq.default_expiration_hours(bq.project, dataset) == 24
+
+    # The route collects through keep_table: the output a merge reads lasts.
+    collected = model.output_table("exp1", 1)
+    _vertex_output(bq, model, collected, [{**_real_answers("text")[0], "request_id": "a"}])
+    route = VertexBatchRoute(model, "us-central1", warehouse, vertex=lambda location: None)
+    entry = LedgerEntry(job_name="projects/p/locations/us-central1/batchPredictionJobs/1",
+                        dbt_model=model.unique_id, model_relation=model.view,
+                        shard_table=shard.table, output_table=collected,
+                        gemini_model=GEMINI_MODEL, location="us-central1",
+                        state="SUCCEEDED", request_count=2)
+    assert route.collect(entry) is not None
+    assert _hours_left(bq.get_table(collected)) > SHARD_TABLE_HOURS - 1
 
 
 def _row_error(code: int, status: str, message: str) -> str:
