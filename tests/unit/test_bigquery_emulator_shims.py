@@ -219,3 +219,34 @@ def test_api_errors_are_drawn_for_bigquery_calls_only_and_counted():
     assert [bool(again.api_error(path)) for path in paths] == [bool(b) for b in refused]
     with pytest.raises(ValueError, match="error_rate must be between 0 and 1"):
         BigQueryFaults(error_rate=1.5)
+
+
+def test_a_kept_parse_reads_nested_subqueries_and_comma_joins_as_sqlglot_does():
+    """The parse shortcut (FROM copies named, not copied, while parsing) changes nothing
+    sqlglot gives: nested subqueries, and comma joins turned into UNNEST."""
+    Dialect, _ = _cached()
+    nested = "SELECT 1 AS a"
+    for level in range(30):
+        nested = f"SELECT *, {level} AS c{level} FROM ({nested}) AS s{level}"
+    plain = sqlglot.Dialect.get_or_raise("bigquery")
+    for sql in (nested, "SELECT x FROM p.d.t AS t, t.items AS i",
+                "SELECT * FROM (SELECT [1] AS a) AS s, s.a WHERE true"):
+        assert Dialect().parse(sql)[0].sql("bigquery") == plain.parse(sql)[0].sql("bigquery")
+    assert "CROSS JOIN UNNEST(t.items)" in Dialect().parse(
+        "SELECT x FROM p.d.t AS t, t.items AS i")[0].sql("bigquery")
+
+
+def test_while_parsing_a_from_without_joins_is_copied_by_name_only():
+    from gemini_batch.local.bigquery import _FROM_COPIES
+
+    select = sqlglot.parse_one("SELECT * FROM (SELECT 1 AS a) AS s", read="bigquery")
+    subquery = select.args["from_"].this
+    with _FROM_COPIES.parsing():
+        named = _FROM_COPIES.deepcopy(subquery)
+    assert isinstance(named, sqlglot.exp.Table) and named.name == "s"
+    # Outside a parse, and for a SELECT with joins, a copy is a copy.
+    assert _FROM_COPIES.deepcopy(subquery) == subquery
+    joined = sqlglot.parse_one("SELECT * FROM (SELECT 1 AS a) AS s JOIN t ON true",
+                               read="bigquery")
+    with _FROM_COPIES.parsing():
+        assert _FROM_COPIES.deepcopy(joined.args["from_"].this) == joined.args["from_"].this
