@@ -250,3 +250,20 @@ def test_while_parsing_a_from_without_joins_is_copied_by_name_only():
                                read="bigquery")
     with _FROM_COPIES.parsing():
         assert _FROM_COPIES.deepcopy(joined.args["from_"].this) == joined.args["from_"].this
+
+
+@pytest.mark.parametrize(("sql", "word"), [
+    ('/* {"app": "dbt", "node_id": "model.p.m"} */\n  create or replace table `p.d.t` as '
+     "(select 1)", "CREATE"),
+    ("-- a comment\n# another\nMERGE INTO t USING s ON true WHEN MATCHED THEN DELETE", "MERGE"),
+    ("\n\tdrop table if exists t", "DROP"),
+    ("SELECT 'create table' AS s", "SELECT"),
+    ("(SELECT 1)", ""),
+    ("/* never closed", ""),
+])
+def test_first_keyword_skips_leading_comments(sql: str, word: str) -> None:
+    """What the DDL-only catalog syncs and the DML conflict check read before parsing."""
+    from gemini_batch.local.bigquery import first_keyword, mutated_table
+
+    assert first_keyword(sql) == word
+    assert (mutated_table(sql, "p") is not None) == (word == "MERGE")

@@ -283,6 +283,8 @@ def concurrent_update_message(table: str) -> str:
 def mutated_table(sql: str, default_project: str) -> str | None:
     """``project:dataset.table`` a single MERGE, UPDATE or DELETE statement changes, as
     BigQuery names it in errors; None for anything else (INSERT never conflicts)."""
+    if first_keyword(sql) not in ("MERGE", "UPDATE", "DELETE"):
+        return None
     try:
         statements = sqlglot.parse(sql, read="bigquery")
     except sqlglot.errors.SqlglotError:
@@ -321,6 +323,16 @@ class DmlQueues:
 # An ALTER TABLE, after any leading comments (a cheap test before parsing).
 _ALTER_TABLE = re.compile(r"\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*alter\s+table\b",
                           re.IGNORECASE | re.DOTALL)
+# A statement's first word, after any leading comments (dbt's /* {"app": "dbt"...} */).
+_FIRST_WORD = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|#[^\n]*(?:\n|$)|/\*.*?\*/)*([A-Za-z]+)",
+                         re.DOTALL)
+
+
+def first_keyword(sql: str) -> str:
+    """The statement's first word, upper case ('' when none): what a check that only
+    concerns DDL or DML reads before it parses a 150 KB SELECT."""
+    found = _FIRST_WORD.match(sql)
+    return found.group(1).upper() if found else ""
 
 
 def altered_table(sql: str, default_project: str) -> tuple[str, str, str] | None:

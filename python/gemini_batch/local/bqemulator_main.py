@@ -72,6 +72,7 @@ from gemini_batch.local.bigquery import (
     altered_table,
     bigquery_json_type,
     duckdb_settings,
+    first_keyword,
     is_job_call,
     job_location,
     mutated_table,
@@ -466,6 +467,24 @@ def _sync_created_or_altered_table(bq_sql: str, project_id: str, ctx: Any) -> No
 
 # Shim: ALTER TABLE ADD/DROP COLUMN left tables.get with the old schema: read it again.
 executor.sync_created_table = _sync_created_or_altered_table
+
+
+def _for_ddl_only(sync: Callable[[str, str, Any], None]) -> Callable[[str, str, Any], None]:
+    """A catalog sync that reads only CREATE, ALTER and DROP statements, not called for
+    others: each parsed the statement (a copy of a 150 KB request check, every time)."""
+
+    @functools.wraps(sync)
+    def wrapped(bq_sql: str, project_id: str, ctx: Any) -> None:
+        if first_keyword(bq_sql) in ("CREATE", "ALTER", "DROP"):
+            sync(bq_sql, project_id, ctx)
+
+    return wrapped
+
+
+# Shim: the catalog syncs after each statement parsed it, whatever it was.
+for _sync in ("sync_created_schema", "sync_created_table", "sync_created_view",
+              "sync_dropped_object", "assert_drop_schema_allowed"):
+    setattr(executor, _sync, _for_ddl_only(getattr(executor, _sync)))
 
 # -- Table expiration (local/bigquery_expiry.py) --------------------------------------
 
