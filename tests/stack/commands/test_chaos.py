@@ -128,7 +128,7 @@ def test_builds_killed_at_random_under_429s_503s_and_dropped_connections_pay_eac
     seed = int(os.environ.get("GEMINI_BATCH_CHAOS_SEED") or random.randrange(10**6))
     draws = random.Random(seed)
     log = [f"chaos seed {seed} (GEMINI_BATCH_CHAOS_SEED={seed} replays the kill moments)"]
-    bigquery_faults.put(FAULTS_PATH, json={"error_rate": 0.04, "drop_rate": 0.04,
+    bigquery_faults.put(FAULTS_PATH, json={"error_rate": 0.02, "drop_rate": 0.02,
                                            "seed": seed}).raise_for_status()
     faults.put(FAULTS_PATH, json={"row_failure_rate": 0.3, "row_failure_codes": [429]}
                ).raise_for_status()
