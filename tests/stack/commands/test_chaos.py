@@ -24,6 +24,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from google.api_core.exceptions import NotFound
 
 from gemini_batch.clients.vertex import JobStatus
 from gemini_batch.local.bigquery import FAULTS_PATH
@@ -133,6 +134,7 @@ def test_builds_killed_at_random_under_429s_503s_and_dropped_connections_pay_eac
     faults.put(FAULTS_PATH, json={"row_failure_rate": 0.3, "row_failure_codes": [429]}
                ).raise_for_status()
     outputs: list[str] = []
+    run: Run | None = None
     try:
         for number in range(KILLS):
             run = Run(project)
@@ -141,9 +143,9 @@ def test_builds_killed_at_random_under_429s_503s_and_dropped_connections_pay_eac
                                                                                    JOBS_SECONDS)
             log.append(f"build {number + 1}: {run.kill(in_dbt, seconds)}")
             outputs.append(run.output)
-        last = Run(project)
-        code = last.finish(timeout=600)
-        outputs.append(last.output)
+        run = Run(project)
+        code = run.finish(timeout=600)
+        outputs.append(run.output)
         log.append(f"last build: exit {code}")
         assert code == 0, "the last build failed"
         bigquery = bigquery_faults.get(FAULTS_PATH).json()
@@ -152,6 +154,8 @@ def test_builds_killed_at_random_under_429s_503s_and_dropped_connections_pay_eac
         bigquery_faults.put(FAULTS_PATH, json={}).raise_for_status()
         _check_every_answer_paid_and_merged_once(project)
     except BaseException:
+        if run is not None and run.process.poll() is None:  # interrupted: end it too
+            run.finish(timeout=0)
         print("\n".join(log))
         for number, output in enumerate(outputs, start=1):
             print(f"--- build {number} ---\n{output}")
@@ -207,7 +211,12 @@ def _what_each_job_did(project: DbtTestProject, jobs: list[JobStatus]
         assert job.input_table and job.output_table, job
         for row in project.rows(f"select request_id from `{job.input_table}`"):
             sent[row["request_id"]].append(job)
-        for row in project.rows(f"select request_id, status from `{job.output_table}`"):
+        try:
+            output = project.rows(f"select request_id, status from `{job.output_table}`")
+        except NotFound:  # a job that failed before it wrote anything
+            assert job.succeeded == 0, job
+            continue
+        for row in output:
             if row["status"] == "":
                 answered_by[row["request_id"]].append(job.name)
     return sent, answered_by
