@@ -173,15 +173,17 @@ class DbtTestProject:
             return CliRunner().invoke(
                 main, [command, *self.args(), *with_fast_polls(command, args)], input=input)
 
-    def spawn(self, command: str, *args: str, stderr_apart: bool = False
-              ) -> subprocess.Popen[str]:
+    def spawn(self, command: str, *args: str, stderr_apart: bool = False,
+              new_session: bool = False) -> subprocess.Popen[str]:
         """`gemini-batch <command> ...` as a subprocess, output on its stdout (its stderr
-        on a pipe of its own with ``stderr_apart``: `--json` documents)."""
+        on a pipe of its own with ``stderr_apart``: `--json` documents); with
+        ``new_session``, leading a process group of its own (``os.killpg`` ends it all)."""
         return subprocess.Popen(
             [str(BIN / "gemini-batch"), command, *self.args(), *with_fast_polls(command, args)],
             env={**os.environ, **self.environment()},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE if stderr_apart else subprocess.STDOUT, text=True,
+            start_new_session=new_session,
         )
 
     def run(self, program: str, *args: str) -> str:

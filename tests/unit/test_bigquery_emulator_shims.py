@@ -267,3 +267,30 @@ def test_first_keyword_skips_leading_comments(sql: str, word: str) -> None:
 
     assert first_keyword(sql) == word
     assert (mutated_table(sql, "p") is not None) == (word == "MERGE")
+
+
+def test_dropped_connections_are_drawn_per_call_for_bigquery_calls_only_and_counted():
+    conflicts = DmlConflicts(BigQueryFaults(drop_rate=0.5, seed=3))
+    calls = [("GET", f"/bigquery/v2/projects/p/jobs/job{n % 5}") for n in range(100)]
+    dropped = [conflicts.drop(method, path) for method, path in calls]
+    assert 30 < sum(dropped) < 70
+    assert conflicts.state()["dropped"] == sum(dropped)
+    # Each call's draws are its own: the same calls in another interleaving (other
+    # calls, from other clients, in between) are dropped the same way.
+    again = DmlConflicts(BigQueryFaults(drop_rate=0.5, seed=3))
+    interleaved = {}
+    for index in sorted(range(len(calls)), key=lambda n: (n % 5, n)):
+        again.drop("POST", "/upload/bigquery/v2/projects/p/jobs")
+        interleaved[index] = again.drop(*calls[index])
+    assert [interleaved[n] for n in range(len(calls))] == dropped
+    # A call sent again draws again: none is dropped for ever.
+    assert not all(conflicts.drop("GET", "/bigquery/v2/projects/p/datasets/d")
+                   for _ in range(20))
+    # The fault settings' own path, and any other, are never dropped; off by default.
+    assert not any(conflicts.drop("PUT", "/emulator/faults") for _ in range(20))
+    assert not DmlConflicts().drop("GET", "/bigquery/v2/projects/p/jobs")
+    assert all(DmlConflicts(BigQueryFaults(drop_rate=1.0)).drop("POST", path)
+               for path in ("/bigquery/v2/projects/p/jobs", "/upload/bigquery/v2/projects/p/jobs"))
+    with pytest.raises(ValueError, match="drop_rate must be between 0 and 1"):
+        BigQueryFaults(drop_rate=-0.1)
+    assert BigQueryFaults.from_env({"GEMINI_BATCH_BQ_FAULT_DROP_RATE": "0.2"}).drop_rate == 0.2

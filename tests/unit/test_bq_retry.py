@@ -390,8 +390,9 @@ def test_the_fault_mode_counts_what_it_saw_and_starts_again_when_set() -> None:
     conflicts.conflict(mutated_table("SELECT 1", "p"))
     conflicts.conflict(mutated_table("DELETE FROM d.t WHERE TRUE", "p"))
     assert conflicts.state() == {"dml_conflict_rate": 1.0, "seed": 0, "hold_queries": "",
-                                 "error_rate": 0.0, "dml_statements": 1, "dml_conflicts": 1,
-                                 "held_queries": 0, "api_errors": 0}
+                                 "error_rate": 0.0, "drop_rate": 0.0, "dml_statements": 1,
+                                 "dml_conflicts": 1, "held_queries": 0, "api_errors": 0,
+                                 "dropped": 0}
     conflicts.set(BigQueryFaults.from_dict({"dml_conflict_rate": "0.5"}, conflicts.faults))
     assert conflicts.state()["dml_statements"] == 0
 

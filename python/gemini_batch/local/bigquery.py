@@ -15,6 +15,7 @@ import collections
 import contextlib
 import copy
 import gzip
+import hashlib
 import json
 import os
 import random
@@ -147,9 +148,14 @@ class BigQueryFaults:
     # Share (0..1) of BigQuery API calls (REST, /bigquery/v2/ and uploads) answered 503
     # backendError before they do anything, as BigQuery does now and then: clients retry.
     error_rate: float = 0.0
+    # Share (0..1) of those calls whose connection is closed with no answer, before they
+    # do anything (a connection BigQuery's front end drops): clients see a connection
+    # error and send the call again. Drawn per call from the seed, the method, the path
+    # and how many times that call came before (a call sent again draws again).
+    drop_rate: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("dml_conflict_rate", "error_rate"):
+        for name in ("dml_conflict_rate", "error_rate", "drop_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, not {getattr(self, name)}")
 
@@ -359,6 +365,12 @@ def altered_table(sql: str, default_project: str) -> tuple[str, str, str] | None
     return table.catalog or default_project, table.db, table.name
 
 
+def is_api_call(path: str) -> bool:
+    """Whether ``path`` is a BigQuery REST API call (or upload), which the fault settings
+    ``error_rate`` and ``drop_rate`` apply to: not the fault settings' own path."""
+    return path.startswith(("/bigquery/v2/", "/upload/bigquery/v2/"))
+
+
 class DmlConflicts:
     """Which mutating DML statements fail as concurrent updates: a seeded draw per
     statement, in the order they arrive. Thread-safe; counts what it saw."""
@@ -376,6 +388,8 @@ class DmlConflicts:
             self.conflicts = 0
             self.held = 0
             self.api_errors = 0
+            self.dropped = 0
+            self._calls: collections.Counter[str] = collections.Counter()
 
     def conflict(self, table: str | None) -> str | None:
         """The error message a statement must fail with, or None to run it; ``table``:
@@ -389,10 +403,27 @@ class DmlConflicts:
             self.conflicts += 1
         return concurrent_update_message(table)
 
+    def drop(self, method: str, path: str) -> bool:
+        """Whether the connection of a BigQuery API call (``method`` ``path``) is closed
+        with no answer (the setting ``drop_rate``; other paths are never dropped). Drawn
+        from a hash of the seed, the call and its number among the same calls, so a
+        call sent again draws again, whatever other calls come in between."""
+        if not self.faults.drop_rate or not is_api_call(path):
+            return False
+        call = f"{method} {path}"
+        with self._lock:
+            self._calls[call] += 1
+            key = f"{self.faults.seed}:{call}:{self._calls[call]}"
+            digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+            if int.from_bytes(digest, "big") / 2**64 >= self.faults.drop_rate:
+                return False
+            self.dropped += 1
+        return True
+
     def api_error(self, path: str) -> dict[str, Any] | None:
         """The 503 body a BigQuery API call to ``path`` is answered with, or None to serve
         it (the setting ``error_rate``; the fault settings' own path is never refused)."""
-        if not path.startswith(("/bigquery/v2/", "/upload/bigquery/v2/")):
+        if not is_api_call(path):
             return None
         with self._lock:
             if not self.faults.error_rate or self._random.random() >= self.faults.error_rate:
@@ -417,7 +448,7 @@ class DmlConflicts:
         with self._lock:
             return {**asdict(self.faults), "dml_statements": self.statements,
                     "dml_conflicts": self.conflicts, "held_queries": self.held,
-                    "api_errors": self.api_errors}
+                    "api_errors": self.api_errors, "dropped": self.dropped}
 
 
 # -- DuckDB settings -----------------------------------------------------------------

@@ -217,6 +217,40 @@ class _ApiErrors:
         await JSONResponse(refused, status_code=503)(scope, receive, send)
 
 
+class _DroppedConnections:
+    """ASGI wrapper of the whole app: a share of BigQuery API calls have their connection
+    closed with no answer, before they do anything (the fault setting ``drop_rate``).
+
+    Outside Starlette's own middleware, whose error handler answers 500 to whatever goes
+    wrong, and uvicorn answers 500 too to an app that raises or returns without an
+    answer: only closing the connection itself gives the client no answer at all. The
+    request is read whole first, so the client sees the connection closed while it waits
+    for its answer (requests: ConnectionError "Remote end closed connection without
+    response"; httpx: RemoteProtocolError "Server disconnected without sending a
+    response"), as when BigQuery's front end drops one.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not dml_conflicts.drop(scope["method"], scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        # ASGI has no message that closes a connection unanswered; uvicorn's ``send`` is
+        # a method of the connection's request cycle, which holds its transport.
+        transport = getattr(getattr(send, "__self__", None), "transport", None)
+        if transport is None:
+            raise RuntimeError("drop_rate needs uvicorn's transport to close a connection")
+        message = await receive()
+        while message["type"] == "http.request" and message.get("more_body"):
+            message = await receive()
+        transport.close()
+        # Returned once uvicorn saw the connection lost, it answers nothing (no 500).
+        while message["type"] != "http.disconnect":
+            message = await receive()
+
+
 _ensure_dataset = ddl_sync._ensure_dataset
 
 
@@ -742,6 +776,8 @@ def _create_app_with_faults(context: Any) -> FastAPI:
     app.add_middleware(_ReleaseAfterRequest)
     app.add_middleware(_JobLocation)
     app.add_middleware(_ApiErrors)
+    inner = app.build_middleware_stack
+    app.build_middleware_stack = lambda: _DroppedConnections(inner())  # type: ignore[method-assign]
     app.include_router(faults_router)
     # Before bqemulator's own getQueryResults route: the first route that matches serves.
     app.include_router(statements_router)
@@ -749,7 +785,8 @@ def _create_app_with_faults(context: Any) -> FastAPI:
     return app
 
 
-# Shim: the app with the cursor-closing middleware, getQueryResults and the fault routes.
+# Shim: the app with the cursor-closing middleware, getQueryResults and the fault routes
+# (API calls answered 503 or dropped unanswered).
 server.create_app = _create_app_with_faults
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import grpc
+import httpx
 import pandas as pd
 import pandas_gbq
 import pytest
@@ -531,3 +532,39 @@ def test_create_schema_makes_the_dataset_where_its_job_runs(
         made[location] = bq.get_dataset(schema).location
         bq.delete_dataset(schema, delete_contents=True)
     assert made == {"europe-west4": "europe-west4", "us-central1": "us-central1", None: "US"}
+
+
+def test_a_dropped_connection_gets_no_answer_and_the_client_sends_the_call_again(
+    local_stack: StackState, bq: bigquery.Client, bigquery_faults: httpx.Client,
+) -> None:
+    import requests
+
+    from gemini_batch.local.bigquery import FAULTS_PATH
+
+    bigquery_faults.put(FAULTS_PATH, json={"drop_rate": 1.0}).raise_for_status()
+    datasets = (f"{local_stack.bigquery_endpoint}/bigquery/v2/projects/"
+                f"{local_stack.project}/datasets")
+    with pytest.raises(requests.ConnectionError, match="without response"):
+        requests.get(datasets, timeout=30)
+    with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
+        httpx.get(datasets, timeout=30)
+    assert bigquery_faults.get(FAULTS_PATH).json()["dropped"] == 2
+
+    # A third of the calls dropped: google-cloud-bigquery sends each again (job inserts,
+    # an upload and reads alike) and gets its rows.
+    bigquery_faults.put(FAULTS_PATH, json={"drop_rate": 0.3, "seed": 4}).raise_for_status()
+    dataset = f"{local_stack.project}.drops_{uuid.uuid4().hex[:8]}"
+    bq.create_dataset(dataset)
+    try:
+        bq.load_table_from_file(
+            io.BytesIO(b'{"n": 1}\n{"n": 2}\n'), f"{dataset}.numbers",
+            job_config=bigquery.LoadJobConfig(
+                source_format="NEWLINE_DELIMITED_JSON",
+                schema=[bigquery.SchemaField("n", "INT64")]),
+        ).result()
+        rows = bq.query(f"select sum(n) as total from `{dataset}.numbers`").result()
+        assert [row["total"] for row in rows] == [3]
+        assert bigquery_faults.get(FAULTS_PATH).json()["dropped"] > 0
+    finally:
+        bigquery_faults.put(FAULTS_PATH, json={}).raise_for_status()
+        bq.delete_dataset(dataset, delete_contents=True, not_found_ok=True)

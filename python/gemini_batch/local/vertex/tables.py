@@ -162,6 +162,14 @@ def encode_rows(schema: list[dict[str, Any]], rows: list[dict[str, Any]]) -> tup
     return "NEWLINE_DELIMITED_JSON", b"\n".join(lines) + b"\n"
 
 
+def _transient(exc: BaseException) -> bool:
+    """Whether a BigQuery call that failed with ``exc`` may be sent again: a transient
+    answer, or a connection lost before an answer (not a timeout: the call may still run)."""
+    if isinstance(exc, BigQueryError):
+        return exc.status in (500, 502, 503, 504)
+    return isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError)
+
+
 class BigQueryRest:
     """A small BigQuery REST client (httpx), for a local endpoint or Google's."""
 
@@ -177,12 +185,12 @@ class BigQueryRest:
         if self._read_client is not None:
             self._read_client.transport.close()
 
-    # BigQuery's transient answers (500, 502, 503 backendError, 504) are sent again, as
-    # the service's own reads and writes of a job's tables are: a call it answers so did
-    # nothing (the local BigQuery's fault error_rate answers 503 before doing anything).
+    # BigQuery's transient answers (500, 502, 503 backendError, 504) and connections
+    # closed with no answer are sent again, as the service's own reads and writes of a
+    # job's tables are (the local BigQuery's faults error_rate and drop_rate do so before
+    # doing anything). A write sent again is safe: a load job keeps its id (load_rows).
     @tenacity.retry(
-        retry=tenacity.retry_if_exception(
-            lambda exc: isinstance(exc, BigQueryError) and exc.status in (500, 502, 503, 504)),
+        retry=tenacity.retry_if_exception(_transient),
         wait=tenacity.wait_exponential(multiplier=0.2, max=5),
         stop=tenacity.stop_after_delay(120), reraise=True)
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
@@ -357,13 +365,20 @@ class BigQueryRest:
                 f"\r\n--{boundary}--\r\n".encode(),
             ]
         )
-        result = self._call(
-            "POST",
-            f"/upload/bigquery/v2/projects/{ref.project}/jobs",
-            params={"uploadType": "multipart"},
-            content=body,
-            headers={"content-type": f"multipart/related; boundary={boundary}"},
-        )
+        try:
+            result = self._call(
+                "POST",
+                f"/upload/bigquery/v2/projects/{ref.project}/jobs",
+                params={"uploadType": "multipart"},
+                content=body,
+                headers={"content-type": f"multipart/related; boundary={boundary}"},
+            )
+        except BigQueryError as exc:
+            if exc.status != 409:
+                raise
+            # Sent again after a connection lost with no answer, and the first one had
+            # made the job (the id is this call's own): wait for that one, load nothing more.
+            result = {"jobReference": job["jobReference"]}
         self._wait_for_job(ref.project, result)
 
     def _wait_for_job(self, project: str, job: dict[str, Any]) -> None:
