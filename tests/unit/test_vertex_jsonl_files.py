@@ -1,5 +1,6 @@
 """The Vertex emulator's JSONL side without a server: which objects a wildcard takes,
-how prediction files are named as a job exports, and the shape of an output line."""
+how prediction files are named as a job exports, the shape of an output line, and how
+an input line is read."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from gemini_batch.local.vertex.jsonl import (
     EXTRA,
     WHERE,
     JsonlSink,
+    _input_row,
     output_directory_name,
     output_line,
     wildcard_pattern,
@@ -72,12 +74,28 @@ def test_each_export_of_a_long_job_is_a_file_of_its_own():
 
 
 def test_an_output_line_is_shaped_like_the_services():
-    line = json.loads(output_line({
+    row = {
         "request": {"contents": []}, "status": "", "processed_time": 1_730_821_703_527_000,
-        "response": '{"candidates": []}', WHERE: "gs://b/in.jsonl, line 1", EXTRA: {"id": 7},
-    }))
-    assert list(line) == ["status", "processed_time", "id", "request", "response"]
+        "response": '{"candidates": []}', WHERE: "gs://b/in.jsonl, line 1",
+        EXTRA: {"request_id": "ab12"},
+    }
+    line = json.loads(output_line(row))
+    # What the service writes, and nothing else: the input line's request_id is dropped.
+    assert list(line) == ["status", "processed_time", "request", "response"]
     assert line["processed_time"] == "2024-11-05T15:48:23.527+00:00"  # as in the fixtures
+    kept = json.loads(output_line(row, keep_input_fields=True))  # the setting
+    assert list(kept) == ["status", "processed_time", "request_id", "request", "response"]
     failed = json.loads(output_line({"request": "x", "status": "Bad Request: ...",
                                      "processed_time": 0, "response": None}))
     assert "response" not in failed
+
+
+def test_a_string_request_is_a_plain_text_prompt_echoed_as_given():
+    """As reported of the service (python-aiplatform#4074), a JSON text included."""
+    text = '{"contents": [{"parts": [{"text": "hi"}]}]}'
+    row = _input_row(json.dumps({"request": text, "id": 7}).encode(), "gs://b/in.jsonl, line 1")
+    assert row["request"] == {"contents": [{"role": "user", "parts": [{"text": text}]}]}
+    assert row[EXTRA] == {"id": 7}
+    line = json.loads(output_line({**row, "status": "", "processed_time": 0,
+                                   "response": '{"candidates": []}'}))
+    assert line["request"] == text

@@ -1,5 +1,5 @@
 """Cloud Storage basics for JSONL batch jobs: ``gs://`` paths, the client, uploads that
-never overwrite, streamed lines, a job's prediction files.
+never overwrite, streamed lines, line files joined into one, a job's prediction files.
 
 The client is google-cloud-storage with Application Default Credentials; on the local
 stack it follows ``STORAGE_EMULATOR_HOST`` (which `gemini-batch local start` prints),
@@ -9,7 +9,7 @@ needing no credentials there. Talks to Cloud Storage only.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +20,8 @@ from gemini_batch.errors import ConfigError, StorageError
 if TYPE_CHECKING:
     from google.cloud import storage
 
+# Sources one compose call takes at most (Cloud Storage's limit).
+COMPOSE_LIMIT = 32
 _GCS_URI = re.compile(r"^gs://(?P<bucket>[a-z0-9][a-z0-9._-]{1,220}[a-z0-9])(?:/(?P<name>.*))?$")
 PREDICTION_FILE = re.compile(r"predictions(?:_\d+)?\.jsonl$")
 
@@ -104,13 +106,15 @@ def upload_file(client: storage.Client, source: Path, target: GcsPath) -> None:
         raise _storage_error(f"take {source} as {target}", exc) from exc
 
 
-def object_lines(client: storage.Client, path: GcsPath) -> Iterator[bytes]:
-    """The lines of one object, streamed (a few MB in memory whatever its size)."""
+def object_lines(client: storage.Client, path: GcsPath, *, chunk_size: int | None = None
+                 ) -> Generator[bytes, None, None]:
+    """The lines of one object, streamed (a few MB in memory whatever its size; reads of
+    ``chunk_size`` bytes, google-cloud-storage's 40 MB by default)."""
     from google.api_core import exceptions as google_errors
 
     blob = client.bucket(path.bucket).blob(path.name)
     try:
-        with blob.open("rb") as stream:
+        with blob.open("rb", chunk_size=chunk_size) as stream:
             yield from stream
     except google_errors.NotFound as exc:
         raise StorageError(f"{path} does not exist: check the URI, or upload the file.") from exc
@@ -139,3 +143,53 @@ def prediction_files(client: storage.Client, directory: str) -> list[GcsPath]:
         return (0, int(number.group(1)) if number else 0, base)
 
     return [GcsPath(folder.bucket, name) for name in sorted(names, key=order)]
+
+
+def join_line_files(client: storage.Client, parts: list[storage.Blob], target: GcsPath,
+                    content_type: str = "application/jsonl") -> None:
+    """Write the lines of ``parts`` (listed objects of ``target``'s bucket, in order) as
+    one object ``target``, by composing them in Cloud Storage (nothing is downloaded):
+    ``COMPOSE_LIMIT`` sources a call, in rounds through objects named after ``target``,
+    deleted at the end. An empty part is left out; one whose last line has no line
+    break gets one, so two lines never run together. The parts are kept."""
+    from google.api_core import exceptions as google_errors
+
+    bucket = client.bucket(target.bucket)
+    made: list[storage.Blob] = []
+
+    def object_named(name: str) -> storage.Blob:
+        blob = bucket.blob(name)
+        blob.content_type = content_type
+        return blob
+
+    try:
+        sources: list[storage.Blob] = []
+        newline: storage.Blob | None = None
+        for part in parts:
+            if not part.size:
+                continue
+            sources.append(part)
+            if part.download_as_bytes(start=part.size - 1) != b"\n":
+                if newline is None:
+                    newline = object_named(f"{target.name}.newline")
+                    newline.upload_from_string(b"\n", content_type=content_type)
+                    made.append(newline)
+                sources.append(newline)
+        level = 0
+        while len(sources) > COMPOSE_LIMIT:
+            joined = []
+            for start in range(0, len(sources), COMPOSE_LIMIT):
+                step = object_named(f"{target.name}.join-{level}-{start // COMPOSE_LIMIT}")
+                step.compose(sources[start:start + COMPOSE_LIMIT])
+                made.append(step)
+                joined.append(step)
+            sources, level = joined, level + 1
+        whole = object_named(target.name)
+        if sources:
+            whole.compose(sources)
+        else:  # nothing but empty parts
+            whole.upload_from_string(b"", content_type=content_type)
+        for blob in made:
+            blob.delete()
+    except google_errors.GoogleAPIError as exc:
+        raise _storage_error(f"join {len(parts)} files into {target}", exc) from exc

@@ -5,15 +5,22 @@ the live-shard rule and the counts read it), and the predictions are loaded into
 job's BigQuery output table (``<model>__output_<run>_<n>``), which the usual MERGE folds
 into ``<model>__responses``. Only the way between the two changes:
 
-- shard table → ``<staging_uri>/<shard table>/input/*.jsonl``, one
-  ``{"request_id": ..., "request": {...}}`` per line: on BigQuery an ``EXPORT DATA``
-  statement (no request row passes through this process); on the local stack (whose
-  BigQuery cannot write to its Cloud Storage) pages of rows streamed by this process;
+- shard table → one JSONL file, ``<staging_uri>/<shard table>/input/requests.jsonl``
+  (Google's batch page: a job takes one JSONL file), one ``{"request": {...}}`` per
+  line: on BigQuery an ``EXPORT DATA`` statement into ``input/part-*.jsonl`` (it takes a
+  wildcard and may write several files), the parts then composed into that one file in
+  Cloud Storage (no request row passes through this process); on the local stack (whose
+  BigQuery cannot write to its Cloud Storage) pages of rows streamed by this process.
+  Its first lines are read back: ``request`` must be a JSON object (the service reads a
+  string as a plain-text prompt), else no job is created;
 - the job: ``instancesFormat``/``predictionsFormat`` ``jsonl``, output under
   ``<staging_uri>/<shard table>/output/``;
-- predictions → the output table: on BigQuery a load job from the files; on the local
-  stack the files streamed a chunk at a time into a loading table, copied to the output
-  table at the end (so the output table exists only complete: a merge never sees half).
+- predictions → the output table: the files loaded into a loading table (on BigQuery a
+  load job; on the local stack streamed a chunk at a time), then each line matched to
+  its request by the ``request`` the service echoes (docs/decisions/0017: no other
+  field of an input line is kept), and only when every line matched, the output table
+  made with the matched request_ids (so a merge never sees half, or a line it cannot
+  place). A line that matches no request keeps the whole job unmerged.
 
 Settings, per model (``config(meta={...})``) or for all (dbt vars
 ``gemini_batch_transport`` / ``gemini_batch_staging_uri``): ``transport`` (``bigquery``,
@@ -29,7 +36,9 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator, Mapping
+from contextlib import closing
 from dataclasses import dataclass
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
@@ -39,11 +48,17 @@ from gemini_batch.clients.endpoints import is_local
 from gemini_batch.clients.storage import (
     PREDICTION_FILE,
     GcsPath,
+    join_line_files,
     object_lines,
     prediction_files,
     storage_client,
 )
 from gemini_batch.errors import ConfigError, StorageError
+from gemini_batch.routes.gcs_lines import (
+    check_request_lines,
+    matched_predictions_sql,
+    prediction_schema,
+)
 from gemini_batch.routes.vertex_batch import VertexBatchRoute
 from gemini_batch.rules import catalog
 from gemini_batch.rules.config import BatchModel
@@ -51,7 +66,7 @@ from gemini_batch.rules.config import BatchModel
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from google.cloud import bigquery, storage
+    from google.cloud import storage
 
     from gemini_batch.build.workspace import Workspace
     from gemini_batch.clients.bigquery import BigQuery
@@ -65,20 +80,16 @@ TRANSPORT_VAR = "gemini_batch_transport"
 STAGING_VAR = "gemini_batch_staging_uri"
 # Rows per page read from a shard, and lines per load chunk, on the local stack.
 LOCAL_CHUNK_ROWS = 20_000
-
-
-def output_schema() -> list[bigquery.SchemaField]:
-    """The output table a JSONL job's predictions load into: what a BigQuery job writes
-    (request_id passes through from the input line)."""
-    from google.cloud import bigquery
-
-    return [
-        bigquery.SchemaField("request_id", "STRING"),
-        bigquery.SchemaField("request", "JSON"),
-        bigquery.SchemaField("response", "JSON"),
-        bigquery.SchemaField("status", "STRING"),
-        bigquery.SchemaField("processed_time", "TIMESTAMP"),
-    ]
+# A job's one input file, and what EXPORT DATA writes before the parts are joined.
+INPUT_FILE = "requests.jsonl"
+EXPORT_PARTS = "part-*.jsonl"
+# The input URI of jobs made before the single file (docs/decisions/0017): still
+# recognised, so that such a job is adopted and merged.
+OLD_INPUT_WILDCARD = "*.jsonl"
+# Lines of the input file read back before its job is created: the export writes every
+# line alike, so the first say how all were written.
+CHECKED_LINES = 10
+CHECK_READ_BYTES = 1024 * 1024
 
 
 def model_transport(model: BatchModel, location: str, dbt_vars: Mapping[str, Any]) -> str:
@@ -144,49 +155,79 @@ class GcsStaging:
         """``<staging_uri>/<project.dataset.shard>``: one job's input and output."""
         return self.root.child(shard_table)
 
+    def input_file(self, shard_table: str) -> GcsPath:
+        """The job's one input file."""
+        return self.job_folder(shard_table).child("input").child(INPUT_FILE)
+
     def input_uri(self, shard_table: str) -> str:
-        return f"{self.job_folder(shard_table).child('input')}/*.jsonl"
+        return str(self.input_file(shard_table))
 
     def output_prefix(self, shard_table: str) -> str:
         return str(self.job_folder(shard_table).child("output"))
 
     def shard_of(self, input_uris: list[str]) -> str | None:
-        """The shard table a job's input URIs name (how an unrecorded job is recognised)."""
+        """The shard table a job's input URIs name (how an unrecorded job is recognised):
+        ``.../<shard>/input/requests.jsonl``, or the wildcard of an older job."""
         prefix = f"{self.root}".rstrip("/") + "/"
         for uri in input_uris:
-            if uri.startswith(prefix) and uri.endswith("/input/*.jsonl"):
-                return uri[len(prefix): -len("/input/*.jsonl")]
+            for name in (INPUT_FILE, OLD_INPUT_WILDCARD):
+                ending = f"/input/{name}"
+                if uri.startswith(prefix) and uri.endswith(ending):
+                    return uri[len(prefix): -len(ending)]
         return None
 
     # -- shard → JSONL --------------------------------------------------------------
 
     def export_shard(self, bq: BigQuery, shard_table: str) -> str:
-        """Write the shard's requests as JSONL under its job folder; the input URI."""
+        """Write the shard's requests as the job's one JSONL input file, check how its
+        lines were written (``check_request_lines``), and return its URI."""
+        self._require_bucket()
+        target = self.input_file(shard_table)
+        folder = self.job_folder(shard_table).child("input")
+        self._delete_under(folder)  # what an earlier attempt at this shard left
+        if self.local:
+            self._write_requests(bq, shard_table, target)
+        else:
+            self._export_requests(bq, shard_table, folder, target)
+        with closing(object_lines(self.client, target, chunk_size=CHECK_READ_BYTES)) as lines:
+            check_request_lines(islice(lines, CHECKED_LINES), shard_table=shard_table,
+                                path=target)
+        return str(target)
+
+    def _export_requests(self, bq: BigQuery, shard_table: str, folder: GcsPath,
+                         target: GcsPath) -> None:
+        """EXPORT DATA into ``input/part-*.jsonl`` (BigQuery wants one ``*`` and writes as
+        many files as it likes), then the parts joined into ``target`` and deleted."""
+        # OPTIONS take literals only (no query parameters): sqlglot quotes the URI.
+        literal = exp.Literal.string(str(folder.child(EXPORT_PARTS))).sql(dialect="bigquery")
+        bq.query(
+            f"EXPORT DATA OPTIONS (uri = {literal}, format = 'JSON', overwrite = true) AS "
+            f"SELECT request FROM {quote_table(shard_table)}"
+        )
+        prefix = folder.child(EXPORT_PARTS.split("*", 1)[0]).name
+        parts = sorted(self.client.list_blobs(folder.bucket, prefix=prefix),
+                       key=lambda blob: blob.name)
+        if not parts:
+            raise StorageError(
+                f"EXPORT DATA of {shard_table} ended, but no file is under {folder}: check "
+                "the bucket's lifecycle rules and this account's storage.objects.list "
+                "permission, then build again.")
+        join_line_files(self.client, parts, target)
+        for part in parts:
+            part.delete()
+
+    def _write_requests(self, bq: BigQuery, shard_table: str, target: GcsPath) -> None:
+        """The local stack's export: the shard's rows, a page at a time, as lines."""
         from google.api_core import exceptions as google_errors
 
-        self._require_bucket()
-        uri = self.input_uri(shard_table)
-        if not self.local:
-            # OPTIONS take literals only (no query parameters): sqlglot quotes the URI.
-            literal = exp.Literal.string(uri).sql(dialect="bigquery")
-            bq.query(
-                f"EXPORT DATA OPTIONS (uri = {literal}, format = 'JSON', overwrite = true) AS "
-                f"SELECT request_id, request FROM {quote_table(shard_table)}"
-            )
-            return uri
-        folder = self.job_folder(shard_table).child("input")
-        blob = self.client.bucket(folder.bucket).blob(folder.child("part-00000.jsonl").name)
+        blob = self.client.bucket(target.bucket).blob(target.name)
         try:
             with blob.open("wb", content_type="application/jsonl") as out:
                 for rows in _pages(bq, shard_table):
-                    out.write(b"".join(
-                        _line({"request_id": row["request_id"], "request": row["request"]})
-                        for row in rows
-                    ))
+                    out.write(b"".join(_line(row["request"]) for row in rows))
         except google_errors.GoogleAPIError as exc:
-            raise StorageError(f"Writing the requests of {shard_table} to {blob.name} "
-                               f"(gs://{folder.bucket}) failed: {exc}") from exc
-        return uri
+            raise StorageError(f"Writing the requests of {shard_table} to {target} "
+                               f"failed: {exc}") from exc
 
     # -- predictions → output table -------------------------------------------------
 
@@ -208,10 +249,15 @@ class GcsStaging:
             return prediction_files(self.client, directory)
         return self.asked_predictions(shard_table)
 
-    def load_predictions(self, bq: BigQuery, files: Callable[[], list[GcsPath]],
-                         output_table: str) -> bool:
-        """Load the job's prediction ``files`` into ``output_table`` (made only complete);
-        False when there are none. A table already there was loaded by an earlier build."""
+    def load_predictions(self, bq: BigQuery, files: Callable[[], list[GcsPath]], *,
+                         output_table: str, shard_table: str, job: str) -> bool:
+        """Load the prediction ``files`` of ``job`` into ``output_table``, each line with the
+        request_id of the request of ``shard_table`` it echoes; False when there are
+        none. A table already there was made by an earlier build (and was checked then).
+
+        The output table is made only once every line is matched (``_check_matches``):
+        the lines go first to ``<output>__loading`` and, matched, to ``<output>__matched``;
+        both are dropped at the end, also when the check refuses."""
         from google.cloud import bigquery
 
         if bq.table_exists(output_table):
@@ -219,47 +265,61 @@ class GcsStaging:
         paths = files()
         if not paths:
             return False
+        loading, matched = f"{output_table}__loading", f"{output_table}__matched"
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
-            schema=output_schema(),
+            schema=prediction_schema(),
             ignore_unknown_values=True,
             write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
         )
-        if not self.local:
-            bq.client.load_table_from_uri(
-                [str(path) for path in paths], output_table, job_config=config
-            ).result()
-        else:
-            loading = f"{output_table}__loading"
-            bq.drop_tables([loading])
-            for chunk in self._chunks(paths):
-                bq.client.load_table_from_file(io.BytesIO(chunk), loading,
-                                               job_config=config).result()
+        bq.drop_tables([loading, matched])
+        try:
+            # Made first, so that files of no line still give a (matched, empty) table.
+            bq.client.create_table(bigquery.Table(loading, schema=prediction_schema()))
+            if not self.local:
+                bq.client.load_table_from_uri(
+                    [str(path) for path in paths], loading, job_config=config
+                ).result()
+            else:
+                for chunk in self._chunks(paths):
+                    bq.client.load_table_from_file(io.BytesIO(chunk), loading,
+                                                   job_config=config).result()
+            bq.query(f"CREATE TABLE {quote_table(matched)} AS "
+                     f"{matched_predictions_sql(loading, shard_table)}")
+            self._check_matches(bq, matched, paths, shard_table=shard_table, job=job)
             bq.query(f"CREATE TABLE {quote_table(output_table)} AS "
-                     f"SELECT * FROM {quote_table(loading)}")
-            bq.drop_tables([loading])
-        self._check_request_ids(bq, paths, output_table)
+                     "SELECT request_id, request, response, status, processed_time "
+                     f"FROM {quote_table(matched)}")
+        finally:
+            bq.drop_tables([loading, matched])
         return True
 
-    def _check_request_ids(self, bq: BigQuery, files: list[GcsPath], output_table: str
-                           ) -> None:
-        """Every prediction must name its request_id (the input line's field, passed
-        through): without it an answer could not be matched, its request would look
-        unanswered and be paid for again. Then the output table is dropped (the job stays
-        unmerged, its requests in flight) and the build says so."""
+    def _check_matches(self, bq: BigQuery, matched: str, files: list[GcsPath], *,
+                       shard_table: str, job: str) -> None:
+        """Every prediction line must be the answer to a request of the shard: one that
+        is not could not be merged, its request would look unanswered and be paid for
+        again. So nothing is merged: the job stays unmerged (its requests in flight, not
+        sent again), its files stay, and the build says so."""
         [row] = bq.query(
-            f"SELECT COUNTIF(request_id IS NULL) AS missing, COUNT(*) AS lines "
-            f"FROM {quote_table(output_table)}"
+            f"""SELECT COUNT(*) AS lines, COUNTIF(NOT echoed) AS no_request,
+  COUNTIF(echoed AND request_id IS NULL) AS unmatched
+FROM {quote_table(matched)}"""
         )
-        if row["missing"]:
-            bq.drop_tables([output_table])
-            raise StorageError(
-                f"{row['missing']} of {row['lines']} predictions in "
-                f"{', '.join(str(path) for path in files)} have no request_id: the service "
-                "did not pass the input lines' request_id field through. They are kept "
-                "there, and their requests are not sent again; report this (with one "
-                "prediction line) and use transport 'bigquery' meanwhile."
-            )
+        unplaced = row["no_request"] + row["unmatched"]
+        if not unplaced:
+            return
+        job_id = job.rsplit("/", 1)[-1]
+        none = f" ({row['no_request']} echo none)" if row["no_request"] else ""
+        raise StorageError(
+            f"Job {job_id}: {unplaced} of the {row['lines']} prediction lines in "
+            f"{', '.join(str(path) for path in files)} match no request of {shard_table} "
+            f"by the `request` they echo{none}, so none of the job's answers is merged: "
+            "an answer that cannot be placed would leave its request looking unanswered, "
+            "to be paid for again. The files stay there, the job stays unmerged and its "
+            "requests are not sent again. Report this with one such line; once a version "
+            f"of gemini-batch matches them, `gemini-batch collect {job_id}` (or the next "
+            "build) merges the job."
+        )
 
     def _chunks(self, files: list[GcsPath]) -> Iterator[bytes]:
         chunk: list[bytes] = []
@@ -275,7 +335,9 @@ class GcsStaging:
 
     def remove(self, shard_table: str) -> None:
         """Delete the job's objects (inputs and predictions), once merged."""
-        folder = self.job_folder(shard_table)
+        self._delete_under(self.job_folder(shard_table))
+
+    def _delete_under(self, folder: GcsPath) -> None:
         for blob in self.client.list_blobs(folder.bucket, prefix=folder.name + "/"):
             blob.delete()
 
@@ -350,7 +412,9 @@ class GcsRoute(VertexBatchRoute):
         )
 
     def collect(self, entry: LedgerEntry) -> MergeResult | None:
-        self.staging.load_predictions(self.warehouse.bq, self._files(entry), entry.output_table)
+        self.staging.load_predictions(
+            self.warehouse.bq, self._files(entry), output_table=entry.output_table,
+            shard_table=entry.shard_table, job=entry.job_name)
         return super().collect(entry)
 
     def clean_up(self, entry: LedgerEntry) -> None:
@@ -365,9 +429,9 @@ def _pages(bq: BigQuery, table: str) -> Iterator[list[Any]]:
         yield list(page)
 
 
-def _line(value: dict[str, Any]) -> bytes:
-    request = value["request"]
+def _line(request: Any) -> bytes:
+    """One input line: the request alone, as Google's batch page shows it."""
     if isinstance(request, str):  # a JSON column read as text
         request = json.loads(request)
-    return (json.dumps({"request_id": value["request_id"], "request": request},
-                       separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+    return (json.dumps({"request": request}, separators=(",", ":"), ensure_ascii=False)
+            + "\n").encode()

@@ -103,7 +103,8 @@ def check_lines(
     """Check every line of ``source`` (with ``gemini_model``'s rules); InputError lists
     the bad ones by line number.
 
-    A line is ``{"request": {...}}`` (other fields pass through to its output line);
+    A line is ``{"request": {...}}`` (other fields are allowed; the service is reported
+    to leave them out of its output line: docs/decisions/0017);
     blank lines are skipped, as the service skips them. Price rows are grouped as the
     estimate's query groups requests, so memory stays small for a large file.
     """

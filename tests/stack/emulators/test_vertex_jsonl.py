@@ -143,11 +143,46 @@ def test_a_bad_line_fails_alone_naming_its_file_and_line(client, gcs, bucket, lo
     assert job.state.name == "JOB_STATE_PARTIALLY_SUCCEEDED"
     [lines] = prediction_lines(gcs, job.output_info.gcs_output_directory).values()
     good, not_json, empty = lines
-    assert (good["status"], good["id"]) == ("", 7)  # other fields of a line pass through
+    # What the service writes, as reported: the line's other fields (id) are dropped.
+    assert good["status"] == "" and list(good) == ["status", "processed_time", "request",
+                                                   "response"]
     assert "response" not in not_json and "response" not in empty
     where = f"gs://{bucket.name}/bad/mixed.jsonl, line"
     assert "Invalid JSON payload" in not_json["status"] and f"{where} 2" in not_json["status"]
     assert f"{where} 3" in empty["status"] and "contents" in empty["status"]
+
+
+def test_a_lines_other_fields_are_kept_only_when_the_setting_asks(
+    client, gcs, bucket, local_stack, faults
+):
+    faults.patch("/emulator/faults", json={"keep_input_fields": True}).raise_for_status()
+    blob = bucket.blob("keep/in.jsonl")
+    blob.upload_from_string(
+        '{"request_id": "ab12", "request": {"contents": [{"parts": [{"text": "hi"}]}]}}\n')
+    job = wait(client, submit(client, local_stack.project, [f"gs://{bucket.name}/keep/in.jsonl"],
+                              f"gs://{bucket.name}/keep-out").name)
+    [[line]] = prediction_lines(gcs, job.output_info.gcs_output_directory).values()
+    assert line["request_id"] == "ab12"
+
+
+def test_a_string_request_is_read_as_a_plain_text_prompt(client, gcs, bucket, local_stack):
+    """As reported of the service (python-aiplatform#4074): the whole string, a JSON text
+    included, is the user's text; the line echoes the string."""
+    as_text = json.dumps({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
+    bucket.blob("text/in.jsonl").upload_from_string(
+        json.dumps({"request": "Give me a recipe for banana bread."}) + "\n"
+        + json.dumps({"request": as_text}) + "\n")
+    job = wait(client, submit(client, local_stack.project, [f"gs://{bucket.name}/text/in.jsonl"],
+                              f"gs://{bucket.name}/text-out").name)
+    assert job.state.name == "JOB_STATE_SUCCEEDED", job.error
+    [lines] = prediction_lines(gcs, job.output_info.gcs_output_directory).values()
+    assert [line["request"] for line in lines] == [
+        "Give me a recipe for banana bread.", as_text]
+    answers = [line["response"]["candidates"][0]["content"]["parts"][0]["text"]
+               for line in lines]
+    # The simulated answer quotes what it was asked: the text, the JSON text as text.
+    assert "You asked: Give me a recipe for banana bread." in answers[0]
+    assert f"You asked: {as_text}" in answers[1]
 
 
 def test_an_input_that_matches_nothing_fails_the_job_naming_it(client, bucket, local_stack):

@@ -79,3 +79,25 @@ def test_objects_outlive_a_restart(tmp_path, local_stack: StackState):
     finally:
         second.terminate()
         second.wait(10)
+
+
+def test_line_files_are_joined_into_one_in_rounds_of_compose(local_stack):
+    """How `transport: gcs` makes a job's one input file of what EXPORT DATA writes:
+    Cloud Storage's compose, at most 32 sources a call, so 40 parts take two rounds."""
+    from gemini_batch.clients.storage import GcsPath, join_line_files
+
+    client = storage.Client(project=local_stack.project, credentials=AnonymousCredentials(),
+                            client_options={"api_endpoint": local_stack.storage_endpoint})
+    bucket = client.create_bucket(f"join-{uuid.uuid4().hex[:8]}")
+    for number in range(40):
+        ending = b"" if number == 7 else b"\n"  # a last line with no line break
+        bucket.blob(f"in/part-{number:03d}.jsonl").upload_from_string(
+            b'{"n": %d}\n{"n": %d}' % (2 * number, 2 * number + 1) + ending)
+    bucket.blob("in/part-040.jsonl").upload_from_string(b"")  # an empty one
+    parts = list(client.list_blobs(bucket, prefix="in/part-"))
+    join_line_files(client, parts, GcsPath(bucket.name, "in/requests.jsonl"))
+    lines = bucket.blob("in/requests.jsonl").download_as_bytes().splitlines()
+    assert lines == [b'{"n": %d}' % number for number in range(80)]
+    # The steps are gone; the parts are the caller's to delete.
+    assert [blob.name for blob in client.list_blobs(bucket)] == [
+        *(blob.name for blob in parts), "in/requests.jsonl"]

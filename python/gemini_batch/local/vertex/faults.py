@@ -84,6 +84,9 @@ SETTINGS = {
     "parts, as Gemini 2.5 and 3 sometimes answer (drawn per job and row: a resend may pass).",
     "drop_output": "true: jobs end SUCCEEDED with their counts but nothing where outputInfo "
     "points (the rows go to <table>__dropped or <folder>__dropped/, for a test to put back).",
+    "keep_input_fields": "true: a JSONL job's prediction lines keep the other fields of their "
+    "input line (request_id, key, ...), as the emulator did before; by default they are "
+    "dropped, as reported of the service.",
     "model_version": "The modelVersion every answer names (e.g. gemini-2.5-flash-lite@default), "
     "as when the service answers with another model than the one asked.",
 }
@@ -93,7 +96,9 @@ _FLOATS = frozenset(
     {"row_failure_rate", "empty_answer_rate", "stop_empty_rate", "queue_delay", "row_latency",
      "run_seconds", "time_scale"}
 )
-_BOOLS = frozenset({"incomplete_unknown", "legacy_models", "hold", "drop_output"})
+_BOOLS = frozenset(
+    {"incomplete_unknown", "legacy_models", "hold", "drop_output", "keep_input_fields"}
+)
 _INTS = frozenset({"lose_create_answers"})
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
@@ -166,6 +171,10 @@ class Faults:
     # operator must not take "no output" for "no answers". What it wrote is set aside
     # (``<table>__dropped``, ``<folder>__dropped/``) so a test can make it turn up late.
     drop_output: bool = False
+    # A JSONL job's prediction lines keep their input line's other fields. Off: only
+    # status, processed_time, request and response, as the service is reported to write
+    # (litellm#14044): an operator must not rely on a request_id passing through.
+    keep_input_fields: bool = False
     # Every answer names this model as the one that answered (``modelVersion``, e.g.
     # ``gemini-2.5-flash-lite@default``), as when the service answers with another.
     model_version: str | None = None

@@ -1,14 +1,18 @@
 """A job's JSONL files in Cloud Storage, read and written as the service does.
 
 Input: ``inputConfig.gcsSource.uris``, each a ``gs://`` object or a wildcard over
-objects (``*`` and ``?`` within a path segment, ``**`` across segments, ``[abc]``), one
-``{"request": {...}}`` per line; other fields of a line pass through to its output line
-(as other columns do with BigQuery). Output: ``<outputUriPrefix>/prediction-model-<time>/``
-gets ``predictions.jsonl``, then ``predictions_<n>.jsonl`` as a long job goes on (the
-rows are exported as they are answered, so a cancelled job keeps its rows); each line is
-``status``, ``processed_time``, the echoed ``request`` and the ``response``, as in
-../shared/fixtures/vertex_samples/*_output.jsonl. Reads stream: the process holds a
-page of lines at a time. The Cloud Storage client is google-cloud-storage, pointed at the
+objects (``*`` and ``?`` within a path segment, ``**`` across segments, ``[abc]``; the
+API says a URI "may contain wildcards", Google's batch page shows one file), one
+``{"request": {...}}`` per line. A ``request`` that is a JSON string is a plain-text
+prompt, as reported of the service (python-aiplatform#4074). Output:
+``<outputUriPrefix>/prediction-model-<time>/`` gets ``predictions.jsonl``, then
+``predictions_<n>.jsonl`` as a long job goes on (the rows are exported as they are
+answered, so a cancelled job keeps its rows); each line is ``status``,
+``processed_time``, the echoed ``request`` and the ``response``, as in
+../shared/fixtures/vertex_samples/*_output.jsonl, and nothing else: the other fields of
+an input line are dropped, as reported of the service (litellm#14044), unless the
+setting ``keep_input_fields`` keeps them. Reads stream: the process holds a page of
+lines at a time. The Cloud Storage client is google-cloud-storage, pointed at the
 local stack's emulator by ``--storage-endpoint`` (or ``STORAGE_EMULATOR_HOST``).
 
 ``JsonlSource`` and ``JsonlSink`` are the job's source and sink (job_io.py).
@@ -36,6 +40,7 @@ _WILDCARD = re.compile(r"[*?\[]")
 # written by a user, and they are dropped from the output line).
 WHERE = "\0where"
 EXTRA = "\0extra"
+ECHO = "\0echo"  # the line's `request` as given, when what is answered differs
 # Seconds between two exports of a running job's answered rows (one file each).
 EXPORT_INTERVAL = 30.0
 
@@ -179,10 +184,12 @@ class JsonlSink:
     """``outputConfig.gcsDestination``: a new folder of prediction files under the prefix."""
 
     def __init__(self, client: storage.Client, job: dict[str, Any], *,
-                 drop_output: bool = False) -> None:
+                 drop_output: bool = False, keep_input_fields: bool = False) -> None:
         self._client = client
         # The drop_output fault: the files go to <folder>__dropped/, outputInfo names <folder>.
         self._drop_output = drop_output
+        # The keep_input_fields setting: a line's other fields go to its output line.
+        self._keep_input_fields = keep_input_fields
         prefix = job["outputConfig"]["gcsDestination"]["outputUriPrefix"]
         self._prefix = GcsPath.parse(prefix)
         assert self._prefix is not None  # checked when the job was created
@@ -205,7 +212,8 @@ class JsonlSink:
     def write(self, rows: list[dict[str, Any]]) -> None:
         """Export answered rows as the next predictions file (never overwriting one)."""
         name = "predictions.jsonl" if not self._written else f"predictions_{self._written}.jsonl"
-        data = b"".join(output_line(row) for row in rows)
+        data = b"".join(output_line(row, keep_input_fields=self._keep_input_fields)
+                         for row in rows)
         folder = self.output_dir
         if self._drop_output:
             folder = GcsPath(folder.bucket, f"{folder.name.rstrip('/')}__dropped")
@@ -229,7 +237,8 @@ class JsonlSink:
 
 def _input_row(line: bytes, where: str) -> dict[str, Any]:
     """A row for the runner: ``request`` (the text itself when the line is not JSON, so
-    its status says so) and the line's other fields."""
+    its status says so; one user turn of the text when ``request`` is a JSON string, the
+    string echoed as given) and the line's other fields."""
     try:
         value = orjson.loads(line)
     except orjson.JSONDecodeError:
@@ -237,18 +246,28 @@ def _input_row(line: bytes, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         return {"request": line.decode(errors="replace").strip(), WHERE: where, EXTRA: {}}
     request = value.pop("request", None)
+    if isinstance(request, str):
+        # Reported, not documented (python-aiplatform#4074): the service reads a string
+        # `request` as a plain-text prompt, a JSON text included.
+        return {"request": text_prompt(request), ECHO: request, WHERE: where, EXTRA: value}
     return {"request": request, WHERE: where, EXTRA: value}
 
 
-def output_line(row: dict[str, Any]) -> bytes:
-    """One line of predictions.jsonl for an answered (or failed) row."""
+def text_prompt(text: str) -> dict[str, Any]:
+    """The request a plain-text prompt is: one user turn of ``text``."""
+    return {"contents": [{"role": "user", "parts": [{"text": text}]}]}
+
+
+def output_line(row: dict[str, Any], *, keep_input_fields: bool = False) -> bytes:
+    """One line of predictions.jsonl for an answered (or failed) row: what the service
+    writes, and with ``keep_input_fields`` the input line's other fields too."""
     micros = int(row["processed_time"])
     moment = datetime.fromtimestamp(micros / 1e6, UTC)
     line: dict[str, Any] = {
         "status": row["status"],
         "processed_time": moment.isoformat(timespec="milliseconds"),
-        **row.get(EXTRA, {}),
-        "request": row["request"],
+        **(row.get(EXTRA, {}) if keep_input_fields else {}),
+        "request": row.get(ECHO, row["request"]),
     }
     if row.get("response") is not None:
         line["response"] = orjson.Fragment(row["response"])

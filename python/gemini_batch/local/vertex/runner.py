@@ -277,7 +277,8 @@ class JobRunner:
               faults: Faults) -> Sink:
         drop = faults.drop_output
         if "gcsDestination" in job["outputConfig"]:
-            return JsonlSink(self._storage(), job, drop_output=drop).open()
+            return JsonlSink(self._storage(), job, drop_output=drop,
+                             keep_input_fields=faults.keep_input_fields).open()
         return TableSink(bigquery, job, drop_output=drop).open(source.columns)
 
     def _storage(self) -> storage.Client:
