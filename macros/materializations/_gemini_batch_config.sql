@@ -1,7 +1,7 @@
 {#- The gemini_batch settings, in the order the docs list them: name -> type ('string',
     'integer', 'number', 'boolean', 'mapping'), default, required, inclusive limits
-    (min, max), the pattern a string must match, or the choices it must be one of; a key
-    left out is none. The Jinja side of python/gemini_batch/config.py's BatchModelConfig:
+    (min, max) or an exclusive lower one (above), the pattern a string must match, or
+    the choices it must be one of; a key left out is none. The Jinja side of python/gemini_batch/config.py's BatchModelConfig:
     tests/unit/test_rules_agree.py holds the two together, docs/materialization.md
     explains them. -#}
 {% macro _gemini_batch_settings() -%}
@@ -11,6 +11,7 @@
       'max_retries': {'type': 'integer', 'default': 2, 'min': 0, 'max': 100},
       'shard_size': {'type': 'integer', 'default': 200000, 'min': 1, 'max': 200000},
       'max_concurrent_jobs': {'type': 'integer', 'default': 4, 'min': 1, 'max': 100},
+      'max_queue_hours': {'type': 'number', 'above': 0, 'max': 72},
       'max_cost_usd': {'type': 'number', 'min': 0},
       'max_cost_mode': {'type': 'string', 'default': 'estimate', 'choices': ['estimate', 'worst_case']},
       'keep_job_tables': {'type': 'boolean', 'default': false},
@@ -87,11 +88,16 @@
       {%- endif -%}
       {%- set value = value | int -%}
     {%- elif setting.type == 'number' -%}
-      {%- if value is not none and (value is boolean or value is not number or value < lowest
+      {%- set above = setting.get('above') -%}
+      {%- if value is not none and (value is boolean or value is not number
+            or (lowest is not none and value < lowest) or (above is not none and value <= above)
             or (highest is not none and value > highest)) -%}
         {{ exceptions.raise_compiler_error(
             where ~ ": config '" ~ name ~ "' must be "
-            ~ ("a number of US dollars >= " ~ lowest ~ " (or left out for no cap)"
+            ~ ("a number of hours above " ~ above ~ " and at most " ~ highest ~ " (a job still "
+               ~ "queued at " ~ highest ~ " hours expires), or left out for no deadline"
+               if above is not none
+               else "a number of US dollars >= " ~ lowest ~ " (or left out for no cap)"
                if highest is none else "a share from " ~ lowest ~ " to " ~ highest)
             ~ "; got " ~ value) }}
       {%- endif -%}

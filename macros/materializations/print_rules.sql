@@ -1,7 +1,7 @@
 {#- The rules the package shares with its Python operator, as the Jinja side writes
     them, printed as one JSON document:
       ledger_columns     [[name, type], ...] of gemini_batch_jobs (ledger.LEDGER_SCHEMA)
-      config             setting -> {type, default, required, min, max, pattern}
+      config             setting -> {type, default, required, min, max, above, pattern}
                          (config.BatchModelConfig)
       multi_regions      locations batch jobs refuse (config.MULTI_REGIONS)
       responses_columns  [[name, type], ...] of <model>__responses

@@ -233,6 +233,7 @@ def summary_notes(summary: ModelSummary) -> list[str]:
     if summary.failure_reasons:
         notes.append(f"{summary.model}: failed for good: {_reasons(summary.failure_reasons)} "
                      "(last_error in the model's view says why; docs: Troubleshooting).")
+    notes.extend(f"{summary.model}: {cancel.describe()}" for cancel in summary.queue_cancelled)
     notes.extend(f"{summary.model}: job {job}" for job in summary.failed_jobs)
     if summary.canary_stopped:
         notes.append(summary.canary_stopped)

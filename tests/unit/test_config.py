@@ -28,6 +28,9 @@ def test_defaults_and_table_names() -> None:
     assert model.config.keep_job_tables is False
     assert model.config.labels == {}
     assert model.config.fail_on_failed_rows is True
+    assert model.config.max_queue_hours is None  # no deadline: up to the 72-hour expiry
+    assert BatchModel.from_manifest_node(_node(
+        gemini_model="g", meta={"max_queue_hours": 24})).config.max_queue_hours == 24
     # The alias names the relations.
     assert model.view == "my-project.shop_us_central1.summaries"
     assert model.requests_table == "my-project.shop_us_central1.summaries__requests"
@@ -54,6 +57,11 @@ def test_keys_under_meta_are_read_and_meta_wins_over_the_top() -> None:
         ({"gemini_model": "g", "max_retries": -1}, "max_retries: Input should be greater"),
         ({"gemini_model": "g", "labels": {"Team": "x"}}, "is not a valid Vertex AI label"),
         ({"gemini_model": "g", "location": "us central"}, "is not a Google Cloud region"),
+        ({"gemini_model": "g", "max_queue_hours": 0}, "max_queue_hours: Input should be greater"),
+        ({"gemini_model": "g", "max_queue_hours": -1}, "max_queue_hours: Input should be greater"),
+        ({"gemini_model": "g", "max_queue_hours": "24"}, "max_queue_hours: Input should be a"),
+        ({"gemini_model": "g", "max_queue_hours": True}, "max_queue_hours: Input should be a"),
+        ({"gemini_model": "g", "max_queue_hours": 100}, "max_queue_hours: Input should be less"),
     ],
 )
 def test_bad_config_names_the_model(config: dict, message: str) -> None:

@@ -13,7 +13,7 @@ import itertools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -197,6 +197,9 @@ class FakeJob:
     # the test puts it back.
     output_lost: bool = False
     held: bool = False  # still running (the test releases it)
+    # Still QUEUED while held, created this many hours ago (the queue deadline's age).
+    queued_hours: float | None = None
+    ran: tuple[str, ...] = ()  # of its requests, those it answered before a cancel landed
 
 
 class FakeRoute:
@@ -213,6 +216,7 @@ class FakeRoute:
         self.hold_new = False
         self.outcome: dict[int, dict[str, Any]] = {}  # by submit index: FakeJob fields
         self.max_running = 0
+        self.cancelled: list[str] = []  # job names, in order
         self._ids = itertools.count(1)
 
     def running(self) -> list[str]:
@@ -226,10 +230,13 @@ class FakeRoute:
                 labels: Mapping[str, str] | None = None, **outcome: Any) -> JobStatus:
         number = next(self._ids)
         name = f"projects/p/locations/{LOCATION}/batchPredictionJobs/{number}"
+        queued = outcome.get("queued_hours")
+        held = held or queued is not None
         status = JobStatus(
             name=name, state="PENDING", input_table=shard_table,
             output_table=shard_table.replace("__shard_", "__output_"),
-            labels=dict(labels or {}), create_time=datetime.now(UTC),
+            labels=dict(labels or {}),
+            create_time=datetime.now(UTC) - timedelta(hours=queued or 0),
         )
         self.warehouse.bq.tables.setdefault(shard_table, list(requests))
         self.jobs[name] = FakeJob(status=status, requests=list(requests), held=held, **outcome)
@@ -251,14 +258,21 @@ class FakeRoute:
     def status(self, entry: LedgerEntry) -> JobStatus:
         job = self.jobs[entry.job_name]
         if job.held:
-            return replace(job.status, state="RUNNING")
+            return replace(job.status,
+                           state="RUNNING" if job.queued_hours is None else "QUEUED")
         state = job.end_state
         done = 0 if job.brings_nothing else len(job.requests)
         return replace(job.status, state=state, succeeded=done - len(job.fails),
                        failed=len(job.fails), error=None if state == "SUCCEEDED" else "quota")
 
     def cancel(self, job: JobStatus) -> None:
-        self.jobs[job.name].end_state = "CANCELLED"
+        fake = self.jobs[job.name]
+        fake.end_state = "CANCELLED"
+        self.cancelled.append(job.name)
+        if fake.held:  # it ends with what it answered before the cancel landed
+            fake.held = False
+            fake.requests = list(fake.ran)
+            fake.brings_nothing = not fake.ran
 
     def labelled_jobs(self, labels: Mapping[str, str], created_after: datetime
                       ) -> list[JobStatus]:
@@ -343,12 +357,31 @@ class Build:
         self.ledger = FakeLedger(self.warehouse.bq)
         self.route = FakeRoute(self.warehouse)
         self.reporter = FakeReporter()
+        self.ai_generate_runs: list[list[str]] = []  # the requests each dbt run answered
+
+    def ai_generate(self, model: BatchModel) -> str:
+        """A dbt run of the model with route auto: AI.GENERATE answers what is pending
+        when it is at most ai_generate_max_rows, and writes its ledger row."""
+        pending = self.warehouse._pending(model, self.ledger.live_shard_tables(UNIQUE_ID))
+        invocation = f"inv-ai-{len(self.ai_generate_runs) + 1}"
+        sent = pending if len(pending) <= model.config.ai_generate_max_rows else []
+        self.ai_generate_runs.append(sent)
+        if sent:
+            self.warehouse.answered.update(sent)
+            self.ledger.rows[f"{AI_GENERATE_PREFIX}{invocation}/1-1"] = LedgerEntry(
+                job_name=f"{AI_GENERATE_PREFIX}{invocation}/1-1", dbt_model=UNIQUE_ID,
+                model_relation="p.ds.reviews", shard_table="", output_table="",
+                gemini_model="gemini-2.5-flash", location=LOCATION, state="SUCCEEDED",
+                request_count=len(sent), succeeded_count=len(sent),
+                merged_at=datetime.now(UTC))
+        return invocation
 
     def run(self, *, wait: bool = True) -> Any:
         ctx = BatchContext(
             workspace=FakeWorkspace(self.warehouse, self.ledger),  # type: ignore[arg-type]
             owner=LockOwner.current(), invocation_id="inv-1", reporter=self.reporter,
             settings=BatchSettings(poll_initial=0.001, poll_max=0.001, wait=wait),
+            ai_generate=self.ai_generate,
         )
         run = ModelRun(ctx, self.model, routes=lambda ws, model, location: self.route)
         run.run()
@@ -668,3 +701,115 @@ def test_a_running_job_whose_shard_is_gone_stops_the_model_naming_the_job():
     assert "the shard table p.ds.reviews__shard_gone_0 of job 77 (RUNNING) is gone" in (
         summary.error)
     assert "gemini-batch wait" in summary.error
+
+
+# -- the queue deadline (max_queue_hours) --------------------------------------------
+
+
+def _requests_of(build: Build, index: int) -> list[str]:
+    return build.route.jobs[build.route.submitted[index]].requests
+
+
+def test_a_job_queued_past_max_queue_hours_is_cancelled_and_a_new_job_sends_its_requests():
+    build = Build(3, max_queue_hours=24)
+    build.route.outcome = {0: {"queued_hours": 30}}
+    summary = build.run()
+    assert summary.error is None and summary.failed_jobs == []
+    first, second = build.route.submitted
+    assert build.route.cancelled == [first]
+    # Only once the service said CANCELLED was the second job made, with every request.
+    assert _requests_of(build, 1) == ["r000", "r001", "r002"]
+    assert (summary.jobs, summary.submitted, summary.succeeded, summary.pending) == (2, 6, 3, 0)
+    [cancel] = summary.queue_cancelled
+    assert (cancel.job_id, round(cancel.queued_hours), cancel.max_queue_hours,
+            cancel.requests, cancel.answered, cancel.resent_by) == ("1", 30, 24, 3, 0, "batch")
+    row = build.ledger.rows[first]
+    assert (row.state, row.merged_at is not None) == ("CANCELLED", True)
+    assert row.error == ("cancelled: queued 30.0 h, past max_queue_hours 24; its requests "
+                         "went to a new job")
+    assert build.ledger.rows[second].state == "SUCCEEDED"
+    assert any("still QUEUED after 30.0 h, past max_queue_hours 24: cancelled" in line
+               for line in build.reporter.lines)
+    assert build.job_tables() == []
+
+
+def test_what_a_cancelled_job_answered_before_the_cancel_landed_is_merged_not_resent():
+    build = Build(3, max_queue_hours=24)
+    build.route.outcome = {0: {"queued_hours": 30, "ran": ("r000",)}}
+    summary = build.run()
+    assert _requests_of(build, 1) == ["r001", "r002"]  # r000's answer is kept, not paid twice
+    assert summary.queue_cancelled[0].answered == 1
+    assert (summary.succeeded, summary.pending) == (3, 0)
+    assert build.ledger.rows[build.route.submitted[0]].succeeded_count == 1
+
+
+def test_a_second_cancel_for_the_queue_in_one_build_leaves_the_requests_pending():
+    build = Build(3, max_queue_hours=24)
+    build.route.outcome = {0: {"queued_hours": 30}, 1: {"queued_hours": 25}}
+    summary = build.run()
+    assert len(build.route.submitted) == 2  # no third job
+    assert build.route.cancelled == build.route.submitted
+    assert (summary.succeeded, summary.pending) == (0, 3)
+    assert [cancel.resent_by for cancel in summary.queue_cancelled] == ["batch", None]
+    assert summary.failed_jobs == [
+        "2 was cancelled for the queue again: its 3 requests were not sent a third time"]
+    assert build.ledger.rows[build.route.submitted[1]].error.endswith(
+        "its requests stay pending (a second cancel in one build)")
+    # The next build sends them again.
+    again = build.run()
+    assert (again.succeeded, again.pending, len(build.route.submitted)) == (3, 0, 3)
+
+
+def test_a_no_wait_build_cancels_and_the_next_one_merges_and_sends_again():
+    build = Build(3, max_queue_hours=24)
+    build.route.outcome = {0: {"queued_hours": 30}}
+    build.run(wait=False)  # submits
+    second = build.run(wait=False)  # polls it: past the deadline, cancelled, still in flight
+    [first] = build.route.submitted
+    assert build.route.cancelled == [first] and second.in_flight_jobs == [first]
+    assert build.ledger.rows[first].error == "cancelled: queued 30.0 h, past max_queue_hours 24"
+    third = build.run(wait=False)  # merges it (the reason read from the ledger), sends again
+    assert [cancel.resent_by for cancel in third.queue_cancelled] == ["batch"]
+    assert len(build.route.submitted) == 2 and third.failed_jobs == []
+    assert build.run().succeeded == 3
+
+
+def test_route_auto_sends_the_requests_of_a_cancelled_job_through_ai_generate():
+    # Six requests, over ai_generate_max_rows=3: two batch jobs; the first is stuck.
+    build = Build(6, max_queue_hours=24, route="auto", ai_generate_max_rows=3, shard_size=3)
+    build.route.outcome = {0: {"queued_hours": 30}}
+    summary = build.run()
+    assert build.ai_generate_runs == [["r000", "r001", "r002"]]
+    assert len(build.route.submitted) == 2  # no job for the cancelled one's requests
+    assert summary.queue_cancelled[0].resent_by == "ai_generate"
+    assert (summary.succeeded, summary.pending, summary.route) == (6, 0, "ai_generate+batch")
+    assert summary.ai_generate_statements == 1
+    assert build.ledger.rows[build.route.submitted[0]].error.endswith(
+        "its requests went to AI.GENERATE")
+
+
+def test_route_auto_over_ai_generate_max_rows_sends_them_by_a_new_job():
+    build = Build(3, max_queue_hours=24, route="auto", ai_generate_max_rows=2)
+    build.route.outcome = {0: {"queued_hours": 30}}
+    summary = build.run()
+    assert build.ai_generate_runs == [[]]  # the run sent none: 3 pending, over the cap
+    assert _requests_of(build, 1) == ["r000", "r001", "r002"]
+    assert summary.queue_cancelled[0].resent_by == "batch"
+    assert (summary.succeeded, summary.pending) == (3, 0)
+
+
+def test_a_job_under_its_deadline_or_running_is_not_cancelled():
+    build = Build(3, max_queue_hours=24)
+    build.route.outcome = {0: {"queued_hours": 23}}
+    real_status = build.route.status
+    polls = itertools.count()
+
+    def status(entry: LedgerEntry) -> JobStatus:
+        if next(polls) == 3:
+            build.route.release()  # it runs after a few polls under its deadline
+        return real_status(entry)
+
+    build.route.status = status  # type: ignore[method-assign]
+    summary = build.run()
+    assert build.route.cancelled == [] and summary.queue_cancelled == []
+    assert (summary.jobs, summary.succeeded) == (1, 3)

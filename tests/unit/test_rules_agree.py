@@ -23,6 +23,7 @@ import annotated_types
 import pytest
 import sqlglot
 from dbt.cli.main import dbtRunner
+from pydantic import Strict
 from pydantic.fields import FieldInfo
 
 from gemini_batch.rules import answers, catalog, config, processing
@@ -104,6 +105,7 @@ def _python_setting(field: FieldInfo) -> dict[str, Any]:
         "default": None if field.is_required() else field.get_default(call_default_factory=True),
         "min": None,
         "max": None,
+        "above": None,
         "choices": list(typing.get_args(kind)) if choices else None,
     }
     for constraint in field.metadata:
@@ -111,6 +113,10 @@ def _python_setting(field: FieldInfo) -> dict[str, Any]:
             setting["min"] = constraint.ge
         elif isinstance(constraint, annotated_types.Le):
             setting["max"] = constraint.le
+        elif isinstance(constraint, annotated_types.Gt):
+            setting["above"] = constraint.gt
+        elif isinstance(constraint, Strict):
+            pass  # the Jinja side takes no string nor boolean for a number either
         else:
             pytest.fail(f"print_rules has no way to write the constraint {constraint!r}")
     return setting
@@ -124,6 +130,7 @@ def test_config_keys_defaults_and_limits_agree(jinja_rules: dict[str, Any]) -> N
             "default": setting.get("default"),
             "min": setting.get("min"),
             "max": setting.get("max"),
+            "above": setting.get("above"),
             "choices": setting.get("choices"),
         }
         for name, setting in jinja_rules["config"].items()
@@ -133,6 +140,7 @@ def test_config_keys_defaults_and_limits_agree(jinja_rules: dict[str, Any]) -> N
     }
     assert jinja == python
     assert jinja["shard_size"]["max"] == config.MAX_SHARD_SIZE
+    assert jinja["max_queue_hours"]["max"] == catalog.QUEUE_LIMIT_HOURS
 
 
 def test_config_patterns_agree(jinja_rules: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ import pytest
 from gemini_batch.local.vertex.clock import Stopwatch
 from gemini_batch.local.vertex.engines.openai import chat_request, json_schema
 from gemini_batch.local.vertex.engines.simulate import SimulateEngine
-from gemini_batch.local.vertex.errors import Cancelled
+from gemini_batch.local.vertex.errors import Cancelled, JobFailure
 from gemini_batch.local.vertex.faults import FaultError, Faults, setting_from_text
 from gemini_batch.local.vertex.requests import RequestError, parse_request
 from gemini_batch.local.vertex.runner import JobRunner
@@ -192,6 +192,21 @@ def test_released_lets_one_job_go_while_hold_holds_the_others():
     assert Faults.from_dict({"released": ["123", "124"]}).released == ("123", "124")
     assert Faults.from_dict({"released": ["123"]}).holds("124") is False  # hold is off
     assert setting_from_text("released", "7,8") == ["7", "8"]  # flag / env form
+
+
+def test_backdate_ages_the_next_jobs_and_the_queue_expiry_counts_from_it():
+    faults = Faults.from_dict({"backdate": ["108000", "0"]})  # as flags and env give it
+    assert faults.backdate == (108000.0, 0.0)
+    assert setting_from_text("backdate", "108000,0") == ["108000", "0"]
+    with pytest.raises(FaultError, match="backdate"):
+        Faults.from_dict({"backdate": [-1]})
+    runner = JobRunner(None, bigquery_endpoint="http://127.0.0.1:1", engine=SimulateEngine(),
+                       faults=Faults)
+    # Queued 30 hours already: it goes on; 72 hours already: it expires, unanswered.
+    runner._queued("job-1", threading.Event(), Faults(), Stopwatch(1.0, already=30 * 3600))
+    with pytest.raises(JobFailure) as expired:
+        runner._queued("job-2", threading.Event(), Faults(), Stopwatch(1.0, already=72 * 3600))
+    assert expired.value.state == "JOB_STATE_EXPIRED"
 
 
 def test_chat_request_maps_json_mode_without_schema():

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from gemini_batch.build.queue_deadline import AiGenerateRun
     from gemini_batch.build.summary import Reporter
     from gemini_batch.build.workspace import Workspace
     from gemini_batch.state.ledger import LockOwner
@@ -38,6 +39,10 @@ class BatchContext:
     settings: BatchSettings
     invocation_id: str
     reporter: Reporter | None = None  # set for each stage's jobs
+    # A dbt run of one batch model, for route auto to answer the requests of jobs
+    # cancelled for the queue through AI.GENERATE (build/queue_deadline.py); none: not
+    # in this build (they go by a new job).
+    ai_generate: AiGenerateRun | None = None
     stop: threading.Event = field(default_factory=threading.Event)
 
     def for_stage(self, invocation_id: str | None, reporter: Reporter) -> BatchContext:

@@ -347,6 +347,14 @@ class DbtProject:
             and str(node_result.status) in (*FAILED_STATUSES, "warn")
         ]
 
+    def run_model(self, unique_id: str) -> str | None:
+        """`dbt run` of one model (its materialization again: route auto answers what is
+        pending through AI.GENERATE, within its cap). The invocation's id."""
+        self._invoke(["run", *self.options.common_args(), *self.stage_selection([unique_id]),
+                      *self.options.state_args(), "--indirect-selection", "empty"],
+                     f"dbt run --select {self.node(unique_id).name}")
+        return self.invocation_id
+
     def compile(self, unique_ids: Sequence[str]) -> dict[str, str]:
         """The compiled SQL of ``unique_ids`` (models), as a run would execute it."""
         if not unique_ids:

@@ -13,7 +13,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from google.api_core.exceptions import GoogleAPICallError
@@ -21,11 +21,12 @@ from google.api_core.exceptions import GoogleAPICallError
 from gemini_batch.build import canary
 from gemini_batch.build.answers_loop import AnswersLoop
 from gemini_batch.build.context import BatchContext
+from gemini_batch.build.orphans import record_orphans
+from gemini_batch.build.queue_deadline import QueueDeadline
 from gemini_batch.build.summary import ModelSummary, Reporter, all_failed_reason, counted
 from gemini_batch.build.workspace import Workspace
-from gemini_batch.clients.bigquery import quote_table
 from gemini_batch.clients.polling import Backoff
-from gemini_batch.clients.vertex import TOOL_LABEL, JobStatus, job_labels, label_value
+from gemini_batch.clients.vertex import JobStatus, job_labels
 from gemini_batch.errors import BuildInterrupted, ConfigError, GeminiBatchError
 from gemini_batch.routes.choice import route_for
 from gemini_batch.rules import bill, pricing
@@ -43,10 +44,6 @@ RouteChooser = Callable[[Workspace, BatchModel, str], "Route"]
 def new_run_id() -> str:
     """Short and sortable, e.g. 20261125t063012_ab12: names one round's shard tables."""
     return f"{datetime.now(UTC):%Y%m%dt%H%M%S}_{secrets.token_hex(2)}"
-
-
-# How far back a build looks for jobs a dead build made but never recorded.
-ORPHAN_WINDOW = timedelta(days=30)
 
 
 @dataclass
@@ -82,6 +79,9 @@ class ModelRun:
         self._routes = routes
         self.route: Route  # the model's route, chosen once its location is known (_run)
         self._loop = AnswersLoop(ctx, model, self._say)
+        # Jobs still queued past max_queue_hours: cancelled, their requests sent again.
+        self._deadline = QueueDeadline(model, self.ws.ledger, self.summary, self._say,
+                                       ctx.ai_generate)
 
     def _say(self, text: str) -> None:
         self.reporter.message(self.model.name, text)
@@ -162,6 +162,7 @@ class ModelRun:
                       f"({counted(resumed, 'request')})")
             self.summary.resumed = resumed
             waited = self._wait([self._track(entry, announce=True) for entry in live], queue=[])
+            self._deadline.resend()  # jobs cancelled for the queue: the rounds send again
             # Merged once waited on, unless unreadable (live); --no-wait leaves some running.
             live = ([job.entry for job in waited if job.entry.is_live] if self.ctx.settings.wait
                     else self.ws.ledger.live_jobs(model.unique_id))
@@ -195,6 +196,9 @@ class ModelRun:
                 pending = counted(sendable, "request")
                 self._say(f"retry round {attempt}: {pending} still pending")
             round_ok, all_answered = self._submit_round(self.route, counts, word.sample)
+            if self._deadline.resend():  # its jobs cancelled for the queue: a round more
+                counts = final = self._count()
+                continue
             if word.sample:  # not a retry: the next turn's verdict decides what follows
                 counts = final = self._count()
                 if round_ok and self.ctx.settings.wait:
@@ -215,49 +219,9 @@ class ModelRun:
         self._counts, self._cached_before = final, cached_before
 
     def _adopt_orphans(self) -> bool:
-        """Merge jobs of this model the ledger does not know, waiting on live ones.
-
-        A build killed between creating a job and writing its ledger row leaves one; its
-        requests are in no live shard of the ledger, so they would be sent again, and
-        if it ended, its answers (paid for) are in its output table. Found by the labels
-        every job gets and the model's shard table prefix, among the jobs of ORPHAN_WINDOW.
-        """
-        model, route = self.model, self.route
-        prefix = f"{model.view}__shard_"
-        labelled = [
-            job for job in route.labelled_jobs(
-                {"tool": TOOL_LABEL, "dbt_model": label_value(model.name)},
-                created_after=datetime.now(UTC) - ORPHAN_WINDOW)
-            if route.shard_of(job).startswith(prefix)
-        ]
-        if not labelled:
-            return False
-        known = {entry.job_name for entry in self.ws.ledger.entries(
-            model.unique_id, limit=len(labelled) + 1000)}
-        orphans = [
-            job for job in labelled if job.name not in known
-            and (not job.terminal or job.succeeded or route.has_output(job))
-        ]
-        adopted = []
-        for job in orphans:
-            shard = route.shard_of(job)
-            if self.ws.bq.table_exists(shard):
-                requests = int(self.ws.bq.query(
-                    f"SELECT COUNT(*) AS n FROM {quote_table(shard)}")[0]["n"])
-            else:  # the shard is gone: the service's own counts
-                requests = job.succeeded + job.failed + job.incomplete
-            entry = LedgerEntry(
-                job_name=job.name, job_id=job.job_id, dbt_model=model.unique_id,
-                model_relation=model.view, invocation_id=job.labels.get("dbt_invocation_id"),
-                shard_table=shard, output_table=route.output_of(job),
-                gemini_model=model.config.gemini_model, location=route.location,
-                state=job.state,
-                request_count=requests, submitted_at=job.create_time,
-            )
-            self.ws.ledger.record_submitted(entry)
-            adopted.append(entry)
-            self._say(f"adopting job {job.job_id} ({counted(entry.request_count, 'request')}): "
-                      "created by a build that died before recording it")
+        """Merge jobs of this model the ledger does not know, waiting on live ones
+        (orphans.py): their requests would otherwise be sent again."""
+        adopted = record_orphans(self.ws, self.model, self.route, self._say)
         if adopted:
             self.summary.resumed += sum(entry.request_count for entry in adopted)
             self._wait([self._track(entry, announce=True) for entry in adopted], queue=[])
@@ -422,6 +386,7 @@ class ModelRun:
             )
         else:
             status = job.route.status(entry)
+            self._deadline.check(entry, job.route, status)  # queued past max_queue_hours?
         changed = job.status is None or status.progress != job.status.progress
         job.status = status
         self.reporter.job_update(self.model.name, status)
@@ -444,8 +409,9 @@ class ModelRun:
         ended_at = status.end_time or entry.ended_at or datetime.now(UTC)
         # Even a FAILED or EXPIRED job may have answered some rows: they were paid.
         merge = job.route.collect(entry)
+        queued = self._deadline.ended(entry, status, merge)  # cancelled for the queue: why
         fields: dict[str, Any] = {"state": status.state, "ended_at": ended_at,
-                                  "error": status.error}
+                                  "error": queued or status.error}
         if status.succeeded and (merge is None or not merge.succeeded + merge.failed):
             self._output_missing(job, status, fields)
             return
@@ -467,11 +433,11 @@ class ModelRun:
                                                self.ws.prices))
             job.rows_back, job.answered = merge.succeeded + merge.failed, merge.succeeded
         if not status.answered:
-            reason = status.error or "no error given"
-            if job.rows_back and not model.config.keep_job_tables:  # not the dropped table
-                reason = all_failed_reason(model.view, entry.output_table)
+            reason = queued or status.error or "no error given"
+            if job.rows_back and not queued and not model.config.keep_job_tables:
+                reason = all_failed_reason(model.view, entry.output_table)  # not the dropped table
             note = f"{note} ({reason})"
-            if not job.rows_back:
+            if not job.rows_back and not queued:
                 # Nothing came back: its requests stay pending, and the build failed.
                 self.summary.failed_jobs.append(
                     f"{status.job_id} ended {status.state} without answers: {reason}"

@@ -169,6 +169,7 @@ def build(
         owner=LockOwner.current(),
         settings=settings,
         invocation_id=project.invocation_id or "unknown",
+        ai_generate=_one_dbt_run_at_a_time(project),
     )
     # Locks first: a second build must not even rebuild <model>__requests under us.
     locked = _lock_all(ctx, list(models.values()))
@@ -234,6 +235,20 @@ def build(
     return BuildResult(summaries=summaries, errors=errors,
                        exit_code=_exit_code(summaries, settings, configs),
                        jobs=_jobs_handled(workspace, list(models.values()), summaries))
+
+
+def _one_dbt_run_at_a_time(project: DbtProject) -> Callable[[BatchModel], str | None]:
+    """A model's dbt run from its ModelRun's thread (route auto after a queue cancel:
+    build/queue_deadline.py). dbt takes one invocation at a time: while the batch models
+    of a stage run, the main thread invokes none, and this lock keeps two models' runs
+    apart."""
+    lock = threading.Lock()
+
+    def run(model: BatchModel) -> str | None:
+        with lock:
+            return project.run_model(model.unique_id)
+
+    return run
 
 
 def _gated(

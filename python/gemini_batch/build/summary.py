@@ -17,6 +17,33 @@ if TYPE_CHECKING:
 
 
 @dataclass
+class QueueCancel:
+    """A job the build cancelled because it was still queued past max_queue_hours
+    (build/queue_deadline.py), and what became of its requests."""
+
+    job_id: str
+    queued_hours: float
+    max_queue_hours: float
+    requests: int  # in its shard
+    answered: int = 0  # rows it answered before the cancel landed (merged, paid for)
+    # Where its unanswered requests went in this build: "batch" (a new job),
+    # "ai_generate" (route auto: AI.GENERATE in the model's dbt run); None: they stay
+    # pending (the build's second cancel for the queue, or --no-wait).
+    resent_by: str | None = None
+
+    def describe(self) -> str:
+        """The closing note: ``job 123 was still queued after 30.0 h ...``."""
+        where = {"batch": "went to a new batch job",
+                 "ai_generate": "went to AI.GENERATE (route auto)"}.get(
+            self.resent_by or "", "stay pending: the next `gemini-batch build` sends them")
+        answered = (f", after answering {counted(self.answered, 'row')} (merged)"
+                    if self.answered else "")
+        return (f"job {self.job_id} was still queued after {self.queued_hours:.1f} h "
+                f"(max_queue_hours {self.max_queue_hours:g}): cancelled{answered}; its "
+                f"unanswered requests {where}.")
+
+
+@dataclass
 class ModelSummary:
     """One batch model's outcome in one build: the row of the closing table."""
 
@@ -45,6 +72,8 @@ class ModelSummary:
     in_flight_jobs: list[str] = field(default_factory=list)
     job_names: list[str] = field(default_factory=list)  # every job this build handled
     failed_jobs: list[str] = field(default_factory=list)  # "job id: state: error"
+    # Jobs cancelled while still queued past max_queue_hours, and where their requests went.
+    queue_cancelled: list[QueueCancel] = field(default_factory=list)
     # Requests that ended failed, by class of reason ("EMPTY_ANSWER: MAX_TOKENS": 3).
     failure_reasons: dict[str, int] = field(default_factory=dict)
     tokens: int = 0

@@ -29,6 +29,8 @@ GLOBAL_BATCH_TAKES_BIGQUERY = False
 GLOBAL = "global"
 # Vertex AI refuses a batch job with more requests than this.
 MAX_REQUESTS_PER_JOB = 200_000
+# A batch job still queued after this many hours expires (JOB_STATE_EXPIRED) unanswered.
+QUEUE_LIMIT_HOURS = 72
 # BigQuery multi-region locations: batch jobs need a regional dataset (and a region).
 MULTI_REGIONS = frozenset({"us", "eu"})
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gemini_batch.errors import ConfigError
-from gemini_batch.rules.catalog import MAX_REQUESTS_PER_JOB, MULTI_REGIONS
+from gemini_batch.rules.catalog import MAX_REQUESTS_PER_JOB, MULTI_REGIONS, QUEUE_LIMIT_HOURS
 
 # A shard is one batch job: at most what the service takes in one.
 MAX_SHARD_SIZE = MAX_REQUESTS_PER_JOB
@@ -46,6 +46,11 @@ class BatchModelConfig(BaseModel):
     max_retries: int = Field(default=2, ge=0, le=100)
     shard_size: int = Field(default=MAX_SHARD_SIZE, ge=1, le=MAX_SHARD_SIZE)
     max_concurrent_jobs: int = Field(default=4, ge=1, le=100)
+    # Hours a job may stay QUEUED/PENDING (from the service's createTime) before the build
+    # cancels it and sends its requests again (rules/queue_deadline.py); none: it waits
+    # up to the service's 72-hour expiry. A number (strict: no string, no boolean) above 0.
+    max_queue_hours: float | None = Field(default=None, gt=0, le=QUEUE_LIMIT_HOURS,
+                                          strict=True)
     max_cost_usd: float | None = Field(default=None, ge=0)
     # What max_cost_usd is checked against: the estimate, or the worst case (every
     # request writes its maxOutputTokens, or the model's limit): docs/costs.md.

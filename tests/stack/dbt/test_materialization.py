@@ -328,6 +328,17 @@ BAD_MODELS: dict[str, tuple[str, str]] = {
         "max_cost_usd=-1) }}",
         "config 'max_cost_usd' must be a number of US dollars >= 0",
     ),
+    "queue_hours_zero": (
+        "{{ config(materialized='gemini_batch', gemini_model='gemini-2.5-flash', "
+        "meta={'max_queue_hours': 0}) }}",
+        "config 'max_queue_hours' must be a number of hours above 0 and at most 72 (a job "
+        "still queued at 72 hours expires), or left out for no deadline; got 0",
+    ),
+    "queue_hours_text": (
+        "{{ config(materialized='gemini_batch', gemini_model='gemini-2.5-flash', "
+        "meta={'max_queue_hours': '24'}) }}",
+        "config 'max_queue_hours' must be a number of hours above 0",
+    ),
     "multi_region": (
         "{{ config(materialized='gemini_batch', gemini_model='gemini-2.5-flash', location='US') }}",
         "is a multi-region",

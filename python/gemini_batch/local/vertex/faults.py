@@ -76,6 +76,9 @@ SETTINGS = {
     "legacy_models": "true: the project used gemini-1.5 before, so it may still call it.",
     "lose_create_answers": "The next N create calls make their job, then answer 504 (the "
     "answer lost on its way, as after a timeout).",
+    "backdate": "Emulated seconds, comma separated: the next jobs made, one value each in "
+    "turn, report a createTime that far in the past, as if queued that long already "
+    "(108000: 30 hours); the 72-hour queue expiry counts from it.",
     "hold": "true: jobs stay QUEUED until it is set false (read live: a test holds a job "
     "open exactly as long as it needs).",
     "released": "Job ids, comma separated, that go on while hold stays true for every other "
@@ -91,7 +94,8 @@ SETTINGS = {
     "as when the service answers with another model than the one asked.",
 }
 SETTING_NAMES = tuple(SETTINGS)
-_LISTS = {"row_failure_codes": int, "empty_answer_kinds": str, "released": str}
+_LISTS = {"row_failure_codes": int, "empty_answer_kinds": str, "released": str,
+          "backdate": float}
 _FLOATS = frozenset(
     {"row_failure_rate", "empty_answer_rate", "stop_empty_rate", "queue_delay", "row_latency",
      "run_seconds", "time_scale"}
@@ -160,6 +164,11 @@ class Faults:
     # How many of the next create calls make their job and then answer 504, as a call
     # whose answer was lost (a timeout, a dropped connection) does: counts down.
     lose_create_answers: int = 0
+    # The next jobs made (one value each, in turn, used up as they are made) report a
+    # createTime this many emulated seconds in the past, as if they had waited that long
+    # already: the operator's max_queue_hours is reached without waiting, and the 72-hour
+    # queue expiry counts from that createTime.
+    backdate: tuple[float, ...] = ()
     # Jobs stay QUEUED while this is true, until a PUT/PATCH sets it false: a test holds
     # a job open for exactly as long as it needs, on a fast machine or a slow one. Read
     # live while a job waits, not from the job's snapshot.
@@ -203,6 +212,8 @@ class Faults:
             )
         if min(self.queue_delay, self.row_latency, self.run_seconds) < 0:
             raise FaultError("queue_delay, row_latency and run_seconds are seconds, 0 or more")
+        if any(seconds < 0 for seconds in self.backdate):
+            raise FaultError(f"backdate is seconds in the past, 0 or more, not {self.backdate}")
         if self.lose_create_answers < 0:
             raise FaultError("lose_create_answers is a number of create calls, 0 or more")
         if self.time_scale <= 0:

@@ -91,11 +91,14 @@ class JobRunner:
 
     # ------------------------------------------------------------------ control
 
-    def start(self, job_id: str) -> None:
+    def start(self, job_id: str, *, queued_for: float = 0.0) -> None:
+        """Run a job in a thread of its own; ``queued_for``: emulated seconds it counts
+        as queued already (fault backdate: its createTime is that far back)."""
         with self._lock:
             self._cancel_events[job_id] = threading.Event()
             thread = threading.Thread(
-                target=self._run, args=(job_id,), name=f"job-{job_id}", daemon=True
+                target=self._run, args=(job_id, queued_for), name=f"job-{job_id}",
+                daemon=True,
             )
             self._threads[job_id] = thread
         thread.start()
@@ -140,10 +143,10 @@ class JobRunner:
 
     # ------------------------------------------------------------------ a job
 
-    def _run(self, job_id: str) -> None:
+    def _run(self, job_id: str, queued_for: float = 0.0) -> None:
         cancel = self._cancel_events[job_id]
         faults = self._faults()
-        queued = Stopwatch(faults.time_scale)
+        queued = Stopwatch(faults.time_scale, already=queued_for)
         bigquery = BigQueryRest(self._bigquery_endpoint, grpc_endpoint=self._bigquery_grpc_endpoint)
         try:
             self._queued(job_id, cancel, faults, queued)
@@ -210,7 +213,8 @@ class JobRunner:
         self, job_id: str, cancel: threading.Event, faults: Faults, clock: Stopwatch
     ) -> None:
         """Wait out the queue delay (emulated seconds): 72 hours of it and the job expires."""
-        if clock.wait_until(min(faults.queue_delay, QUEUE_LIMIT_SECONDS), cancel):
+        limit = QUEUE_LIMIT_SECONDS  # from createTime: a backdated job has waited already
+        if clock.wait_until(min(faults.queue_delay, limit), cancel):
             raise Cancelled
         # Read live, not from the snapshot: clearing `hold` (or naming the job in
         # `released`) lets the jobs it holds go on.
@@ -219,7 +223,7 @@ class JobRunner:
                 raise Cancelled
         if faults.job_outcome == "EXPIRED":
             raise _expired(" (fault injected by the local emulator)")
-        if faults.queue_delay >= QUEUE_LIMIT_SECONDS:
+        if clock.already + faults.queue_delay >= limit:
             raise _expired()
         if faults.job_outcome == "FAILED":
             raise JobFailure(

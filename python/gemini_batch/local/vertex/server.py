@@ -17,6 +17,7 @@ import logging
 import re
 import threading
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -295,20 +296,31 @@ class Emulator:
         )
         job_id = new_job_id()
         now = timestamp()
+        backdate = self._next_backdate()
         # Keep what the client sent (model parameters, ...), then the output-only fields.
         resource = {
             **{key: value for key, value in body.items() if key not in _OUTPUT_ONLY},
             "name": f"{parent}/batchPredictionJobs/{job_id}",
             "model": model,
             "state": "JOB_STATE_QUEUED",
-            "createTime": now,
+            "createTime": timestamp(datetime.now(UTC) - timedelta(seconds=backdate)),
             "updateTime": now,
         }
         self.store.add(job_id, resource)
-        self.runner.start(job_id)
+        self.runner.start(job_id, queued_for=backdate)
         if self._lose_create_answer():
             raise ApiError(504, "Deadline expired before operation could complete.")
         return resource
+
+    def _next_backdate(self) -> float:
+        """Emulated seconds the job made now reports having waited already (fault
+        backdate: its first value, used up)."""
+        with self._faults_lock:
+            if not self._faults.backdate:
+                return 0.0
+            seconds, *rest = self._faults.backdate
+            self._faults = replace(self._faults, backdate=tuple(rest))
+            return seconds
 
     def _lose_create_answer(self) -> bool:
         """Whether this create's answer is lost (fault lose_create_answers), counting down."""
