@@ -47,3 +47,18 @@ def new_build_project(dbt_projects: DbtProjects) -> DbtTestProject:
     }, regional=True)
     project.seed(list(PROMPTS))
     return project
+
+
+def sibling_models_files(models: tuple[str, ...], prompts: list[str], config: str
+                         ) -> dict[str, str]:
+    """Batch models side by side, each asking ``<model>: <prompt>`` of every row of one
+    seed (``prompts``), with ``config`` after the gemini_model (", shard_size=4")."""
+    files = {
+        "dbt_project.yml": E2E_PROJECT_YML,
+        "seeds/prompts.csv": "id,prompt\n" + "".join(
+            f"{n},{prompt}\n" for n, prompt in enumerate(prompts, start=1)),
+    }
+    for name in models:
+        files[f"models/{name}.sql"] = batch_model_sql(config, prompt=f"concat('{name}: ', prompt)")
+    return files
+

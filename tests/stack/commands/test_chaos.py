@@ -28,7 +28,7 @@ from google.api_core.exceptions import NotFound
 
 from gemini_batch.clients.vertex import JobStatus
 from gemini_batch.local.bigquery import FAULTS_PATH
-from helpers.build_project import E2E_PROJECT_YML
+from helpers.build_project import sibling_models_files
 from helpers.dbt_projects import DbtProjects, DbtTestProject
 
 pytestmark = pytest.mark.slow
@@ -51,20 +51,8 @@ def project(dbt_projects: DbtProjects) -> Iterator[DbtTestProject]:
     enough that no row runs out of them under a third of rows shed (0.3^11), and the
     jobs' input and output tables kept: the test reads what each job was sent and
     answered."""
-    files = {
-        "dbt_project.yml": E2E_PROJECT_YML,
-        "seeds/prompts.csv": "id,prompt\n" + "".join(
-            f"{n},{prompt}\n" for n, prompt in enumerate(PROMPTS, start=1)),
-    }
-    for name in MODELS:
-        files[f"models/{name}.sql"] = f"""\
-            {{{{ config(materialized='gemini_batch', gemini_model='gemini-2.5-flash',
-                        shard_size=4, max_concurrent_jobs=3, max_retries=10,
-                        keep_job_tables=true) }}}}
-            select id, {{{{ gemini_batch.request(prompt="concat('{name}: ', prompt)") }}}}
-              as request
-            from {{{{ ref('prompts') }}}}
-            """
+    files = sibling_models_files(MODELS, PROMPTS, ", shard_size=4, max_concurrent_jobs=3, "
+                                 "max_retries=10, keep_job_tables=true")
     project = dbt_projects.create("e2e", files, regional=True)
     yield project
     project.drop()

@@ -20,7 +20,7 @@ from gemini_batch.clients.bigquery import BigQuery
 from gemini_batch.errors import LockedError
 from gemini_batch.local.bigquery import FAULTS_PATH
 from gemini_batch.state.ledger import Ledger, LockOwner
-from helpers.build_project import E2E_PROJECT_YML
+from helpers.build_project import sibling_models_files
 from helpers.dbt_projects import DbtProjects, DbtTestProject
 
 pytestmark = pytest.mark.slow
@@ -33,19 +33,7 @@ PROMPTS = [f"Question number {n}." for n in range(12)]
 def project(dbt_projects: DbtProjects) -> Iterator[DbtTestProject]:
     """Three batch models at the same depth (three jobs each: shards of 4), all fed by
     one seed, in a regional dataset of their own."""
-    files = {
-        "dbt_project.yml": E2E_PROJECT_YML,
-        "seeds/prompts.csv": "id,prompt\n" + "".join(
-            f"{n},{prompt}\n" for n, prompt in enumerate(PROMPTS, start=1)),
-    }
-    for name in MODELS:
-        files[f"models/{name}.sql"] = f"""\
-            {{{{ config(materialized='gemini_batch', gemini_model='gemini-2.5-flash',
-                        shard_size=4, max_concurrent_jobs=3) }}}}
-            select id, {{{{ gemini_batch.request(prompt="concat('{name}: ', prompt)") }}}}
-              as request
-            from {{{{ ref('prompts') }}}}
-            """
+    files = sibling_models_files(MODELS, PROMPTS, ", shard_size=4, max_concurrent_jobs=3")
     project = dbt_projects.create("e2e", files, regional=True)
     yield project
     project.drop()
