@@ -9,6 +9,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import ThreadingHTTPServer
 from typing import Any
 
@@ -138,6 +139,7 @@ class FakeVertex:
 
     def __init__(self) -> None:
         self.scripts: dict[str, list[str | int]] = {}
+        self.created: dict[str, str] = {}  # job name -> createTime (RFC 3339)
         self.reads: list[str] = []
         self.cancels: list[str] = []
         server = self
@@ -156,8 +158,11 @@ class FakeVertex:
                     self.send_json(step, {"error": {"code": step, "message": f"HTTP {step}"}})
                     return
                 done = 3 if step == "SUCCEEDED" else 0
-                self.send_json(200, {"name": name, "state": f"JOB_STATE_{step}",
-                                     "completionStats": {"successfulCount": str(done)}})
+                job = {"name": name, "state": f"JOB_STATE_{step}",
+                       "completionStats": {"successfulCount": str(done)}}
+                if name in server.created:
+                    job["createTime"] = server.created[name]
+                self.send_json(200, job)
 
             def do_POST(self) -> None:
                 path = self.path.split("?")[0]
@@ -252,6 +257,42 @@ def test_errors_that_may_pass_are_retried_then_fire_an_error(
     recovered = GeminiBatchJobTrigger(job_names=[JOB.format(1)], endpoint=vertex.endpoint,
                                       unreadable_timeout=30)
     assert [event["status"] for event in _events(recovered)] == ["ended"]
+
+
+def _hours_ago(hours: float) -> str:
+    return (datetime.now(UTC) - timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def test_a_job_queued_past_its_deadline_fires_the_trigger_naming_it(
+    vertex: FakeVertex, waits: list[float]
+) -> None:
+    stuck, young, running = JOB.format(1), JOB.format(2), JOB.format(3)
+    vertex.scripts = {stuck: ["QUEUED"], young: ["QUEUED"], running: ["RUNNING"]}
+    vertex.created = {stuck: _hours_ago(30), young: _hours_ago(2), running: _hours_ago(30)}
+    trigger = GeminiBatchJobTrigger(
+        job_names=[stuck, young, running], endpoint=vertex.endpoint,
+        queue_deadlines={stuck: 24, young: 24, running: 24})
+    [event] = _events(trigger)
+    assert event["status"] == "queue_deadline"
+    # Only the job still queued past its deadline: a young one waits, a running one
+    # answers (the service's own limits end it).
+    assert event["past_deadline"] == [stuck]
+    assert "job 1 still QUEUED after 30.0 h, past max_queue_hours 24" in event["message"]
+    assert vertex.cancels == []  # the operator's next step cancels it, not the trigger
+    # Serialized for the triggerer, the deadlines come back.
+    _, kwargs = trigger.serialize()
+    assert GeminiBatchJobTrigger(**kwargs).queue_deadlines == {stuck: 24, young: 24,
+                                                              running: 24}
+
+
+def test_without_a_deadline_a_queued_job_is_waited_for(
+    vertex: FakeVertex, waits: list[float]
+) -> None:
+    name = JOB.format(1)
+    vertex.scripts = {name: ["QUEUED", "QUEUED", "SUCCEEDED"]}
+    vertex.created = {name: _hours_ago(30)}
+    [event] = _events(GeminiBatchJobTrigger(job_names=[name], endpoint=vertex.endpoint))
+    assert event["status"] == "ended"
 
 
 def test_killed_with_cancel_on_kill_the_trigger_cancels_its_jobs(vertex: FakeVertex) -> None:

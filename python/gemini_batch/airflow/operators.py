@@ -118,17 +118,28 @@ class GeminiBatchBuildOperator(BaseOperator):
         return self._step(deferrals=0)
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
-        """Back from the trigger: the jobs ended (or one could not be read)."""
-        if event.get("status") != "ended":
+        """Back from the trigger: the jobs ended, or one is queued past its model's
+        max_queue_hours (this step's build cancels it), or one could not be read."""
+        if event.get("status") == "queue_deadline":
+            self.log.info("%s: a build step cancels it and sends its requests again",
+                          event.get("message"))
+        elif event.get("status") != "ended":
             raise AirflowException(event.get("message") or f"trigger failed: {event!r}")
-        return self._step(deferrals=int(event.get("deferral", 1)))
+        return self._step(deferrals=int(event.get("deferral", 1)),
+                          past_deadline=event.get("past_deadline") or ())
 
-    def _step(self, *, deferrals: int) -> dict[str, Any]:
-        """One no-wait build; defers while jobs are in flight, else the outcome."""
+    def _step(self, *, deferrals: int, past_deadline: Sequence[str] = ()) -> dict[str, Any]:
+        """One no-wait build; defers while jobs are in flight, else the outcome.
+        ``past_deadline``: jobs the trigger found queued past their deadline, which this
+        build was to cancel: not watched for it again (a cancel the service refused
+        would bring the trigger straight back)."""
         result = self._build()
         document = self._document(result, deferrals)
         if result.exit_code == ExitCode.IN_FLIGHT:
             in_flight = [name for s in result.summaries for name in s.in_flight_jobs]
+            deadlines = {name: s.max_queue_hours for s in result.summaries
+                         if s.max_queue_hours is not None
+                         for name in s.in_flight_jobs if name not in past_deadline}
             self.log.info(
                 "%d Vertex AI job(s) in flight; deferring until they end (deferral %d). "
                 "Nothing is lost if this task is killed: the next run collects them.",
@@ -142,6 +153,7 @@ class GeminiBatchBuildOperator(BaseOperator):
                     max_poll_interval=self.max_poll_interval,
                     cancel_on_kill=self.cancel_on_kill,
                     deferral=deferrals + 1,
+                    queue_deadlines=deadlines,
                 ),
                 method_name="execute_complete",
             )

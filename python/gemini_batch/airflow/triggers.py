@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -24,6 +25,7 @@ from gemini_batch.clients.retries import TRANSIENT
 from gemini_batch.clients.vertex import JobStatus
 from gemini_batch.clients.vertex_async import AsyncVertexJobs, vertex_async_client
 from gemini_batch.errors import ConfigError
+from gemini_batch.rules.queue_deadline import past_deadline
 
 CLASSPATH = "gemini_batch.airflow.triggers.GeminiBatchJobTrigger"
 
@@ -44,7 +46,9 @@ def job_location(job_name: str) -> str:
 class GeminiBatchJobTrigger(BaseTrigger):
     """Fires once every job in ``job_names`` has ended, or once one of them cannot be
     read for good (a refusal such as 403, or ``unreadable_timeout`` seconds of errors
-    that may pass).
+    that may pass), or once a job of ``queue_deadlines`` (job name -> its model's
+    ``max_queue_hours``) is still queued past it, measured from its ``createTime``: the
+    operator's next step cancels it and sends its requests again (ADR 0018).
 
     Polls start ``poll_interval`` seconds apart and grow (``clients.polling.Backoff``) up to
     ``max_poll_interval``; a job that changed resets them. ``deferral`` counts the
@@ -62,6 +66,7 @@ class GeminiBatchJobTrigger(BaseTrigger):
         unreadable_timeout: float = 600.0,
         cancel_on_kill: bool = False,
         deferral: int = 1,
+        queue_deadlines: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__()
         if not job_names:
@@ -78,6 +83,8 @@ class GeminiBatchJobTrigger(BaseTrigger):
         self.unreadable_timeout = float(unreadable_timeout)
         self.cancel_on_kill = bool(cancel_on_kill)
         self.deferral = int(deferral)
+        self.queue_deadlines = {name: float(hours)
+                                for name, hours in (queue_deadlines or {}).items()}
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return CLASSPATH, {
@@ -88,6 +95,7 @@ class GeminiBatchJobTrigger(BaseTrigger):
             "unreadable_timeout": self.unreadable_timeout,
             "cancel_on_kill": self.cancel_on_kill,
             "deferral": self.deferral,
+            "queue_deadlines": dict(self.queue_deadlines),
         }
 
     # -- polling ---------------------------------------------------------------------
@@ -126,6 +134,11 @@ class GeminiBatchJobTrigger(BaseTrigger):
                         moved = True
                         self.log.info("%s: %s (%d done, %d failed)", answer.job_id,
                                       answer.state, answer.succeeded, answer.failed)
+                late = self._past_deadline(watch.statuses)
+                if late:
+                    event = self._event("queue_deadline", watch.statuses, "; ".join(late.values()))
+                    yield TriggerEvent({**event, "past_deadline": list(late)})
+                    return
                 running = watch.running(running)
                 if running:
                     await _sleep(watch.delay(moved))
@@ -133,6 +146,20 @@ class GeminiBatchJobTrigger(BaseTrigger):
             await _close(clients)
         yield TriggerEvent(self._event("ended", watch.statuses,
                                        f"{len(watch.statuses)} job(s) ended"))
+
+    def _past_deadline(self, statuses: dict[str, JobStatus]) -> dict[str, str]:
+        """The jobs still queued past their deadline, each with what it is."""
+        now = datetime.now(UTC)
+        late = {}
+        for name, hours in self.queue_deadlines.items():
+            status = statuses.get(name)
+            if status is None:
+                continue
+            waited = past_deadline(status.state, status.create_time, hours, now)
+            if waited is not None:
+                late[name] = (f"job {status.job_id} still {status.state} after {waited:.1f} h, "
+                              f"past max_queue_hours {hours:g}")
+        return late
 
     def _event(self, status: str, statuses: dict[str, JobStatus], message: str) -> dict:
         return {

@@ -70,7 +70,8 @@ class ModelRun:
         self.model = model
         assert ctx.reporter is not None, "set ctx.reporter before running jobs"
         self.reporter: Reporter = ctx.reporter
-        self.summary = ModelSummary(model=model.name)
+        self.summary = ModelSummary(model=model.name,
+                                    max_queue_hours=model.config.max_queue_hours)
         self._live_shards: list[str] = []
         # What report() needs: the answers before this build's jobs, and the counts if
         # nothing changed since they were taken (None: count again).

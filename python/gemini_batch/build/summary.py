@@ -74,6 +74,9 @@ class ModelSummary:
     failed_jobs: list[str] = field(default_factory=list)  # "job id: state: error"
     # Jobs cancelled while still queued past max_queue_hours, and where their requests went.
     queue_cancelled: list[QueueCancel] = field(default_factory=list)
+    # The model's max_queue_hours (None: unset): how long the Airflow trigger lets its
+    # in-flight jobs wait in the queue before the operator's next step cancels them.
+    max_queue_hours: float | None = None
     # Requests that ended failed, by class of reason ("EMPTY_ANSWER: MAX_TOKENS": 3).
     failure_reasons: dict[str, int] = field(default_factory=dict)
     tokens: int = 0
