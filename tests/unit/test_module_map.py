@@ -160,3 +160,13 @@ def test_no_module_outside_the_emulators_is_over_500_lines() -> None:
     assert "build/model_run.py" in sizes
     over = {path: lines for path, lines in sizes.items() if lines > 500}
     assert over == {}, f"modules over 500 lines: {over}"
+
+
+def test_test_files_have_names_of_their_own() -> None:
+    """pytest imports test files by base name (rootdir mode, no packages): two files of
+    one name in different folders fail collection of the second ("import file
+    mismatch") in a fresh checkout, whichever folder a test run starts from."""
+    names: dict[str, list[str]] = {}
+    for path in (REPO_ROOT / "tests").rglob("test_*.py"):
+        names.setdefault(path.name, []).append(str(path.relative_to(REPO_ROOT)))
+    assert {name: paths for name, paths in names.items() if len(paths) > 1} == {}
