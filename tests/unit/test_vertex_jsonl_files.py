@@ -15,10 +15,13 @@ from gemini_batch.local.vertex.jsonl import (
     WHERE,
     JsonlSink,
     _input_row,
+    echo_shape,
+    echoed,
     output_directory_name,
     output_line,
     wildcard_pattern,
 )
+from helpers.paths import FIXTURES
 
 
 @pytest.mark.parametrize(
@@ -99,3 +102,24 @@ def test_a_string_request_is_a_plain_text_prompt_echoed_as_given():
     line = json.loads(output_line({**row, "status": "", "processed_time": 0,
                                    "response": '{"candidates": []}'}))
     assert line["request"] == text
+
+
+@pytest.mark.parametrize("sample", ["text", "multimodal"])
+def test_the_echoed_request_is_the_one_the_service_wrote(sample: str) -> None:
+    """Through the shape of all the input's lines, each request is echoed as the real
+    output in tests/fixtures/vertex_samples has it: keys sorted, and a null member for
+    each field another line has at that place (``"fileData": null`` beside
+    ``file_data``)."""
+    inputs = [json.loads(line)["request"] for line in
+              (FIXTURES / f"batch_request_{sample}_input.jsonl").read_text().splitlines()
+              if line.strip()]
+    outputs = [json.loads(line)["request"] for line in
+               (FIXTURES / f"batch_request_{sample}_output.jsonl").read_text().splitlines()
+               if line.strip()]
+    shape = None
+    for request in inputs:
+        shape = echo_shape(shape, request)
+    echoes = [json.dumps(echoed(request, shape)) for request in inputs]
+    # The output's lines come in another order; each is the echo of one input line.
+    assert sorted(echoes) == sorted(json.dumps(request) for request in outputs)
+    assert list(echoed({"b": 1, "a": {"y": 2, "x": 1}}, None)) == ["a", "b"]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -104,6 +105,8 @@ class JsonlSource:
         self._uris: list[str] = list(job["inputConfig"]["gcsSource"]["uris"])
         self.inputs: list[storage.Blob] = []
         self.total_rows = 0
+        # What the requests of every line hold, place by place: how they are echoed.
+        self.request_shape: EchoShape | None = None
 
     def open(self) -> JsonlSource:
         """Find the input files and count their requests (JobFailure names an input
@@ -111,7 +114,7 @@ class JsonlSource:
         with _storage_calls():
             for uri in self._uris:
                 self.inputs.extend(self._matching(uri))
-            self.total_rows = sum(self._count_lines(blob) for blob in self.inputs)
+            self.total_rows = sum(self._read_lines(blob) for blob in self.inputs)
         return self
 
     def _matching(self, uri: str) -> list[storage.Blob]:
@@ -151,10 +154,21 @@ class JsonlSource:
             )
         return sorted(found, key=lambda blob: blob.name)
 
-    @staticmethod
-    def _count_lines(blob: storage.Blob) -> int:
+    def _read_lines(self, blob: storage.Blob) -> int:
+        """The file's requests, counted, their shape merged into ``request_shape``."""
+        count = 0
         with blob.open("rb") as stream:
-            return sum(1 for line in stream if line.strip())
+            for line in stream:
+                if not line.strip():
+                    continue
+                count += 1
+                try:
+                    value = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    continue
+                if isinstance(value, dict) and isinstance(value.get("request"), dict):
+                    self.request_shape = echo_shape(self.request_shape, value["request"])
+        return count
 
     def pages(self, page_size: int) -> Iterator[list[dict[str, Any]]]:
         """The input lines as rows (``request`` plus the line's other fields), in pages."""
@@ -184,12 +198,14 @@ class JsonlSink:
     """``outputConfig.gcsDestination``: a new folder of prediction files under the prefix."""
 
     def __init__(self, client: storage.Client, job: dict[str, Any], *,
-                 drop_output: bool = False, keep_input_fields: bool = False) -> None:
+                 drop_output: bool = False, keep_input_fields: bool = False,
+                 request_shape: EchoShape | None = None) -> None:
         self._client = client
         # The drop_output fault: the files go to <folder>__dropped/, outputInfo names <folder>.
         self._drop_output = drop_output
         # The keep_input_fields setting: a line's other fields go to its output line.
         self._keep_input_fields = keep_input_fields
+        self._request_shape = request_shape  # the input's (JsonlSource.request_shape)
         prefix = job["outputConfig"]["gcsDestination"]["outputUriPrefix"]
         self._prefix = GcsPath.parse(prefix)
         assert self._prefix is not None  # checked when the job was created
@@ -212,8 +228,9 @@ class JsonlSink:
     def write(self, rows: list[dict[str, Any]]) -> None:
         """Export answered rows as the next predictions file (never overwriting one)."""
         name = "predictions.jsonl" if not self._written else f"predictions_{self._written}.jsonl"
-        data = b"".join(output_line(row, keep_input_fields=self._keep_input_fields)
-                         for row in rows)
+        data = b"".join(output_line(row, keep_input_fields=self._keep_input_fields,
+                                    request_shape=self._request_shape)
+                        for row in rows)
         folder = self.output_dir
         if self._drop_output:
             folder = GcsPath(folder.bucket, f"{folder.name.rstrip('/')}__dropped")
@@ -258,16 +275,57 @@ def text_prompt(text: str) -> dict[str, Any]:
     return {"contents": [{"role": "user", "parts": [{"text": text}]}]}
 
 
-def output_line(row: dict[str, Any], *, keep_input_fields: bool = False) -> bytes:
+@dataclass
+class EchoShape:
+    """What the values seen at one place of the job's requests hold: an object's members
+    by name, an array's elements as one (a place may have held both)."""
+
+    members: dict[str, EchoShape] | None = None
+    element: EchoShape | None = None
+
+
+def echo_shape(shape: EchoShape | None, value: Any) -> EchoShape:
+    """``shape`` with ``value`` (a request, or a part of one) merged in."""
+    shape = shape or EchoShape()
+    if isinstance(value, dict):
+        members = shape.members if shape.members is not None else {}
+        for key, member in value.items():
+            members[key] = echo_shape(members.get(key), member)
+        shape.members = members
+    elif isinstance(value, list):
+        for item in value:
+            shape.element = echo_shape(shape.element, item)
+    return shape
+
+
+def echoed(value: Any, shape: EchoShape | None) -> Any:
+    """A request as the service echoes it in a prediction line: each object with its
+    members in sorted order, and a null member for each one that another line of the
+    job's input has at that place and this one lacks (what the real multimodal output in
+    tests/fixtures/vertex_samples shows: ``"fileData": null`` beside ``file_data``)."""
+    if isinstance(value, dict):
+        members = (shape.members if shape else None) or {}
+        return {key: echoed(value[key], members.get(key)) if key in value else None
+                for key in sorted(members.keys() | value.keys())}
+    if isinstance(value, list):
+        element = shape.element if shape else None
+        return [echoed(item, element) for item in value]
+    return value
+
+
+def output_line(row: dict[str, Any], *, keep_input_fields: bool = False,
+                request_shape: EchoShape | None = None) -> bytes:
     """One line of predictions.jsonl for an answered (or failed) row: what the service
-    writes, and with ``keep_input_fields`` the input line's other fields too."""
+    writes, and with ``keep_input_fields`` the input line's other fields too. The echoed
+    request is :func:`echoed` through the input's ``request_shape``; a request that was
+    a string, or not JSON, is echoed as given."""
     micros = int(row["processed_time"])
     moment = datetime.fromtimestamp(micros / 1e6, UTC)
     line: dict[str, Any] = {
         "status": row["status"],
         "processed_time": moment.isoformat(timespec="milliseconds"),
         **(row.get(EXTRA, {}) if keep_input_fields else {}),
-        "request": row.get(ECHO, row["request"]),
+        "request": row[ECHO] if ECHO in row else echoed(row["request"], request_shape),
     }
     if row.get("response") is not None:
         line["response"] = orjson.Fragment(row["response"])

@@ -282,7 +282,8 @@ class JobRunner:
         drop = faults.drop_output
         if "gcsDestination" in job["outputConfig"]:
             return JsonlSink(self._storage(), job, drop_output=drop,
-                             keep_input_fields=faults.keep_input_fields).open()
+                             keep_input_fields=faults.keep_input_fields,
+                             request_shape=getattr(source, "request_shape", None)).open()
         return TableSink(bigquery, job, drop_output=drop).open(source.columns)
 
     def _storage(self) -> storage.Client:
