@@ -31,6 +31,12 @@ NOW = dt.datetime(2026, 12, 6, 12, 0, tzinfo=dt.UTC)
     # A table made again takes its dataset's default, as a new table does.
     ("CREATE OR REPLACE TABLE p.d.t AS SELECT 1 AS a",
      SetExpiration(("p", "d", "t"), None, dataset_default=True)),
+    # As dbt writes them: its comment first.
+    ('/* {"app": "dbt"} */\n  create or replace table `p`.`d`.`t`\n  as (select 1 as a)',
+     SetExpiration(("p", "d", "t"), None, dataset_default=True)),
+    ('/* {"app": "dbt"} */ create or replace table `d`.`t` options(expiration_timestamp='
+     "timestamp '2027-01-01 00:00:00 UTC') as (select 1)",
+     SetExpiration(("dflt", "d", "t"), dt.datetime(2027, 1, 1, tzinfo=dt.UTC))),
     # Nothing set: a plain CREATE TABLE (the catalog gives it the default), dbt's empty
     # SET OPTIONS(), another option, a value this does not read.
     ("CREATE TABLE p.d.t (a INT64)", None),

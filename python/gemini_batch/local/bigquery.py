@@ -326,9 +326,6 @@ class DmlQueues:
             yield
 
 
-# An ALTER TABLE, after any leading comments (a cheap test before parsing).
-_ALTER_TABLE = re.compile(r"\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*alter\s+table\b",
-                          re.IGNORECASE | re.DOTALL)
 # A statement's first word, after any leading comments (dbt's /* {"app": "dbt"...} */).
 _FIRST_WORD = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|#[^\n]*(?:\n|$)|/\*.*?\*/)*([A-Za-z]+)",
                          re.DOTALL)
@@ -341,10 +338,16 @@ def first_keyword(sql: str) -> str:
     return found.group(1).upper() if found else ""
 
 
+def statement_text(sql: str) -> str:
+    """``sql`` from its first word on (leading comments and space left out)."""
+    found = _FIRST_WORD.match(sql)
+    return sql[found.start(1):] if found else ""
+
+
 def altered_table(sql: str, default_project: str) -> tuple[str, str, str] | None:
     """(project, dataset, table) whose columns a single ``ALTER TABLE ... ADD COLUMN``
     or ``DROP COLUMN`` statement changes; None for anything else."""
-    if not _ALTER_TABLE.match(sql):
+    if first_keyword(sql) != "ALTER":
         return None
     try:
         statements = sqlglot.parse(sql, read="bigquery")

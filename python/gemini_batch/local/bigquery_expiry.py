@@ -23,7 +23,13 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
+from gemini_batch.local.bigquery import first_keyword, statement_text
+
 OPTION = "expiration_timestamp"
+# The table a CREATE OR REPLACE TABLE statement makes: `p`.`d`.`t`, `p.d.t`, d.t, ...
+_REPLACED_TABLE = re.compile(
+    r"CREATE\s+OR\s+REPLACE\s+(?:TEMP(?:ORARY)?\s+)?TABLE\s+"
+    r"(?P<table>(?:`[^`]+`|[\w-]+)(?:\s*\.\s*(?:`[^`]+`|[\w-]+))*)", re.IGNORECASE)
 REST_FIELD = "expirationTime"
 _UNITS = {"MICROSECOND": "microseconds", "MILLISECOND": "milliseconds",
           "SECOND": "seconds", "MINUTE": "minutes", "HOUR": "hours", "DAY": "days"}
@@ -45,10 +51,17 @@ def statement_expiration(sql: str, default_project: str, now: dt.datetime
     its ``expiration_timestamp`` when this reads the value (a TIMESTAMP literal, NULL, or
     ``TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL n UNIT)``), the dataset's default for a
     ``CREATE OR REPLACE TABLE`` without one; else None."""
-    head = sql.lstrip()[:200].upper()
-    if not head.startswith(("CREATE", "ALTER")) or (
-            OPTION.upper() not in sql.upper() and "REPLACE" not in head):
+    if first_keyword(sql) not in ("CREATE", "ALTER"):
         return None
+    if OPTION not in sql.lower():
+        # Only a table made again takes its default: read from the statement's head, not
+        # a parse of the whole (a batch model's CREATE OR REPLACE carries 150 KB of SQL).
+        replaced = _REPLACED_TABLE.match(statement_text(sql))
+        if replaced is None:
+            return None
+        table = exp.to_table(replaced["table"], dialect="bigquery")
+        return SetExpiration((table.catalog or default_project, table.db, table.name), None,
+                             dataset_default=True)
     try:
         statements = sqlglot.parse(sql, read="bigquery")
     except sqlglot.errors.SqlglotError:

@@ -85,7 +85,7 @@ class VertexBatchRoute:
             source = f"asked for; the service reports {reported} (outputInfo.bigqueryOutputTable)"
         else:
             source = "outputInfo.bigqueryOutputTable, as asked"
-        project, dataset, _ = asked.split(".")
+        project, dataset, _ = asked.rsplit(".", 2)  # a domain project has a dot
         default = self.warehouse.bq.default_expiration_hours(project, dataset)
         expiration = (f"; {project}.{dataset} expires new tables after {default:g} hours, "
                       "its default table expiration" if default else "")
